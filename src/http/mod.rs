@@ -1,0 +1,7 @@
+//! The one HTTP port: probes, metrics and diag.
+
+pub mod routes;
+pub mod server;
+
+pub use routes::App;
+pub use server::serve;

@@ -1,0 +1,294 @@
+//! The endpoints. Each reads the state and answers; none does I/O on a dependency.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::checks::Status;
+use crate::metrics::Metrics;
+use crate::render::{self, DiagInput};
+use crate::secret::Secret;
+use crate::state::State;
+
+/// What the endpoints read.
+pub struct App {
+    pub state: Arc<State>,
+    pub metrics: Metrics,
+    pub diag_token: Option<Secret<String>>,
+    /// The effective configuration with secrets redacted, rendered once at start.
+    pub config: serde_json::Value,
+    /// `serviceId` in `/diag`: the pod name where Kubernetes sets `HOSTNAME`.
+    pub service_id: String,
+}
+
+type Body = Full<Bytes>;
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
+const HEALTH_JSON: &str = "application/health+json";
+
+const INDEX: &str = "vigil: health of the api-gateway's dependencies\n\
+\n\
+/livez             200 while vigil's own check loops run on schedule\n\
+/readyz            200 when no critical check fails (?verbose, ?exclude=NAME, /readyz/NAME)\n\
+/metrics           Prometheus metrics\n\
+/diag              everything vigil knows, for a person on call (?format=json)\n";
+
+/// Answers one request from `peer`.
+pub fn handle<B>(app: &App, request: &Request<B>, peer: SocketAddr) -> Response<Body> {
+    let path = request.uri().path();
+    let endpoint = match path {
+        "/" => Endpoint::Index,
+        "/livez" => Endpoint::Livez,
+        "/readyz" => Endpoint::Readyz,
+        "/metrics" => Endpoint::Metrics,
+        "/diag" => Endpoint::Diag,
+        _ => match path.strip_prefix("/readyz/") {
+            Some(name) if !name.is_empty() => Endpoint::ReadyzCheck(percent_decode(name)),
+            _ => return text(StatusCode::NOT_FOUND, format!("404 page not found: {path}\n")),
+        },
+    };
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 method not allowed: use GET or HEAD\n",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    note_kubelet(app, request, &endpoint);
+
+    let trusted = is_trusted(app, request, peer);
+    let query = request.uri().query().unwrap_or("");
+    let response = match endpoint {
+        Endpoint::Index => text(StatusCode::OK, INDEX),
+        Endpoint::Livez => livez(app, query),
+        Endpoint::Readyz => readyz(app, query, trusted),
+        Endpoint::ReadyzCheck(name) => readyz_check(app, &name, trusted),
+        Endpoint::Metrics => metrics(app),
+        Endpoint::Diag if !trusted => text(
+            StatusCode::FORBIDDEN,
+            "403 forbidden: /diag is open to loopback peers and to `Authorization: Bearer <diag token>`\n",
+        ),
+        Endpoint::Diag => diag(app, request, query),
+    };
+    if method == Method::HEAD {
+        without_body(response)
+    } else {
+        response
+    }
+}
+
+enum Endpoint<'a> {
+    Index,
+    Livez,
+    Readyz,
+    ReadyzCheck(Cow<'a, str>),
+    Metrics,
+    Diag,
+}
+
+impl Endpoint<'_> {
+    fn label(&self) -> &'static str {
+        match self {
+            Endpoint::Index => "/",
+            Endpoint::Livez => "/livez",
+            Endpoint::Readyz | Endpoint::ReadyzCheck(_) => "/readyz",
+            Endpoint::Metrics => "/metrics",
+            Endpoint::Diag => "/diag",
+        }
+    }
+}
+
+fn livez(app: &App, query: &str) -> Response<Body> {
+    let stalled = app.state.stalled_loops(Instant::now());
+    if stalled.is_empty() {
+        let body = if has_param(query, "verbose") {
+            "[+]check loops ok\nlivez check passed\n"
+        } else {
+            "ok\n"
+        };
+        return text(StatusCode::OK, body);
+    }
+    let mut body = String::new();
+    for name in stalled {
+        body.push_str(&format!("[-]loop:{name} failed: not running on schedule\n"));
+    }
+    body.push_str("livez check failed\n");
+    text(StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
+fn readyz(app: &App, query: &str, trusted: bool) -> Response<Body> {
+    let excluded: Vec<Cow<'_, str>> = params(query, "exclude").collect();
+    let excluded: Vec<&str> = excluded.iter().map(|c| c.as_ref()).collect();
+    let readiness = app.state.readiness(Instant::now(), &excluded);
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if readiness.ready && !has_param(query, "verbose") {
+        return text(status, "ok\n");
+    }
+    text(status, render::readyz_verbose(&readiness, &excluded, trusted))
+}
+
+fn readyz_check(app: &App, name: &str, trusted: bool) -> Response<Body> {
+    let Some(slot) = app.state.slot(name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("404 no check named {name:?} is configured\n"),
+        );
+    };
+    let view = slot.view(Instant::now());
+    let status = if view.status == Some(Status::Fail) || view.status.is_none() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    text(status, render::single_check(&view, trusted))
+}
+
+fn metrics(app: &App) -> Response<Body> {
+    let readiness = app.state.readiness(Instant::now(), &[]);
+    app.metrics.ready.set(i64::from(readiness.ready));
+    for check in &readiness.checks {
+        app.metrics.set_check_status(&check.name, check.status);
+    }
+    respond(StatusCode::OK, METRICS, app.metrics.render())
+}
+
+fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body> {
+    let readiness = app.state.readiness(Instant::now(), &[]);
+    let transitions = app.state.transitions();
+    let kubelet_probes = app.state.kubelet_probes();
+    let input = DiagInput {
+        readiness: &readiness,
+        transitions: &transitions,
+        kubelet_probes: &kubelet_probes,
+        started_at: app.state.started_at(),
+        uptime: app.state.uptime(),
+        now: SystemTime::now(),
+        service_id: &app.service_id,
+        config: &app.config,
+    };
+    if wants_json(request, query) {
+        let body = serde_json::to_vec_pretty(&render::diag_json(&input)).unwrap_or_default();
+        respond(StatusCode::OK, HEALTH_JSON, body)
+    } else {
+        text(StatusCode::OK, render::diag_text(&input))
+    }
+}
+
+fn wants_json(request: &Request<impl Sized>, query: &str) -> bool {
+    match params(query, "format").last().as_deref() {
+        Some("json") => return true,
+        Some("text") => return false,
+        _ => {}
+    }
+    request
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/json") || v.contains("application/health+json"))
+}
+
+/// Loopback peers (a person with `kubectl exec`, the gateway in the same pod) and holders of
+/// the diag token may read reasons and `/diag`; other peers (the node, other pods) may not.
+fn is_trusted(app: &App, request: &Request<impl Sized>, peer: SocketAddr) -> bool {
+    if peer.ip().to_canonical().is_loopback() {
+        return true;
+    }
+    let Some(token) = &app.diag_token else { return false };
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|candidate| token.matches(candidate))
+}
+
+fn note_kubelet(app: &App, request: &Request<impl Sized>, endpoint: &Endpoint<'_>) {
+    let is_kubelet = request
+        .headers()
+        .get(USER_AGENT)
+        .is_some_and(|ua| ua.as_bytes().starts_with(b"kube-probe/"));
+    if !is_kubelet {
+        return;
+    }
+    let now = SystemTime::now();
+    let label = endpoint.label();
+    app.state.note_kubelet_probe(label, now);
+    let seconds = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    app.metrics
+        .kubelet_last_probe_timestamp_seconds
+        .with_label_values(&[label])
+        .set(seconds);
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    respond(status, TEXT, body.into().into_bytes())
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// HEAD: the same status and headers as GET, the length of the body it would have had, no body.
+fn without_body(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let length = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
+    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+fn has_param(query: &str, key: &str) -> bool {
+    query.split('&').any(|pair| pair.split('=').next() == Some(key))
+}
+
+fn params<'a>(query: &'a str, key: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
+    query.split('&').filter_map(move |pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+/// Decodes `%3A` and friends (and `+` as a space, as forms do); invalid escapes stay as they are.
+fn percent_decode(text: &str) -> Cow<'_, str> {
+    if !text.contains(['%', '+']) {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(decoded) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(decoded);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if byte == b'+' { b' ' } else { byte });
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}

@@ -1,0 +1,15 @@
+//! vigil: a health-probe sidecar for API gateways on Kubernetes.
+//!
+//! Data flows one way: [`config`] → [`checks`] → [`scheduler`] → [`state`] → [`http`] and
+//! [`metrics`]. Only check tasks do I/O on dependencies; endpoints read the state.
+#![forbid(unsafe_code)]
+
+pub mod checks;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod render;
+pub mod scheduler;
+pub mod secret;
+pub mod state;

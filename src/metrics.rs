@@ -1,0 +1,175 @@
+//! Every metric name, help text and label vigil exports, in one place.
+//!
+//! Checks get the handles they update at build time; the HTTP layer renders the registry.
+//! Readiness and per-check status gauges are derived from the state right before each render,
+//! so a scrape always agrees with `/readyz` (including the stale rule).
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::checks::Status;
+
+/// Handles to every metric vigil exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub build_info: IntGauge,
+    pub ready: IntGauge,
+    pub check_status: GaugeVec,
+    pub check_duration_seconds: HistogramVec,
+    pub check_runs_total: IntCounterVec,
+    pub kubelet_last_probe_timestamp_seconds: GaugeVec,
+    pub system: SystemMetrics,
+}
+
+/// The `system` check's container figures (always exported once the check runs).
+#[derive(Clone)]
+pub struct SystemMetrics {
+    pub cpu_usage_ratio: Gauge,
+    pub memory_working_set_bytes: Gauge,
+    pub memory_limit_bytes: Gauge,
+    /// Counts up by the cgroup's own cumulative figure (`throttled_usec` / `throttled_time`).
+    pub cpu_throttled_seconds_total: prometheus::Counter,
+    pub oom_kills_total: IntCounter,
+}
+
+/// A metric definition that does not register: only possible through a programming error
+/// (a duplicate or malformed name), which the unit tests catch.
+#[derive(Debug, thiserror::Error)]
+#[error("metric registration failed: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+
+        let build_info = IntGauge::with_opts(
+            Opts::new("vigil_build_info", "Build of the running vigil; always 1.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )?;
+        build_info.set(1);
+        let ready = IntGauge::new("vigil_ready", "1 when /readyz answers 200, else 0.")?;
+        let check_status = GaugeVec::new(
+            Opts::new(
+                "vigil_check_status",
+                "1 for the status the check reports now, 0 for the others.",
+            ),
+            &["check", "status"],
+        )?;
+        let check_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "vigil_check_duration_seconds",
+                "Duration of check runs, including runs cut at their timeout.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["check"],
+        )?;
+        let check_runs_total = IntCounterVec::new(
+            Opts::new("vigil_check_runs_total", "Check runs by raw result."),
+            &["check", "result"],
+        )?;
+        let kubelet_last_probe_timestamp_seconds = GaugeVec::new(
+            Opts::new(
+                "vigil_kubelet_last_probe_timestamp_seconds",
+                "Unix time of the last request with a kube-probe User-Agent, by endpoint.",
+            ),
+            &["endpoint"],
+        )?;
+        let system = SystemMetrics {
+            cpu_usage_ratio: Gauge::new(
+                "vigil_container_cpu_usage_ratio",
+                "CPU used over the last interval, as a share of the container's CPU limit (of the host's cores without one).",
+            )?,
+            memory_working_set_bytes: Gauge::new(
+                "vigil_container_memory_working_set_bytes",
+                "Memory working set: usage minus inactive file cache.",
+            )?,
+            memory_limit_bytes: Gauge::new(
+                "vigil_container_memory_limit_bytes",
+                "The container's memory limit (the host's memory without one).",
+            )?,
+            cpu_throttled_seconds_total: prometheus::Counter::new(
+                "vigil_container_cpu_throttled_seconds_total",
+                "Time the container's CPU was throttled by its quota.",
+            )?,
+            oom_kills_total: IntCounter::new(
+                "vigil_container_oom_kills_total",
+                "Processes of the container killed by the OOM killer.",
+            )?,
+        };
+
+        registry.register(Box::new(build_info.clone()))?;
+        registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(check_status.clone()))?;
+        registry.register(Box::new(check_duration_seconds.clone()))?;
+        registry.register(Box::new(check_runs_total.clone()))?;
+        registry.register(Box::new(kubelet_last_probe_timestamp_seconds.clone()))?;
+        registry.register(Box::new(system.cpu_usage_ratio.clone()))?;
+        registry.register(Box::new(system.memory_working_set_bytes.clone()))?;
+        registry.register(Box::new(system.memory_limit_bytes.clone()))?;
+        registry.register(Box::new(system.cpu_throttled_seconds_total.clone()))?;
+        registry.register(Box::new(system.oom_kills_total.clone()))?;
+
+        Ok(Metrics {
+            registry,
+            build_info,
+            ready,
+            check_status,
+            check_duration_seconds,
+            check_runs_total,
+            kubelet_last_probe_timestamp_seconds,
+            system,
+        })
+    }
+
+    /// Creates the per-check series at start, so that dashboards see every configured check
+    /// (at 0) before its first run ends.
+    pub fn register_check(&self, check: &str) {
+        for status in Status::ALL {
+            self.check_status.with_label_values(&[check, status.as_str()]).set(0.0);
+            self.check_runs_total.with_label_values(&[check, status.as_str()]);
+        }
+        self.check_duration_seconds.with_label_values(&[check]);
+    }
+
+    /// Records one finished run.
+    pub fn observe_run(&self, check: &str, status: Status, seconds: f64) {
+        self.check_duration_seconds.with_label_values(&[check]).observe(seconds);
+        self.check_runs_total.with_label_values(&[check, status.as_str()]).inc();
+    }
+
+    /// Sets the one-hot status gauge of a check; `None` (no result yet) sets all three to 0.
+    pub fn set_check_status(&self, check: &str, reported: Option<Status>) {
+        for status in Status::ALL {
+            let value = if Some(status) == reported { 1.0 } else { 0.0 };
+            self.check_status
+                .with_label_values(&[check, status.as_str()])
+                .set(value);
+        }
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        // Encoding into a Vec cannot fail on I/O; an error here would be a malformed metric.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "Rendering metrics failed");
+        }
+        out
+    }
+
+    /// The registry, for checks that add metrics of their own kind at build time.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// Buckets for durations of checks and requests: fine below 100 ms, reaching 10 s with 2 s
+/// (the runbook's latency threshold) as a boundary.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+];

@@ -1,0 +1,312 @@
+//! Turns the state into what people and machines read: the Kubernetes-style `/readyz` lines,
+//! the IETF health+json `/diag` document and its text twin. Pure functions of a snapshot.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::checks::{Status, Value};
+use crate::config::show;
+use crate::state::{CheckView, Readiness, Transition};
+
+/// What replaces a reason for peers that may not read it.
+pub const WITHHELD: &str = "reason withheld";
+
+/// After how long without a kubelet probe `/diag` points it out.
+pub const KUBELET_QUIET: Duration = Duration::from_secs(60);
+
+/// One `/readyz?verbose` line, e.g. `[+]upstream:orders warn: p95 1.4s over 5m exceeds 1s`.
+pub fn check_line(check: &CheckView, excluded: bool, show_reasons: bool) -> String {
+    let reason = |r: &str| {
+        if show_reasons {
+            r.to_owned()
+        } else {
+            WITHHELD.to_owned()
+        }
+    };
+    match (excluded, check.status) {
+        (true, _) => format!("[+]{} excluded: ok", check.name),
+        (false, Some(Status::Pass)) => format!("[+]{} ok", check.name),
+        (false, Some(Status::Warn)) => format!("[+]{} warn: {}", check.name, reason(&check.reason)),
+        (false, Some(Status::Fail) | None) => format!("[-]{} failed: {}", check.name, reason(&check.reason)),
+    }
+}
+
+/// The verbose `/readyz` body.
+pub fn readyz_verbose(readiness: &Readiness, excluded: &[&str], show_reasons: bool) -> String {
+    let mut out = String::with_capacity(64 * (readiness.checks.len() + 2));
+    for check in &readiness.checks {
+        out.push_str(&check_line(
+            check,
+            excluded.contains(&check.name.as_str()),
+            show_reasons,
+        ));
+        out.push('\n');
+    }
+    if readiness.draining {
+        out.push_str("[-]shutdown failed: draining\n");
+    }
+    out.push_str(if readiness.ready {
+        "readyz check passed\n"
+    } else {
+        "readyz check failed\n"
+    });
+    out
+}
+
+/// The `/readyz/NAME` body: `ok`, `warn: …` or `failed: …`.
+pub fn single_check(check: &CheckView, show_reasons: bool) -> String {
+    let reason = if show_reasons { check.reason.as_str() } else { WITHHELD };
+    match check.status {
+        Some(Status::Pass) => "ok\n".to_owned(),
+        Some(Status::Warn) => format!("warn: {reason}\n"),
+        Some(Status::Fail) | None => format!("failed: {reason}\n"),
+    }
+}
+
+/// The overall health+json status: the worst reported status, `fail` if not ready.
+pub fn overall_status(readiness: &Readiness) -> Status {
+    if !readiness.ready {
+        return Status::Fail;
+    }
+    readiness
+        .checks
+        .iter()
+        .filter_map(|c| c.status)
+        .filter(|s| *s != Status::Fail)
+        .max()
+        .unwrap_or(Status::Pass)
+}
+
+/// Everything `/diag` shows, gathered by the caller from the state.
+pub struct DiagInput<'a> {
+    pub readiness: &'a Readiness,
+    pub transitions: &'a [Transition],
+    pub kubelet_probes: &'a [(&'static str, SystemTime)],
+    pub started_at: SystemTime,
+    pub uptime: Duration,
+    pub now: SystemTime,
+    pub service_id: &'a str,
+    /// The effective configuration, secrets already redacted.
+    pub config: &'a Json,
+}
+
+/// The `/diag` document in the IETF "Health Check Response Format for HTTP APIs" shape, with
+/// vigil's additions under `vigil`.
+pub fn diag_json(input: &DiagInput<'_>) -> Json {
+    let mut checks = Map::new();
+    let mut details = Map::new();
+    for check in &input.readiness.checks {
+        let status = check.status.map_or("fail", Status::as_str);
+        let time = check.last_run.as_ref().map(|r| rfc3339(r.finished_at));
+        let output = (check.status != Some(Status::Pass)).then(|| check.reason.clone());
+        let observations = check
+            .last_run
+            .as_ref()
+            .map(|r| r.outcome.observations.as_slice())
+            .unwrap_or_default();
+        let mut entry = |key: String, value: Option<&Value>, unit: Option<&str>| {
+            let mut object = Map::new();
+            object.insert("componentType".into(), json!(check.component_type));
+            if let Some(value) = value {
+                object.insert("observedValue".into(), json!(value));
+            }
+            if let Some(unit) = unit.filter(|u| !u.is_empty()) {
+                object.insert("observedUnit".into(), json!(unit));
+            }
+            object.insert("status".into(), json!(status));
+            if let Some(time) = &time {
+                object.insert("time".into(), json!(time));
+            }
+            if let Some(output) = &output {
+                object.insert("output".into(), json!(output));
+            }
+            checks.insert(key, Json::Array(vec![Json::Object(object)]));
+        };
+        if observations.is_empty() {
+            entry(format!("{}:status", check.name), None, None);
+        }
+        for observation in observations {
+            entry(
+                format!("{}:{}", check.name, observation.name),
+                Some(&observation.value),
+                Some(observation.unit.as_str()),
+            );
+        }
+        details.insert(check.name.clone(), check_details(check, input.now));
+    }
+
+    json!({
+        "status": overall_status(input.readiness).as_str(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "serviceId": input.service_id,
+        "description": "dependencies of the api-gateway, as measured by vigil",
+        "checks": checks,
+        "notes": notes(input),
+        "vigil": {
+            "ready": input.readiness.ready,
+            "draining": input.readiness.draining,
+            "started": rfc3339(input.started_at),
+            "uptime_seconds": input.uptime.as_secs(),
+            "checks": details,
+            "transitions": input.transitions.iter().rev().map(transition_json).collect::<Vec<_>>(),
+            "kubelet_probes": input.kubelet_probes.iter()
+                .map(|(endpoint, at)| (endpoint.to_string(), json!(rfc3339(*at))))
+                .collect::<Map<String, Json>>(),
+            "config": input.config,
+        },
+    })
+}
+
+fn check_details(check: &CheckView, now: SystemTime) -> Json {
+    let last_run = check.last_run.as_ref().map(|run| {
+        json!({
+            "status": run.outcome.status.as_str(),
+            "reason": run.outcome.reason,
+            "kind": run.outcome.kind.map(|k| k.as_str()),
+            "time": rfc3339(run.finished_at),
+            "duration_seconds": run.duration.as_secs_f64(),
+            "details": run.outcome.details,
+        })
+    });
+    json!({
+        "status": check.status.map_or("pending", Status::as_str),
+        "reason": check.reason,
+        "kind": check.kind.map(|k| k.as_str()),
+        "hint": check.hint,
+        "critical": check.settings.critical,
+        "since": check.since.map(rfc3339),
+        "for_seconds": check.since.and_then(|s| now.duration_since(s).ok()).map(|d| d.as_secs()),
+        "consecutive_failures": check.consecutive_failures,
+        "consecutive_successes": check.consecutive_successes,
+        "runs": check.runs,
+        "interval": show(check.settings.interval),
+        "timeout": show(check.settings.timeout),
+        "last_run": last_run,
+    })
+}
+
+fn transition_json(t: &Transition) -> Json {
+    json!({
+        "time": rfc3339(t.at),
+        "check": t.check,
+        "from": t.from.map(Status::as_str),
+        "to": t.to.as_str(),
+        "reason": t.reason,
+    })
+}
+
+/// Remarks for a person that no single check makes.
+fn notes(input: &DiagInput<'_>) -> Vec<String> {
+    let mut notes = Vec::new();
+    if input.readiness.draining {
+        notes.push("shutting down: /readyz answers 503 while connections drain".to_owned());
+    }
+    let last_probe = input.kubelet_probes.iter().map(|(_, at)| *at).max();
+    let quiet = match last_probe {
+        Some(at) => input.now.duration_since(at).is_ok_and(|d| d > KUBELET_QUIET),
+        None => input.uptime > KUBELET_QUIET,
+    };
+    if quiet {
+        let since = last_probe.map_or_else(|| "since start".to_owned(), |at| format!("since {}", rfc3339(at)));
+        notes.push(format!(
+            "no kubelet probe (User-Agent kube-probe/…) {since}: check that the Deployment's readiness and liveness probes point at vigil's port"
+        ));
+    }
+    notes
+}
+
+/// The `/diag` text report for a terminal.
+pub fn diag_text(input: &DiagInput<'_>) -> String {
+    let readiness = input.readiness;
+    let mut out = String::with_capacity(4096);
+    let _ = writeln!(
+        out,
+        "vigil {} on {}: {} (up {})",
+        env!("CARGO_PKG_VERSION"),
+        input.service_id,
+        if readiness.ready { "READY" } else { "NOT READY" },
+        show(Duration::from_secs(input.uptime.as_secs())),
+    );
+    for note in notes(input) {
+        let _ = writeln!(out, "note: {note}");
+    }
+    for check in &readiness.checks {
+        let _ = writeln!(out);
+        let status = check.status.map_or("PENDING", |s| match s {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        });
+        let critical = if check.settings.critical {
+            "critical"
+        } else {
+            "not critical"
+        };
+        let _ = writeln!(out, "{} [{status}] ({critical}) {}", check.name, check.reason);
+        if let Some(since) = check.since {
+            let age = input
+                .now
+                .duration_since(since)
+                .map(|d| show(Duration::from_secs(d.as_secs())))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  since {} ({age} ago)", rfc3339(since));
+        }
+        if check.consecutive_failures > 0 {
+            let _ = writeln!(
+                out,
+                "  consecutive failed runs: {} (reports fail at {})",
+                check.consecutive_failures, check.settings.failure_threshold
+            );
+        }
+        if let Some(hint) = &check.hint {
+            let _ = writeln!(out, "  hint: {hint}");
+        }
+        if let Some(run) = &check.last_run {
+            let _ = writeln!(
+                out,
+                "  last run: {} in {:.1}ms: {}",
+                run.outcome.status,
+                run.duration.as_secs_f64() * 1000.0,
+                run.outcome.reason
+            );
+            for o in &run.outcome.observations {
+                let value = match &o.value {
+                    Value::Number(n) => format_number(*n),
+                    Value::Text(t) => t.clone(),
+                };
+                let _ = writeln!(out, "  {:<24} {value} {}", o.name, o.unit.as_str());
+            }
+        }
+    }
+    let _ = writeln!(out, "\nstatus changes (newest first):");
+    if input.transitions.is_empty() {
+        let _ = writeln!(out, "  none yet");
+    }
+    for t in input.transitions.iter().rev() {
+        let from = t.from.map_or("none", Status::as_str);
+        let _ = writeln!(out, "  {} {} {from} -> {}: {}", rfc3339(t.at), t.check, t.to, t.reason);
+    }
+    let _ = writeln!(out, "\nkubelet probes:");
+    if input.kubelet_probes.is_empty() {
+        let _ = writeln!(out, "  none seen");
+    }
+    for (endpoint, at) in input.kubelet_probes {
+        let _ = writeln!(out, "  {endpoint} last at {}", rfc3339(*at));
+    }
+    out
+}
+
+fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{n:.0}")
+    } else {
+        format!("{n:.4}")
+    }
+}
+
+/// `2026-11-23T20:24:05.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,488 @@
+//! The one shared state: the latest result of every check, the hysteresis that turns raw run
+//! results into reported statuses, and the readiness derived from them.
+//!
+//! Check tasks write here; endpoints only read. Reads clone what they need under a short lock
+//! and never wait on a dependency.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::checks::{ComponentType, FailureKind, Outcome, Status};
+use crate::config::{CheckSettings, show};
+
+/// How many status changes `/diag` keeps.
+pub const TRANSITIONS_KEPT: usize = 50;
+
+/// A result older than this many intervals is reported as `fail` (stale).
+pub const STALE_INTERVALS: u32 = 3;
+
+/// What the state needs to know of a check before it first runs.
+#[derive(Debug, Clone)]
+pub struct CheckSpec {
+    pub name: String,
+    pub settings: CheckSettings,
+    pub component_type: ComponentType,
+}
+
+/// One finished run, as the check returned it (before hysteresis).
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub outcome: Outcome,
+    pub finished: Instant,
+    pub finished_at: SystemTime,
+    pub duration: Duration,
+}
+
+/// A change of a check's reported status.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub check: String,
+    /// `None` for the first result after start.
+    pub from: Option<Status>,
+    pub to: Status,
+    pub reason: String,
+    pub at: SystemTime,
+}
+
+/// The status a check reports after hysteresis, and since when.
+#[derive(Debug, Clone)]
+struct Reported {
+    status: Status,
+    reason: String,
+    kind: Option<FailureKind>,
+    hint: Option<String>,
+    since: SystemTime,
+}
+
+#[derive(Debug, Default)]
+struct Record {
+    last_run: Option<Run>,
+    reported: Option<Reported>,
+    consecutive_failures: u32,
+    consecutive_successes: u32,
+    runs: u64,
+}
+
+/// One check's slot in the state.
+#[derive(Debug)]
+pub struct CheckSlot {
+    spec: CheckSpec,
+    record: RwLock<Record>,
+    /// When the check's loop last showed progress; `/livez` watches it.
+    heartbeat: Mutex<Instant>,
+}
+
+/// What a reader sees of one check at one instant: hysteresis and the stale rule applied.
+#[derive(Debug, Clone)]
+pub struct CheckView {
+    pub name: String,
+    pub settings: CheckSettings,
+    pub component_type: ComponentType,
+    /// `None` until the first run has finished.
+    pub status: Option<Status>,
+    pub reason: String,
+    pub kind: Option<FailureKind>,
+    pub hint: Option<String>,
+    pub since: Option<SystemTime>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub runs: u64,
+    pub last_run: Option<Run>,
+}
+
+impl CheckView {
+    /// Whether this check, on its own, keeps the agent from being ready.
+    pub fn blocks_readiness(&self) -> bool {
+        match self.status {
+            None => true,
+            Some(Status::Fail) => self.settings.critical,
+            Some(_) => false,
+        }
+    }
+}
+
+impl CheckSlot {
+    fn new(spec: CheckSpec) -> Self {
+        CheckSlot {
+            spec,
+            record: RwLock::new(Record::default()),
+            heartbeat: Mutex::new(Instant::now()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn settings(&self) -> &CheckSettings {
+        &self.spec.settings
+    }
+
+    /// Notes that the check's loop is alive.
+    pub fn beat(&self) {
+        *lock(&self.heartbeat) = Instant::now();
+    }
+
+    /// Whether the loop has shown progress recently enough: a run is cut at its timeout and the
+    /// next starts one interval (plus a little jitter) after the previous, so twice that is late.
+    pub fn loop_on_schedule(&self, now: Instant) -> bool {
+        let allowed = 2 * (self.spec.settings.interval + self.spec.settings.timeout) + Duration::from_secs(1);
+        now.saturating_duration_since(*lock(&self.heartbeat)) <= allowed
+    }
+
+    /// Records a finished run, applies hysteresis, and returns the status change if any.
+    ///
+    /// The first result is reported as it is. After that, a check reports `fail` only after
+    /// `failure_threshold` consecutive failed runs, and leaves `fail` only after
+    /// `success_threshold` consecutive runs that did not fail. Between pass and warn there is
+    /// no hysteresis: warn never fails readiness.
+    pub fn record(&self, run: Run) -> Option<Transition> {
+        let mut record = self.record.write().unwrap_or_else(PoisonError::into_inner);
+        let raw = run.outcome.status;
+        record.runs += 1;
+        if raw == Status::Fail {
+            record.consecutive_failures += 1;
+            record.consecutive_successes = 0;
+        } else {
+            record.consecutive_successes += 1;
+            record.consecutive_failures = 0;
+        }
+        let settings = &self.spec.settings;
+        let previous = record.reported.as_ref().map(|r| r.status);
+        let adopt = match previous {
+            None => true,
+            Some(Status::Fail) => raw != Status::Fail && record.consecutive_successes >= settings.success_threshold,
+            Some(_) => raw != Status::Fail || record.consecutive_failures >= settings.failure_threshold,
+        };
+        let transition = if adopt {
+            let since = match &record.reported {
+                Some(r) if r.status == raw => r.since,
+                _ => run.finished_at,
+            };
+            record.reported = Some(Reported {
+                status: raw,
+                reason: run.outcome.reason.clone(),
+                kind: run.outcome.kind,
+                hint: run.outcome.hint.clone(),
+                since,
+            });
+            (previous != Some(raw)).then(|| Transition {
+                check: self.spec.name.clone(),
+                from: previous,
+                to: raw,
+                reason: run.outcome.reason.clone(),
+                at: run.finished_at,
+            })
+        } else {
+            None
+        };
+        record.last_run = Some(run);
+        transition
+    }
+
+    /// The check as a reader sees it at `now`.
+    pub fn view(&self, now: Instant) -> CheckView {
+        let record = self.record.read().unwrap_or_else(PoisonError::into_inner);
+        let mut view = CheckView {
+            name: self.spec.name.clone(),
+            settings: self.spec.settings,
+            component_type: self.spec.component_type,
+            status: None,
+            reason: "no result yet: first run in progress".to_owned(),
+            kind: None,
+            hint: None,
+            since: None,
+            consecutive_failures: record.consecutive_failures,
+            consecutive_successes: record.consecutive_successes,
+            runs: record.runs,
+            last_run: record.last_run.clone(),
+        };
+        if let Some(reported) = &record.reported {
+            view.status = Some(reported.status);
+            view.reason.clone_from(&reported.reason);
+            view.kind = reported.kind;
+            view.hint.clone_from(&reported.hint);
+            view.since = Some(reported.since);
+        }
+        if let Some(run) = &record.last_run {
+            let age = now.saturating_duration_since(run.finished);
+            if age > STALE_INTERVALS * self.spec.settings.interval {
+                view.status = Some(Status::Fail);
+                view.reason = format!("stale: no result for {}", show(round_to_millis(age)));
+                view.kind = Some(FailureKind::Stale);
+                view.hint = Some("the check's loop has stopped reporting; see vigil's log and /livez".to_owned());
+            }
+        }
+        view
+    }
+}
+
+/// The whole agent's state.
+#[derive(Debug)]
+pub struct State {
+    checks: Vec<CheckSlot>,
+    started: Instant,
+    started_at: SystemTime,
+    draining: AtomicBool,
+    transitions: Mutex<VecDeque<Transition>>,
+    kubelet_probes: Mutex<Vec<(&'static str, SystemTime)>>,
+}
+
+/// The readiness answer, with the view it was derived from.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    pub ready: bool,
+    pub draining: bool,
+    pub checks: Vec<CheckView>,
+}
+
+impl State {
+    pub fn new(specs: impl IntoIterator<Item = CheckSpec>) -> Self {
+        State {
+            checks: specs.into_iter().map(CheckSlot::new).collect(),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            draining: AtomicBool::new(false),
+            transitions: Mutex::new(VecDeque::with_capacity(TRANSITIONS_KEPT)),
+            kubelet_probes: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn slots(&self) -> &[CheckSlot] {
+        &self.checks
+    }
+
+    pub fn slot(&self, name: &str) -> Option<&CheckSlot> {
+        self.checks.iter().find(|c| c.name() == name)
+    }
+
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Records a run of the check at `index` and keeps its status change, if any.
+    pub fn record(&self, index: usize, run: Run) -> Option<Transition> {
+        let transition = self.checks.get(index)?.record(run)?;
+        let mut ring = lock(&self.transitions);
+        if ring.len() == TRANSITIONS_KEPT {
+            ring.pop_front();
+        }
+        ring.push_back(transition.clone());
+        Some(transition)
+    }
+
+    /// The last status changes, oldest first.
+    pub fn transitions(&self) -> Vec<Transition> {
+        lock(&self.transitions).iter().cloned().collect()
+    }
+
+    /// From now on `/readyz` answers 503 with `[-]shutdown failed: draining`.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Readiness over every check except `excluded`.
+    pub fn readiness(&self, now: Instant, excluded: &[&str]) -> Readiness {
+        let checks: Vec<CheckView> = self.checks.iter().map(|c| c.view(now)).collect();
+        let draining = self.is_draining();
+        let ready = !draining
+            && !checks
+                .iter()
+                .any(|c| c.blocks_readiness() && !excluded.contains(&c.name.as_str()));
+        Readiness {
+            ready,
+            draining,
+            checks,
+        }
+    }
+
+    /// The checks whose loops have stopped making progress.
+    pub fn stalled_loops(&self, now: Instant) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| !c.loop_on_schedule(now))
+            .map(CheckSlot::name)
+            .collect()
+    }
+
+    /// Notes a request from the kubelet's prober.
+    pub fn note_kubelet_probe(&self, endpoint: &'static str, at: SystemTime) {
+        let mut probes = lock(&self.kubelet_probes);
+        match probes.iter_mut().find(|(e, _)| *e == endpoint) {
+            Some(entry) => entry.1 = at,
+            None => probes.push((endpoint, at)),
+        }
+    }
+
+    /// When the kubelet last probed each endpoint.
+    pub fn kubelet_probes(&self) -> Vec<(&'static str, SystemTime)> {
+        lock(&self.kubelet_probes).clone()
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the data (plain values
+/// replaced whole) is still consistent, so keep serving.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn round_to_millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(failure_threshold: u32, success_threshold: u32) -> CheckSettings {
+        CheckSettings {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            failure_threshold,
+            success_threshold,
+            critical: true,
+        }
+    }
+
+    fn state(failure_threshold: u32, success_threshold: u32) -> State {
+        State::new([CheckSpec {
+            name: "dep".to_owned(),
+            settings: settings(failure_threshold, success_threshold),
+            component_type: ComponentType::Component,
+        }])
+    }
+
+    fn run(status: Status, reason: &str) -> Run {
+        let outcome = match status {
+            Status::Pass => Outcome::pass(),
+            Status::Warn => Outcome::warn(FailureKind::Threshold, reason),
+            Status::Fail => Outcome::fail(FailureKind::Refused, reason),
+        };
+        Run {
+            outcome,
+            finished: Instant::now(),
+            finished_at: SystemTime::now(),
+            duration: Duration::from_millis(3),
+        }
+    }
+
+    fn reported(state: &State) -> Option<Status> {
+        state.slots()[0].view(Instant::now()).status
+    }
+
+    #[test]
+    fn not_ready_until_the_first_run() {
+        let state = state(2, 1);
+        assert!(!state.readiness(Instant::now(), &[]).ready);
+        assert_eq!(reported(&state), None);
+        state.record(0, run(Status::Pass, "ok"));
+        assert!(state.readiness(Instant::now(), &[]).ready);
+    }
+
+    #[test]
+    fn fail_is_reported_only_after_failure_threshold_runs() {
+        let state = state(3, 1);
+        state.record(0, run(Status::Pass, "ok"));
+        assert!(state.record(0, run(Status::Fail, "refused")).is_none());
+        assert!(state.record(0, run(Status::Fail, "refused")).is_none());
+        assert_eq!(reported(&state), Some(Status::Pass));
+        assert_eq!(state.slots()[0].view(Instant::now()).consecutive_failures, 2);
+        let change = state
+            .record(0, run(Status::Fail, "refused"))
+            .expect("third failure reports fail");
+        assert_eq!(
+            (change.from, change.to, change.reason.as_str()),
+            (Some(Status::Pass), Status::Fail, "refused")
+        );
+        assert!(!state.readiness(Instant::now(), &[]).ready);
+    }
+
+    #[test]
+    fn a_pass_between_failures_resets_the_count() {
+        let state = state(2, 1);
+        state.record(0, run(Status::Pass, "ok"));
+        state.record(0, run(Status::Fail, "refused"));
+        state.record(0, run(Status::Pass, "ok"));
+        state.record(0, run(Status::Fail, "refused"));
+        assert_eq!(reported(&state), Some(Status::Pass));
+    }
+
+    #[test]
+    fn recovery_needs_success_threshold_runs() {
+        let state = state(1, 2);
+        state.record(0, run(Status::Fail, "refused"));
+        assert_eq!(reported(&state), Some(Status::Fail));
+        assert!(state.record(0, run(Status::Pass, "ok")).is_none());
+        assert_eq!(reported(&state), Some(Status::Fail));
+        let change = state.record(0, run(Status::Pass, "ok")).expect("second pass recovers");
+        assert_eq!((change.from, change.to), (Some(Status::Fail), Status::Pass));
+    }
+
+    #[test]
+    fn warn_never_fails_readiness_and_changes_at_once() {
+        let state = state(2, 2);
+        state.record(0, run(Status::Pass, "ok"));
+        let change = state
+            .record(0, run(Status::Warn, "slow"))
+            .expect("pass to warn is immediate");
+        assert_eq!(change.to, Status::Warn);
+        assert!(state.readiness(Instant::now(), &[]).ready);
+    }
+
+    #[test]
+    fn the_first_result_is_a_transition_and_repeats_are_not() {
+        let state = state(1, 1);
+        let first = state
+            .record(0, run(Status::Pass, "ok"))
+            .expect("first result is logged");
+        assert_eq!(first.from, None);
+        assert!(state.record(0, run(Status::Pass, "ok")).is_none());
+        assert_eq!(state.transitions().len(), 1);
+    }
+
+    #[test]
+    fn the_transition_ring_keeps_the_last_fifty() {
+        let state = state(1, 1);
+        for i in 0..(TRANSITIONS_KEPT + 10) {
+            let status = if i % 2 == 0 { Status::Pass } else { Status::Fail };
+            state.record(0, run(status, &format!("run {i}")));
+        }
+        let kept = state.transitions();
+        assert_eq!(kept.len(), TRANSITIONS_KEPT);
+        assert_eq!(kept.last().map(|t| t.reason.as_str()), Some("run 59"));
+    }
+
+    #[test]
+    fn a_result_older_than_three_intervals_is_stale() {
+        let state = state(1, 1);
+        state.record(0, run(Status::Pass, "ok"));
+        let later = Instant::now() + Duration::from_millis(3100);
+        let view = state.slots()[0].view(later);
+        assert_eq!(view.status, Some(Status::Fail));
+        assert_eq!(view.kind, Some(FailureKind::Stale));
+        assert!(view.reason.starts_with("stale: no result for 3s"), "{}", view.reason);
+        assert!(!state.readiness(later, &[]).ready);
+        assert!(state.readiness(Instant::now(), &[]).ready, "fresh result is not stale");
+    }
+
+    #[test]
+    fn excluded_and_non_critical_failures_keep_readiness() {
+        let state = state(1, 1);
+        state.record(0, run(Status::Fail, "refused"));
+        assert!(!state.readiness(Instant::now(), &[]).ready);
+        assert!(state.readiness(Instant::now(), &["dep"]).ready);
+        state.start_draining();
+        let draining = state.readiness(Instant::now(), &["dep"]);
+        assert!(!draining.ready && draining.draining);
+    }
+}
