@@ -585,12 +585,13 @@ impl Loader {
             let entry = root
                 .entry("postgres")
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(postgres) = entry {
-                if !postgres.contains_key("url") && !postgres.contains_key("url_file") {
-                    postgres.insert("url".to_owned(), toml::Value::String(url.clone()));
-                    self.env_origin
-                        .insert("postgres.url".to_owned(), "DATABASE_URL".to_owned());
-                }
+            if let toml::Value::Table(postgres) = entry
+                && !postgres.contains_key("url")
+                && !postgres.contains_key("url_file")
+            {
+                postgres.insert("url".to_owned(), toml::Value::String(url.clone()));
+                self.env_origin
+                    .insert("postgres.url".to_owned(), "DATABASE_URL".to_owned());
             }
         }
         Ok(())
@@ -644,7 +645,7 @@ impl Loader {
             .transpose()?;
         let system = match root.contains_key("system") {
             true => self.section::<System>(&mut root, "system", &defaults, false)?,
-            false => Some(self.from_table(toml::Table::new(), "system", &defaults, false)?),
+            false => Some(self.parse_section(toml::Table::new(), "system", &defaults, false)?),
         };
         let system = system
             .map(|s| self.validate_system(s))
@@ -708,12 +709,12 @@ impl Loader {
     ) -> Result<Option<T>, ConfigError> {
         match root.remove(key) {
             None => Ok(None),
-            Some(toml::Value::Table(table)) => self.from_table(table, key, defaults, critical).map(Some),
+            Some(toml::Value::Table(table)) => self.parse_section(table, key, defaults, critical).map(Some),
             Some(_) => Err(self.invalid(key, format!("expected a table, such as [{key}]"))),
         }
     }
 
-    fn from_table<T: DeserializeOwned + HasSettings>(
+    fn parse_section<T: DeserializeOwned + HasSettings>(
         &self,
         mut table: toml::Table,
         prefix: &str,
@@ -892,17 +893,17 @@ impl Loader {
                 ("error_ratio_fail", fail),
             )?;
         }
-        if let Some(fail) = gateway.latency_p95_fail {
-            if fail <= gateway.latency_p95_warn {
-                return Err(self.invalid(
-                    "gateway.latency_p95_fail",
-                    format!(
-                        "must exceed latency_p95_warn ({}), got {}",
-                        show(gateway.latency_p95_warn),
-                        show(fail)
-                    ),
-                ));
-            }
+        if let Some(fail) = gateway.latency_p95_fail
+            && fail <= gateway.latency_p95_warn
+        {
+            return Err(self.invalid(
+                "gateway.latency_p95_fail",
+                format!(
+                    "must exceed latency_p95_warn ({}), got {}",
+                    show(gateway.latency_p95_warn),
+                    show(fail)
+                ),
+            ));
         }
         for (key, name) in [
             ("gateway.pool_in_use_metric", &gateway.pool_in_use_metric),
@@ -962,13 +963,13 @@ impl Loader {
         } else if jwt.jwks_url.is_none() {
             return Err(self.invalid("jwt.jwks_url", format!("required for {:?}", jwt.algorithm)));
         }
-        if let Some(name) = &jwt.secret_env {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(self.invalid(
-                    "jwt.secret_env",
-                    format!("must be an environment variable name, got {name:?}"),
-                ));
-            }
+        if let Some(name) = &jwt.secret_env
+            && (name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(self.invalid(
+                "jwt.secret_env",
+                format!("must be an environment variable name, got {name:?}"),
+            ));
         }
         Ok(jwt)
     }
@@ -991,7 +992,7 @@ impl Loader {
             let toml::Value::Table(table) = entry else {
                 return Err(self.invalid(&prefix, "expected a table, such as [[upstream]]"));
             };
-            let upstream: Upstream = self.from_table(table, &prefix, defaults, false)?;
+            let upstream: Upstream = self.parse_section(table, &prefix, defaults, false)?;
             let name = &upstream.name;
             if name.is_empty()
                 || name.len() > 64

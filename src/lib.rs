@@ -4,6 +4,7 @@
 //! [`metrics`]. Only check tasks do I/O on dependencies; endpoints read the state.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod checks;
 pub mod config;
 pub mod http;

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context as _;
@@ -11,9 +10,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use vigil::agent::{Agent, Options};
 use vigil::checks::{self, Scheduled};
 use vigil::config::{self, Config, Sources};
-use vigil::http::{self, App};
 use vigil::logging::{self, LogFormat};
 use vigil::metrics::Metrics;
 use vigil::render::{self, DiagInput};
@@ -124,33 +123,24 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
         .await
         .with_context(|| format!("cannot listen on {} (set `listen` to a free address)", config.listen))?;
 
-    let state = Arc::new(State::new(scheduler::specs(&checks)));
     let names: Vec<String> = checks.iter().map(|c| c.name.clone()).collect();
-    scheduler::start(checks, &state, &metrics);
-    let app = Arc::new(App {
-        state: Arc::clone(&state),
-        metrics,
+    let options = Options {
         diag_token: config.diag.token.clone(),
         config: serde_json::to_value(&config).unwrap_or_default(),
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
-    });
-    tracing::info!(listen = %config.listen, checks = ?names, version = env!("CARGO_PKG_VERSION"), "Serving");
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, app, async {
-        let _ = stopped.await;
-    }));
+    };
+    let agent = Agent::start(checks, metrics, listener, options).context("cannot start serving")?;
+    tracing::info!(listen = %agent.local_addr, checks = ?names, version = env!("CARGO_PKG_VERSION"), "Serving");
 
     let which = signals.next().await;
-    state.start_draining();
+    agent.start_draining();
     let drain = config.shutdown.drain;
     tracing::info!(signal = which, drain = %config::show(drain), "Draining: /readyz answers 503 from now on");
     tokio::select! {
         () = tokio::time::sleep(drain) => {}
         which = signals.next() => tracing::info!(signal = which, "Second signal: stopping without waiting out the drain"),
     }
-    let _ = stop.send(());
-    let _ = server.await;
+    agent.stop().await;
     tracing::info!("Stopped");
     Ok(Ended::Ok(ExitCode::SUCCESS))
 }

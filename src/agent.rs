@@ -1,0 +1,80 @@
+//! A running agent: the check loops and the HTTP server over one shared state. `vigil run`
+//! and the in-process tests start it the same way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::checks::Scheduled;
+use crate::http::{self, App};
+use crate::metrics::Metrics;
+use crate::scheduler;
+use crate::secret::Secret;
+use crate::state::State;
+
+/// What the endpoints show beyond the checks.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub diag_token: Option<Secret<String>>,
+    /// The effective configuration, secrets redacted, for `/diag`.
+    pub config: serde_json::Value,
+    pub service_id: String,
+}
+
+/// The check loops and the server, running.
+pub struct Agent {
+    pub state: Arc<State>,
+    pub local_addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Starts every check's loop and serves on `listener`. Must be called inside a Tokio runtime.
+    pub fn start(
+        checks: Vec<Scheduled>,
+        metrics: Metrics,
+        listener: TcpListener,
+        options: Options,
+    ) -> std::io::Result<Agent> {
+        let local_addr = listener.local_addr()?;
+        let state = Arc::new(State::new(scheduler::specs(&checks)));
+        let loops = scheduler::start(checks, &state, &metrics);
+        let app = Arc::new(App {
+            state: Arc::clone(&state),
+            metrics,
+            diag_token: options.diag_token,
+            config: options.config,
+            service_id: options.service_id,
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(http::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        Ok(Agent {
+            state,
+            local_addr,
+            stop,
+            server,
+            loops,
+        })
+    }
+
+    /// `/readyz` answers 503 from now on; everything else keeps serving.
+    pub fn start_draining(&self) {
+        self.state.start_draining();
+    }
+
+    /// Stops serving (open connections get a short grace) and stops the check loops.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        for task in self.loops {
+            task.abort();
+        }
+    }
+}
