@@ -4,6 +4,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY bench ./bench
 RUN cargo build --release --locked && cp target/release/vigil /vigil
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -1,10 +1,15 @@
 //! A running agent: the check loops and the HTTP server over one shared state. `vigil run`
 //! and the in-process tests start it the same way.
+//!
+//! The check loops run on a runtime of their own, so that a check that blocks its thread (a
+//! bug no timeout can cut) stalls other checks, which `/livez` then reports, but never the
+//! endpoints that report it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -31,10 +36,13 @@ pub struct Agent {
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
     loops: Vec<JoinHandle<()>>,
+    /// Where the check loops run; `None` once stopped.
+    checks_runtime: Option<Runtime>,
 }
 
 impl Agent {
-    /// Starts every check's loop and serves on `listener`. Must be called inside a Tokio runtime.
+    /// Starts every check's loop and serves on `listener`. Must be called inside a Tokio runtime
+    /// (the server's); the checks get a runtime of their own.
     pub fn start(
         checks: Vec<Scheduled>,
         metrics: Metrics,
@@ -42,8 +50,14 @@ impl Agent {
         options: Options,
     ) -> std::io::Result<Agent> {
         let local_addr = listener.local_addr()?;
+        let checks_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .thread_name("vigil-checks")
+            .enable_all()
+            .build()?;
         let state = Arc::new(State::new(scheduler::specs(&checks)));
-        let loops = scheduler::start(checks, &state, &metrics);
+        let loops = scheduler::start(checks_runtime.handle(), &state, &metrics, checks);
         let app = Arc::new(App {
             state: Arc::clone(&state),
             metrics,
@@ -61,6 +75,7 @@ impl Agent {
             stop,
             server,
             loops,
+            checks_runtime: Some(checks_runtime),
         })
     }
 
@@ -70,11 +85,21 @@ impl Agent {
     }
 
     /// Stops serving (open connections get a short grace) and stops the check loops.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.server.await;
-        for task in self.loops {
+    pub async fn stop(mut self) {
+        let (stop, _) = oneshot::channel();
+        let _ = std::mem::replace(&mut self.stop, stop).send(());
+        let _ = (&mut self.server).await;
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        for task in &self.loops {
             task.abort();
+        }
+        // Not `drop`: dropping a runtime from async code panics; this returns at once.
+        if let Some(runtime) = self.checks_runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::checks::{Check, FailureKind, Outcome, Scheduled};
@@ -28,14 +29,15 @@ pub fn specs(checks: &[Scheduled]) -> Vec<CheckSpec> {
         .collect()
 }
 
-/// Starts one loop per check. `state` must have been built from [`specs`] of the same list.
-pub fn start(checks: Vec<Scheduled>, state: &Arc<State>, metrics: &Metrics) -> Vec<JoinHandle<()>> {
+/// Starts one loop per check on `runtime`. `state` must have been built from [`specs`] of the
+/// same list.
+pub fn start(runtime: &Handle, state: &Arc<State>, metrics: &Metrics, checks: Vec<Scheduled>) -> Vec<JoinHandle<()>> {
     checks
         .into_iter()
         .enumerate()
         .map(|(index, scheduled)| {
             metrics.register_check(&scheduled.name);
-            tokio::spawn(check_loop(index, scheduled, Arc::clone(state), metrics.clone()))
+            runtime.spawn(check_loop(index, scheduled, Arc::clone(state), metrics.clone()))
         })
         .collect()
 }
