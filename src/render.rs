@@ -65,18 +65,17 @@ pub fn single_check(check: &CheckView, show_reasons: bool) -> String {
     }
 }
 
-/// The overall health+json status: the worst reported status, `fail` if not ready.
+/// The overall health+json status: `fail` when not ready; else `warn` when any check warns or a
+/// non-critical check fails; else `pass`.
 pub fn overall_status(readiness: &Readiness) -> Status {
     if !readiness.ready {
         return Status::Fail;
     }
-    readiness
+    let degraded = readiness
         .checks
         .iter()
-        .filter_map(|c| c.status)
-        .filter(|s| *s != Status::Fail)
-        .max()
-        .unwrap_or(Status::Pass)
+        .any(|c| matches!(c.status, Some(Status::Warn | Status::Fail)));
+    if degraded { Status::Warn } else { Status::Pass }
 }
 
 /// Everything `/diag` shows, gathered by the caller from the state.

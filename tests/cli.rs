@@ -1,0 +1,157 @@
+//! The command line as an operator meets it: `validate`, `check`, and every way a bad
+//! configuration is refused (exit 2, one line naming the key, no backtrace).
+
+mod support;
+
+use std::process::Output;
+
+use support::run_cli;
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Exit 2 and exactly one line on stderr that names the key.
+#[track_caller]
+fn assert_refused(output: &Output, expected_line: &str) {
+    assert_eq!(output.status.code(), Some(2), "stderr: {}", stderr(output));
+    let err = stderr(output);
+    assert_eq!(err.lines().count(), 1, "one line, got:\n{err}");
+    assert_eq!(err.trim_end(), expected_line);
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
+
+#[test]
+fn bad_values_in_the_file_name_their_key() {
+    let cases = [
+        (
+            "[postgres]\nurl = \"postgres://gw:pw@127.0.0.1/gw\"\nsaturation_warn = 1.5\n",
+            "vigil: postgres.saturation_warn: must be between 0 and 1, got 1.5",
+        ),
+        (
+            "[defaults]\ninterval = \"fast\"\n",
+            "vigil: defaults.interval: expected a duration such as \"250ms\", \"5s\" or \"2m\", got \"fast\"",
+        ),
+        (
+            "[system]\ncpu_warm = 0.5\n",
+            "vigil: system.cpu_warm: unknown key; expected one of enabled, cpu_warn, memory_warn, cgroup_root",
+        ),
+        (
+            "[shutdown]\ndrain = \"1h\"\n",
+            "vigil: shutdown.drain: must be at most 10m, got 1h",
+        ),
+        (
+            "[[upstream]]\nname = \"orders\"\nurl = \"orders.svc\"\n",
+            "vigil: upstream[0].url: must be an http:// or https:// URL, got \"orders.svc\"",
+        ),
+        (
+            "[jwt]\nalgorithm = \"HS256\"\n",
+            "vigil: jwt.secret_file: required for HS256: set secret_file or secret_env",
+        ),
+    ];
+    for (toml, expected) in cases {
+        assert_refused(&run_cli(&["validate"], Some(toml), &[]), expected);
+        assert_refused(&run_cli(&["run"], Some(toml), &[]), expected);
+    }
+}
+
+#[test]
+fn environment_overrides_are_validated_and_named() {
+    let output = run_cli(&["validate"], None, &[("VIGIL_SYSTEM__MEMORY_WARN", "2")]);
+    assert_refused(
+        &output,
+        "vigil: system.memory_warn (from VIGIL_SYSTEM__MEMORY_WARN): must be between 0 and 1, got 2",
+    );
+    let output = run_cli(
+        &["validate"],
+        None,
+        &[("VIGIL_DEFAULTS__INTERVAL", "10s"), ("VIGIL_SYSTEM__CPU_WARN", "0.5")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let shown = stdout(&output);
+    assert!(shown.contains("cpu_warn = 0.5"), "{shown}");
+    assert!(shown.contains("interval = \"10s\""), "{shown}");
+}
+
+#[test]
+fn unreadable_or_malformed_files_are_refused() {
+    let output = run_cli(&["validate", "--config", "/nonexistent/vigil.toml"], None, &[]);
+    assert_refused(
+        &output,
+        "vigil: /nonexistent/vigil.toml: cannot read the configuration file: No such file or directory (os error 2)",
+    );
+    let output = run_cli(&["validate"], Some("[system\ncpu_warn = 0.5\n"), &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains(":1:") && err.contains("invalid TOML"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = run_cli(&["frobnicate"], None, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = run_cli(&["check", "--output", "yaml"], None, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = run_cli(&["--version"], None, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).starts_with("vigil "), "{}", stdout(&output));
+}
+
+#[test]
+fn validate_prints_the_effective_configuration_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("diag-token");
+    std::fs::write(&token, "diag-token-9f8e7d\n").unwrap();
+    let toml = format!(
+        "[diag]\ntoken_file = \"{}\"\n\
+         [[upstream]]\nname = \"orders\"\nurl = \"http://127.0.0.1:1/healthz\"\nheaders = {{ Authorization = \"Bearer upstream-secret-42\" }}\n",
+        token.display()
+    );
+    let output = run_cli(
+        &["validate"],
+        Some(&toml),
+        &[("DATABASE_URL", "postgres://gateway:db-pass-1234@127.0.0.1:5432/gateway")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let shown = stdout(&output);
+    for secret in ["diag-token-9f8e7d", "db-pass-1234", "upstream-secret-42"] {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+        assert!(!stderr(&output).contains(secret));
+    }
+    assert!(shown.contains("url = \"<redacted>\""), "{shown}");
+    assert!(shown.contains("token = \"<redacted>\""), "{shown}");
+    // The defaults that apply are spelled out, so an operator sees what will run.
+    assert!(
+        shown.contains("[postgres]") && shown.contains("saturation_warn = 0.8"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("[system]") && shown.contains("cgroup_root = \"/sys/fs/cgroup\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("critical = true"),
+        "postgres is critical by default:\n{shown}"
+    );
+}
+
+#[test]
+fn the_example_deployment_configuration_is_valid() {
+    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/vigil.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken").unwrap();
+    let toml = toml.replace("/var/run/secrets/vigil/diag-token", &token.display().to_string());
+    let toml: String = toml
+        .lines()
+        .filter(|l| !l.starts_with("listen"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let output = run_cli(&["validate"], Some(&toml), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

@@ -1,0 +1,78 @@
+//! Shared support for the black-box integration tests in `tests/*.rs`.
+//!
+//! Every test file does `mod support;` and uses what it needs:
+//!
+//! - [`postgres::PgServer`]: an ephemeral PostgreSQL cluster per test (faults: stop, kill, restart);
+//! - [`http::FakeServer`]: real HTTP servers on 127.0.0.1 for fake upstreams, gateways, auth services,
+//!   and a server that accepts connections and never answers;
+//! - [`vigil::Vigil`]: the built `vigil` binary, running, with its logs captured; [`vigil::run_cli`] for
+//!   one-shot commands;
+//! - [`client`]: a tiny blocking HTTP/1.1 client on `std::net::TcpStream`;
+//! - [`wait_until`]: the one way tests wait for something (no sleeps), and [`free_port`].
+//!
+//! Not every test uses every helper, hence the module-wide `allow(dead_code)`.
+#![allow(dead_code, unused_imports)]
+
+pub mod client;
+pub mod http;
+pub mod postgres;
+pub mod vigil;
+
+pub use client::HttpResponse;
+pub use http::{FakeServer, Request, Response};
+pub use postgres::PgServer;
+pub use vigil::{Vigil, run_cli};
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 20 ms until it returns true; panics naming `what` when `deadline` has passed.
+///
+/// `f` is always called at least once, and once more after the deadline before giving up, so a
+/// slow poll does not fail spuriously.
+#[track_caller]
+pub fn wait_until(deadline: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    loop {
+        if f() {
+            return;
+        }
+        if Instant::now() >= end {
+            if f() {
+                return;
+            }
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Like [`wait_until`], but returns whether `f` became true instead of panicking.
+pub fn poll_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return f();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// Binds 127.0.0.1:0, reads the port the kernel chose and closes the listener. Another process can
+/// take the port between this call and the moment the caller binds it (a small race, in practice
+/// rare because the kernel hands out ephemeral ports round-robin); the starters in this module retry
+/// with a new port when the bind fails.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("local_addr of a bound listener").port()
+}
+
+/// An address on 127.0.0.1 where nothing listens: connecting to it is refused.
+pub fn refused_addr() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()))
+}
