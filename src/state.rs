@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::checks::{ComponentType, FailureKind, Outcome, Status};
@@ -58,7 +58,8 @@ struct Reported {
 
 #[derive(Debug, Default)]
 struct Record {
-    last_run: Option<Run>,
+    /// Shared with readers: a view clones the pointer, not the observations.
+    last_run: Option<Arc<Run>>,
     reported: Option<Reported>,
     consecutive_failures: u32,
     consecutive_successes: u32,
@@ -89,17 +90,13 @@ pub struct CheckView {
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
     pub runs: u64,
-    pub last_run: Option<Run>,
+    pub last_run: Option<Arc<Run>>,
 }
 
 impl CheckView {
     /// Whether this check, on its own, keeps the agent from being ready.
     pub fn blocks_readiness(&self) -> bool {
-        match self.status {
-            None => true,
-            Some(Status::Fail) => self.settings.critical,
-            Some(_) => false,
-        }
+        blocks_readiness(self.status, self.settings.critical)
     }
 }
 
@@ -178,7 +175,7 @@ impl CheckSlot {
         } else {
             None
         };
-        record.last_run = Some(run);
+        record.last_run = Some(Arc::new(run));
         transition
     }
 
@@ -206,16 +203,31 @@ impl CheckSlot {
             view.hint.clone_from(&reported.hint);
             view.since = Some(reported.since);
         }
-        if let Some(run) = &record.last_run {
-            let age = now.saturating_duration_since(run.finished);
-            if age > STALE_INTERVALS * self.spec.settings.interval {
-                view.status = Some(Status::Fail);
-                view.reason = format!("stale: no result for {}", show(round_to_millis(age)));
-                view.kind = Some(FailureKind::Stale);
-                view.hint = Some("the check's loop has stopped reporting; see vigil's log and /livez".to_owned());
-            }
+        if let Some(age) = self.stale_age(&record, now) {
+            view.status = Some(Status::Fail);
+            view.reason = format!("stale: no result for {}", show(round_to_millis(age)));
+            view.kind = Some(FailureKind::Stale);
+            view.hint = Some("the check's loop has stopped reporting; see vigil's log and /livez".to_owned());
         }
         view
+    }
+
+    /// The status readers see at `now` (`None`: no result yet), without building a view: the
+    /// hot path of a plain `/readyz`.
+    pub fn status(&self, now: Instant) -> Option<Status> {
+        let record = self.record.read().unwrap_or_else(PoisonError::into_inner);
+        let reported = record.reported.as_ref()?.status;
+        Some(if self.stale_age(&record, now).is_some() {
+            Status::Fail
+        } else {
+            reported
+        })
+    }
+
+    /// How old the last result is, when it is older than [`STALE_INTERVALS`] intervals.
+    fn stale_age(&self, record: &Record, now: Instant) -> Option<Duration> {
+        let age = now.saturating_duration_since(record.last_run.as_ref()?.finished);
+        (age > STALE_INTERVALS * self.spec.settings.interval).then_some(age)
     }
 }
 
@@ -291,6 +303,15 @@ impl State {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// Whether `/readyz` answers 200, without building views.
+    pub fn is_ready(&self, now: Instant, excluded: &[&str]) -> bool {
+        !self.is_draining()
+            && !self
+                .checks
+                .iter()
+                .any(|c| !excluded.contains(&c.name()) && blocks_readiness(c.status(now), c.spec.settings.critical))
+    }
+
     /// Readiness over every check except `excluded`.
     pub fn readiness(&self, now: Instant, excluded: &[&str]) -> Readiness {
         let checks: Vec<CheckView> = self.checks.iter().map(|c| c.view(now)).collect();
@@ -327,6 +348,15 @@ impl State {
     /// When the kubelet last probed each endpoint.
     pub fn kubelet_probes(&self) -> Vec<(&'static str, SystemTime)> {
         lock(&self.kubelet_probes).clone()
+    }
+}
+
+/// The readiness rule: no result yet, or a critical check failing.
+fn blocks_readiness(status: Option<Status>, critical: bool) -> bool {
+    match status {
+        None => true,
+        Some(Status::Fail) => critical,
+        Some(_) => false,
     }
 }
 
@@ -472,7 +502,9 @@ mod tests {
         assert_eq!(view.kind, Some(FailureKind::Stale));
         assert!(view.reason.starts_with("stale: no result for 3s"), "{}", view.reason);
         assert!(!state.readiness(later, &[]).ready);
+        assert!(!state.is_ready(later, &[]));
         assert!(state.readiness(Instant::now(), &[]).ready, "fresh result is not stale");
+        assert!(state.is_ready(Instant::now(), &[]));
     }
 
     #[test]
@@ -480,7 +512,9 @@ mod tests {
         let state = state(1, 1);
         state.record(0, run(Status::Fail, "refused"));
         assert!(!state.readiness(Instant::now(), &[]).ready);
+        assert!(!state.is_ready(Instant::now(), &[]));
         assert!(state.readiness(Instant::now(), &["dep"]).ready);
+        assert!(state.is_ready(Instant::now(), &["dep"]));
         state.start_draining();
         let draining = state.readiness(Instant::now(), &["dep"]);
         assert!(!draining.ready && draining.draining);

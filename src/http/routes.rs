@@ -130,15 +130,17 @@ fn livez(app: &App, query: &str) -> Response<Body> {
 fn readyz(app: &App, query: &str, trusted: bool) -> Response<Body> {
     let excluded: Vec<Cow<'_, str>> = params(query, "exclude").collect();
     let excluded: Vec<&str> = excluded.iter().map(|c| c.as_ref()).collect();
-    let readiness = app.state.readiness(Instant::now(), &excluded);
+    let now = Instant::now();
+    let verbose = has_param(query, "verbose");
+    if !verbose && app.state.is_ready(now, &excluded) {
+        return text(StatusCode::OK, "ok\n");
+    }
+    let readiness = app.state.readiness(now, &excluded);
     let status = if readiness.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    if readiness.ready && !has_param(query, "verbose") {
-        return text(status, "ok\n");
-    }
     text(status, render::readyz_verbose(&readiness, &excluded, trusted))
 }
 
