@@ -309,3 +309,80 @@ fn format_number(n: f64) -> String {
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::ComponentType;
+    use crate::config::CheckSettings;
+
+    fn readiness(ready: bool) -> Readiness {
+        let check = CheckView {
+            name: "postgres".to_owned(),
+            settings: CheckSettings::default(),
+            component_type: ComponentType::Datastore,
+            status: Some(Status::Fail),
+            reason: "connection refused (127.0.0.1:5432)".to_owned(),
+            kind: None,
+            hint: None,
+            since: None,
+            consecutive_failures: 2,
+            consecutive_successes: 0,
+            runs: 2,
+            last_run: None,
+        };
+        Readiness {
+            ready,
+            draining: false,
+            checks: vec![check],
+        }
+    }
+
+    fn diag_notes(uptime: Duration, probes: &[(&'static str, SystemTime)], now: SystemTime) -> Vec<String> {
+        let readiness = readiness(true);
+        notes(&DiagInput {
+            readiness: &readiness,
+            transitions: &[],
+            kubelet_probes: probes,
+            started_at: now - uptime,
+            uptime,
+            now,
+            service_id: "test",
+            config: &Json::Null,
+        })
+    }
+
+    #[test]
+    fn lines_follow_the_kubernetes_form_and_withhold_reasons() {
+        let r = readiness(false);
+        assert_eq!(
+            check_line(&r.checks[0], false, true),
+            "[-]postgres failed: connection refused (127.0.0.1:5432)"
+        );
+        assert_eq!(
+            check_line(&r.checks[0], false, false),
+            "[-]postgres failed: reason withheld"
+        );
+        assert_eq!(check_line(&r.checks[0], true, true), "[+]postgres excluded: ok");
+        assert_eq!(single_check(&r.checks[0], false), "failed: reason withheld\n");
+    }
+
+    #[test]
+    fn diag_points_out_a_kubelet_that_never_probes() {
+        let now = SystemTime::now();
+        assert!(
+            diag_notes(Duration::from_secs(30), &[], now).is_empty(),
+            "too early to say"
+        );
+        let quiet = diag_notes(Duration::from_secs(120), &[], now);
+        assert_eq!(quiet.len(), 1);
+        assert!(
+            quiet[0].starts_with("no kubelet probe (User-Agent kube-probe/…) since start"),
+            "{quiet:?}"
+        );
+        let recent = [("/readyz", now - Duration::from_secs(5))];
+        assert!(diag_notes(Duration::from_secs(600), &recent, now).is_empty());
+        let old = [("/readyz", now - Duration::from_secs(300))];
+        assert_eq!(diag_notes(Duration::from_secs(600), &old, now).len(), 1);
+    }
+}
