@@ -168,8 +168,9 @@ impl Jwks {
                             Finding::warn(
                                 FailureKind::Threshold,
                                 format!(
-                                    "clock differs from the auth service's by {:.0}s (over {SKEW_WARN_SECS:.0}s): tokens may fail exp/nbf checks",
-                                    skew
+                                    "the auth service's clock is {:.0}s {} ours (over {SKEW_WARN_SECS:.0}s): tokens may fail exp/nbf checks",
+                                    skew.abs(),
+                                    if skew > 0.0 { "ahead of" } else { "behind" }
                                 ),
                             )
                             .hint("check time sync on the nodes of both pods (timedatectl; chronyc tracking)"),
