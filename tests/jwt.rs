@@ -18,7 +18,7 @@ const STRONG: &str = "Kq3vZ8wLx2NpR7tYb4HcJ9mF6sD1gA5eU0oI";
 const ROTATED: &str = "Wm5Tq9Lr2Xc8Vb1Nz4Kp7Hd3Jf6Gs0Ay2Eu5Io";
 const JWKS: &str = include_str!("fixtures/jwks.json");
 
-/// Every log line, endpoint and metric of a run may be shown to people: none may hold these.
+/// How long a test waits for the agent to see a change (runs are every 300–500 ms).
 const DEADLINE: Duration = Duration::from_secs(10);
 
 // ----- a secret volume as the kubelet lays it out -----
@@ -180,7 +180,7 @@ fn config(secret_file: &Path, extra: &str) -> String {
     )
 }
 
-/// Every output a person or a machine can read from the agent.
+/// Every output a person or a machine can read from the agent: none may hold the secret.
 fn every_output(vigil: &Vigil) -> String {
     let mut all = String::new();
     for path in [
@@ -264,6 +264,24 @@ fn strong_secret_passes_end_to_end_with_an_independent_verifier() {
         assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
     }
     assert!(!metrics.contains("vigil_jwks_keys"), "no JWKS configured");
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(metrics.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("promtool must be installed (.ci/deps.sh installs Debian's prometheus package)");
+    assert!(
+        promtool.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&promtool.stdout),
+        String::from_utf8_lossy(&promtool.stderr)
+    );
 
     let diag = vigil.get("/diag?format=json").json();
     assert_eq!(

@@ -105,16 +105,18 @@ async fn exchange(
 ) -> Result<Answer, HttpError> {
     let uri: http::Uri = url.as_str().parse().map_err(|_| HttpError::Url)?;
     let https = uri.scheme_str() == Some("https");
-    let host = uri
-        .host()
-        .ok_or(HttpError::Url)?
-        .trim_start_matches('[')
-        .trim_end_matches(']');
+    let authority = uri.host().ok_or(HttpError::Url)?;
+    let host = authority.trim_start_matches('[').trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    // Built from host and port, never from the authority, which may carry `user:password@`.
+    let host_header = match uri.port_u16() {
+        Some(port) => format!("{authority}:{port}"),
+        None => authority.to_owned(),
+    };
     let stream = connect(host, port).await?;
 
     let mut request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(http::header::HOST, uri.authority().map_or(host, |a| a.as_str()))
+        .header(http::header::HOST, host_header)
         .header(http::header::USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
         .header(http::header::ACCEPT, "application/json, */*")
         .body(Empty::<Bytes>::new())

@@ -35,7 +35,8 @@ use self::jwks::Jwks;
 use self::secret::Source;
 use self::token::Probe;
 
-const READ_HINT: &str = "kubectl get secret jwt-secret -n api-gateway; check the pod's volume mount (kubectl describe pod <pod> -n api-gateway)";
+const READ_HINT: &str = "kubectl get secret jwt-secret -n api-gateway; check the pod's volume mount or env \
+                         (kubectl describe pod <pod> -n api-gateway)";
 
 /// One thing a run found wrong; the worst ones make the outcome.
 #[derive(Debug, Clone, PartialEq)]
