@@ -402,6 +402,26 @@ fn an_unreachable_or_broken_gateway_is_not_a_rejection() {
         "{text}"
     );
 
+    // A gateway that accepts the connection and never answers: the check's own deadline (90 %
+    // of its 400ms timeout) names it before the scheduler's cut would.
+    let hanging = FakeServer::hanging();
+    let out = run_cli(
+        &["check"],
+        Some(&config(
+            &mount.path(),
+            &format!("validate_url = \"{}\"\n", hanging.url("/v")),
+        )),
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "[-]jwt failed: gateway unreachable: GET {}: no answer within 360ms",
+            hanging.url("/v")
+        )),
+        "{text}"
+    );
+
     let broken = FakeServer::fixed(Response::text(502, "bad gateway"));
     let out = run_cli(
         &["check"],

@@ -93,7 +93,11 @@ pub async fn get(
 ) -> Result<Answer, HttpError> {
     tokio::time::timeout(deadline, exchange(url, bearer, cap, need_body, tls))
         .await
-        .unwrap_or_else(|_| Err(HttpError::Timeout(show(deadline))))
+        .unwrap_or_else(|_| {
+            // Whole milliseconds: `360ms`, not `359ms 996us 274ns` of a deadline computed from a clock.
+            let millis = u64::try_from(deadline.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+            Err(HttpError::Timeout(show(Duration::from_millis(millis))))
+        })
 }
 
 async fn exchange(
