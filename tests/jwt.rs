@@ -523,6 +523,37 @@ fn a_trailing_newline_warns_and_stays_ready() {
     assert_eq!(jwt["last_run"]["details"]["secret_valid"], true);
 }
 
+#[test]
+fn a_gateway_that_trims_a_trailing_newline_is_named_as_such() {
+    let mount = SecretMount::new(format!("{STRONG}\n").as_bytes());
+    let gateway = Gateway::start(STRONG);
+    let vigil = Vigil::start(&config(
+        &mount.path(),
+        &format!("validate_url = \"{}\"\n", gateway.url()),
+    ));
+    wait_for_reason(&vigil, "[+]jwt warn: secret ends with a newline");
+    let line = vigil.get("/readyz?verbose").body;
+    assert!(
+        line.contains("; gateway trims the secret: it accepts tokens signed without the secret's trailing whitespace"),
+        "{line}"
+    );
+    assert_eq!(vigil.get("/readyz").status, 200, "a warning never fails readiness");
+    assert!(
+        vigil
+            .get("/metrics")
+            .body
+            .contains("vigil_jwt_gateway_accepts_valid_token 1")
+    );
+
+    // A gateway that uses the file byte for byte accepts the token as signed: only the hygiene warning.
+    gateway.restart_with(&format!("{STRONG}\n"));
+    let ok = support::poll_until(DEADLINE, || {
+        !vigil.get("/readyz?verbose").body.contains("gateway trims")
+    });
+    assert!(ok, "{}", vigil.get("/readyz?verbose").body);
+    assert_no_leak(&every_output(&vigil), &[STRONG]);
+}
+
 fn jwks_config(url: &str, algorithm: &str) -> String {
     format!(
         "[system]\nenabled = false\n[jwt]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\

@@ -23,6 +23,8 @@ pub const RESTART_HINT: &str = "kubectl rollout restart deployment/api-gateway -
 const GATEWAY_HINT: &str = "kubectl get pods -n api-gateway; kubectl logs deployment/api-gateway -n api-gateway";
 const MISMATCH_HINT: &str = "the gateway verifies with another secret than the one mounted here: kubectl get secret \
                              jwt-secret -n api-gateway; kubectl logs deployment/api-gateway -n api-gateway | grep -i jwt";
+const TRIM_HINT: &str = "recreate the Secret without the newline (printf '%s' instead of echo; kubectl create secret \
+                         generic jwt-secret --from-literal=secret=... -n api-gateway --dry-run=client -o yaml | kubectl apply -f -)";
 const FORGED_HINT: &str = "the gateway lets any token through: fix its JWT verification (key, algorithm allow-list) \
                            now; kubectl logs deployment/api-gateway -n api-gateway";
 
@@ -63,12 +65,16 @@ pub struct Report {
     pub details: Value,
 }
 
-/// The tokens of one probe.
-pub struct Tokens<'a> {
-    pub valid: &'a Secret<String>,
-    pub forged: &'a Secret<String>,
+/// The tokens of one probe, all with the same claims.
+pub struct Tokens {
+    /// Signed with the mounted secret, byte for byte.
+    pub valid: Secret<String>,
+    /// Signed with a random key.
+    pub forged: Secret<String>,
     /// Signed with the secret before the last rotation, if there was one.
-    pub previous: Option<&'a Secret<String>>,
+    pub previous: Option<Secret<String>>,
+    /// Signed with the mounted secret without its surrounding whitespace, when it has some.
+    pub trimmed: Option<Secret<String>>,
 }
 
 /// Talks to one `validate_url`.
@@ -87,12 +93,13 @@ impl Gateway {
     }
 
     /// Sends the valid token, then the forged one, then (only when the valid one was refused)
-    /// the one of the previous secret. Each request gets the time that is left of `deadline`.
-    pub async fn probe(&self, tokens: Tokens<'_>, deadline: Duration) -> Report {
+    /// the one of the previous secret and the one of the trimmed secret, to say why. Each
+    /// request gets the time that is left of `deadline`.
+    pub async fn probe(&self, tokens: &Tokens, deadline: Duration) -> Report {
         let end = tokio::time::Instant::now() + deadline;
         let left = || end.saturating_duration_since(tokio::time::Instant::now());
         let url = self.url.as_str();
-        let valid = self.ask(tokens.valid, left()).await;
+        let valid = self.ask(&tokens.valid, left()).await;
         if let Verdict::Failed(error) = &valid {
             return Report {
                 findings: vec![
@@ -103,9 +110,15 @@ impl Gateway {
                 details: json!({ "url": url, "valid_token": valid.describe() }),
             };
         }
-        let forged = self.ask(tokens.forged, left()).await;
-        let previous = match (&valid, tokens.previous) {
+        let forged = self.ask(&tokens.forged, left()).await;
+        let previous = match (&valid, &tokens.previous) {
             (Verdict::Rejected(_), Some(token)) => Some(self.ask(token, left()).await),
+            _ => None,
+        };
+        let trimmed = match (&valid, &previous, &tokens.trimmed) {
+            (Verdict::Rejected(_), None | Some(Verdict::Rejected(_)), Some(token)) => {
+                Some(self.ask(token, left()).await)
+            }
             _ => None,
         };
 
@@ -133,6 +146,13 @@ impl Gateway {
         };
         let valid_finding = match (&valid, &previous) {
             (Verdict::Accepted(_), _) | (Verdict::Failed(_), _) => None,
+            (Verdict::Rejected(_), _) if matches!(trimmed, Some(Verdict::Accepted(_))) => Some(
+                Finding::warn(
+                    FailureKind::Misconfigured,
+                    "gateway trims the secret: it accepts tokens signed without the secret's trailing whitespace and rejects those signed with it",
+                )
+                .hint(TRIM_HINT),
+            ),
             (Verdict::Rejected(_), Some(Verdict::Accepted(_))) => Some(
                 Finding::fail(
                     FailureKind::Auth,
@@ -163,6 +183,11 @@ impl Gateway {
             valid_finding.into_iter().chain(forged_finding).collect()
         };
 
+        // A gateway that accepts the trimmed secret's token does accept valid tokens: its own.
+        let valid = match (valid, &trimmed) {
+            (Verdict::Rejected(_), Some(Verdict::Accepted(status))) => Verdict::Accepted(*status),
+            (valid, _) => valid,
+        };
         let definite = |verdict: &Verdict, accepted: bool| match verdict {
             Verdict::Accepted(_) => Some(accepted),
             Verdict::Rejected(_) => Some(!accepted),
@@ -177,6 +202,7 @@ impl Gateway {
                 "valid_token": valid.describe(),
                 "forged_token": forged.describe(),
                 "previous_secret_token": previous.as_ref().map(Verdict::describe),
+                "trimmed_secret_token": trimmed.as_ref().map(Verdict::describe),
             }),
         }
     }

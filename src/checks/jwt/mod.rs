@@ -205,18 +205,7 @@ impl JwtCheck {
         let budget = self.budget;
         let gateway_run = async {
             match (&self.gateway, &tokens) {
-                (Some(gateway), Some((valid, forged, previous))) => Some(
-                    gateway
-                        .probe(
-                            Tokens {
-                                valid,
-                                forged,
-                                previous: previous.as_ref(),
-                            },
-                            budget,
-                        )
-                        .await,
-                ),
+                (Some(gateway), Some(tokens)) => Some(gateway.probe(tokens, budget).await),
                 _ => None,
             }
         };
@@ -290,14 +279,7 @@ impl JwtCheck {
 
     /// Reads and judges the secret, follows rotations, self-tests, and signs the gateway
     /// tokens (valid, forged, previous) when the secret is usable.
-    #[allow(clippy::type_complexity)]
-    fn secret_run(
-        &mut self,
-        source: &Source,
-    ) -> (
-        SecretReport,
-        Option<(Secret<String>, Secret<String>, Option<Secret<String>>)>,
-    ) {
+    fn secret_run(&mut self, source: &Source) -> (SecretReport, Option<Tokens>) {
         let secret = match source.read() {
             Ok(secret) => secret,
             Err(error) => {
@@ -341,7 +323,17 @@ impl JwtCheck {
                 Some(previous) => Some(probe.sign(&previous.secret)?),
                 None => None,
             };
-            Ok((valid, forged, previous))
+            let raw = current.secret.expose();
+            let trimmed = match raw.trim_ascii() {
+                trimmed if trimmed.len() == raw.len() || trimmed.is_empty() => None,
+                trimmed => Some(probe.sign(&Secret::new(trimmed.to_vec()))?),
+            };
+            Ok(Tokens {
+                valid,
+                forged,
+                previous,
+                trimmed,
+            })
         });
         let tokens = match signed {
             Ok(tokens) => Some(tokens),
