@@ -624,6 +624,14 @@ fn jwks_without_a_key_for_the_algorithm_or_with_duplicate_kids() {
         "{text}"
     );
 
+    auth.set_response(Response::new(200).with_body(vec![b' '; 2 * 1024 * 1024]));
+    let out = run_cli(&["check"], Some(&jwks_config(&auth.url("/jwks"), "RS256")), &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(": body larger than 1048576 bytes; no key set fetched yet"),
+        "{text}"
+    );
+
     auth.set_response(Response::json(200, &serde_json::json!({"keys": []})));
     let out = run_cli(&["check"], Some(&jwks_config(&auth.url("/jwks"), "RS256")), &[]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -55,6 +55,8 @@ pub enum HttpError {
     Timeout(String),
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
+    #[error("reading the body: {0}")]
+    Body(String),
 }
 
 impl HttpError {
@@ -63,7 +65,9 @@ impl HttpError {
             HttpError::Url => FailureKind::Misconfigured,
             HttpError::Dns { .. } | HttpError::NoAddress { .. } => FailureKind::Dns,
             HttpError::Refused => FailureKind::Refused,
-            HttpError::Connect { .. } | HttpError::Http(_) | HttpError::TooLarge(_) => FailureKind::Protocol,
+            HttpError::Connect { .. } | HttpError::Http(_) | HttpError::TooLarge(_) | HttpError::Body(_) => {
+                FailureKind::Protocol
+            }
             HttpError::ServerName(_) | HttpError::Tls(_) => FailureKind::Tls,
             HttpError::Timeout(_) => FailureKind::Timeout,
         }
@@ -147,6 +151,9 @@ async fn exchange(
     } else {
         send(stream, request).await?
     };
+    // Held until the body is read; dropping it (here or when the scheduler cuts the run) ends the
+    // connection's task, so no connection outlives its request.
+    let (response, _connection) = response;
 
     let status = response.status().as_u16();
     let date = response
@@ -156,8 +163,9 @@ async fn exchange(
         .and_then(|text| httpdate::parse_http_date(text).ok());
     let body = match Limited::new(response.into_body(), cap).collect().await {
         Ok(collected) => Some(collected.to_bytes()),
-        Err(_) if need_body => return Err(HttpError::TooLarge(cap)),
-        Err(_) => None,
+        Err(_) if !need_body => None,
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(HttpError::TooLarge(cap)),
+        Err(error) => return Err(HttpError::Body(error.to_string())),
     };
     Ok(Answer { status, date, body })
 }
@@ -185,15 +193,28 @@ async fn connect(host: &str, port: u16) -> Result<TcpStream, HttpError> {
     Err(last)
 }
 
+/// Aborts the task that drives a connection when dropped.
+struct ConnectionTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ConnectionTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One request over an HTTP/1.1 connection on `stream`; the connection is driven by a task
-/// that ends when the response (and with it the sender) is dropped.
-async fn send<S>(stream: S, request: http::Request<Empty<Bytes>>) -> Result<http::Response<Incoming>, HttpError>
+/// that lives as long as the returned guard.
+async fn send<S>(
+    stream: S,
+    request: http::Request<Empty<Bytes>>,
+) -> Result<(http::Response<Incoming>, ConnectionTask), HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
+    let task = ConnectionTask(tokio::spawn(async move {
         let _ = connection.await;
-    });
-    Ok(sender.send_request(request).await?)
+    }));
+    let response = sender.send_request(request).await?;
+    Ok((response, task))
 }
