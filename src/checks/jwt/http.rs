@@ -218,3 +218,44 @@ where
     let response = sender.send_request(request).await?;
     Ok((response, task))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_settings_build_on_the_aws_lc_rs_provider() {
+        assert!(tls_config().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_its_own_kind() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        for scheme in ["http", "https"] {
+            let url = HttpUrl::parse(&format!("{scheme}://127.0.0.1:{port}/")).unwrap();
+            let error = get(&url, None, 1024, true, None, Duration::from_secs(2))
+                .await
+                .unwrap_err();
+            assert_eq!(error.to_string(), "connection refused");
+            assert_eq!(error.kind(), FailureKind::Refused);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_server_is_no_tls_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        });
+        let url = HttpUrl::parse(&format!("https://127.0.0.1:{port}/")).unwrap();
+        let error = get(&url, None, 1024, true, None, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), FailureKind::Tls, "{error}");
+    }
+}
