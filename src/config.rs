@@ -962,6 +962,15 @@ impl Loader {
             }
         } else if jwt.jwks_url.is_none() {
             return Err(self.invalid("jwt.jwks_url", format!("required for {:?}", jwt.algorithm)));
+        } else if jwt.validate_url.is_some() {
+            // The probe tokens are signed with the shared secret; vigil holds no private key.
+            return Err(self.invalid(
+                "jwt.validate_url",
+                format!(
+                    "needs HS256, HS384 or HS512 (vigil signs its probe tokens with the shared secret), got {:?}",
+                    jwt.algorithm
+                ),
+            ));
         }
         if let Some(name) = &jwt.secret_env
             && (name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
@@ -1283,6 +1292,10 @@ mod tests {
                 "gateway.health_url: must be an http:// or https:// URL, got \"ftp://gw/healthz\"",
             ),
             ("[jwt]\nalgorithm = \"RS256\"\n", "jwt.jwks_url: required for RS256"),
+            (
+                "[jwt]\nalgorithm = \"ES256\"\njwks_url = \"http://auth/jwks\"\nvalidate_url = \"http://gw/v\"\n",
+                "jwt.validate_url: needs HS256, HS384 or HS512 (vigil signs its probe tokens with the shared secret), got ES256",
+            ),
             (
                 "[jwt]\nalgorithm = \"none\"\nsecret_env = \"X\"\n",
                 "jwt.algorithm: unknown variant `none`, expected one of `HS256`, `HS384`, `HS512`, `RS256`, `ES256`",

@@ -6,6 +6,7 @@
 //! (so `run` must be cancel-safe: dropping its future at any await point must leave the check
 //! usable for the next run) and turns a panic into a `fail`.
 
+pub mod jwt;
 pub mod system;
 
 use std::fmt;
@@ -286,6 +287,9 @@ pub struct BuildError {
 pub fn build_all(config: &Config, metrics: &Metrics) -> Result<Vec<Scheduled>, BuildError> {
     let mut checks = Vec::new();
     not_yet_available(config)?;
+    if let Some(jwt) = &config.jwt {
+        checks.push(Scheduled::new("jwt", jwt.settings, jwt::JwtCheck::new(jwt, metrics)?));
+    }
     if let Some(system) = &config.system {
         checks.push(Scheduled::new(
             "system",
@@ -302,7 +306,6 @@ fn not_yet_available(config: &Config) -> Result<(), BuildError> {
     let configured = [
         ("postgres", config.postgres.is_some()),
         ("gateway", config.gateway.is_some()),
-        ("jwt", config.jwt.is_some()),
         ("upstream", !config.upstreams.is_empty()),
     ];
     match configured.iter().find(|(_, on)| *on) {

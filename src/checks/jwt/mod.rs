@@ -1,0 +1,475 @@
+//! The `jwt` check: the runbook's "Authentication Failures" (401s after a secret update, a
+//! gateway that was not restarted, an auth service that is down) measured before the page.
+//!
+//! Each run, with a shared secret (HS256/384/512):
+//! 1. reads the secret again ([`secret`]) and judges it: present, long enough, not a
+//!    placeholder, no stray trailing newline;
+//! 2. notices a rotation by fingerprint and keeps the previous secret, in memory only;
+//! 3. signs a short-lived probe token and verifies it ([`token`]);
+//! 4. with `validate_url`, asks the gateway to accept it and to refuse a forged one
+//!    ([`gateway`]).
+//!
+//! With `jwks_url` (RS256/ES256, the OAuth case) it also fetches the auth service's key set
+//! ([`jwks`]), concurrently with the gateway probe.
+//!
+//! The secret and every token are `Secret`s: no reason, observation, detail, metric or log
+//! line built here contains them (the tests grep every output for the secret).
+
+mod gateway;
+mod http;
+mod jwks;
+mod secret;
+mod token;
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use crate::checks::{BuildError, Check, FailureKind, Observation, Outcome, RunFuture, Status, Unit};
+use crate::config::{Jwt, JwtAlgorithm};
+use crate::metrics::{JwtMetrics, Metrics};
+use crate::secret::Secret;
+
+use self::gateway::{Gateway, Tokens};
+use self::jwks::Jwks;
+use self::secret::Source;
+use self::token::Probe;
+
+const READ_HINT: &str = "kubectl get secret jwt-secret -n api-gateway; check the pod's volume mount or env \
+                         (kubectl describe pod <pod> -n api-gateway)";
+
+/// One thing a run found wrong; the worst ones make the outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub status: Status,
+    pub kind: FailureKind,
+    /// Never holds the secret or a token.
+    pub reason: String,
+    pub hint: Option<String>,
+}
+
+impl Finding {
+    pub fn fail(kind: FailureKind, reason: impl Into<String>) -> Finding {
+        Finding {
+            status: Status::Fail,
+            kind,
+            reason: reason.into(),
+            hint: None,
+        }
+    }
+
+    pub fn warn(kind: FailureKind, reason: impl Into<String>) -> Finding {
+        Finding {
+            status: Status::Warn,
+            ..Finding::fail(kind, reason)
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Finding {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// A secret as loaded, with its name.
+struct Loaded {
+    secret: Secret<Vec<u8>>,
+    fingerprint: String,
+}
+
+/// What the check remembers about the secret across runs.
+#[derive(Default)]
+struct Rotation {
+    current: Option<Loaded>,
+    /// The secret before the last rotation: kept (in memory only) to tell "the gateway still
+    /// runs the old secret" from "the gateway runs some other secret".
+    previous: Option<Loaded>,
+    count: u64,
+    last: Option<SystemTime>,
+}
+
+/// The secret part of a run, for the outcome.
+struct SecretReport {
+    findings: Vec<Finding>,
+    length: Option<usize>,
+    valid: bool,
+}
+
+/// Watches the JWT secret, the gateway's verification of it and the auth service's JWKS.
+pub struct JwtCheck {
+    algorithm: JwtAlgorithm,
+    source: Option<Source>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    gateway: Option<Gateway>,
+    jwks: Option<Jwks>,
+    /// What the network probes may spend: most of the run's timeout, so that a hanging peer
+    /// reads as "no answer within …" from this check rather than the scheduler's bare timeout.
+    budget: Duration,
+    rotation: Rotation,
+    metrics: JwtMetrics,
+}
+
+impl JwtCheck {
+    /// Builds the check; no I/O (the first run reads the secret).
+    pub fn new(config: &Jwt, metrics: &Metrics) -> Result<JwtCheck, BuildError> {
+        let error = |message: String| BuildError {
+            check: "jwt".to_owned(),
+            message,
+        };
+        let shared = matches!(
+            config.algorithm,
+            JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
+        );
+        let source = match (&config.secret_file, &config.secret_env) {
+            (Some(path), _) if shared => Some(Source::File(path.clone())),
+            (None, Some(name)) if shared => Some(Source::Env(name.clone())),
+            _ => None,
+        };
+        let https = [&config.validate_url, &config.jwks_url]
+            .into_iter()
+            .flatten()
+            .any(|url| url.as_str().starts_with("https:"));
+        let tls = if https {
+            Some(http::tls_config().map_err(|e| error(format!("TLS setup: {e}")))?)
+        } else {
+            None
+        };
+        // The gateway probe signs with the shared secret; with RS256/ES256 vigil holds no
+        // private key, so there is nothing it could sign (the README says so).
+        let gateway = config
+            .validate_url
+            .clone()
+            .filter(|_| source.is_some())
+            .map(|url| Gateway::new(url, tls.clone()));
+        let jwks = config
+            .jwks_url
+            .clone()
+            .map(|url| Jwks::new(url, config.algorithm, config.settings.interval, tls.clone()));
+        let metrics = JwtMetrics::register(metrics, source.is_some(), gateway.is_some(), jwks.is_some())
+            .map_err(|e| error(e.to_string()))?;
+        Ok(JwtCheck {
+            algorithm: config.algorithm,
+            source,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            gateway,
+            jwks,
+            budget: config.settings.timeout.mul_f64(0.9),
+            rotation: Rotation::default(),
+            metrics,
+        })
+    }
+
+    async fn run_once(&mut self) -> Outcome {
+        let mut findings = Vec::new();
+        let mut observations = Vec::new();
+        let mut details = serde_json::Map::new();
+        details.insert("algorithm".into(), json!(format!("{:?}", self.algorithm)));
+
+        // The secret, its self-test and the tokens for the gateway: all synchronous, so a cut
+        // at the timeout never leaves the rotation state half-updated.
+        let mut tokens = None;
+        if let Some(source) = self.source.clone() {
+            let (report, probe_tokens) = self.secret_run(&source);
+            findings.extend(report.findings);
+            tokens = probe_tokens;
+            details.insert("secret_source".into(), json!(source.describe()));
+            if let Some(length) = report.length {
+                observations.push(Observation::number("secret_length", length as f64, Unit::Bytes));
+            }
+            if let Some(metrics) = &self.metrics.secret {
+                metrics.valid.set(i64::from(report.valid));
+            }
+            details.insert("secret_valid".into(), json!(report.valid));
+            if let Some(current) = &self.rotation.current {
+                observations.push(Observation::text("fingerprint", current.fingerprint.clone()));
+                details.insert("fingerprint".into(), json!(current.fingerprint));
+            }
+            if let Some(previous) = &self.rotation.previous {
+                details.insert("previous_fingerprint".into(), json!(previous.fingerprint));
+            }
+            observations.push(Observation::number(
+                "rotations",
+                self.rotation.count as f64,
+                Unit::Count,
+            ));
+            details.insert("rotations".into(), json!(self.rotation.count));
+            if let Some(last) = self.rotation.last {
+                let at = humantime::format_rfc3339_seconds(last).to_string();
+                observations.push(Observation::text("last_rotation", at.clone()));
+                details.insert("last_rotation".into(), json!(at));
+            }
+        }
+
+        let budget = self.budget;
+        let gateway_run = async {
+            match (&self.gateway, &tokens) {
+                (Some(gateway), Some(tokens)) => Some(gateway.probe(tokens, budget).await),
+                _ => None,
+            }
+        };
+        let jwks_run = async {
+            match self.jwks.as_mut() {
+                Some(jwks) => Some(jwks.run(budget).await),
+                None => None,
+            }
+        };
+        let (gateway_report, jwks_report) = tokio::join!(gateway_run, jwks_run);
+
+        if let Some(report) = gateway_report {
+            findings.extend(report.findings);
+            if let Some(metrics) = &self.metrics.gateway {
+                if let Some(accepts) = report.accepts_valid {
+                    metrics.accepts_valid_token.set(i64::from(accepts));
+                }
+                if let Some(rejects) = report.rejects_forged {
+                    metrics.rejects_forged_token.set(i64::from(rejects));
+                }
+            }
+            if let Some(accepts) = report.accepts_valid {
+                observations.push(Observation::number(
+                    "gateway_accepts_valid_token",
+                    f64::from(u8::from(accepts)),
+                    Unit::Count,
+                ));
+            }
+            if let Some(rejects) = report.rejects_forged {
+                observations.push(Observation::number(
+                    "gateway_rejects_forged_token",
+                    f64::from(u8::from(rejects)),
+                    Unit::Count,
+                ));
+            }
+            details.insert("gateway".into(), report.details);
+        } else if self.gateway.is_some() {
+            details.insert("gateway".into(), json!("not probed: no usable secret this run"));
+        }
+
+        if let Some(report) = jwks_report {
+            findings.extend(report.findings);
+            if let (Some(gauge), Some(keys)) = (&self.metrics.jwks_keys, report.keys) {
+                gauge.set(i64::try_from(keys).unwrap_or(i64::MAX));
+            }
+            if let Some(keys) = report.keys {
+                observations.push(Observation::number("jwks_keys", keys as f64, Unit::Count));
+            }
+            if let Some(age) = report.age {
+                observations.push(Observation::number("jwks_age", age.as_secs_f64(), Unit::Seconds));
+            }
+            if let Some(skew) = report.skew_secs {
+                observations.push(Observation::number("clock_skew", skew, Unit::Seconds));
+            }
+            details.insert("jwks".into(), report.details);
+        }
+
+        details.insert(
+            "findings".into(),
+            json!(
+                findings
+                    .iter()
+                    .map(|f| json!({"status": f.status, "reason": f.reason}))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        outcome(findings)
+            .with_observations(observations)
+            .with_details(serde_json::Value::Object(details))
+    }
+
+    /// Reads and judges the secret, follows rotations, self-tests, and signs the gateway
+    /// tokens (valid, forged, previous) when the secret is usable.
+    fn secret_run(&mut self, source: &Source) -> (SecretReport, Option<Tokens>) {
+        let secret = match source.read() {
+            Ok(secret) => secret,
+            Err(error) => {
+                let report = SecretReport {
+                    findings: vec![Finding::fail(FailureKind::Io, error.to_string()).hint(READ_HINT)],
+                    length: None,
+                    valid: false,
+                };
+                return (report, None);
+            }
+        };
+        let length = secret.expose().len();
+        let mut findings = secret::assess(&secret, self.algorithm);
+        self.follow(secret);
+        let Some(current) = &self.rotation.current else {
+            return (
+                SecretReport {
+                    findings,
+                    length: Some(length),
+                    valid: false,
+                },
+                None,
+            );
+        };
+        if length == 0 {
+            return (
+                SecretReport {
+                    findings,
+                    length: Some(length),
+                    valid: false,
+                },
+                None,
+            );
+        }
+
+        let signed = Probe::new(self.algorithm, self.issuer.as_deref(), self.audience.as_deref()).and_then(|probe| {
+            let valid = probe.sign(&current.secret)?;
+            probe.verify(&valid, &current.secret)?;
+            let forged = probe.forge()?;
+            let previous = match &self.rotation.previous {
+                Some(previous) => Some(probe.sign(&previous.secret)?),
+                None => None,
+            };
+            let raw = current.secret.expose();
+            let trimmed = match raw.trim_ascii() {
+                trimmed if trimmed.len() == raw.len() || trimmed.is_empty() => None,
+                trimmed => Some(probe.sign(&Secret::new(trimmed.to_vec()))?),
+            };
+            Ok(Tokens {
+                valid,
+                forged,
+                previous,
+                trimmed,
+            })
+        });
+        let tokens = match signed {
+            Ok(tokens) => Some(tokens),
+            Err(error) => {
+                findings.push(Finding::fail(
+                    FailureKind::Misconfigured,
+                    format!("a token signed with the mounted secret does not verify: {error}"),
+                ));
+                None
+            }
+        };
+        let valid = tokens.is_some() && findings.iter().all(|f| f.status != Status::Fail);
+        (
+            SecretReport {
+                findings,
+                length: Some(length),
+                valid,
+            },
+            tokens,
+        )
+    }
+
+    /// Notes a change of fingerprint as a rotation and moves the info series to the new one.
+    fn follow(&mut self, secret: Secret<Vec<u8>>) {
+        let fingerprint = secret::fingerprint(&secret);
+        let algorithm = format!("{:?}", self.algorithm);
+        let changed_from = match &self.rotation.current {
+            Some(current) if current.fingerprint == fingerprint => return,
+            Some(current) => Some(current.fingerprint.clone()),
+            None => None,
+        };
+        if let Some(metrics) = &self.metrics.secret {
+            if let Some(old) = &changed_from {
+                let _ = metrics.info.remove_label_values(&[&algorithm, old]);
+                metrics.rotations_total.inc();
+            }
+            metrics.info.with_label_values(&[&algorithm, &fingerprint]).set(1);
+        }
+        if let Some(old) = &changed_from {
+            tracing::info!(check = "jwt", from = %old, to = %fingerprint, "JWT secret rotated");
+            self.rotation.count += 1;
+            self.rotation.last = Some(SystemTime::now());
+        }
+        let loaded = Loaded { secret, fingerprint };
+        self.rotation.previous = match self.rotation.current.replace(loaded) {
+            Some(old) if changed_from.is_some() => Some(old),
+            _ => self.rotation.previous.take(),
+        };
+    }
+}
+
+impl Check for JwtCheck {
+    fn run(&mut self) -> RunFuture<'_> {
+        Box::pin(self.run_once())
+    }
+}
+
+/// The worst findings make the outcome: their reasons joined, the first one's kind and hint.
+fn outcome(findings: Vec<Finding>) -> Outcome {
+    let Some(worst) = findings.iter().map(|f| f.status).max() else {
+        return Outcome::pass();
+    };
+    let top: Vec<&Finding> = findings.iter().filter(|f| f.status == worst).collect();
+    let reason = top.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>().join("; ");
+    let first = top[0];
+    let mut outcome = match worst {
+        Status::Fail => Outcome::fail(first.kind, reason),
+        _ => Outcome::warn(first.kind, reason),
+    };
+    outcome.hint = first.hint.clone();
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(dir: &std::path::Path) -> JwtCheck {
+        let toml = format!(
+            "[jwt]\nsecret_file = \"{}\"\nissuer = \"api-gateway\"\naudience = \"api\"\n",
+            dir.join("secret").display()
+        );
+        let file = dir.join("vigil.toml");
+        std::fs::write(&file, toml).unwrap();
+        let sources = crate::config::Sources {
+            file: Some(file),
+            env: Vec::new(),
+        };
+        let config = crate::config::load(&sources).unwrap();
+        JwtCheck::new(config.jwt.as_ref().unwrap(), &Metrics::new().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rotations_are_counted_and_the_previous_secret_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut check = check(dir.path());
+        std::fs::write(dir.path().join("secret"), "q8Vw2LmZ3xT9rK4pN7sB1yD6fH0jC5gA").unwrap();
+        assert_eq!(check.run().await.status, Status::Pass);
+        let first = check.rotation.current.as_ref().unwrap().fingerprint.clone();
+        assert_eq!(check.run().await.status, Status::Pass);
+        assert_eq!(check.rotation.count, 0);
+
+        std::fs::write(dir.path().join("secret"), "Z1x2C3v4B5n6M7a8S9d0F1g2H3j4K5l6").unwrap();
+        let outcome = check.run().await;
+        assert_eq!(outcome.status, Status::Pass);
+        assert_eq!(check.rotation.count, 1);
+        assert_eq!(check.rotation.previous.as_ref().unwrap().fingerprint, first);
+        assert!(outcome.observations.iter().any(|o| o.name == "last_rotation"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_fails_naming_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let outcome = check(dir.path()).run().await;
+        assert_eq!(outcome.status, Status::Fail);
+        assert_eq!(
+            outcome.reason,
+            format!(
+                "secret file {}: No such file or directory",
+                dir.path().join("secret").display()
+            )
+        );
+        assert_eq!(outcome.kind, Some(FailureKind::Io));
+    }
+
+    #[test]
+    fn the_worst_findings_make_the_outcome() {
+        let outcome = outcome(vec![
+            Finding::warn(FailureKind::Misconfigured, "w"),
+            Finding::fail(FailureKind::Auth, "a").hint("h"),
+            Finding::fail(FailureKind::Io, "b"),
+        ]);
+        assert_eq!(outcome.status, Status::Fail);
+        assert_eq!(outcome.reason, "a; b");
+        assert_eq!(outcome.kind, Some(FailureKind::Auth));
+        assert_eq!(outcome.hint.as_deref(), Some("h"));
+        assert_eq!(super::outcome(Vec::new()).status, Status::Pass);
+    }
+}
