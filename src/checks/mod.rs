@@ -6,6 +6,7 @@
 //! (so `run` must be cancel-safe: dropping its future at any await point must leave the check
 //! usable for the next run) and turns a panic into a `fail`.
 
+pub mod postgres;
 pub mod system;
 
 use std::fmt;
@@ -286,6 +287,13 @@ pub struct BuildError {
 pub fn build_all(config: &Config, metrics: &Metrics) -> Result<Vec<Scheduled>, BuildError> {
     let mut checks = Vec::new();
     not_yet_available(config)?;
+    if let Some(pg) = &config.postgres {
+        checks.push(Scheduled::new(
+            "postgres",
+            pg.settings,
+            postgres::PostgresCheck::new(pg, metrics)?,
+        ));
+    }
     if let Some(system) = &config.system {
         checks.push(Scheduled::new(
             "system",
@@ -300,7 +308,6 @@ pub fn build_all(config: &Config, metrics: &Metrics) -> Result<Vec<Scheduled>, B
 /// refusing to start beats silently watching less than the operator asked for.
 fn not_yet_available(config: &Config) -> Result<(), BuildError> {
     let configured = [
-        ("postgres", config.postgres.is_some()),
         ("gateway", config.gateway.is_some()),
         ("jwt", config.jwt.is_some()),
         ("upstream", !config.upstreams.is_empty()),
