@@ -264,7 +264,13 @@ impl PostgresCheck {
         // the pool's.
         let mut stats = None;
         if let Some(kept) = &self.kept {
-            stats = Some(read(&kept.client, &self.stats_sql, deadline, &self.target, self.budget).await);
+            let read = read(&kept.client, &self.stats_sql, deadline, &self.target, self.budget).await;
+            // A kept connection that stopped answering (a silent network partition leaves it
+            // "open" for hours) is retired, so that the next run opens a fresh one.
+            if read.as_ref().is_err_and(|f| f.kind == FailureKind::Timeout) {
+                self.kept = None;
+            }
+            stats = Some(read);
         }
         if !matches!(stats, Some(Ok(_)))
             && let Some(client) = &pooled
@@ -309,6 +315,8 @@ impl PostgresCheck {
                 Observation::number("saturation", s.saturation(), Unit::Ratio),
                 Observation::number("long_queries", s.long_queries as f64, Unit::Count),
                 Observation::text("in_recovery", s.in_recovery.to_string()),
+                Observation::text("connections_by_state", s.by_state_line()),
+                Observation::text("top_application_names", s.top_applications_line()),
             ]);
         }
         observations.extend([

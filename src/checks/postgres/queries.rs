@@ -3,8 +3,10 @@
 //! One round trip (a single statement, no parameters) keeps the agent's load on the server at a
 //! handful of statements per run. It reads only `current_setting`, `pg_is_in_recovery` and
 //! `pg_stat_activity`, which every role may read (a role without `pg_read_all_stats` /
-//! `pg_monitor` sees other roles' sessions without their state and query text: those count as
-//! `unknown`, and the README says to grant `pg_monitor`).
+//! `pg_monitor` sees other roles' sessions without their state, query text and even
+//! `backend_type`: a hidden row with a database and a user is counted as a client connection in
+//! state `unknown` (background workers have neither), and the README says to grant `pg_monitor`
+//! for exact figures).
 
 use std::time::Duration;
 
@@ -26,7 +28,8 @@ pub fn stats_sql(long_query: Duration) -> String {
            SELECT pid, coalesce(state, 'unknown') AS state, coalesce(application_name, '') AS app, \
                   now() - query_start AS running, query \
            FROM pg_stat_activity \
-           WHERE backend_type = 'client backend' OR (backend_type IS NULL AND pid IS NOT NULL AND datid IS NOT NULL)), \
+           WHERE backend_type = 'client backend' \
+              OR (backend_type IS NULL AND datid IS NOT NULL AND usesysid IS NOT NULL)), \
          l AS (SELECT * FROM a WHERE state NOT IN ('idle', 'unknown') AND running > make_interval(secs => {seconds})) \
          SELECT \
            current_setting('max_connections')::int4, \
@@ -78,6 +81,35 @@ impl Stats {
     /// Count of client backends in a state as PostgreSQL names it.
     pub fn in_state(&self, state: &str) -> i64 {
         self.by_state.get(state).and_then(Json::as_i64).unwrap_or(0)
+    }
+
+    /// `name=count, …` of a JSON list of `{application_name, connections}`, for the text `/diag`.
+    pub fn top_applications_line(&self) -> String {
+        let Some(list) = self.top_applications.as_array() else {
+            return String::new();
+        };
+        list.iter()
+            .map(|a| {
+                let name = a["application_name"].as_str().unwrap_or_default();
+                let name = if name.is_empty() { "(none)" } else { name };
+                format!("{name}={}", a["connections"])
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `state=count, …`, busiest first, for the text `/diag`.
+    pub fn by_state_line(&self) -> String {
+        let Some(map) = self.by_state.as_object() else {
+            return String::new();
+        };
+        let mut pairs: Vec<(&String, i64)> = map.iter().map(|(k, v)| (k, v.as_i64().unwrap_or(0))).collect();
+        pairs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn from_row(row: &Row) -> Result<Stats, tokio_postgres::Error> {
