@@ -317,3 +317,26 @@ fn without_a_postgres_section_there_is_no_postgres_metric_and_a_bad_url_exits_2_
     vigil.wait_for_status("/readyz", 200, Duration::from_secs(10));
     assert!(!vigil.get("/metrics").body.contains("vigil_postgres_"));
 }
+
+#[test]
+fn vigil_check_with_database_url_alone_and_sslmode_require_against_a_server_without_tls() {
+    let pg = PgServer::start();
+    let url = pg.create_user_db("gateway", PASSWORD);
+    let out = support::run_cli(&["check"], None, &[("DATABASE_URL", &url)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("[+]postgres ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The test server has ssl = off: sslmode=require must fail as TLS, not pass in plain text.
+    let out = support::run_cli(&["check"], None, &[("DATABASE_URL", &format!("{url}?sslmode=require"))]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("[-]postgres failed: TLS handshake failed with 127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(PASSWORD) && !String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
+}

@@ -280,7 +280,11 @@ impl PostgresCheck {
         drop(pooled);
 
         let up = self.kept.is_some() || query_duration.is_some();
-        self.metrics.up.set(i64::from(up));
+        // A server that answers "too many clients" is up, only full.
+        let answered_full = [&kept_error, &probe_error]
+            .iter()
+            .any(|f| f.as_ref().is_some_and(|f| f.kind == FailureKind::TooManyClients));
+        self.metrics.up.set(i64::from(up || answered_full));
         let pool_status = self.pool.status();
         let pool_in_use = pool_status.size.saturating_sub(pool_status.available);
         self.metrics
@@ -586,6 +590,32 @@ fn target_of(config: &tokio_postgres::Config) -> Result<Target, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn events(failure_threshold: u32) -> Events {
+        Events {
+            rerun: Arc::new(Notify::new()),
+            confirm_left: AtomicU32::new(0),
+            failure_threshold,
+            last_ring: Mutex::new(None),
+            last_loss: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_rings_once_a_second_at_most_and_allows_threshold_minus_one_confirmations() {
+        let e = events(3);
+        e.connection_lost("terminating connection due to administrator command".to_owned());
+        assert_eq!(e.confirm_left.load(Ordering::SeqCst), 2);
+        e.confirm_left.store(0, Ordering::SeqCst);
+        e.connection_lost("closed".to_owned());
+        assert_eq!(
+            e.confirm_left.load(Ordering::SeqCst),
+            0,
+            "a second ring within 1s is dropped"
+        );
+        let loss = e.last_loss.lock().unwrap().clone().unwrap();
+        assert_eq!(loss.1, "closed", "but the loss is still recorded for /diag");
+    }
 
     #[test]
     fn redact_hides_the_password() {
