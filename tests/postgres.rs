@@ -342,7 +342,7 @@ fn without_a_postgres_section_there_is_no_postgres_metric_and_a_bad_url_exits_2_
 }
 
 #[test]
-fn vigil_check_with_database_url_alone_and_sslmode_require_against_a_server_without_tls() {
+fn vigil_check_with_database_url_alone_sslmode_require_without_server_tls_and_an_unknown_host() {
     let pg = PgServer::start();
     let url = pg.create_user_db("gateway", PASSWORD);
     let out = support::run_cli(&["check"], None, &[("DATABASE_URL", &url)]);
@@ -362,4 +362,16 @@ fn vigil_check_with_database_url_alone_and_sslmode_require_against_a_server_with
         "{stdout}"
     );
     assert!(!stdout.contains(PASSWORD) && !String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
+
+    // A name that does not resolve (RFC 2606 reserves .invalid).
+    let out = support::run_cli(
+        &["check"],
+        None,
+        &[("DATABASE_URL", "postgres://gw:pw-x@no-such-host.invalid:5432/gw")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("[-]postgres failed: DNS lookup of no-such-host.invalid failed"),
+        "{stdout}"
+    );
 }
