@@ -65,6 +65,8 @@ pub struct PostgresCheck {
     metrics: PostgresMetrics,
     kept: Option<Kept>,
     events: Arc<Events>,
+    /// How soon to look again while a lost server refuses connections.
+    fast_retry: Duration,
 }
 
 /// The kept connection.
@@ -92,6 +94,11 @@ struct Events {
     last_ring: Mutex<Option<Instant>>,
     /// The last loss of the kept connection, for `/diag`.
     last_loss: Mutex<Option<(SystemTime, String)>>,
+    /// Set by a loss of the kept connection, cleared by a run that does not fail: while set and
+    /// the port refuses, the check retries every `fast_retry` to see the server come back.
+    lost: AtomicBool,
+    /// A fast retry is scheduled.
+    retry_pending: AtomicBool,
 }
 
 impl Events {
@@ -102,6 +109,7 @@ impl Events {
             return;
         }
         *last = Some(Instant::now());
+        self.lost.store(true, Ordering::SeqCst);
         self.confirm_left
             .store(self.failure_threshold.saturating_sub(1), Ordering::SeqCst);
         self.rerun.notify_one();
@@ -193,7 +201,10 @@ impl PostgresCheck {
                 failure_threshold: settings.failure_threshold,
                 last_ring: Mutex::new(None),
                 last_loss: Mutex::new(None),
+                lost: AtomicBool::new(false),
+                retry_pending: AtomicBool::new(false),
             }),
+            fast_retry: (settings.interval / 5).min(Duration::from_secs(1)),
         })
     }
 
@@ -493,15 +504,36 @@ impl PostgresCheck {
 
     /// After a failing run that follows a loss of the kept connection, asks for an immediate
     /// re-run until `failure_threshold` runs have confirmed it; any other result ends that.
+    ///
+    /// Then, while the port refuses connections (nothing listens, or the server is starting),
+    /// asks for a run every `fast_retry` (at most 1 s), so that a restarted server is seen within
+    /// a second rather than an interval. Only for `refused`: a refused connection costs the
+    /// server nothing, while retrying faster against a server that times out would add load to
+    /// a struggling one.
     fn after(&self, outcome: &Outcome) {
+        let events = &self.events;
         if outcome.status != crate::checks::Status::Fail {
-            self.events.confirm_left.store(0, Ordering::SeqCst);
+            events.confirm_left.store(0, Ordering::SeqCst);
+            events.lost.store(false, Ordering::SeqCst);
             return;
         }
-        let left = self.events.confirm_left.load(Ordering::SeqCst);
+        let left = events.confirm_left.load(Ordering::SeqCst);
         if left > 0 {
-            self.events.confirm_left.store(left - 1, Ordering::SeqCst);
-            self.events.rerun.notify_one();
+            events.confirm_left.store(left - 1, Ordering::SeqCst);
+            events.rerun.notify_one();
+            return;
+        }
+        if outcome.kind == Some(FailureKind::Refused)
+            && events.lost.load(Ordering::SeqCst)
+            && !events.retry_pending.swap(true, Ordering::SeqCst)
+        {
+            let events = Arc::clone(events);
+            let delay = self.fast_retry;
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                events.retry_pending.store(false, Ordering::SeqCst);
+                events.rerun.notify_one();
+            });
         }
     }
 }
@@ -598,6 +630,8 @@ mod tests {
             failure_threshold,
             last_ring: Mutex::new(None),
             last_loss: Mutex::new(None),
+            lost: AtomicBool::new(false),
+            retry_pending: AtomicBool::new(false),
         }
     }
 
