@@ -114,6 +114,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
         ((alive)) || break
         sleep 0.01
     done
+    # The killed postmaster left its lock file; it is stale now (pg_ctl would only warn).
+    rm -f "$DATA/postmaster.pid"
     t2=$(now_ms)
     pg_start
     t3=$(now_ms)
@@ -124,7 +126,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 md=$(median "${detect[@]}") mr=$(median "${recover_cmd[@]}") mu=$(median "${recover_up[@]}")
 echo "median kill -9 -> /readyz 503: ${md} ms (target < 1000 ms: $(awk -v m="$md" 'BEGIN{print (m < 1000) ? "met" : "NOT met"}'))"
-echo "median start -> /readyz 200:   ${mr} ms (of which the server's own start is the rest of accepting -> 200: ${mu} ms)"
+echo "median start command -> /readyz 200: ${mr} ms; server accepting (pg_ctl start -w returned) -> /readyz 200: ${mu} ms"
 
 # Load.
 wait_code 200 30
