@@ -239,6 +239,9 @@ impl PostgresCheck {
         })
     }
 
+    /// One run. Opening the kept connection (when it is missing) and the pool's timed query go
+    /// concurrently, so that an unreachable server costs one budget, not two; then the figures
+    /// are read, exported and judged.
     async fn run_once(&mut self) -> Outcome {
         let deadline = tokio::time::Instant::now() + self.budget;
         if self.kept.as_ref().is_some_and(|k| k.client.is_closed()) {
