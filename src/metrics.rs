@@ -5,8 +5,8 @@
 //! so a scrape always agrees with `/readyz` (including the stale rule).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::checks::Status;
@@ -258,6 +258,89 @@ impl JwtMetrics {
             gateway,
             jwks_keys,
         })
+    }
+}
+
+/// The `postgres` check's figures; registered only when `[postgres]` is configured, so that
+/// `vigil_postgres_up` is absent (not 0) where there is no database to watch.
+#[derive(Clone)]
+pub struct PostgresMetrics {
+    /// 1 when the server answered this run (on the kept connection or the pool), even when full.
+    pub up: IntGauge,
+    pub query_duration_seconds: Histogram,
+    /// Client backends by state: active, idle, idle_in_transaction, … (the agent's own included).
+    pub connections: IntGaugeVec,
+    /// Usable connections: max_connections minus the reserved ones.
+    pub max_connections: IntGauge,
+    pub connection_saturation_ratio: Gauge,
+    /// The agent's own pool: in_use, idle, waiting.
+    pub pool_connections: IntGaugeVec,
+}
+
+/// `vigil_postgres_connections{state}` label values, in PostgreSQL's order; `unknown` counts
+/// sessions whose state the agent's role may not see.
+pub const POSTGRES_CONNECTION_STATES: &[&str] = &[
+    "active",
+    "idle",
+    "idle_in_transaction",
+    "idle_in_transaction_aborted",
+    "fastpath_function_call",
+    "disabled",
+    "unknown",
+];
+
+impl PostgresMetrics {
+    /// Creates and registers the postgres series (every label value at 0).
+    pub fn register(metrics: &Metrics) -> Result<PostgresMetrics, MetricsError> {
+        let pg = PostgresMetrics {
+            up: IntGauge::new(
+                "vigil_postgres_up",
+                "1 when PostgreSQL answered the last run (also when it refuses new clients), else 0.",
+            )?,
+            query_duration_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "vigil_postgres_query_duration_seconds",
+                    "Duration of the trivial query (SELECT 1) on a connection of the agent's pool.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+            )?,
+            connections: IntGaugeVec::new(
+                Opts::new(
+                    "vigil_postgres_connections",
+                    "Client connections to the server by state, the agent's own included.",
+                ),
+                &["state"],
+            )?,
+            max_connections: IntGauge::new(
+                "vigil_postgres_max_connections",
+                "Usable connections: max_connections minus superuser_reserved_connections and reserved_connections.",
+            )?,
+            connection_saturation_ratio: Gauge::new(
+                "vigil_postgres_connection_saturation_ratio",
+                "Client connections in use / usable connections.",
+            )?,
+            pool_connections: IntGaugeVec::new(
+                Opts::new(
+                    "vigil_postgres_pool_connections",
+                    "The agent's own connection pool by state (in_use, idle, waiting); one kept connection is beside it.",
+                ),
+                &["state"],
+            )?,
+        };
+        for state in POSTGRES_CONNECTION_STATES {
+            pg.connections.with_label_values(&[*state]);
+        }
+        for state in ["in_use", "idle", "waiting"] {
+            pg.pool_connections.with_label_values(&[state]);
+        }
+        let registry = metrics.registry();
+        registry.register(Box::new(pg.up.clone()))?;
+        registry.register(Box::new(pg.query_duration_seconds.clone()))?;
+        registry.register(Box::new(pg.connections.clone()))?;
+        registry.register(Box::new(pg.max_connections.clone()))?;
+        registry.register(Box::new(pg.connection_saturation_ratio.clone()))?;
+        registry.register(Box::new(pg.pool_connections.clone()))?;
+        Ok(pg)
     }
 }
 

@@ -7,6 +7,7 @@
 //! usable for the next run) and turns a panic into a `fail`.
 
 pub mod jwt;
+pub mod postgres;
 pub mod system;
 
 use std::fmt;
@@ -287,6 +288,13 @@ pub struct BuildError {
 pub fn build_all(config: &Config, metrics: &Metrics) -> Result<Vec<Scheduled>, BuildError> {
     let mut checks = Vec::new();
     not_yet_available(config)?;
+    if let Some(pg) = &config.postgres {
+        checks.push(Scheduled::new(
+            "postgres",
+            pg.settings,
+            postgres::PostgresCheck::new(pg, metrics)?,
+        ));
+    }
     if let Some(jwt) = &config.jwt {
         checks.push(Scheduled::new("jwt", jwt.settings, jwt::JwtCheck::new(jwt, metrics)?));
     }
@@ -304,7 +312,6 @@ pub fn build_all(config: &Config, metrics: &Metrics) -> Result<Vec<Scheduled>, B
 /// refusing to start beats silently watching less than the operator asked for.
 fn not_yet_available(config: &Config) -> Result<(), BuildError> {
     let configured = [
-        ("postgres", config.postgres.is_some()),
         ("gateway", config.gateway.is_some()),
         ("upstream", !config.upstreams.is_empty()),
     ];

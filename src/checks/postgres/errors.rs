@@ -1,0 +1,277 @@
+//! Turns what tokio-postgres and the pool report into one of vigil's failure classes, a
+//! reason that names the class and the target, and a runbook hint.
+//!
+//! Reasons are written here from parts vigil knows (host, port, user, database) and from the
+//! server's own message; never from the URL, so the password cannot reach a reason.
+
+use std::error::Error as _;
+use std::io;
+use std::time::Duration;
+
+use deadpool_postgres::{PoolError, TimeoutType};
+use tokio_postgres::error::SqlState;
+
+use crate::checks::{FailureKind, Outcome};
+use crate::config::show;
+
+pub const NETSTAT_HINT: &str = "kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
+pub const SATURATION_HINT: &str = "who holds the connections: SELECT usename, application_name, client_addr, state, count(*) \
+     FROM pg_stat_activity GROUP BY 1,2,3,4 ORDER BY 5 DESC; look for `idle in transaction` and for pool size × \
+     replicas above max_connections; kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
+pub const LONG_QUERY_HINT: &str = "SELECT pid, now() - query_start AS running, state, usename, left(query, 100) \
+     FROM pg_stat_activity WHERE state <> 'idle' ORDER BY 2 DESC; cancel one with SELECT pg_cancel_backend(<pid>)";
+
+/// What vigil tried to reach, for reasons and for telling DNS failures apart.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port` (or the socket directory) as shown in reasons.
+    pub display: String,
+    /// The host as written, when it is a name that needs DNS.
+    pub dns_name: Option<String>,
+    pub user: String,
+    pub dbname: String,
+}
+
+/// One classified failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgFailure {
+    pub kind: FailureKind,
+    pub reason: String,
+    pub hint: String,
+}
+
+impl PgFailure {
+    fn new(kind: FailureKind, reason: String, hint: impl Into<String>) -> PgFailure {
+        PgFailure {
+            kind,
+            reason,
+            hint: hint.into(),
+        }
+    }
+
+    pub fn timeout(target: &Target, what: &str, after: Duration) -> PgFailure {
+        PgFailure::new(
+            FailureKind::Timeout,
+            format!("timed out {what} {} after {}", target.display, show(after)),
+            format!(
+                "the server or the network does not answer: check NetworkPolicies and firewalls to {}, the \
+                 server's load and logs; {NETSTAT_HINT}",
+                target.display
+            ),
+        )
+    }
+
+    pub fn into_outcome(self) -> Outcome {
+        Outcome::fail(self.kind, self.reason).with_hint(self.hint)
+    }
+}
+
+/// Classifies an error of connecting or querying.
+pub fn classify(error: &tokio_postgres::Error, target: &Target, budget: Duration) -> PgFailure {
+    if let Some(db) = error.as_db_error() {
+        let code = db.code();
+        let message = db.message();
+        return if *code == SqlState::TOO_MANY_CONNECTIONS {
+            PgFailure::new(
+                FailureKind::TooManyClients,
+                format!("too many clients: the server refused a new connection ({message})"),
+                SATURATION_HINT,
+            )
+        } else if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            PgFailure::new(
+                FailureKind::Auth,
+                format!("authentication failed for user \"{}\" ({message})", target.user),
+                "check the user and password in the Secret behind DATABASE_URL / postgres.url_file, and \
+                 pg_hba.conf on the server (its log says which rule rejected the client)",
+            )
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            PgFailure::new(
+                FailureKind::Misconfigured,
+                format!("database \"{}\" does not exist", target.dbname),
+                "check the database name in the URL; `psql -l` lists the server's databases",
+            )
+        } else if *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+        {
+            PgFailure::new(
+                FailureKind::Refused,
+                format!("server not accepting connections: {message}"),
+                "the server is starting, shutting down or recovering from a crash: check its log and \
+                 kubectl get pods for restarts",
+            )
+        } else {
+            PgFailure::new(
+                FailureKind::Protocol,
+                format!("server error {}: {message}", code.code()),
+                "see the server's log for this error",
+            )
+        };
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return classify_io(io, target, budget);
+        }
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return tls_failure(&tls.to_string(), target);
+        }
+        source = cause.source();
+    }
+    let text = error.to_string();
+    if text.contains("TLS") {
+        return tls_failure(&text, target);
+    }
+    if text.contains("timeout") {
+        return PgFailure::timeout(target, "connecting to", budget);
+    }
+    if error.is_closed() {
+        return PgFailure::new(
+            FailureKind::Refused,
+            format!("connection to {} closed by the server", target.display),
+            format!("the server ended the session: check its log for restarts or terminated backends; {NETSTAT_HINT}"),
+        );
+    }
+    PgFailure::new(
+        FailureKind::Protocol,
+        format!("{} ({})", text, target.display),
+        "see the server's log",
+    )
+}
+
+fn tls_failure(detail: &str, target: &Target) -> PgFailure {
+    PgFailure::new(
+        FailureKind::Tls,
+        format!("TLS handshake failed with {}: {detail}", target.display),
+        "check sslmode in the URL against the server's ssl setting, and for verify-full the certificate's \
+         host name and sslrootcert",
+    )
+}
+
+/// Classifies an I/O error below the driver.
+pub fn classify_io(io: &io::Error, target: &Target, budget: Duration) -> PgFailure {
+    let text = io.to_string();
+    match io.kind() {
+        io::ErrorKind::ConnectionRefused => PgFailure::new(
+            FailureKind::Refused,
+            format!("connection refused ({})", target.display),
+            format!(
+                "nothing listens on {}: is PostgreSQL running (kubectl get pods; its log)? is the Service's \
+                 port right? {NETSTAT_HINT}",
+                target.display
+            ),
+        ),
+        io::ErrorKind::TimedOut => PgFailure::timeout(target, "connecting to", budget),
+        io::ErrorKind::InvalidData if text.contains("certificate") || text.contains("tls") => {
+            tls_failure(&text, target)
+        }
+        _ if is_dns(&text) => {
+            let name = target.dns_name.as_deref().unwrap_or(&target.display);
+            PgFailure::new(
+                FailureKind::Dns,
+                format!("DNS lookup of {name} failed"),
+                format!(
+                    "kubectl exec -it <api-gateway-pod> -- nslookup {name}; check the Service name and \
+                     namespace in the URL and CoreDNS"
+                ),
+            )
+        }
+        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => PgFailure::new(
+            FailureKind::Refused,
+            format!("connection to {} closed by the server ({text})", target.display),
+            format!("the server ended the session: check its log for restarts or crashes; {NETSTAT_HINT}"),
+        ),
+        _ => PgFailure::new(
+            FailureKind::Protocol,
+            format!("I/O error talking to {}: {text}", target.display),
+            NETSTAT_HINT,
+        ),
+    }
+}
+
+fn is_dns(text: &str) -> bool {
+    [
+        "lookup address",
+        "Name or service not known",
+        "name resolution",
+        "No address associated",
+        "nodename nor servname",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
+/// Classifies an error of the agent's own pool.
+pub fn classify_pool(error: &PoolError, target: &Target, budget: Duration) -> PgFailure {
+    match error {
+        PoolError::Timeout(TimeoutType::Wait) => PgFailure::new(
+            FailureKind::Timeout,
+            format!(
+                "timed out after {} waiting for a connection of vigil's own pool",
+                show(budget)
+            ),
+            "vigil's pool is busy with queries that do not finish: see postgres:pool_in_use in /diag and the \
+             server's load",
+        ),
+        PoolError::Timeout(_) => PgFailure::timeout(target, "connecting to", budget),
+        PoolError::Backend(e) => classify(e, target, budget),
+        other => PgFailure::new(
+            FailureKind::Protocol,
+            format!("vigil's connection pool failed: {other}"),
+            "a bug in vigil: report it with this reason",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            display: "db.example:5432".to_owned(),
+            dns_name: Some("db.example".to_owned()),
+            user: "gateway".to_owned(),
+            dbname: "gw".to_owned(),
+        }
+    }
+
+    #[test]
+    fn io_errors_name_their_class() {
+        let t = target();
+        let b = Duration::from_secs(2);
+        let refused = classify_io(&io::Error::from(io::ErrorKind::ConnectionRefused), &t, b);
+        assert_eq!(refused.kind, FailureKind::Refused);
+        assert_eq!(refused.reason, "connection refused (db.example:5432)");
+        let timeout = classify_io(&io::Error::from(io::ErrorKind::TimedOut), &t, b);
+        assert_eq!(timeout.kind, FailureKind::Timeout);
+        assert_eq!(timeout.reason, "timed out connecting to db.example:5432 after 2s");
+        let dns = classify_io(
+            &io::Error::other("failed to lookup address information: Name or service not known"),
+            &t,
+            b,
+        );
+        assert_eq!(
+            (dns.kind, dns.reason.as_str()),
+            (FailureKind::Dns, "DNS lookup of db.example failed")
+        );
+        let reset = classify_io(&io::Error::from(io::ErrorKind::ConnectionReset), &t, b);
+        assert_eq!(reset.kind, FailureKind::Refused);
+    }
+
+    #[test]
+    fn pool_wait_timeout_is_a_timeout() {
+        let f = classify_pool(
+            &PoolError::Timeout(TimeoutType::Wait),
+            &target(),
+            Duration::from_secs(1),
+        );
+        assert_eq!(f.kind, FailureKind::Timeout);
+        let f = classify_pool(
+            &PoolError::Timeout(TimeoutType::Create),
+            &target(),
+            Duration::from_secs(1),
+        );
+        assert_eq!(f.reason, "timed out connecting to db.example:5432 after 1s");
+    }
+}
