@@ -28,8 +28,12 @@ use tokio::net::TcpStream;
 
 use crate::checks::FailureKind;
 
-/// How much of a response body a probe reads before it drops the connection.
+/// How much of an upstream's response body a probe reads before it drops the connection.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// How much of a gateway's `/metrics` a scrape reads: expositions with many histograms reach
+/// a few hundred KiB; past this the scrape is refused rather than parsed half.
+pub const SCRAPE_LIMIT: usize = 4 * 1024 * 1024;
 
 /// The TLS side of the shared client. Cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -170,9 +174,9 @@ pub struct ProbeResponse {
     pub phases: Phases,
     /// How many addresses the host resolved to (1 for an IP literal).
     pub addresses: usize,
-    /// The body as read: at most [`BODY_LIMIT`] bytes.
+    /// The body as read: at most the caller's limit ([`BODY_LIMIT`] for upstreams).
     pub body: Bytes,
-    /// Whether the body went on past [`BODY_LIMIT`].
+    /// Whether the body went on past the limit.
     pub truncated: bool,
 }
 
@@ -223,8 +227,8 @@ pub struct ProbeFailure {
 }
 
 impl HttpClient {
-    /// Sends `request` once over a fresh connection and reads at most [`BODY_LIMIT`] of the
-    /// answer. Cut at `deadline` with [`ProbeError::Timeout`] naming `configured`; the caller
+    /// Sends `request` once over a fresh connection and reads at most `body_limit` bytes of
+    /// the answer. Cut at `deadline` with [`ProbeError::Timeout`] naming `configured`; the caller
     /// picks a deadline a little inside the scheduler's so that the reason can name the URL.
     /// Cancel-safe: dropping the future drops the connection.
     pub async fn probe(
@@ -232,10 +236,11 @@ impl HttpClient {
         request: &ProbeRequest,
         deadline: Duration,
         configured: Duration,
+        body_limit: usize,
     ) -> Result<ProbeResponse, ProbeFailure> {
         let started = Instant::now();
         let mut progress = Progress::default();
-        let attempt = self.exchange(request, started, &mut progress);
+        let attempt = self.exchange(request, started, body_limit, &mut progress);
         let result = tokio::time::timeout(deadline, attempt).await;
         let fail = |error, progress: Progress| ProbeFailure {
             error,
@@ -256,6 +261,7 @@ impl HttpClient {
         &self,
         request: &ProbeRequest,
         started: Instant,
+        body_limit: usize,
         progress: &mut Progress,
     ) -> Result<ProbeResponse, ProbeError> {
         let host = request.host();
@@ -302,9 +308,9 @@ impl HttpClient {
                 .await
                 .map_err(ProbeError::Tls)?;
             progress.phases.tls = Some(handshake.elapsed());
-            http_exchange(tls, request, started, addresses.len(), progress).await
+            http_exchange(tls, request, started, addresses.len(), body_limit, progress).await
         } else {
-            http_exchange(tcp, request, started, addresses.len(), progress).await
+            http_exchange(tcp, request, started, addresses.len(), body_limit, progress).await
         }
     }
 }
@@ -320,6 +326,7 @@ async fn http_exchange<S>(
     request: &ProbeRequest,
     started: Instant,
     addresses: usize,
+    body_limit: usize,
     progress: &mut Progress,
 ) -> Result<ProbeResponse, ProbeError>
 where
@@ -350,7 +357,7 @@ where
         let mut truncated = false;
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame?.into_data() {
-                let room = BODY_LIMIT - read.len();
+                let room = body_limit - read.len();
                 if data.len() >= room {
                     read.extend_from_slice(&data[..room]);
                     truncated = data.len() > room;
@@ -359,7 +366,7 @@ where
                 read.extend_from_slice(&data);
             }
         }
-        if read.len() == BODY_LIMIT && !truncated {
+        if read.len() == body_limit && !truncated {
             // Exactly at the limit: whether more follows does not matter, stop here.
             truncated = !body.is_end_stream();
         }

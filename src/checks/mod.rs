@@ -308,6 +308,7 @@ pub fn build_all(config: &Config, metrics: &Metrics) -> Result<Vec<Scheduled>, B
             system::SystemCheck::new(system, metrics),
         ));
     }
+    checks.extend(gateway::build(config.gateway.as_ref(), metrics)?);
     checks.extend(upstream::build_all(&config.upstreams, metrics)?);
     Ok(checks)
 }

@@ -119,7 +119,12 @@ impl UpstreamCheck {
     async fn run_once(&mut self) -> Outcome {
         let result = self
             .client
-            .probe(&self.request, http_probe::inner_deadline(self.timeout), self.timeout)
+            .probe(
+                &self.request,
+                http_probe::inner_deadline(self.timeout),
+                self.timeout,
+                http_probe::BODY_LIMIT,
+            )
             .await;
         let now = Instant::now();
         match result {
