@@ -27,11 +27,23 @@ async def scraper(host, port, path, offset, interval, counted_from, end, stats):
             writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
             await writer.drain()
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=interval * 2)
-            length = 0
+            length, chunked = 0, False
             for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
+                lower = line.lower()
+                if lower.startswith(b"content-length:"):
                     length = int(line.split(b":", 1)[1])
-            body = await reader.readexactly(length)
+                elif lower.startswith(b"transfer-encoding:") and b"chunked" in lower:
+                    chunked = True
+            if chunked:
+                body = b""
+                while True:
+                    size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                    if size == 0:
+                        await reader.readuntil(b"\r\n")
+                        break
+                    body += (await reader.readexactly(size + 2))[:-2]
+            else:
+                body = await reader.readexactly(length)
             if time.monotonic() >= counted_from:
                 stats["scrapes"] += 1
                 if b"\nprobe_success 1" in body:

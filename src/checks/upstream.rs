@@ -222,8 +222,8 @@ impl UpstreamCheck {
         let details = self.details(&failure.phases, failure.addresses, percentiles.as_ref(), None);
         let hint = match &failure.error {
             ProbeError::NoAddresses { host } | ProbeError::Dns { host, .. } => format!(
-                "the name has no endpoints: kubectl get endpoints {} (are the upstream's pods ready?)",
-                host.split('.').next().unwrap_or(host)
+                "the name has no endpoints: {} (are the upstream's pods ready?)",
+                endpoints_command(host)
             ),
             ProbeError::Tls(_) | ProbeError::ServerName(_) => TLS_HINT.to_owned(),
             _ => DOWN_HINT.to_owned(),
@@ -323,6 +323,17 @@ fn percentile_observations(percentiles: Option<&Percentiles>) -> Vec<Observation
     })
 }
 
+/// `kubectl get endpoints orders -n shop` for `orders.shop.svc.cluster.local`; the first
+/// label alone for other names.
+fn endpoints_command(host: &str) -> String {
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels.as_slice() {
+        [service, namespace, "svc", ..] => format!("kubectl get endpoints {service} -n {namespace}"),
+        [service, ..] => format!("kubectl get endpoints {service}"),
+        [] => "kubectl get endpoints".to_owned(),
+    }
+}
+
 fn describe_expect(expect: &ExpectStatus) -> String {
     match expect {
         ExpectStatus::Class(class) => format!("{class}xx"),
@@ -350,6 +361,15 @@ mod tests {
         assert_eq!(seconds(Duration::from_millis(1400)), "1.4s");
         assert_eq!(seconds(Duration::from_secs(2)), "2s");
         assert_eq!(seconds(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn the_endpoints_hint_names_service_and_namespace() {
+        assert_eq!(
+            endpoints_command("orders.shop.svc.cluster.local"),
+            "kubectl get endpoints orders -n shop"
+        );
+        assert_eq!(endpoints_command("ghost.invalid"), "kubectl get endpoints ghost");
     }
 
     #[test]
