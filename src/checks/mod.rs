@@ -2,9 +2,10 @@
 //! built.
 //!
 //! A check owns its connections and counters; the scheduler owns its timing. A check never
-//! sleeps, retries or times itself out: the scheduler cuts every run at the check's `timeout`
-//! (so `run` must be cancel-safe: dropping its future at any await point must leave the check
-//! usable for the next run) and turns a panic into a `fail`.
+//! sleeps or retries: the scheduler cuts every run at the check's `timeout` (so `run` must be
+//! cancel-safe: dropping its future at any await point must leave the check usable for the next
+//! run) and turns a panic into a `fail`. The HTTP checks stop their own request a little inside
+//! `timeout` only so that the reason can name the request; the scheduler's cut stays the rule.
 
 pub mod gateway;
 pub mod http_probe;
