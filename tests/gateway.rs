@@ -247,3 +247,40 @@ fn error_ratio_and_p95_warn_by_default_and_fail_when_configured() {
     wait_for_line(&vigil, "[-]gateway failed: gateway p95 4.");
     assert_eq!(vigil.get("/readyz").status, 503);
 }
+
+#[test]
+fn gateway_and_upstream_metrics_pass_promtool() {
+    let gateway = Gateway::start(&traffic(100, 1, 0));
+    let config = format!(
+        "{}\n[[upstream]]\nname = \"orders\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\n",
+        gateway.config(""),
+        gateway.server.url("/healthz")
+    );
+    let vigil = Vigil::start(&config);
+    wait_for_line(&vigil, "[+]upstream:orders ok");
+    wait_for_line(&vigil, "[+]gateway ok");
+    let body = vigil.get("/metrics").body;
+    for name in [
+        "vigil_gateway_up 1",
+        "vigil_gateway_pool_saturation_ratio",
+        "vigil_gateway_pool_connections{state=\"in_use\"}",
+        "vigil_upstream_up{upstream=\"orders\"} 1",
+        "vigil_upstream_phase_duration_seconds{phase=\"dns\",upstream=\"orders\"}",
+    ] {
+        assert!(body.contains(name), "{name} missing from:\n{body}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, &body).unwrap();
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect("promtool must be installed (.ci/deps.sh installs Debian's prometheus package)");
+    assert!(
+        promtool.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&promtool.stdout),
+        String::from_utf8_lossy(&promtool.stderr)
+    );
+}
