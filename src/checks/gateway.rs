@@ -138,6 +138,7 @@ impl GatewayCheck {
     async fn run_once(&mut self) -> Outcome {
         let timeout = self.config.settings.timeout;
         let deadline = http_probe::inner_deadline(timeout);
+        let started = Instant::now();
         let mut findings = Vec::new();
         let mut observations = Vec::new();
         let mut details = serde_json::Map::new();
@@ -183,10 +184,9 @@ impl GatewayCheck {
         }
 
         if let Some(scrape) = &self.scrape {
-            let scraped = self
-                .client
-                .probe(scrape, deadline, timeout, http_probe::SCRAPE_LIMIT)
-                .await;
+            // The health probe and the scrape share one run's deadline.
+            let left = deadline.saturating_sub(started.elapsed());
+            let scraped = self.client.probe(scrape, left, timeout, http_probe::SCRAPE_LIMIT).await;
             // Without a health endpoint the scrape is the health probe; with one, a missing
             // scrape only leaves the pool unknown.
             let severity = if self.health.is_some() {
