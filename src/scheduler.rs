@@ -56,7 +56,8 @@ async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, m
         let started = Instant::now();
         // How late this run starts against its plan: the figure the upstreams bench reads
         // (RUST_LOG=vigil::scheduler=trace); free when the level is off.
-        tracing::trace!(check = %scheduled.name, lag_us = started.saturating_duration_since(planned).as_micros() as u64, "Run started");
+        let lag_us = u64::try_from(started.saturating_duration_since(planned).as_micros()).unwrap_or(u64::MAX);
+        tracing::trace!(check = %scheduled.name, lag_us, "Run started");
         let run = run_once(scheduled.check.as_mut(), settings.timeout).await;
         let duration = started.elapsed();
         metrics.observe_run(&scheduled.name, run.status, duration.as_secs_f64());
