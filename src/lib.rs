@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod promtext;
 pub mod render;
 pub mod scheduler;
 pub mod secret;

@@ -4,6 +4,8 @@
 //! Readiness and per-check status gauges are derived from the state right before each render,
 //! so a scrape always agrees with `/readyz` (including the stale rule).
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -22,6 +24,59 @@ pub struct Metrics {
     pub check_runs_total: IntCounterVec,
     pub kubelet_last_probe_timestamp_seconds: GaugeVec,
     pub system: SystemMetrics,
+    /// Registered by the first upstream check built: absent unless `[[upstream]]` is configured.
+    upstream: Arc<OnceLock<UpstreamMetrics>>,
+    /// Registered by the gateway check: absent unless `[gateway]` is configured.
+    gateway: Arc<OnceLock<GatewayMetrics>>,
+}
+
+/// The upstream checks' figures, labelled by upstream name.
+#[derive(Clone)]
+pub struct UpstreamMetrics {
+    pub up: IntGaugeVec,
+    pub request_duration_seconds: HistogramVec,
+    /// Last run, by phase: dns, connect, tls, first_byte.
+    pub phase_duration_seconds: GaugeVec,
+    pub status_code: IntGaugeVec,
+}
+
+/// The gateway check's figures.
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    registry: Registry,
+    pub up: IntGauge,
+    pub pool_saturation_ratio: Gauge,
+    /// state = in_use | max | waiting.
+    pub pool_connections: GaugeVec,
+    error_ratio: Gauge,
+    request_duration_p95_seconds: Gauge,
+    /// Set once each of the two optional gauges above is registered.
+    error_ratio_registered: Arc<OnceLock<()>>,
+    p95_registered: Arc<OnceLock<()>>,
+}
+
+impl GatewayMetrics {
+    /// `vigil_gateway_error_ratio`, registered the first time the gateway exports request
+    /// counts (SPEC: only when it does).
+    pub fn set_error_ratio(&self, value: f64) {
+        self.register_once(&self.error_ratio_registered, &self.error_ratio);
+        self.error_ratio.set(value);
+    }
+
+    /// `vigil_gateway_request_duration_p95_seconds`, registered the first time the gateway
+    /// exports a latency histogram.
+    pub fn set_request_duration_p95(&self, value: f64) {
+        self.register_once(&self.p95_registered, &self.request_duration_p95_seconds);
+        self.request_duration_p95_seconds.set(value);
+    }
+
+    fn register_once(&self, flag: &OnceLock<()>, gauge: &Gauge) {
+        flag.get_or_init(|| {
+            if let Err(error) = self.registry.register(Box::new(gauge.clone())) {
+                tracing::error!(%error, "Registering a gateway metric failed");
+            }
+        });
+    }
 }
 
 /// The `system` check's container figures (always exported once the check runs).
@@ -123,7 +178,95 @@ impl Metrics {
             check_runs_total,
             kubelet_last_probe_timestamp_seconds,
             system,
+            upstream: Arc::new(OnceLock::new()),
+            gateway: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// The upstream metrics, registered on the first call (by the first upstream check built).
+    pub fn upstream(&self) -> Result<UpstreamMetrics, MetricsError> {
+        if let Some(metrics) = self.upstream.get() {
+            return Ok(metrics.clone());
+        }
+        let metrics = UpstreamMetrics {
+            up: IntGaugeVec::new(
+                Opts::new(
+                    "vigil_upstream_up",
+                    "1 when the last request to the upstream got an expected status.",
+                ),
+                &["upstream"],
+            )?,
+            request_duration_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "vigil_upstream_request_duration_seconds",
+                    "Total duration of upstream requests (DNS to the end of the capped body).",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["upstream"],
+            )?,
+            phase_duration_seconds: GaugeVec::new(
+                Opts::new(
+                    "vigil_upstream_phase_duration_seconds",
+                    "Duration of each phase of the last upstream request.",
+                ),
+                &["upstream", "phase"],
+            )?,
+            status_code: IntGaugeVec::new(
+                Opts::new(
+                    "vigil_upstream_status_code",
+                    "HTTP status of the last upstream answer (0: none).",
+                ),
+                &["upstream"],
+            )?,
+        };
+        self.registry.register(Box::new(metrics.up.clone()))?;
+        self.registry
+            .register(Box::new(metrics.request_duration_seconds.clone()))?;
+        self.registry
+            .register(Box::new(metrics.phase_duration_seconds.clone()))?;
+        self.registry.register(Box::new(metrics.status_code.clone()))?;
+        // Build runs on one thread, so nobody set it in between.
+        Ok(self.upstream.get_or_init(|| metrics).clone())
+    }
+
+    /// The gateway metrics, registered on the first call (by the gateway check).
+    pub fn gateway(&self) -> Result<GatewayMetrics, MetricsError> {
+        if let Some(metrics) = self.gateway.get() {
+            return Ok(metrics.clone());
+        }
+        let metrics = GatewayMetrics {
+            registry: self.registry.clone(),
+            up: IntGauge::new(
+                "vigil_gateway_up",
+                "1 when the gateway's health endpoint answered as expected.",
+            )?,
+            pool_saturation_ratio: Gauge::new(
+                "vigil_gateway_pool_saturation_ratio",
+                "The gateway's DB pool connections in use / max, summed over its pools.",
+            )?,
+            pool_connections: GaugeVec::new(
+                Opts::new(
+                    "vigil_gateway_pool_connections",
+                    "The gateway's DB pool connections by state, summed over its pools.",
+                ),
+                &["state"],
+            )?,
+            error_ratio: Gauge::new(
+                "vigil_gateway_error_ratio",
+                "Share of the gateway's served requests that answered 5xx over the window.",
+            )?,
+            request_duration_p95_seconds: Gauge::new(
+                "vigil_gateway_request_duration_p95_seconds",
+                "p95 of the gateway's served request durations over the window.",
+            )?,
+            error_ratio_registered: Arc::new(OnceLock::new()),
+            p95_registered: Arc::new(OnceLock::new()),
+        };
+        self.registry.register(Box::new(metrics.up.clone()))?;
+        self.registry
+            .register(Box::new(metrics.pool_saturation_ratio.clone()))?;
+        self.registry.register(Box::new(metrics.pool_connections.clone()))?;
+        Ok(self.gateway.get_or_init(|| metrics).clone())
     }
 
     /// Creates the per-check series at start, so that dashboards see every configured check

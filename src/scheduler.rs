@@ -46,9 +46,18 @@ async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, m
     let Some(slot) = state.slots().get(index) else { return };
     let settings = scheduled.settings;
     let rerun = scheduled.check.rerun_signal();
+    let mut planned = Instant::now() + scheduled.first_run_delay;
+    if !scheduled.first_run_delay.is_zero() {
+        slot.beat();
+        tokio::time::sleep_until(planned.into()).await;
+    }
     loop {
         slot.beat();
         let started = Instant::now();
+        // How late this run starts against its plan: the figure the upstreams bench reads
+        // (RUST_LOG=vigil::scheduler=trace); free when the level is off.
+        let lag_us = u64::try_from(started.saturating_duration_since(planned).as_micros()).unwrap_or(u64::MAX);
+        tracing::trace!(check = %scheduled.name, lag_us, "Run started");
         let run = run_once(scheduled.check.as_mut(), settings.timeout).await;
         let duration = started.elapsed();
         metrics.observe_run(&scheduled.name, run.status, duration.as_secs_f64());
@@ -67,6 +76,7 @@ async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, m
         slot.beat();
 
         let next = started + settings.interval + jitter(settings.interval);
+        planned = next;
         let sleep = tokio::time::sleep_until(next.into());
         match &rerun {
             Some(signal) => {

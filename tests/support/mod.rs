@@ -16,6 +16,7 @@
 pub mod client;
 pub mod http;
 pub mod postgres;
+pub mod tls;
 pub mod vigil;
 
 pub use client::HttpResponse;

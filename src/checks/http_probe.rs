@@ -1,0 +1,403 @@
+//! One HTTP request over a fresh connection, with every phase timed: DNS, connect, TLS, first
+//! byte, total.
+//!
+//! Each run opens its own connection on purpose: a kept-alive connection would hide a firewall
+//! rule, a dead L4 balancer backend or a DNS change behind a socket opened minutes ago. The
+//! phases are done by hand (`lookup_host`, `TcpStream::connect`, tokio-rustls,
+//! `hyper::client::conn::http1`) because a pooled client cannot tell them apart.
+//!
+//! What is shared between checks is the [`HttpClient`]: the rustls configuration (parsed roots,
+//! crypto provider), built once before any runtime exists. The response body is read up to
+//! [`BODY_LIMIT`] and then dropped with the connection, so a huge body costs at most 64 KiB of
+//! reading and nothing of memory.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Body as _;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::checks::FailureKind;
+
+/// How much of an upstream's response body a probe reads before it drops the connection.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// How much of a gateway's `/metrics` a scrape reads: expositions with many histograms reach
+/// a few hundred KiB; past this the scrape is refused rather than parsed half.
+pub const SCRAPE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The TLS side of the shared client. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct HttpClient {
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// A client that could not be built (an unreadable or empty CA file).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl HttpClient {
+    /// The client with the built-in Mozilla roots (webpki-roots): the same trust everywhere,
+    /// no dependence on the image's CA bundle (distroless and scratch images have none), and
+    /// no file read at start. Private CAs come in through `ca_file`.
+    pub fn new() -> Result<HttpClient, ClientError> {
+        Self::with_roots(webpki_roots_store())
+    }
+
+    /// The built-in roots plus the certificates of a PEM file. Reads the file now (this runs
+    /// before any runtime exists, so plain blocking I/O is right).
+    pub fn with_ca_file(path: &Path) -> Result<HttpClient, ClientError> {
+        let ca_error = |message: String| ClientError::CaFile {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut roots = webpki_roots_store();
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
+            let cert = cert.map_err(|e| ca_error(e.to_string()))?;
+            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ca_error("holds no PEM certificate".to_owned()));
+        }
+        Self::with_roots(roots)
+    }
+
+    fn with_roots(roots: rustls::RootCertStore) -> Result<HttpClient, ClientError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(HttpClient { tls: Arc::new(config) })
+    }
+}
+
+fn webpki_roots_store() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+}
+
+/// What to ask: built once per check from its configuration.
+#[derive(Debug, Clone)]
+pub struct ProbeRequest {
+    pub method: Method,
+    pub uri: Uri,
+    /// Extra headers; values may be credentials and are never printed.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// An invalid method, URL or header in the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RequestError(String);
+
+impl ProbeRequest {
+    pub fn new<'a>(
+        method: &str,
+        url: &str,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<ProbeRequest, RequestError> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| RequestError(format!("method: not an HTTP method: {method:?}")))?;
+        let uri: Uri = url.parse().map_err(|e| RequestError(format!("url: not a URL ({e})")))?;
+        let mut parsed = Vec::new();
+        for (name, value) in headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| RequestError(format!("headers: not a header name: {name:?}")))?;
+            // The value is never quoted: it may be a credential.
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| RequestError(format!("headers.{name}: not a valid header value")))?;
+            value.set_sensitive(true);
+            parsed.push((header, value));
+        }
+        Ok(ProbeRequest {
+            method,
+            uri,
+            headers: parsed,
+        })
+    }
+
+    /// `GET http://host/path`: the prefix of every reason about this request.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.method, self.uri)
+    }
+
+    fn host(&self) -> &str {
+        let host = self.uri.host().unwrap_or_default();
+        host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+    }
+
+    fn is_https(&self) -> bool {
+        self.uri.scheme_str() == Some("https")
+    }
+
+    fn port(&self) -> u16 {
+        self.uri.port_u16().unwrap_or(if self.is_https() { 443 } else { 80 })
+    }
+}
+
+/// The time each phase took. `None` for a phase that did not happen (no DNS for an IP
+/// literal, no TLS for http) or was not reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Phases {
+    pub dns: Option<Duration>,
+    pub connect: Option<Duration>,
+    pub tls: Option<Duration>,
+    /// From the request written to the response head read: the server's think time.
+    pub first_byte: Option<Duration>,
+    /// From the start to the end of the (capped) body.
+    pub total: Duration,
+}
+
+/// A request that got an answer, whatever its status.
+#[derive(Debug, Clone)]
+pub struct ProbeResponse {
+    pub status: u16,
+    pub phases: Phases,
+    /// How many addresses the host resolved to (1 for an IP literal).
+    pub addresses: usize,
+    /// The body as read: at most the caller's limit ([`BODY_LIMIT`] for upstreams).
+    pub body: Bytes,
+    /// Whether the body went on past the limit.
+    pub truncated: bool,
+}
+
+/// A request that got no answer. The message never quotes a header value.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("DNS lookup of {host} failed: {source}")]
+    Dns { host: String, source: std::io::Error },
+    #[error("{host} resolves to no addresses")]
+    NoAddresses { host: String },
+    #[error("connection refused")]
+    Refused,
+    #[error("connect to {addr} failed: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("invalid TLS server name {0:?}")]
+    ServerName(String),
+    #[error("HTTP exchange failed: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("invalid request: {0}")]
+    Request(#[from] http::Error),
+    #[error("timed out after {0}")]
+    Timeout(String),
+}
+
+impl ProbeError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ProbeError::Dns { .. } | ProbeError::NoAddresses { .. } => FailureKind::Dns,
+            ProbeError::Refused => FailureKind::Refused,
+            ProbeError::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => FailureKind::Timeout,
+            ProbeError::Connect { .. } => FailureKind::Refused,
+            ProbeError::Tls(_) | ProbeError::ServerName(_) => FailureKind::Tls,
+            ProbeError::Http(_) | ProbeError::Request(_) => FailureKind::Protocol,
+            ProbeError::Timeout(_) => FailureKind::Timeout,
+        }
+    }
+}
+
+/// What a failed probe got through before it failed: the phases reached and the address
+/// count, so that `/diag` can show where it stopped.
+#[derive(Debug)]
+pub struct ProbeFailure {
+    pub error: ProbeError,
+    pub phases: Phases,
+    pub addresses: Option<usize>,
+}
+
+impl HttpClient {
+    /// Sends `request` once over a fresh connection and reads at most `body_limit` bytes of
+    /// the answer. Cut at `deadline` with [`ProbeError::Timeout`] naming `configured`; the caller
+    /// picks a deadline a little inside the scheduler's so that the reason can name the URL.
+    /// Cancel-safe: dropping the future drops the connection.
+    pub async fn probe(
+        &self,
+        request: &ProbeRequest,
+        deadline: Duration,
+        configured: Duration,
+        body_limit: usize,
+    ) -> Result<ProbeResponse, ProbeFailure> {
+        let started = Instant::now();
+        let mut progress = Progress::default();
+        let attempt = self.exchange(request, started, body_limit, &mut progress);
+        let result = tokio::time::timeout(deadline, attempt).await;
+        let fail = |error, progress: Progress| ProbeFailure {
+            error,
+            phases: Phases {
+                total: started.elapsed(),
+                ..progress.phases
+            },
+            addresses: progress.addresses,
+        };
+        match result {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(fail(error, progress)),
+            Err(_) => Err(fail(ProbeError::Timeout(crate::config::show(configured)), progress)),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        request: &ProbeRequest,
+        started: Instant,
+        body_limit: usize,
+        progress: &mut Progress,
+    ) -> Result<ProbeResponse, ProbeError> {
+        let host = request.host();
+        let port = request.port();
+        let addresses: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => {
+                let lookup = Instant::now();
+                let found = tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|source| ProbeError::Dns {
+                        host: host.to_owned(),
+                        source,
+                    })?
+                    .collect();
+                progress.phases.dns = Some(lookup.elapsed());
+                found
+            }
+        };
+        progress.addresses = Some(addresses.len());
+        let Some(&addr) = addresses.first() else {
+            return Err(ProbeError::NoAddresses { host: host.to_owned() });
+        };
+
+        // One address per run: the one the kernel's resolver order puts first, as a client
+        // library would. The count of the others is what the endpoints hint needs.
+        let connect = Instant::now();
+        let tcp = TcpStream::connect(addr).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::ConnectionRefused {
+                ProbeError::Refused
+            } else {
+                ProbeError::Connect { addr, source }
+            }
+        })?;
+        progress.phases.connect = Some(connect.elapsed());
+        // Small requests: do not wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+
+        if request.is_https() {
+            let name = ServerName::try_from(host.to_owned()).map_err(|_| ProbeError::ServerName(host.to_owned()))?;
+            let handshake = Instant::now();
+            let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
+                .connect(name, tcp)
+                .await
+                .map_err(ProbeError::Tls)?;
+            progress.phases.tls = Some(handshake.elapsed());
+            http_exchange(tls, request, started, addresses.len(), body_limit, progress).await
+        } else {
+            http_exchange(tcp, request, started, addresses.len(), body_limit, progress).await
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    phases: Phases,
+    addresses: Option<usize>,
+}
+
+async fn http_exchange<S>(
+    stream: S,
+    request: &ProbeRequest,
+    started: Instant,
+    addresses: usize,
+    body_limit: usize,
+    progress: &mut Progress,
+) -> Result<ProbeResponse, ProbeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let mut builder = Request::builder()
+        .method(request.method.clone())
+        .uri(request.uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(http::header::USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
+        // A fresh connection per run: say so, so that the server does not keep it waiting.
+        .header(http::header::CONNECTION, "close");
+    if let Some(authority) = request.uri.authority() {
+        builder = builder.header(http::header::HOST, authority.as_str());
+    }
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    let outgoing = builder.body(Empty::<Bytes>::new())?;
+
+    let sent = Instant::now();
+    let work = async {
+        let response = sender.send_request(outgoing).await?;
+        let first_byte = sent.elapsed();
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut read = Vec::new();
+        let mut truncated = false;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                let room = body_limit - read.len();
+                if data.len() >= room {
+                    read.extend_from_slice(&data[..room]);
+                    truncated = data.len() > room;
+                    break;
+                }
+                read.extend_from_slice(&data);
+            }
+        }
+        if read.len() == body_limit && !truncated {
+            // Exactly at the limit: whether more follows does not matter, stop here.
+            truncated = !body.is_end_stream();
+        }
+        Ok::<_, ProbeError>((status, first_byte, Bytes::from(read), truncated))
+    };
+    let mut work = std::pin::pin!(work);
+    let mut conn = std::pin::pin!(conn);
+    // The connection must be polled for the request to make progress; it is driven here
+    // rather than spawned so that nothing outlives the run. When it ends first (the server
+    // closed), the request side resolves right after with the data or the error.
+    let (status, first_byte, body, truncated) = tokio::select! {
+        biased;
+        result = &mut work => result?,
+        _ = &mut conn => work.await?,
+    };
+    progress.phases.first_byte = Some(first_byte);
+    Ok(ProbeResponse {
+        status,
+        phases: Phases {
+            total: started.elapsed(),
+            ..progress.phases
+        },
+        addresses,
+        body,
+        truncated,
+    })
+}
+
+/// The scheduler cuts a run at `timeout`; a probe stops a little earlier so that its own
+/// reason (which names the request) wins the race.
+pub fn inner_deadline(timeout: Duration) -> Duration {
+    let margin = (timeout / 20).min(Duration::from_millis(50));
+    timeout.saturating_sub(margin)
+}

@@ -1,0 +1,383 @@
+//! `upstream:<name>`: one request per run to a service the gateway forwards to; its status,
+//! its latency by phase, how many addresses its name resolves to, and p50/p95/p99 over the
+//! window. Answers the runbook's "503 Service Unavailable" (upstream health, endpoints) and
+//! "High Latency" (response times over 2 s).
+//!
+//! A single timeout, refusal or unexpected status fails that run (the scheduler's
+//! `failure_threshold` then decides when the check reports fail); slowness alone is judged on
+//! the window's p95, so one slow answer among many fast ones does not page anyone.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::checks::http_probe::{self, HttpClient, Phases, ProbeError, ProbeFailure, ProbeRequest, ProbeResponse};
+use crate::checks::latency::{LatencyWindow, Percentiles};
+use crate::checks::{BuildError, Check, FailureKind, Observation, Outcome, RunFuture, Scheduled, Unit};
+use crate::config::{ExpectStatus, Upstream, show};
+use crate::metrics::{Metrics, UpstreamMetrics};
+
+const LATENCY_HINT: &str = "the upstream answers slowly: kubectl top pods and kubectl logs for the upstream; \
+                            check its database and connection pool (runbook: High Latency)";
+const DOWN_HINT: &str = "kubectl get pods and kubectl describe service for the upstream; \
+                         kubectl get endpoints <service> (runbook: 503 Service Unavailable)";
+const TLS_HINT: &str = "the upstream's certificate is not trusted or not valid for its name: \
+                        set ca_file to the CA that signed it, or check the certificate's names and dates";
+
+/// Beyond this many upstreams, first runs are spread over the first interval.
+pub const SPREAD_ABOVE: usize = 32;
+
+/// One upstream; see the module docs.
+pub struct UpstreamCheck {
+    name: String,
+    client: HttpClient,
+    request: ProbeRequest,
+    expect: ExpectStatus,
+    latency_warn: Duration,
+    latency_fail: Duration,
+    window_span: Duration,
+    timeout: Duration,
+    window: LatencyWindow,
+    metrics: UpstreamMetrics,
+}
+
+/// Builds every `[[upstream]]` check, sharing one client (one rustls configuration) among all
+/// of those without a `ca_file`, and spreads their first runs when there are many (see
+/// [`first_run_delay`]).
+pub fn build_all(upstreams: &[Upstream], metrics: &Metrics) -> Result<Vec<Scheduled>, BuildError> {
+    if upstreams.is_empty() {
+        return Ok(Vec::new());
+    }
+    let error = |check: &str, message: String| BuildError {
+        check: check.to_owned(),
+        message,
+    };
+    let shared = HttpClient::new().map_err(|e| error("upstream", e.to_string()))?;
+    let upstream_metrics = metrics.upstream().map_err(|e| error("upstream", e.to_string()))?;
+    let count = upstreams.len();
+    upstreams
+        .iter()
+        .enumerate()
+        .map(|(index, config)| {
+            let name = format!("upstream:{}", config.name);
+            let client = match &config.ca_file {
+                Some(path) => HttpClient::with_ca_file(path).map_err(|e| error(&name, e.to_string()))?,
+                None => shared.clone(),
+            };
+            let check = UpstreamCheck::new(config, client, upstream_metrics.clone()).map_err(|e| error(&name, e))?;
+            Ok(
+                Scheduled::new(name, config.settings, check).with_first_run_delay(first_run_delay(
+                    index,
+                    count,
+                    config.settings.interval,
+                )),
+            )
+        })
+        .collect()
+}
+
+/// Up to [`SPREAD_ABOVE`] upstreams all run at start (a small configuration is ready at
+/// once); beyond that, upstream `i` of `n` first runs at `interval * i / n`, so hundreds of
+/// them do not fire in the same millisecond, and every one has run within one interval.
+pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Duration {
+    if count <= SPREAD_ABOVE {
+        return Duration::ZERO;
+    }
+    let (index, count) = (
+        u32::try_from(index).unwrap_or(u32::MAX),
+        u32::try_from(count).unwrap_or(u32::MAX),
+    );
+    interval / count * index
+}
+
+impl UpstreamCheck {
+    pub fn new(config: &Upstream, client: HttpClient, metrics: UpstreamMetrics) -> Result<UpstreamCheck, String> {
+        let request = ProbeRequest::new(
+            &config.method,
+            config.url.as_str(),
+            config.headers.iter().map(|(k, v)| (k.as_str(), v.expose().as_str())),
+        )
+        .map_err(|e| e.to_string())?;
+        // Create the series now so that dashboards see the upstream before its first answer.
+        metrics.up.with_label_values(&[&config.name]).set(0);
+        metrics.status_code.with_label_values(&[&config.name]).set(0);
+        metrics.request_duration_seconds.with_label_values(&[&config.name]);
+        Ok(UpstreamCheck {
+            name: config.name.clone(),
+            client,
+            request,
+            expect: config.expect_status.clone(),
+            latency_warn: config.latency_warn,
+            latency_fail: config.latency_fail,
+            window_span: config.window,
+            timeout: config.settings.timeout,
+            window: LatencyWindow::new(config.window, config.settings.interval),
+            metrics,
+        })
+    }
+
+    async fn run_once(&mut self) -> Outcome {
+        let result = self
+            .client
+            .probe(
+                &self.request,
+                http_probe::inner_deadline(self.timeout),
+                self.timeout,
+                http_probe::BODY_LIMIT,
+            )
+            .await;
+        let now = Instant::now();
+        match result {
+            Ok(response) => self.answered(response, now),
+            Err(failure) => self.failed(failure, now),
+        }
+    }
+
+    fn answered(&mut self, response: ProbeResponse, now: Instant) -> Outcome {
+        let name = self.name.as_str();
+        let expected = self.expect.accepts(response.status);
+        self.metrics.up.with_label_values(&[name]).set(i64::from(expected));
+        self.metrics
+            .status_code
+            .with_label_values(&[name])
+            .set(i64::from(response.status));
+        self.metrics
+            .request_duration_seconds
+            .with_label_values(&[name])
+            .observe(response.phases.total.as_secs_f64());
+        self.set_phase_metrics(&response.phases);
+        self.window.record(now, response.phases.total);
+        let percentiles = self.window.percentiles(now);
+
+        let mut observations = vec![Observation::number(
+            "status_code",
+            f64::from(response.status),
+            Unit::None,
+        )];
+        observations.extend(phase_observations(&response.phases, Some(response.addresses)));
+        observations.extend(percentile_observations(percentiles.as_ref()));
+        let details = self.details(
+            &response.phases,
+            Some(response.addresses),
+            percentiles.as_ref(),
+            Some(&response),
+        );
+
+        let outcome = if !expected {
+            Outcome::fail(
+                FailureKind::HttpStatus,
+                format!(
+                    "{}: status {}, expected {}",
+                    self.request.describe(),
+                    response.status,
+                    describe_expect(&self.expect)
+                ),
+            )
+            .with_hint(DOWN_HINT)
+        } else {
+            match percentiles {
+                Some(p) if p.p95 > self.latency_fail => Outcome::fail(
+                    FailureKind::Threshold,
+                    format!(
+                        "p95 {} over {} exceeds {}",
+                        seconds(p.p95),
+                        show(self.window_span),
+                        show(self.latency_fail)
+                    ),
+                )
+                .with_hint(LATENCY_HINT),
+                Some(p) if p.p95 > self.latency_warn => Outcome::warn(
+                    FailureKind::Threshold,
+                    format!(
+                        "p95 {} over {} exceeds {}",
+                        seconds(p.p95),
+                        show(self.window_span),
+                        show(self.latency_warn)
+                    ),
+                )
+                .with_hint(LATENCY_HINT),
+                _ => Outcome::pass(),
+            }
+        };
+        outcome.with_observations(observations).with_details(details)
+    }
+
+    fn failed(&mut self, failure: ProbeFailure, now: Instant) -> Outcome {
+        let name = self.name.as_str();
+        self.metrics.up.with_label_values(&[name]).set(0);
+        self.metrics.status_code.with_label_values(&[name]).set(0);
+        self.set_phase_metrics(&failure.phases);
+        // A timeout is the slowest answer there is: it belongs in the percentiles. Other
+        // failures have no latency to speak of.
+        if matches!(failure.error, ProbeError::Timeout(_)) {
+            self.window.record(now, failure.phases.total);
+            self.metrics
+                .request_duration_seconds
+                .with_label_values(&[name])
+                .observe(failure.phases.total.as_secs_f64());
+        }
+        let percentiles = self.window.percentiles(now);
+        let mut observations = phase_observations(&failure.phases, failure.addresses);
+        observations.extend(percentile_observations(percentiles.as_ref()));
+        let details = self.details(&failure.phases, failure.addresses, percentiles.as_ref(), None);
+        let hint = match &failure.error {
+            ProbeError::NoAddresses { host } | ProbeError::Dns { host, .. } => format!(
+                "the name has no endpoints: {} (are the upstream's pods ready?)",
+                endpoints_command(host)
+            ),
+            ProbeError::Tls(_) | ProbeError::ServerName(_) => TLS_HINT.to_owned(),
+            _ => DOWN_HINT.to_owned(),
+        };
+        let reason = match &failure.error {
+            ProbeError::NoAddresses { host } => format!("{}: {host} resolves to no addresses", self.request.describe()),
+            error => format!("{}: {error}", self.request.describe()),
+        };
+        Outcome::fail(failure.error.kind(), reason)
+            .with_hint(hint)
+            .with_observations(observations)
+            .with_details(details)
+    }
+
+    fn set_phase_metrics(&self, phases: &Phases) {
+        for (phase, value) in [
+            ("dns", phases.dns),
+            ("connect", phases.connect),
+            ("tls", phases.tls),
+            ("first_byte", phases.first_byte),
+        ] {
+            self.metrics
+                .phase_duration_seconds
+                .with_label_values(&[&self.name, phase])
+                .set(value.map_or(0.0, |d| d.as_secs_f64()));
+        }
+    }
+
+    fn details(
+        &self,
+        phases: &Phases,
+        addresses: Option<usize>,
+        percentiles: Option<&Percentiles>,
+        response: Option<&ProbeResponse>,
+    ) -> serde_json::Value {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        json!({
+            "request": self.request.describe(),
+            "phases_ms": {
+                "dns": ms(phases.dns),
+                "connect": ms(phases.connect),
+                "tls": ms(phases.tls),
+                "first_byte": ms(phases.first_byte),
+                "total": ms(Some(phases.total)),
+            },
+            "addresses": addresses,
+            "window": show(self.window_span),
+            "percentiles_ms": percentiles.map(|p| json!({
+                "p50": ms(Some(p.p50)),
+                "p95": ms(Some(p.p95)),
+                "p99": ms(Some(p.p99)),
+                "samples": p.count,
+            })),
+            "body_truncated": response.map(|r| r.truncated),
+            "latency_warn": show(self.latency_warn),
+            "latency_fail": show(self.latency_fail),
+        })
+    }
+}
+
+impl Check for UpstreamCheck {
+    fn run(&mut self) -> RunFuture<'_> {
+        Box::pin(self.run_once())
+    }
+}
+
+fn phase_observations(phases: &Phases, addresses: Option<usize>) -> Vec<Observation> {
+    let mut out = vec![Observation::number(
+        "latency",
+        phases.total.as_secs_f64(),
+        Unit::Seconds,
+    )];
+    for (name, value) in [
+        ("dns", phases.dns),
+        ("connect", phases.connect),
+        ("tls", phases.tls),
+        ("first_byte", phases.first_byte),
+    ] {
+        if let Some(value) = value {
+            out.push(Observation::number(name, value.as_secs_f64(), Unit::Seconds));
+        }
+    }
+    if let Some(addresses) = addresses {
+        #[allow(clippy::cast_precision_loss)]
+        out.push(Observation::number("addresses", addresses as f64, Unit::Count));
+    }
+    out
+}
+
+fn percentile_observations(percentiles: Option<&Percentiles>) -> Vec<Observation> {
+    percentiles.map_or_else(Vec::new, |p| {
+        vec![
+            Observation::number("p50", p.p50.as_secs_f64(), Unit::Seconds),
+            Observation::number("p95", p.p95.as_secs_f64(), Unit::Seconds),
+            Observation::number("p99", p.p99.as_secs_f64(), Unit::Seconds),
+        ]
+    })
+}
+
+/// `kubectl get endpoints orders -n shop` for `orders.shop.svc.cluster.local`; the first
+/// label alone for other names.
+fn endpoints_command(host: &str) -> String {
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels.as_slice() {
+        [service, namespace, "svc", ..] => format!("kubectl get endpoints {service} -n {namespace}"),
+        [service, ..] => format!("kubectl get endpoints {service}"),
+        [] => "kubectl get endpoints".to_owned(),
+    }
+}
+
+fn describe_expect(expect: &ExpectStatus) -> String {
+    match expect {
+        ExpectStatus::Class(class) => format!("{class}xx"),
+        ExpectStatus::List(list) => list.iter().map(u16::to_string).collect::<Vec<_>>().join(" or "),
+    }
+}
+
+/// `1.4s`, `250ms`: short, for reasons.
+pub fn seconds(duration: Duration) -> String {
+    if duration >= Duration::from_secs(1) {
+        let text = format!("{:.2}", duration.as_secs_f64());
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        format!("{text}s")
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_short() {
+        assert_eq!(seconds(Duration::from_millis(1400)), "1.4s");
+        assert_eq!(seconds(Duration::from_secs(2)), "2s");
+        assert_eq!(seconds(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn the_endpoints_hint_names_service_and_namespace() {
+        assert_eq!(
+            endpoints_command("orders.shop.svc.cluster.local"),
+            "kubectl get endpoints orders -n shop"
+        );
+        assert_eq!(endpoints_command("ghost.invalid"), "kubectl get endpoints ghost");
+    }
+
+    #[test]
+    fn first_runs_spread_only_beyond_a_few_dozen() {
+        let interval = Duration::from_secs(1);
+        assert_eq!(first_run_delay(5, 10, interval), Duration::ZERO);
+        assert_eq!(first_run_delay(0, 1000, interval), Duration::ZERO);
+        assert_eq!(first_run_delay(500, 1000, interval), Duration::from_millis(500));
+        assert!(first_run_delay(999, 1000, interval) < interval);
+    }
+}

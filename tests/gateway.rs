@@ -1,0 +1,286 @@
+//! `[gateway]` against a fake gateway on 127.0.0.1: health, the DB pool for each preset
+//! moving through ok, warn, exhausted and back, several pools summed, waiters, and the
+//! gateway's own error ratio and p95.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{FakeServer, Response, Vigil, poll_until};
+
+/// A fake gateway: `/healthz` answers `health`, `/metrics` answers `metrics`.
+struct Gateway {
+    server: FakeServer,
+    health: Arc<Mutex<u16>>,
+    metrics: Arc<Mutex<String>>,
+}
+
+impl Gateway {
+    fn start(metrics: &str) -> Gateway {
+        let health = Arc::new(Mutex::new(200u16));
+        let text = Arc::new(Mutex::new(metrics.to_owned()));
+        let (h, t) = (health.clone(), text.clone());
+        let server = FakeServer::start(move |request| match request.path.as_str() {
+            "/healthz" => Response::text(*h.lock().unwrap(), "ok"),
+            "/metrics" => Response::prometheus(t.lock().unwrap().clone()),
+            _ => Response::new(404),
+        });
+        Gateway {
+            server,
+            health,
+            metrics: text,
+        }
+    }
+
+    fn set_metrics(&self, text: &str) {
+        *self.metrics.lock().unwrap() = text.to_owned();
+    }
+
+    fn set_health(&self, status: u16) {
+        *self.health.lock().unwrap() = status;
+    }
+
+    fn config(&self, extra: &str) -> String {
+        format!(
+            "[system]\nenabled = false\n\n[gateway]\nhealth_url = \"{}\"\nmetrics_url = \"{}\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\nfailure_threshold = 1\nwindow = \"1s\"\n{extra}\n",
+            self.server.url("/healthz"),
+            self.server.url("/metrics")
+        )
+    }
+}
+
+fn verbose(vigil: &Vigil) -> String {
+    vigil.get("/readyz?verbose").body
+}
+
+#[track_caller]
+fn wait_for_line(vigil: &Vigil, line: &str) {
+    let mut last = String::new();
+    if !poll_until(Duration::from_secs(6), || {
+        last = verbose(vigil);
+        last.contains(line)
+    }) {
+        panic!(
+            "no line containing {line:?} in /readyz?verbose:\n{last}\nlogs:\n{}",
+            vigil.logs()
+        );
+    }
+}
+
+fn diag(vigil: &Vigil) -> Value {
+    serde_json::from_str(&vigil.get("/diag?format=json").body).expect("/diag is JSON")
+}
+
+/// The pool exposition for `preset` with `in_use` of 20 and `waiting`.
+fn pool(preset: &str, in_use: u32, waiting: u32) -> String {
+    match preset {
+        "generic" => format!(
+            "# TYPE connection_pool_in_use gauge\nconnection_pool_in_use {in_use}\nconnection_pool_max 20\nconnection_pool_waiting {waiting}\n"
+        ),
+        "hikaricp" => format!(
+            "# TYPE hikaricp_connections_active gauge\nhikaricp_connections_active{{pool=\"HikariPool-1\"}} {in_use}\nhikaricp_connections_max{{pool=\"HikariPool-1\"}} 20\nhikaricp_connections_pending{{pool=\"HikariPool-1\"}} {waiting}\n"
+        ),
+        "go_sql" => format!(
+            "# TYPE go_sql_wait_count_total counter\ngo_sql_in_use_connections{{db_name=\"gw\"}} {in_use}\ngo_sql_max_open_connections{{db_name=\"gw\"}} 20\ngo_sql_wait_count_total{{db_name=\"gw\"}} {waiting}\n"
+        ),
+        other => panic!("no preset {other}"),
+    }
+}
+
+fn pool_moves_through_ok_warn_exhausted_and_back(preset: &str) {
+    let gateway = Gateway::start(&pool(preset, 5, 0));
+    let vigil = Vigil::start(&gateway.config(&format!("pool_metrics = \"{preset}\"")));
+    wait_for_line(&vigil, "[+]gateway ok");
+    assert!(
+        vigil
+            .get("/metrics")
+            .body
+            .contains("vigil_gateway_pool_saturation_ratio 0.25")
+    );
+
+    gateway.set_metrics(&pool(preset, 17, 0));
+    wait_for_line(&vigil, "[+]gateway warn: DB pool 17 of 20 in use (85%, warn at 80%)");
+    assert_eq!(vigil.get("/readyz").status, 200);
+
+    gateway.set_metrics(&pool(preset, 20, 3));
+    wait_for_line(&vigil, "[-]gateway failed: DB pool 20 of 20 in use (100%, fail at 95%)");
+    assert_eq!(vigil.get("/readyz").status, 503, "the gateway is critical by default");
+    let metrics = vigil.get("/metrics").body;
+    assert!(
+        metrics.contains("vigil_gateway_pool_connections{state=\"in_use\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_gateway_pool_connections{state=\"max\"} 20"),
+        "{metrics}"
+    );
+    let hint = diag(&vigil).to_string();
+    assert!(hint.contains("DB_POOL_SIZE"), "{hint}");
+
+    gateway.set_metrics(&pool(preset, 4, 3));
+    wait_for_line(&vigil, "[+]gateway ok");
+    assert_eq!(vigil.get("/readyz").status, 200);
+}
+
+#[test]
+fn generic_pool_moves_through_ok_warn_exhausted_and_back() {
+    pool_moves_through_ok_warn_exhausted_and_back("generic");
+}
+
+#[test]
+fn hikaricp_pool_moves_through_ok_warn_exhausted_and_back() {
+    pool_moves_through_ok_warn_exhausted_and_back("hikaricp");
+}
+
+#[test]
+fn go_sql_pool_moves_through_ok_warn_exhausted_and_back() {
+    pool_moves_through_ok_warn_exhausted_and_back("go_sql");
+}
+
+#[test]
+fn several_pools_are_summed_and_each_is_shown() {
+    let gateway = Gateway::start(
+        "connection_pool_in_use{pool=\"read\"} 9\nconnection_pool_in_use{pool=\"write\"} 8\n\
+         connection_pool_max{pool=\"read\"} 10\nconnection_pool_max{pool=\"write\"} 10\n",
+    );
+    let vigil = Vigil::start(&gateway.config(""));
+    wait_for_line(&vigil, "[+]gateway warn: DB pool 17 of 20 in use (85%, warn at 80%)");
+    let text = diag(&vigil).to_string();
+    assert!(
+        text.contains("{pool=\\\"read\\\"}") && text.contains("{pool=\\\"write\\\"}"),
+        "{text}"
+    );
+}
+
+#[test]
+fn waiters_for_the_whole_window_warn() {
+    let gateway = Gateway::start(&pool("generic", 5, 2));
+    let vigil = Vigil::start(&gateway.config(""));
+    wait_for_line(&vigil, "[+]gateway ok");
+    wait_for_line(&vigil, "[+]gateway warn: DB pool has had waiters for 1s");
+    gateway.set_metrics(&pool("generic", 5, 0));
+    wait_for_line(&vigil, "[+]gateway ok");
+}
+
+#[test]
+fn a_failing_health_endpoint_fails_readiness() {
+    let gateway = Gateway::start(&pool("generic", 1, 0));
+    let vigil = Vigil::start(&gateway.config(""));
+    wait_for_line(&vigil, "[+]gateway ok");
+    assert!(vigil.get("/metrics").body.contains("vigil_gateway_up 1"));
+    gateway.set_health(503);
+    wait_for_line(
+        &vigil,
+        &format!(
+            "[-]gateway failed: GET {}: status 503, expected 2xx",
+            gateway.server.url("/healthz")
+        ),
+    );
+    assert_eq!(vigil.get("/readyz").status, 503);
+    assert!(vigil.get("/metrics").body.contains("vigil_gateway_up 0"));
+}
+
+/// The gateway's own traffic: `requests` served, `errors` of them 5xx, `slow` of them over 2 s.
+fn traffic(requests: u32, errors: u32, slow: u32) -> String {
+    let fast = requests - slow;
+    format!(
+        "{}http_requests_total{{status=\"200\"}} {}\nhttp_requests_total{{status=\"503\"}} {errors}\n\
+         # TYPE http_request_duration_seconds histogram\n\
+         http_request_duration_seconds_bucket{{le=\"0.5\"}} {fast}\nhttp_request_duration_seconds_bucket{{le=\"2\"}} {fast}\n\
+         http_request_duration_seconds_bucket{{le=\"5\"}} {requests}\nhttp_request_duration_seconds_bucket{{le=\"+Inf\"}} {requests}\n\
+         http_request_duration_seconds_sum 0\nhttp_request_duration_seconds_count {requests}\n",
+        pool("generic", 1, 0),
+        requests - errors
+    )
+}
+
+#[test]
+fn error_ratio_and_p95_warn_by_default_and_fail_when_configured() {
+    let gateway = Gateway::start(&pool("generic", 1, 0));
+    let vigil = Vigil::start(&gateway.config(""));
+    wait_for_line(&vigil, "[+]gateway ok");
+    assert!(
+        !vigil.get("/metrics").body.contains("vigil_gateway_error_ratio"),
+        "no error ratio while the gateway exports no request counts"
+    );
+
+    // Counters grow by 100 requests per scrape, 10 of them 5xx: 10%.
+    let served = Arc::new(Mutex::new(0u32));
+    let counter = served.clone();
+    let server = &gateway.server;
+    server.set_handler(move |request| match request.path.as_str() {
+        "/metrics" => {
+            let mut n = counter.lock().unwrap();
+            *n += 1;
+            Response::prometheus(traffic(100 * *n, 10 * *n, 0))
+        }
+        _ => Response::text(200, "ok"),
+    });
+    wait_for_line(
+        &vigil,
+        "[+]gateway warn: gateway error ratio 10.0% over 1s exceeds 5.0%",
+    );
+    assert_eq!(vigil.get("/readyz").status, 200, "traffic figures only warn by default");
+    assert!(vigil.get("/metrics").body.contains("vigil_gateway_error_ratio 0.1"));
+
+    // Now every request is slow (between 2 and 5 s) and none fails.
+    let slow = Arc::new(Mutex::new(0u32));
+    server.set_handler(move |request| match request.path.as_str() {
+        "/metrics" => {
+            let mut n = slow.lock().unwrap();
+            *n += 1;
+            Response::prometheus(traffic(100 * *n, 0, 100 * *n))
+        }
+        _ => Response::text(200, "ok"),
+    });
+    wait_for_line(&vigil, "[+]gateway warn: gateway p95 4.");
+    let metrics = vigil.get("/metrics").body;
+    assert!(
+        metrics.contains("vigil_gateway_request_duration_p95_seconds 4."),
+        "{metrics}"
+    );
+    drop(vigil);
+
+    let vigil = Vigil::start(&gateway.config("latency_p95_fail = \"3s\""));
+    wait_for_line(&vigil, "[-]gateway failed: gateway p95 4.");
+    assert_eq!(vigil.get("/readyz").status, 503);
+}
+
+#[test]
+fn gateway_and_upstream_metrics_pass_promtool() {
+    let gateway = Gateway::start(&traffic(100, 1, 0));
+    let config = format!(
+        "{}\n[[upstream]]\nname = \"orders\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\n",
+        gateway.config(""),
+        gateway.server.url("/healthz")
+    );
+    let vigil = Vigil::start(&config);
+    wait_for_line(&vigil, "[+]upstream:orders ok");
+    wait_for_line(&vigil, "[+]gateway ok");
+    let body = vigil.get("/metrics").body;
+    for name in [
+        "vigil_gateway_up 1",
+        "vigil_gateway_pool_saturation_ratio",
+        "vigil_gateway_pool_connections{state=\"in_use\"}",
+        "vigil_upstream_up{upstream=\"orders\"} 1",
+        "vigil_upstream_phase_duration_seconds{phase=\"dns\",upstream=\"orders\"}",
+    ] {
+        assert!(body.contains(name), "{name} missing from:\n{body}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, &body).unwrap();
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect("promtool must be installed (.ci/deps.sh installs Debian's prometheus package)");
+    assert!(
+        promtool.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&promtool.stdout),
+        String::from_utf8_lossy(&promtool.stderr)
+    );
+}
