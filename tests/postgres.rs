@@ -386,3 +386,76 @@ fn vigil_check_with_database_url_alone_sslmode_require_without_server_tls_and_an
         "{stdout}"
     );
 }
+
+/// Turns TLS on in a running cluster with a certificate for 127.0.0.1 signed by a throw-away CA,
+/// and returns the CA's PEM file.
+fn enable_server_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+
+    let data = pg.data_dir();
+    let owner = std::fs::metadata(data).unwrap();
+    for (name, pem) in [("server.crt", leaf.pem()), ("server.key", leaf_key.serialize_pem())] {
+        let path = data.join(name);
+        std::fs::write(&path, pem).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
+    pg.psql("ALTER SYSTEM SET ssl_cert_file = 'server.crt'");
+    pg.psql("ALTER SYSTEM SET ssl_key_file = 'server.key'");
+    pg.psql("ALTER SYSTEM SET ssl = on");
+    pg.psql("SELECT pg_reload_conf()");
+    wait_until(Duration::from_secs(5), "the server to turn TLS on", || {
+        pg.psql("SHOW ssl") == "on"
+    });
+
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    ca_file
+}
+
+#[test]
+fn tls_per_sslmode_against_a_server_with_tls() {
+    let pg = PgServer::start();
+    let url = pg.create_user_db("gateway", PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = enable_server_tls(&pg, dir.path());
+    let check = |url: &str| {
+        let out = support::run_cli(&["check"], None, &[("DATABASE_URL", url)]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!stdout.contains(PASSWORD) && !String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
+        (out.status.code(), stdout)
+    };
+
+    // require: encrypted, certificate not verified (libpq's meaning without a root certificate).
+    let (code, out) = check(&format!("{url}?sslmode=require"));
+    assert_eq!((code, out.contains("[+]postgres ok")), (Some(0), true), "{out}");
+
+    // verify-full with the CA that signed the server's certificate: verified, passes.
+    let (code, out) = check(&format!("{url}?sslmode=verify-full&sslrootcert={}", ca_file.display()));
+    assert_eq!((code, out.contains("[+]postgres ok")), (Some(0), true), "{out}");
+
+    // verify-full against the public roots: the throw-away CA is unknown, and the reason says TLS.
+    let (code, out) = check(&format!("{url}?sslmode=verify-full"));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("[-]postgres failed: TLS handshake failed"), "{out}");
+
+    // The connections vigil made really were encrypted: the server saw TLS sessions from it.
+    let vigil = Vigil::start(&section(&format!("{url}?sslmode=require"), ""));
+    vigil.wait_for_status("/readyz", 200, Duration::from_secs(10));
+    let encrypted = pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'vigil' AND s.ssl",
+    );
+    assert_ne!(encrypted, "0", "vigil's connections are not encrypted");
+}
