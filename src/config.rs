@@ -352,6 +352,10 @@ impl HttpUrl {
         if uri.host().is_none_or(str::is_empty) {
             return Err(format!("must name a host, got {text:?}"));
         }
+        // A URL is shown in reasons, /diag and logs: credentials in it would be too. Not echoed.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err("must not carry credentials (user:password@); send them in a header instead".to_owned());
+        }
         Ok(HttpUrl(text.to_owned()))
     }
 
@@ -576,7 +580,13 @@ impl Loader {
                 }
                 _ => unreachable!("paths have one or two parts"),
             };
-            table.insert(path[path.len() - 1].clone(), env_value(raw));
+            // Secrets stay strings as given: read as TOML, a numeric token would be refused
+            // with a message quoting it.
+            let value = match SECRET_KEYS.contains(&dotted.as_str()) {
+                true => toml::Value::String(raw.clone()),
+                false => env_value(raw),
+            };
+            table.insert(path[path.len() - 1].clone(), value);
             self.env_origin.insert(dotted, name.clone());
         }
 
@@ -820,7 +830,10 @@ impl Loader {
     }
 
     fn read_secret_file(&self, key: &str, path: &Path) -> Result<Secret<String>, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        // Capped: a path pointing at something huge or endless must not take the memory.
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| std::io::Read::read_to_string(&mut std::io::Read::take(file, 64 * 1024), &mut text))
             .map_err(|e| self.invalid(key, format!("cannot read {}: {e}", path.display())))?;
         let trimmed = text.trim();
         if trimmed.is_empty() {
@@ -1085,6 +1098,9 @@ impl Default for CheckSettings {
     }
 }
 
+/// Keys whose values are secrets, set as-is from the environment.
+const SECRET_KEYS: [&str; 2] = ["diag.token", "postgres.url"];
+
 /// An environment value as TOML would read it (`0.7`, `true`, `[200, 204]`), else a string.
 fn env_value(raw: &str) -> toml::Value {
     format!("v = {raw}")
@@ -1324,6 +1340,25 @@ mod tests {
         for (toml, expected) in cases {
             assert_eq!(error(toml, &[]), expected, "for {toml:?}");
         }
+    }
+
+    #[test]
+    fn numeric_looking_secrets_from_the_environment_stay_strings() {
+        let config = load_str("", &[("VIGIL_DIAG__TOKEN", "12345678901234567890")]).unwrap();
+        assert_eq!(config.diag.token.unwrap().expose(), "12345678901234567890");
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_echoing_them() {
+        let message = error(
+            "[gateway]\nhealth_url = \"http://admin:hunter2@gw:8080/healthz\"\n",
+            &[],
+        );
+        assert!(
+            message.starts_with("gateway.health_url: must not carry credentials"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
     }
 
     #[test]

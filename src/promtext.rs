@@ -81,9 +81,10 @@ pub struct ParseError {
 pub fn parse(text: &str) -> Result<Exposition, ParseError> {
     let mut out = Exposition::default();
     for (index, line) in text.lines().enumerate() {
+        // Messages quote the input: keep them one short line however long the input line is.
         let error = |message: String| ParseError {
             line: index + 1,
-            message,
+            message: truncate(message, 160),
         };
         let line = line.trim();
         if line.is_empty() {
@@ -230,6 +231,19 @@ impl<'a> Cursor<'a> {
         }
         Err("unterminated label value".to_owned())
     }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with `…` when cut.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 #[cfg(test)]

@@ -153,6 +153,9 @@ impl CheckSlot {
             Some(Status::Fail) => raw != Status::Fail && record.consecutive_successes >= settings.success_threshold,
             Some(_) => raw != Status::Fail || record.consecutive_failures >= settings.failure_threshold,
         };
+        // Still failing: the reason follows the latest cause (refused, then auth, …), the
+        // time since which it fails stays.
+        let adopt = adopt || (previous == Some(Status::Fail) && raw == Status::Fail);
         let transition = if adopt {
             let since = match &record.reported {
                 Some(r) if r.status == raw => r.since,
@@ -445,6 +448,17 @@ mod tests {
         state.record(0, run(Status::Pass, "ok"));
         state.record(0, run(Status::Fail, "refused"));
         assert_eq!(reported(&state), Some(Status::Pass));
+    }
+
+    #[test]
+    fn a_failing_check_shows_the_latest_cause_since_the_first_failure() {
+        let state = state(1, 1);
+        state.record(0, run(Status::Fail, "connection refused"));
+        let since = state.slots()[0].view(Instant::now()).since;
+        assert!(state.record(0, run(Status::Fail, "authentication failed")).is_none());
+        let view = state.slots()[0].view(Instant::now());
+        assert_eq!(view.reason, "authentication failed");
+        assert_eq!(view.since, since);
     }
 
     #[test]

@@ -492,7 +492,8 @@ impl GatewayCheck {
             self.metrics.set_request_duration_p95(p95);
             observations.push(Observation::number("latency_p95", p95, Unit::Seconds));
             traffic.insert("p95_seconds".into(), json!(p95));
-            let p95 = Duration::from_secs_f64(p95.max(0.0));
+            // `le` bounds come from the gateway: an absurd one must not panic the conversion.
+            let p95 = Duration::try_from_secs_f64(p95.max(0.0)).unwrap_or(Duration::MAX);
             let fail = self.config.latency_p95_fail.is_some_and(|f| p95 > f);
             if fail || p95 > self.config.latency_p95_warn {
                 let limit = self
