@@ -15,7 +15,8 @@ command -v kubectl >/dev/null 2>&1 || apt_missing+=(kubectl)   # preinstalled on
 if ((${#apt_missing[@]})); then
   echo "installing: ${apt_missing[*]}"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null ||
+    { echo "could not install ${apt_missing[*]} (kubectl comes from the Kubernetes apt repository, not Debian's)"; exit 1; }
 fi
 # PIP_* variables: quiet as root, and allowed on a Debian python (PEP 668); older pips ignore them.
 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
