@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{Vigil, run_cli, wait_until};
@@ -127,20 +126,7 @@ fn metrics_pass_promtool_and_name_what_the_spec_names() {
         assert!(body.contains(name), "{name} missing from:\n{body}");
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("metrics.txt");
-    std::fs::write(&file, &body).unwrap();
-    let promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&file).unwrap())
-        .output()
-        .expect("promtool must be installed (.ci/deps.sh installs Debian's prometheus package)");
-    assert!(
-        promtool.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&promtool.stdout),
-        String::from_utf8_lossy(&promtool.stderr)
-    );
+    support::assert_promtool_accepts(&body);
 }
 
 #[test]

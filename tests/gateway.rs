@@ -269,18 +269,5 @@ fn gateway_and_upstream_metrics_pass_promtool() {
     ] {
         assert!(body.contains(name), "{name} missing from:\n{body}");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("metrics.txt");
-    std::fs::write(&file, &body).unwrap();
-    let promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&file).unwrap())
-        .output()
-        .expect("promtool must be installed (.ci/deps.sh installs Debian's prometheus package)");
-    assert!(
-        promtool.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&promtool.stdout),
-        String::from_utf8_lossy(&promtool.stderr)
-    );
+    support::assert_promtool_accepts(&body);
 }

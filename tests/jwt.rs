@@ -264,24 +264,7 @@ fn strong_secret_passes_end_to_end_with_an_independent_verifier() {
         assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
     }
     assert!(!metrics.contains("vigil_jwks_keys"), "no JWKS configured");
-    let promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(metrics.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("promtool must be installed (.ci/deps.sh installs Debian's prometheus package)");
-    assert!(
-        promtool.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&promtool.stdout),
-        String::from_utf8_lossy(&promtool.stderr)
-    );
+    support::assert_promtool_accepts(&metrics);
 
     let diag = vigil.get("/diag?format=json").json();
     assert_eq!(

@@ -120,28 +120,7 @@ fn a_running_server_passes_with_plausible_figures_and_no_password_anywhere() {
     assert!(vigil_conns <= 3, "at most pool_size + 1 connections: {vigil_conns}");
     assert_secret_absent(&vigil, PASSWORD);
 
-    let promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(vigil.get("/metrics").body.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("promtool must be installed (.ci/deps.sh installs it)");
-    assert!(
-        promtool.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&promtool.stdout),
-        String::from_utf8_lossy(&promtool.stderr)
-    );
+    support::assert_promtool_accepts(&vigil.get("/metrics").body);
 }
 
 #[test]

@@ -77,3 +77,27 @@ pub fn free_port() -> u16 {
 pub fn refused_addr() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()))
 }
+
+/// Runs `promtool check metrics` on an exposition; panics with promtool's complaint.
+#[track_caller]
+pub fn assert_promtool_accepts(metrics: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let output = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().expect("piped stdin").write_all(metrics.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("promtool must be installed (.ci/deps.sh installs Debian's prometheus package)");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
