@@ -370,55 +370,43 @@ fn a_fail_open_gateway_fails_the_check() {
 #[test]
 fn an_unreachable_or_broken_gateway_is_not_a_rejection() {
     let mount = SecretMount::new(STRONG.as_bytes());
-    let refused = format!("http://{}/api/validate", support::refused_addr());
-    let out = run_cli(
-        &["check"],
-        Some(&config(&mount.path(), &format!("validate_url = \"{refused}\"\n"))),
-        &[],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains(&format!(
-            "[-]jwt failed: gateway unreachable: GET {refused}: connection refused"
-        )),
-        "{text}"
-    );
+    // `vigil check` against a validate_url: (exit code, stdout).
+    let check = |url: &str| {
+        let out = run_cli(
+            &["check"],
+            Some(&config(&mount.path(), &format!("validate_url = \"{url}\"\n"))),
+            &[],
+        );
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
 
+    let refused = format!("http://{}/api/validate", support::refused_addr());
     // A gateway that accepts the connection and never answers: the check's own deadline (90 %
     // of its 400ms timeout) names it before the scheduler's cut would.
     let hanging = FakeServer::hanging();
-    let out = run_cli(
-        &["check"],
-        Some(&config(
-            &mount.path(),
-            &format!("validate_url = \"{}\"\n", hanging.url("/v")),
-        )),
-        &[],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(&format!(
-            "[-]jwt failed: gateway unreachable: GET {}: no answer within 360ms",
-            hanging.url("/v")
-        )),
-        "{text}"
-    );
-
     let broken = FakeServer::fixed(Response::text(502, "bad gateway"));
-    let out = run_cli(
-        &["check"],
-        Some(&config(
-            &mount.path(),
-            &format!("validate_url = \"{}\"\n", broken.url("/v")),
-        )),
-        &[],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("[-]jwt failed: gateway answered 502 to a valid token (expected 2xx)"),
-        "{text}"
-    );
+    let cases = [
+        (
+            refused.clone(),
+            format!("[-]jwt failed: gateway unreachable: GET {refused}: connection refused"),
+        ),
+        (
+            hanging.url("/v"),
+            format!(
+                "[-]jwt failed: gateway unreachable: GET {}: no answer within 360ms",
+                hanging.url("/v")
+            ),
+        ),
+        (
+            broken.url("/v"),
+            "[-]jwt failed: gateway answered 502 to a valid token (expected 2xx)".to_owned(),
+        ),
+    ];
+    for (url, expected) in cases {
+        let (code, text) = check(&url);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains(&expected), "{text}");
+    }
 }
 
 /// `vigil check` on a secret with `content`: (exit code, stdout, the JSON report's jwt entry).

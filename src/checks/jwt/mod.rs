@@ -294,26 +294,17 @@ impl JwtCheck {
         let length = secret.expose().len();
         let mut findings = secret::assess(&secret, self.algorithm);
         self.follow(secret);
-        let Some(current) = &self.rotation.current else {
-            return (
-                SecretReport {
+        let current = match &self.rotation.current {
+            Some(current) if length > 0 => current,
+            _ => {
+                let report = SecretReport {
                     findings,
                     length: Some(length),
                     valid: false,
-                },
-                None,
-            );
+                };
+                return (report, None);
+            }
         };
-        if length == 0 {
-            return (
-                SecretReport {
-                    findings,
-                    length: Some(length),
-                    valid: false,
-                },
-                None,
-            );
-        }
 
         let signed = Probe::new(self.algorithm, self.issuer.as_deref(), self.audience.as_deref()).and_then(|probe| {
             let valid = probe.sign(&current.secret)?;
