@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::checks::{Check, FailureKind, Outcome, Scheduled};
 use crate::config::show;
 use crate::metrics::Metrics;
+use crate::metrics::series::CheckSeries;
 use crate::state::{CheckSpec, Run, State, Transition};
 
 /// What the state needs to know of each scheduled check, in order.
@@ -36,13 +37,13 @@ pub fn start(runtime: &Handle, state: &Arc<State>, metrics: &Metrics, checks: Ve
         .into_iter()
         .enumerate()
         .map(|(index, scheduled)| {
-            metrics.register_check(&scheduled.name);
-            runtime.spawn(check_loop(index, scheduled, Arc::clone(state), metrics.clone()))
+            let series = metrics.register_check(&scheduled.name);
+            runtime.spawn(check_loop(index, scheduled, Arc::clone(state), series))
         })
         .collect()
 }
 
-async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, metrics: Metrics) {
+async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, series: Arc<CheckSeries>) {
     let Some(slot) = state.slots().get(index) else { return };
     let settings = scheduled.settings;
     let rerun = scheduled.check.rerun_signal();
@@ -60,7 +61,7 @@ async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, m
         tracing::trace!(check = %scheduled.name, lag_us, "Run started");
         let run = run_once(scheduled.check.as_mut(), settings.timeout).await;
         let duration = started.elapsed();
-        metrics.observe_run(&scheduled.name, run.status, duration.as_secs_f64());
+        series.observe_run(run.status, duration.as_secs_f64());
         let transition = state.record(
             index,
             Run {

@@ -7,6 +7,7 @@
 //! `failure_threshold` then decides when the check reports fail); slowness alone is judged on
 //! the window's p95, so one slow answer among many fast ones does not page anyone.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -15,7 +16,8 @@ use crate::checks::http_probe::{self, HttpClient, Phases, ProbeError, ProbeFailu
 use crate::checks::latency::{LatencyWindow, Percentiles};
 use crate::checks::{BuildError, Check, FailureKind, Observation, Outcome, RunFuture, Scheduled, Unit};
 use crate::config::{ExpectStatus, Upstream, show};
-use crate::metrics::{Metrics, UpstreamMetrics};
+use crate::metrics::Metrics;
+use crate::metrics::series::{self, UpstreamSeries};
 
 const LATENCY_HINT: &str = "the upstream answers slowly: kubectl top pods and kubectl logs for the upstream; \
                             check its database and connection pool (runbook: High Latency)";
@@ -29,7 +31,6 @@ pub const SPREAD_ABOVE: usize = 32;
 
 /// One upstream; see the module docs.
 pub struct UpstreamCheck {
-    name: String,
     client: HttpClient,
     request: ProbeRequest,
     expect: ExpectStatus,
@@ -38,7 +39,7 @@ pub struct UpstreamCheck {
     window_span: Duration,
     timeout: Duration,
     window: LatencyWindow,
-    metrics: UpstreamMetrics,
+    metrics: Arc<UpstreamSeries>,
 }
 
 /// Builds every `[[upstream]]` check, sharing one client (one rustls configuration) among all
@@ -53,7 +54,6 @@ pub fn build_all(upstreams: &[Upstream], metrics: &Metrics) -> Result<Vec<Schedu
         message,
     };
     let shared = HttpClient::new().map_err(|e| error("upstream", e.to_string()))?;
-    let upstream_metrics = metrics.upstream().map_err(|e| error("upstream", e.to_string()))?;
     let count = upstreams.len();
     upstreams
         .iter()
@@ -64,7 +64,8 @@ pub fn build_all(upstreams: &[Upstream], metrics: &Metrics) -> Result<Vec<Schedu
                 Some(path) => HttpClient::with_ca_file(path).map_err(|e| error(&name, e.to_string()))?,
                 None => shared.clone(),
             };
-            let check = UpstreamCheck::new(config, client, upstream_metrics.clone()).map_err(|e| error(&name, e))?;
+            let check =
+                UpstreamCheck::new(config, client, metrics.upstream(&config.name)).map_err(|e| error(&name, e))?;
             Ok(
                 Scheduled::new(name, config.settings, check).with_first_run_delay(first_run_delay(
                     index,
@@ -91,19 +92,14 @@ pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Durati
 }
 
 impl UpstreamCheck {
-    pub fn new(config: &Upstream, client: HttpClient, metrics: UpstreamMetrics) -> Result<UpstreamCheck, String> {
+    pub fn new(config: &Upstream, client: HttpClient, metrics: Arc<UpstreamSeries>) -> Result<UpstreamCheck, String> {
         let request = ProbeRequest::new(
             &config.method,
             config.url.as_str(),
             config.headers.iter().map(|(k, v)| (k.as_str(), v.expose().as_str())),
         )
         .map_err(|e| e.to_string())?;
-        // Create the series now so that dashboards see the upstream before its first answer.
-        metrics.up.with_label_values(&[&config.name]).set(0);
-        metrics.status_code.with_label_values(&[&config.name]).set(0);
-        metrics.request_duration_seconds.with_label_values(&[&config.name]);
         Ok(UpstreamCheck {
-            name: config.name.clone(),
             client,
             request,
             expect: config.expect_status.clone(),
@@ -134,18 +130,13 @@ impl UpstreamCheck {
     }
 
     fn answered(&mut self, response: ProbeResponse, now: Instant) -> Outcome {
-        let name = self.name.as_str();
         let expected = self.expect.accepts(response.status);
-        self.metrics.up.with_label_values(&[name]).set(i64::from(expected));
-        self.metrics
-            .status_code
-            .with_label_values(&[name])
-            .set(i64::from(response.status));
-        self.metrics
-            .request_duration_seconds
-            .with_label_values(&[name])
-            .observe(response.phases.total.as_secs_f64());
-        self.set_phase_metrics(&response.phases);
+        self.metrics.update(|figures| {
+            figures.up = expected;
+            figures.status_code = response.status;
+            figures.phases = phase_seconds(&response.phases);
+            figures.request_duration.observe(response.phases.total.as_secs_f64());
+        });
         self.window.record(now, response.phases.total);
         let percentiles = self.window.percentiles(now);
 
@@ -203,18 +194,19 @@ impl UpstreamCheck {
     }
 
     fn failed(&mut self, failure: ProbeFailure, now: Instant) -> Outcome {
-        let name = self.name.as_str();
-        self.metrics.up.with_label_values(&[name]).set(0);
-        self.metrics.status_code.with_label_values(&[name]).set(0);
-        self.set_phase_metrics(&failure.phases);
         // A timeout is the slowest answer there is: it belongs in the percentiles. Other
         // failures have no latency to speak of.
-        if matches!(failure.error, ProbeError::Timeout(_)) {
+        let timed_out = matches!(failure.error, ProbeError::Timeout(_));
+        self.metrics.update(|figures| {
+            figures.up = false;
+            figures.status_code = 0;
+            figures.phases = phase_seconds(&failure.phases);
+            if timed_out {
+                figures.request_duration.observe(failure.phases.total.as_secs_f64());
+            }
+        });
+        if timed_out {
             self.window.record(now, failure.phases.total);
-            self.metrics
-                .request_duration_seconds
-                .with_label_values(&[name])
-                .observe(failure.phases.total.as_secs_f64());
         }
         let percentiles = self.window.percentiles(now);
         let mut observations = phase_observations(&failure.phases, failure.addresses);
@@ -236,20 +228,6 @@ impl UpstreamCheck {
             .with_hint(hint)
             .with_observations(observations)
             .with_details(details)
-    }
-
-    fn set_phase_metrics(&self, phases: &Phases) {
-        for (phase, value) in [
-            ("dns", phases.dns),
-            ("connect", phases.connect),
-            ("tls", phases.tls),
-            ("first_byte", phases.first_byte),
-        ] {
-            self.metrics
-                .phase_duration_seconds
-                .with_label_values(&[&self.name, phase])
-                .set(value.map_or(0.0, |d| d.as_secs_f64()));
-        }
     }
 
     fn details(
@@ -288,6 +266,11 @@ impl Check for UpstreamCheck {
     fn run(&mut self) -> RunFuture<'_> {
         Box::pin(self.run_once())
     }
+}
+
+/// The phases as `vigil_upstream_phase_duration_seconds` shows them, in [`series::PHASES`] order.
+fn phase_seconds(phases: &Phases) -> [f64; 4] {
+    [phases.dns, phases.connect, phases.tls, phases.first_byte].map(series::seconds)
 }
 
 fn phase_observations(phases: &Phases, addresses: Option<usize>) -> Vec<Observation> {

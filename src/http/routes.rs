@@ -161,12 +161,10 @@ fn readyz_check(app: &App, name: &str, trusted: bool) -> Response<Body> {
 }
 
 fn metrics(app: &App) -> Response<Body> {
-    let readiness = app.state.readiness(Instant::now(), &[]);
-    app.metrics.ready.set(i64::from(readiness.ready));
-    for check in &readiness.checks {
-        app.metrics.set_check_status(&check.name, check.status);
-    }
-    respond(StatusCode::OK, METRICS, app.metrics.render())
+    let now = Instant::now();
+    app.metrics.ready.set(i64::from(app.state.is_ready(now, &[])));
+    let statuses: Vec<(&str, Option<Status>)> = app.state.slots().iter().map(|c| (c.name(), c.status(now))).collect();
+    respond(StatusCode::OK, METRICS, app.metrics.render(&statuses).into_bytes())
 }
 
 fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body> {

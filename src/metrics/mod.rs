@@ -1,17 +1,21 @@
 //! Every metric name, help text and label vigil exports, in one place.
 //!
-//! Checks get the handles they update at build time; the HTTP layer renders the registry.
-//! Readiness and per-check status gauges are derived from the state right before each render,
-//! so a scrape always agrees with `/readyz` (including the stale rule).
+//! Checks get the handles they update at build time; the HTTP layer renders the registry and
+//! the per-check [`series`]. Readiness and per-check status gauges are derived from the state
+//! right before each render, so a scrape always agrees with `/readyz` (including the stale
+//! rule).
 
+pub mod series;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::checks::Status;
+use series::{CheckSeries, SeriesSet, UpstreamSeries};
 
 /// Handles to every metric vigil exports.
 #[derive(Clone)]
@@ -19,25 +23,14 @@ pub struct Metrics {
     registry: Registry,
     pub build_info: IntGauge,
     pub ready: IntGauge,
-    pub check_status: GaugeVec,
-    pub check_duration_seconds: HistogramVec,
-    pub check_runs_total: IntCounterVec,
     pub kubelet_last_probe_timestamp_seconds: GaugeVec,
     pub system: SystemMetrics,
-    /// Registered by the first upstream check built: absent unless `[[upstream]]` is configured.
-    upstream: Arc<OnceLock<UpstreamMetrics>>,
+    /// `vigil_check_*` and `vigil_upstream_*`: one set of figures per check and per upstream,
+    /// outside the registry (see [`series`] for why).
+    series: Arc<SeriesSet>,
+    last_render_len: Arc<AtomicUsize>,
     /// Registered by the gateway check: absent unless `[gateway]` is configured.
     gateway: Arc<OnceLock<GatewayMetrics>>,
-}
-
-/// The upstream checks' figures, labelled by upstream name.
-#[derive(Clone)]
-pub struct UpstreamMetrics {
-    pub up: IntGaugeVec,
-    pub request_duration_seconds: HistogramVec,
-    /// Last run, by phase: dns, connect, tls, first_byte.
-    pub phase_duration_seconds: GaugeVec,
-    pub status_code: IntGaugeVec,
 }
 
 /// The gateway check's figures.
@@ -108,25 +101,6 @@ impl Metrics {
         )?;
         build_info.set(1);
         let ready = IntGauge::new("vigil_ready", "1 when /readyz answers 200, else 0.")?;
-        let check_status = GaugeVec::new(
-            Opts::new(
-                "vigil_check_status",
-                "1 for the status the check reports now, 0 for the others.",
-            ),
-            &["check", "status"],
-        )?;
-        let check_duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "vigil_check_duration_seconds",
-                "Duration of check runs, including runs cut at their timeout.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["check"],
-        )?;
-        let check_runs_total = IntCounterVec::new(
-            Opts::new("vigil_check_runs_total", "Check runs by raw result."),
-            &["check", "result"],
-        )?;
         let kubelet_last_probe_timestamp_seconds = GaugeVec::new(
             Opts::new(
                 "vigil_kubelet_last_probe_timestamp_seconds",
@@ -159,9 +133,6 @@ impl Metrics {
 
         registry.register(Box::new(build_info.clone()))?;
         registry.register(Box::new(ready.clone()))?;
-        registry.register(Box::new(check_status.clone()))?;
-        registry.register(Box::new(check_duration_seconds.clone()))?;
-        registry.register(Box::new(check_runs_total.clone()))?;
         registry.register(Box::new(kubelet_last_probe_timestamp_seconds.clone()))?;
         registry.register(Box::new(system.cpu_usage_ratio.clone()))?;
         registry.register(Box::new(system.memory_working_set_bytes.clone()))?;
@@ -173,60 +144,18 @@ impl Metrics {
             registry,
             build_info,
             ready,
-            check_status,
-            check_duration_seconds,
-            check_runs_total,
             kubelet_last_probe_timestamp_seconds,
             system,
-            upstream: Arc::new(OnceLock::new()),
+            series: Arc::default(),
+            last_render_len: Arc::default(),
             gateway: Arc::new(OnceLock::new()),
         })
     }
 
-    /// The upstream metrics, registered on the first call (by the first upstream check built).
-    pub fn upstream(&self) -> Result<UpstreamMetrics, MetricsError> {
-        if let Some(metrics) = self.upstream.get() {
-            return Ok(metrics.clone());
-        }
-        let metrics = UpstreamMetrics {
-            up: IntGaugeVec::new(
-                Opts::new(
-                    "vigil_upstream_up",
-                    "1 when the last request to the upstream got an expected status.",
-                ),
-                &["upstream"],
-            )?,
-            request_duration_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "vigil_upstream_request_duration_seconds",
-                    "Total duration of upstream requests (DNS to the end of the capped body).",
-                )
-                .buckets(DURATION_BUCKETS.to_vec()),
-                &["upstream"],
-            )?,
-            phase_duration_seconds: GaugeVec::new(
-                Opts::new(
-                    "vigil_upstream_phase_duration_seconds",
-                    "Duration of each phase of the last upstream request.",
-                ),
-                &["upstream", "phase"],
-            )?,
-            status_code: IntGaugeVec::new(
-                Opts::new(
-                    "vigil_upstream_status_code",
-                    "HTTP status of the last upstream answer (0: none).",
-                ),
-                &["upstream"],
-            )?,
-        };
-        self.registry.register(Box::new(metrics.up.clone()))?;
-        self.registry
-            .register(Box::new(metrics.request_duration_seconds.clone()))?;
-        self.registry
-            .register(Box::new(metrics.phase_duration_seconds.clone()))?;
-        self.registry.register(Box::new(metrics.status_code.clone()))?;
-        // Build runs on one thread, so nobody set it in between.
-        Ok(self.upstream.get_or_init(|| metrics).clone())
+    /// The figures of upstream `name`, created at 0 so that dashboards see the upstream before
+    /// its first answer. The `vigil_upstream_*` families exist only once an upstream asked.
+    pub fn upstream(&self, name: &str) -> Arc<UpstreamSeries> {
+        self.series.upstream(name)
     }
 
     /// The gateway metrics, registered on the first call (by the gateway check).
@@ -269,39 +198,24 @@ impl Metrics {
         Ok(self.gateway.get_or_init(|| metrics).clone())
     }
 
-    /// Creates the per-check series at start, so that dashboards see every configured check
-    /// (at 0) before its first run ends.
-    pub fn register_check(&self, check: &str) {
-        for status in Status::ALL {
-            self.check_status.with_label_values(&[check, status.as_str()]).set(0.0);
-            self.check_runs_total.with_label_values(&[check, status.as_str()]);
-        }
-        self.check_duration_seconds.with_label_values(&[check]);
+    /// The run figures of check `name`, created at 0 at start so that dashboards see every
+    /// configured check before its first run ends.
+    pub fn register_check(&self, name: &str) -> Arc<CheckSeries> {
+        self.series.check(name)
     }
 
-    /// Records one finished run.
-    pub fn observe_run(&self, check: &str, status: Status, seconds: f64) {
-        self.check_duration_seconds.with_label_values(&[check]).observe(seconds);
-        self.check_runs_total.with_label_values(&[check, status.as_str()]).inc();
-    }
-
-    /// Sets the one-hot status gauge of a check; `None` (no result yet) sets all three to 0.
-    pub fn set_check_status(&self, check: &str, reported: Option<Status>) {
-        for status in Status::ALL {
-            let value = if Some(status) == reported { 1.0 } else { 0.0 };
-            self.check_status
-                .with_label_values(&[check, status.as_str()])
-                .set(value);
-        }
-    }
-
-    /// The Prometheus text exposition of everything registered.
-    pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 * 1024);
-        // Encoding into a Vec cannot fail on I/O; an error here would be a malformed metric.
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+    /// The Prometheus text exposition of everything, with `statuses` (each check's reported
+    /// status now, in order) as `vigil_check_status`.
+    pub fn render(&self, statuses: &[(&str, Option<Status>)]) -> String {
+        // The last exposition's size plus a little: one allocation instead of a dozen doublings
+        // of a buffer that reaches megabytes with a thousand upstreams.
+        let mut out = String::with_capacity(self.last_render_len.load(Ordering::Relaxed) / 8 * 9 + 1024);
+        // Encoding into a String cannot fail on I/O; an error here would be a malformed metric.
+        if let Err(error) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
             tracing::error!(%error, "Rendering metrics failed");
         }
+        self.series.write_text(statuses, &mut out);
+        self.last_render_len.store(out.len(), Ordering::Relaxed);
         out
     }
 
