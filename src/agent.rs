@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -24,8 +25,9 @@ use crate::state::State;
 #[derive(Debug, Default, Clone)]
 pub struct Options {
     pub diag_token: Option<Secret<String>>,
-    /// The effective configuration, secrets redacted, for `/diag`.
-    pub config: serde_json::Value,
+    /// The effective configuration, secrets redacted, for `/diag`: JSON text, since a tree of
+    /// values would cost several times as much memory for a page that is rarely asked for.
+    pub config: Box<RawValue>,
     pub service_id: String,
 }
 

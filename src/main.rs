@@ -126,7 +126,7 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
     let names: Vec<String> = checks.iter().map(|c| c.name.clone()).collect();
     let options = Options {
         diag_token: config.diag.token.clone(),
-        config: serde_json::to_value(&config).unwrap_or_default(),
+        config: serde_json::value::to_raw_value(&config).unwrap_or_default(),
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
     };
     let agent = Agent::start(checks, metrics, listener, options).context("cannot start serving")?;
@@ -178,7 +178,7 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
                 uptime: state.uptime(),
                 now: SystemTime::now(),
                 service_id: "vigil check",
-                config: &serde_json::to_value(&config).unwrap_or_default(),
+                config: &serde_json::value::to_raw_value(&config).unwrap_or_default(),
             };
             println!("{}", serde_json::to_string_pretty(&render::diag_json(&input))?);
         }

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
 use crate::checks::{Status, Value};
@@ -88,7 +89,7 @@ pub struct DiagInput<'a> {
     pub now: SystemTime,
     pub service_id: &'a str,
     /// The effective configuration, secrets already redacted.
-    pub config: &'a Json,
+    pub config: &'a RawValue,
 }
 
 /// The `/diag` document in the IETF "Health Check Response Format for HTTP APIs" shape, with
@@ -348,7 +349,7 @@ mod tests {
             uptime,
             now,
             service_id: "test",
-            config: &Json::Null,
+            config: RawValue::NULL,
         })
     }
 

@@ -50,7 +50,9 @@ impl LatencyWindow {
             origin: Instant::now(),
             window,
             cap,
-            samples: VecDeque::new(),
+            // Exactly the cap, once: grown by doubling, a 304-sample window (5m at 1s) would
+            // take 512 slots.
+            samples: VecDeque::with_capacity(cap),
         }
     }
 
@@ -143,6 +145,7 @@ mod tests {
             w.record(now, MS);
         }
         assert_eq!(w.len(), 14);
+        assert_eq!(w.samples.capacity(), 14, "the ring is allocated once, at its cap");
         let mut long = LatencyWindow::new(Duration::from_secs(86_400), Duration::from_millis(100));
         for _ in 0..10_000 {
             long.record(now, MS);

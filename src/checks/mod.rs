@@ -214,7 +214,33 @@ pub struct Outcome {
     /// For warn and fail: the next thing a person should look at or do.
     pub hint: Option<String>,
     /// Check-specific structure for `/diag` (percentiles, per-pool figures, …).
-    pub details: Option<serde_json::Value>,
+    pub details: Option<Details>,
+}
+
+/// A run's check-specific structure for `/diag`, kept as compact JSON text: a tree of
+/// `serde_json::Value`s takes several times the memory of its text (3 KiB against a few hundred
+/// bytes for an upstream's), every check keeps its last run, and `/diag` only prints it.
+#[derive(Debug, Clone)]
+pub struct Details(Box<serde_json::value::RawValue>);
+
+impl Details {
+    /// The structure back as a tree.
+    pub fn to_value(&self) -> serde_json::Value {
+        // The text was written by serde_json from a Value: it parses.
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for Details {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Serialize for Details {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 impl Outcome {
@@ -258,7 +284,8 @@ impl Outcome {
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
-        self.details = Some(details);
+        // Serializing a Value cannot fail (its map keys are strings).
+        self.details = serde_json::value::to_raw_value(&details).ok().map(Details);
         self
     }
 }

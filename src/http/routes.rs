@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use serde_json::value::RawValue;
 
 use crate::checks::Status;
 use crate::metrics::Metrics;
@@ -22,7 +23,7 @@ pub struct App {
     pub metrics: Metrics,
     pub diag_token: Option<Secret<String>>,
     /// The effective configuration with secrets redacted, rendered once at start.
-    pub config: serde_json::Value,
+    pub config: Box<RawValue>,
     /// `serviceId` in `/diag`: the pod name where Kubernetes sets `HOSTNAME`.
     pub service_id: String,
 }

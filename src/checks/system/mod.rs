@@ -624,7 +624,7 @@ mod tests {
         assert_eq!(first.status, Status::Pass, "{first:?}");
         assert_eq!(observed(&first, "cpu_usage"), None);
         assert_eq!(observed(&first, "cpu_limit"), Some(0.5));
-        let details = first.details.as_ref().unwrap();
+        let details = first.details.as_ref().unwrap().to_value();
         assert!(details["cpu_usage_note"].as_str().unwrap().starts_with("first run"));
         assert_eq!(details["cgroup_version"], "v2");
         assert_eq!(details["cpu_limited"], true);
@@ -703,7 +703,7 @@ mod tests {
         let outcome = check.run_at(Instant::now());
         assert_eq!(observed(&outcome, "cpu_throttled"), Some(1.234567));
         assert!((metrics.system.cpu_throttled_seconds_total.get() - 1.234567).abs() < 1e-9);
-        assert_eq!(outcome.details.unwrap()["nr_throttled"], 3);
+        assert_eq!(outcome.details.unwrap().to_value()["nr_throttled"], 3);
 
         write(
             &root,
@@ -762,7 +762,7 @@ mod tests {
             observed(&outcome, "memory_usage"),
             Some(100.0 * MIB as f64 / host_memory)
         );
-        let details = outcome.details.unwrap();
+        let details = outcome.details.unwrap().to_value();
         assert_eq!(details["cpu_limited"], false);
         assert_eq!(details["memory_limited"], false);
         assert_eq!(details["unavailable"], json!([]), "no limit is not a missing figure");
@@ -838,7 +838,7 @@ mod tests {
         assert_eq!(observed(&first, "oom_kills"), Some(1.0));
         assert_eq!(metrics.system.cpu_throttled_seconds_total.get(), 2.5);
         assert_eq!(metrics.system.oom_kills_total.get(), 1);
-        let details = first.details.unwrap();
+        let details = first.details.unwrap().to_value();
         assert_eq!(details["cgroup_version"], "v1");
         assert_eq!(
             details["cgroup_paths"]["memory"],
@@ -866,7 +866,7 @@ mod tests {
         assert_ne!(outcome.status, Status::Fail);
         assert_eq!(observed(&outcome, "cpu_limit"), Some(check.host_cores));
         assert_eq!(observed(&outcome, "memory_limit"), Some(host_total_memory()));
-        let details = outcome.details.unwrap();
+        let details = outcome.details.unwrap().to_value();
         assert_eq!(
             (details["cpu_limited"].clone(), details["memory_limited"].clone()),
             (json!(false), json!(false))
@@ -879,7 +879,7 @@ mod tests {
         let (mut check, metrics) = check(&root);
         let outcome = check.run_at(Instant::now());
         assert_ne!(outcome.status, Status::Fail, "{outcome:?}");
-        let details = outcome.details.as_ref().unwrap();
+        let details = outcome.details.as_ref().unwrap().to_value();
         assert_eq!(details["cgroup_version"], "none");
         assert_eq!(details["memory_source"], "host");
         assert!(observed(&outcome, "memory_working_set").unwrap() > 0.0);
