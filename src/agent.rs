@@ -66,6 +66,7 @@ impl Agent {
             diag_token: options.diag_token,
             config: options.config,
             service_id: options.service_id,
+            checks_runtime: Some(checks_runtime.handle().clone()),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(http::serve(listener, app, async {

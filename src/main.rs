@@ -176,6 +176,7 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
                 kubelet_probes: &[],
                 started_at: state.started_at(),
                 uptime: state.uptime(),
+                alive_tasks: None,
                 now: SystemTime::now(),
                 service_id: "vigil check",
                 config: &serde_json::value::to_raw_value(&config).unwrap_or_default(),

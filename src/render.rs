@@ -87,6 +87,8 @@ pub struct DiagInput<'a> {
     pub kubelet_probes: &'a [(&'static str, SystemTime)],
     pub started_at: SystemTime,
     pub uptime: Duration,
+    /// Tasks alive in vigil's runtimes (`None` outside the agent): flat over time, or something leaks.
+    pub alive_tasks: Option<usize>,
     pub now: SystemTime,
     pub service_id: &'a str,
     /// The effective configuration, secrets already redacted.
@@ -186,6 +188,9 @@ impl Serialize for VigilPart<'_> {
         map.serialize_entry("draining", &input.readiness.draining)?;
         map.serialize_entry("started", &rfc3339(input.started_at))?;
         map.serialize_entry("uptime_seconds", &input.uptime.as_secs())?;
+        if let Some(tasks) = input.alive_tasks {
+            map.serialize_entry("runtime", &RuntimeFigures { alive_tasks: tasks })?;
+        }
         map.serialize_entry("checks", &CheckDetails(input))?;
         let transitions: Vec<TransitionEntry<'_>> = input.transitions.iter().rev().map(TransitionEntry::new).collect();
         map.serialize_entry("transitions", &transitions)?;
@@ -270,6 +275,11 @@ impl<'a> CheckDetail<'a> {
             }),
         }
     }
+}
+
+#[derive(Serialize)]
+struct RuntimeFigures {
+    alive_tasks: usize,
 }
 
 #[derive(Serialize)]
@@ -453,6 +463,7 @@ mod tests {
             kubelet_probes: probes,
             started_at: now - uptime,
             uptime,
+            alive_tasks: None,
             now,
             service_id: "test",
             config: RawValue::NULL,

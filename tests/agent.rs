@@ -182,6 +182,10 @@ fn diag_speaks_health_json_and_text() {
     assert!(entry["time"].as_str().unwrap().ends_with('Z'));
     assert_eq!(doc["vigil"]["checks"]["system"]["critical"], false);
     assert_eq!(doc["vigil"]["config"]["system"]["interval"], "200ms");
+    // The check loop, the server and this request's connection at least: a soak compares it
+    // over hours to find a leak.
+    let tasks = doc["vigil"]["runtime"]["alive_tasks"].as_u64().unwrap();
+    assert!((3..100).contains(&tasks), "{doc}");
 
     let text = vigil.get("/diag");
     assert!(text.content_type().unwrap().starts_with("text/plain"));

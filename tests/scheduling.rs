@@ -406,6 +406,7 @@ fn reasons_and_diag_are_withheld_from_other_peers_without_the_token() {
         diag_token: Some(Secret::new("s3cret-diag-token".to_owned())),
         config: serde_json::value::RawValue::NULL.to_owned(),
         service_id: "test".to_owned(),
+        checks_runtime: None,
     };
     let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
     let ask = |path: &str, token: Option<&str>| {

@@ -10,6 +10,7 @@ use http::header::{ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, 
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::value::RawValue;
+use tokio::runtime::Handle;
 
 use crate::checks::Status;
 use crate::metrics::Metrics;
@@ -26,6 +27,8 @@ pub struct App {
     pub config: Box<RawValue>,
     /// `serviceId` in `/diag`: the pod name where Kubernetes sets `HOSTNAME`.
     pub service_id: String,
+    /// Where the check loops run, for `/diag`'s task count.
+    pub checks_runtime: Option<Handle>,
 }
 
 type Body = Full<Bytes>;
@@ -178,6 +181,7 @@ fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body>
         kubelet_probes: &kubelet_probes,
         started_at: app.state.started_at(),
         uptime: app.state.uptime(),
+        alive_tasks: Some(alive_tasks(app)),
         now: SystemTime::now(),
         service_id: &app.service_id,
         config: &app.config,
@@ -188,6 +192,12 @@ fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body>
     } else {
         text(StatusCode::OK, render::diag_text(&input))
     }
+}
+
+/// Tasks alive in the server's runtime (this one) and the checks'.
+fn alive_tasks(app: &App) -> usize {
+    let server = Handle::try_current().map_or(0, |h| h.metrics().num_alive_tasks());
+    server + app.checks_runtime.as_ref().map_or(0, |h| h.metrics().num_alive_tasks())
 }
 
 fn wants_json(request: &Request<impl Sized>, query: &str) -> bool {
