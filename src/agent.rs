@@ -6,6 +6,7 @@
 //! endpoints that report it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -15,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::checks::Scheduled;
+use crate::http::diag_token::{self, DiagToken};
 use crate::http::{self, App};
 use crate::metrics::Metrics;
 use crate::scheduler;
@@ -25,6 +27,8 @@ use crate::state::State;
 #[derive(Debug, Default, Clone)]
 pub struct Options {
     pub diag_token: Option<Secret<String>>,
+    /// Where `diag_token` was read from; read again while vigil runs.
+    pub diag_token_file: Option<PathBuf>,
     /// The effective configuration, secrets redacted, for `/diag`: JSON text, since a tree of
     /// values would cost several times as much memory for a page that is rarely asked for.
     pub config: Box<RawValue>,
@@ -59,11 +63,15 @@ impl Agent {
             .enable_all()
             .build()?;
         let state = Arc::new(State::new(scheduler::specs(&checks)));
-        let loops = scheduler::start(checks_runtime.handle(), &state, &metrics, checks);
+        let mut loops = scheduler::start(checks_runtime.handle(), &state, &metrics, checks);
+        let diag_token = Arc::new(DiagToken::new(options.diag_token, options.diag_token_file));
+        if diag_token.file().is_some() {
+            loops.push(checks_runtime.spawn(diag_token::keep_reloading(Arc::clone(&diag_token))));
+        }
         let app = Arc::new(App {
             state: Arc::clone(&state),
             metrics,
-            diag_token: options.diag_token,
+            diag_token: Arc::clone(&diag_token),
             config: options.config,
             service_id: options.service_id,
             checks_runtime: Some(checks_runtime.handle().clone()),

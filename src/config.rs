@@ -830,16 +830,7 @@ impl Loader {
     }
 
     fn read_secret_file(&self, key: &str, path: &Path) -> Result<Secret<String>, ConfigError> {
-        // Capped: a path pointing at something huge or endless must not take the memory.
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .and_then(|file| std::io::Read::read_to_string(&mut std::io::Read::take(file, 64 * 1024), &mut text))
-            .map_err(|e| self.invalid(key, format!("cannot read {}: {e}", path.display())))?;
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err(self.invalid(key, format!("{} is empty", path.display())));
-        }
-        Ok(Secret::new(trimmed.to_owned()))
+        crate::secret::read_file(path).map_err(|e| self.invalid(key, e.to_string()))
     }
 
     fn resolve_postgres(&self, mut postgres: Postgres) -> Result<Postgres, ConfigError> {

@@ -126,6 +126,7 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
     let names: Vec<String> = checks.iter().map(|c| c.name.clone()).collect();
     let options = Options {
         diag_token: config.diag.token.clone(),
+        diag_token_file: config.diag.token_file.clone(),
         config: serde_json::value::to_raw_value(&config).unwrap_or_default(),
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
     };

@@ -2,6 +2,8 @@
 //! token): every formatter, serializer and log field sees `<redacted>`.
 
 use std::fmt;
+use std::io::Read;
+use std::path::Path;
 
 use serde::{Serialize, Serializer};
 
@@ -49,6 +51,38 @@ impl Secret<String> {
         expected.len() == candidate.len()
             && expected.iter().zip(candidate).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
     }
+}
+
+/// The most a secret file may hold: a path pointing at something huge or endless must not
+/// take the memory.
+const FILE_CAP: u64 = 64 * 1024;
+
+/// A secret file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path} is empty")]
+    Empty { path: String },
+}
+
+/// Reads a secret from a file (the `*_file` keys, a Kubernetes Secret volume): surrounding
+/// whitespace trimmed, at most 64 KiB read, never empty.
+pub fn read_file(path: &Path) -> Result<Secret<String>, SecretFileError> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(FILE_CAP).read_to_string(&mut text))
+        .map_err(|source| SecretFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(SecretFileError::Empty {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(Secret::new(trimmed.to_owned()))
 }
 
 #[cfg(test)]

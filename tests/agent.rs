@@ -277,3 +277,36 @@ fn the_system_check_reads_the_containers_cgroup_and_warns_near_the_memory_limit(
         "{doc}"
     );
 }
+
+/// A rotated Kubernetes Secret holding the diag token takes effect without a restart.
+#[test]
+fn a_rewritten_diag_token_file_is_read_again() {
+    let cgroup = Cgroup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("diag-token");
+    std::fs::write(&token, "first-diag-token\n").unwrap();
+    let config = format!(
+        "{}\n[diag]\ntoken_file = {:?}\n",
+        cgroup.config(),
+        token.display().to_string()
+    );
+    let vigil = Vigil::start(&config);
+    vigil.wait_for_status("/livez", 200, Duration::from_secs(5));
+
+    // As the kubelet does: a new file moved into place.
+    let fresh = dir.path().join("diag-token.new");
+    std::fs::write(&fresh, "second-diag-token\n").unwrap();
+    std::fs::rename(&fresh, &token).unwrap();
+    vigil.wait_for_log("Diag token reloaded", Duration::from_secs(15));
+
+    std::fs::remove_file(&token).unwrap();
+    vigil.wait_for_log(
+        "Cannot reload the diag token; the previous one stays in use",
+        Duration::from_secs(15),
+    );
+    let logs = vigil.logs();
+    assert!(
+        !logs.contains("first-diag-token") && !logs.contains("second-diag-token"),
+        "{logs}"
+    );
+}

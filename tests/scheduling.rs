@@ -388,6 +388,7 @@ fn draining_fails_readyz_at_once_and_keeps_the_rest() {
 /// The same router, asked as if from another pod: no network traffic leaves loopback.
 #[test]
 fn reasons_and_diag_are_withheld_from_other_peers_without_the_token() {
+    use vigil::http::diag_token::DiagToken;
     use vigil::http::routes;
     use vigil::secret::Secret;
 
@@ -403,7 +404,7 @@ fn reasons_and_diag_are_withheld_from_other_peers_without_the_token() {
     let app = routes::App {
         state,
         metrics: Metrics::new().unwrap(),
-        diag_token: Some(Secret::new("s3cret-diag-token".to_owned())),
+        diag_token: Arc::new(DiagToken::new(Some(Secret::new("s3cret-diag-token".to_owned())), None)),
         config: serde_json::value::RawValue::NULL.to_owned(),
         service_id: "test".to_owned(),
         checks_runtime: None,

@@ -1,5 +1,6 @@
 //! The one HTTP port: probes, metrics and diag.
 
+pub mod diag_token;
 pub mod routes;
 pub mod server;
 

@@ -13,16 +13,16 @@ use serde_json::value::RawValue;
 use tokio::runtime::Handle;
 
 use crate::checks::Status;
+use crate::http::diag_token::DiagToken;
 use crate::metrics::Metrics;
 use crate::render::{self, DiagInput};
-use crate::secret::Secret;
 use crate::state::State;
 
 /// What the endpoints read.
 pub struct App {
     pub state: Arc<State>,
     pub metrics: Metrics,
-    pub diag_token: Option<Secret<String>>,
+    pub diag_token: Arc<DiagToken>,
     /// The effective configuration with secrets redacted, rendered once at start.
     pub config: Box<RawValue>,
     /// `serviceId` in `/diag`: the pod name where Kubernetes sets `HOSTNAME`.
@@ -220,12 +220,11 @@ fn is_trusted(app: &App, request: &Request<impl Sized>, peer: SocketAddr) -> boo
     if peer.ip().to_canonical().is_loopback() {
         return true;
     }
-    let Some(token) = &app.diag_token else { return false };
     request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .is_some_and(|candidate| token.matches(candidate))
+        .is_some_and(|candidate| app.diag_token.matches(candidate))
 }
 
 fn note_kubelet(app: &App, request: &Request<impl Sized>, endpoint: &Endpoint<'_>) {
