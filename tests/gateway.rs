@@ -182,6 +182,30 @@ fn a_failing_health_endpoint_fails_readiness() {
     assert!(vigil.get("/metrics").body.contains("vigil_gateway_up 0"));
 }
 
+/// A slow health endpoint and a slow `/metrics` are asked side by side: each takes 60 % of the
+/// timeout, so one after the other would not fit in a run.
+#[test]
+fn the_health_probe_and_the_scrape_share_the_run_side_by_side() {
+    let slow = Duration::from_millis(600);
+    let server = FakeServer::start(move |request| match request.path.as_str() {
+        "/healthz" => Response::text(200, "ok").with_delay(slow),
+        "/metrics" => Response::prometheus(pool("generic", 5, 0)).with_delay(slow),
+        _ => Response::new(404),
+    });
+    let vigil = Vigil::start(&format!(
+        "[system]\nenabled = false\n\n[gateway]\nhealth_url = \"{}\"\nmetrics_url = \"{}\"\ninterval = \"2s\"\ntimeout = \"1s\"\nfailure_threshold = 1\n",
+        server.url("/healthz"),
+        server.url("/metrics")
+    ));
+    wait_for_line(&vigil, "[+]gateway ok");
+    let metrics = vigil.get("/metrics").body;
+    assert!(
+        metrics.contains("vigil_gateway_pool_saturation_ratio 0.25"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("vigil_gateway_up 1"), "{metrics}");
+}
+
 /// The gateway's own traffic: `requests` served, `errors` of them 5xx, `slow` of them over 2 s.
 fn traffic(requests: u32, errors: u32, slow: u32) -> String {
     let fast = requests - slow;

@@ -138,18 +138,37 @@ impl GatewayCheck {
     async fn run_once(&mut self) -> Outcome {
         let timeout = self.config.settings.timeout;
         let deadline = http_probe::inner_deadline(timeout);
-        let started = Instant::now();
         let mut findings = Vec::new();
         let mut observations = Vec::new();
         let mut details = serde_json::Map::new();
 
+        // The health probe and the scrape run side by side under the run's deadline: a slow
+        // health endpoint must not leave the pool figures unread, nor the other way round.
+        let probe_health = async {
+            match &self.health {
+                Some(health) => Some(
+                    self.client
+                        .probe(health, deadline, timeout, http_probe::BODY_LIMIT)
+                        .await,
+                ),
+                None => None,
+            }
+        };
+        let scrape = async {
+            match &self.scrape {
+                Some(scrape) => Some(
+                    self.client
+                        .probe(scrape, deadline, timeout, http_probe::SCRAPE_LIMIT)
+                        .await,
+                ),
+                None => None,
+            }
+        };
+        let (health_result, scraped) = tokio::join!(probe_health, scrape);
+
         let mut up = true;
-        if let Some(health) = &self.health {
-            match self
-                .client
-                .probe(health, deadline, timeout, http_probe::BODY_LIMIT)
-                .await
-            {
+        if let (Some(health), Some(result)) = (&self.health, health_result) {
+            match result {
                 Ok(response) => {
                     observations.push(Observation::number(
                         "status_code",
@@ -183,10 +202,7 @@ impl GatewayCheck {
             }
         }
 
-        if let Some(scrape) = &self.scrape {
-            // The health probe and the scrape share one run's deadline.
-            let left = deadline.saturating_sub(started.elapsed());
-            let scraped = self.client.probe(scrape, left, timeout, http_probe::SCRAPE_LIMIT).await;
+        if let (Some(scrape), Some(scraped)) = (&self.scrape, scraped) {
             // Without a health endpoint the scrape is the health probe; with one, a missing
             // scrape only leaves the pool unknown.
             let severity = if self.health.is_some() {
