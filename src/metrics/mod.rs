@@ -28,6 +28,7 @@ pub struct Metrics {
     /// `vigil_check_*` and `vigil_upstream_*`: one set of figures per check and per upstream,
     /// outside the registry (see [`series`] for why).
     series: Arc<SeriesSet>,
+    /// The size of the last exposition, to size the next one's buffer.
     last_render_len: Arc<AtomicUsize>,
     /// Registered by the gateway check: absent unless `[gateway]` is configured.
     gateway: Arc<OnceLock<GatewayMetrics>>,
