@@ -6,8 +6,11 @@
 //! phases are done by hand (`lookup_host`, `TcpStream::connect`, tokio-rustls,
 //! `hyper::client::conn::http1`) because a pooled client cannot tell them apart.
 //!
-//! What is shared between checks is the [`HttpClient`]: the rustls configuration (parsed roots,
-//! crypto provider), built once before any runtime exists. The response body is read up to
+//! The one HTTP client of the agent: the upstream and gateway checks probe with it, and the jwt
+//! check sends its validation requests and fetches the JWKS with it (a `Date` header in
+//! [`ProbeResponse`] is for its clock-skew check). What is shared between checks is the
+//! [`HttpClient`]: the rustls configuration (parsed roots, crypto provider), built once before any
+//! runtime exists. The response body is read up to
 //! [`BODY_LIMIT`] and then dropped with the connection, so a huge body costs at most 64 KiB of
 //! reading and nothing of memory.
 
