@@ -393,7 +393,7 @@ fn an_unreachable_or_broken_gateway_is_not_a_rejection() {
         (
             hanging.url("/v"),
             format!(
-                "[-]jwt failed: gateway unreachable: GET {}: no answer within 360ms",
+                "[-]jwt failed: gateway unreachable: GET {}: timed out after 360ms",
                 hanging.url("/v")
             ),
         ),

@@ -6,15 +6,18 @@
 //! phases are done by hand (`lookup_host`, `TcpStream::connect`, tokio-rustls,
 //! `hyper::client::conn::http1`) because a pooled client cannot tell them apart.
 //!
-//! What is shared between checks is the [`HttpClient`]: the rustls configuration (parsed roots,
-//! crypto provider), built once before any runtime exists. The response body is read up to
+//! The one HTTP client of the agent: the upstream and gateway checks probe with it, and the jwt
+//! check sends its validation requests and fetches the JWKS with it (a `Date` header in
+//! [`ProbeResponse`] is for its clock-skew check). What is shared between checks is the
+//! [`HttpClient`]: the rustls configuration (parsed roots, crypto provider), built once before any
+//! runtime exists. The response body is read up to
 //! [`BODY_LIMIT`] and then dropped with the connection, so a huge body costs at most 64 KiB of
 //! reading and nothing of memory.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
@@ -178,6 +181,9 @@ pub struct ProbeResponse {
     pub body: Bytes,
     /// Whether the body went on past the limit.
     pub truncated: bool,
+    /// The server's `Date` header, when it sent a valid one: the jwt check measures the clock
+    /// skew against the auth service with it.
+    pub date: Option<SystemTime>,
 }
 
 /// A request that got no answer. The message never quotes a header value.
@@ -352,6 +358,11 @@ where
         let response = sender.send_request(outgoing).await?;
         let first_byte = sent.elapsed();
         let status = response.status().as_u16();
+        let date = response
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| httpdate::parse_http_date(text).ok());
         let mut body = response.into_body();
         let mut read = Vec::new();
         let mut truncated = false;
@@ -370,14 +381,14 @@ where
             // Exactly at the limit: whether more follows does not matter, stop here.
             truncated = !body.is_end_stream();
         }
-        Ok::<_, ProbeError>((status, first_byte, Bytes::from(read), truncated))
+        Ok::<_, ProbeError>((status, date, first_byte, Bytes::from(read), truncated))
     };
     let mut work = std::pin::pin!(work);
     let mut conn = std::pin::pin!(conn);
     // The connection must be polled for the request to make progress; it is driven here
     // rather than spawned so that nothing outlives the run. When it ends first (the server
     // closed), the request side resolves right after with the data or the error.
-    let (status, first_byte, body, truncated) = tokio::select! {
+    let (status, date, first_byte, body, truncated) = tokio::select! {
         biased;
         result = &mut work => result?,
         _ = &mut conn => work.await?,
@@ -392,6 +403,7 @@ where
         addresses,
         body,
         truncated,
+        date,
     })
 }
 
@@ -400,4 +412,74 @@ where
 pub fn inner_deadline(timeout: Duration) -> Duration {
     let margin = (timeout / 20).min(Duration::from_millis(50));
     timeout.saturating_sub(margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(2);
+
+    /// A server that answers one connection with `answer`, whatever it is asked.
+    async fn answering(answer: &'static [u8]) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(answer).await;
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_its_own_kind() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let client = HttpClient::new().unwrap();
+        for scheme in ["http", "https"] {
+            let request = ProbeRequest::new("GET", &format!("{scheme}://127.0.0.1:{port}/"), []).unwrap();
+            let failure = client.probe(&request, WAIT, WAIT, BODY_LIMIT).await.unwrap_err();
+            assert_eq!(failure.error.to_string(), "connection refused");
+            assert_eq!(failure.error.kind(), FailureKind::Refused);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_server_is_no_tls_server() {
+        let port = answering(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        let request = ProbeRequest::new("GET", &format!("https://127.0.0.1:{port}/"), []).unwrap();
+        let failure = HttpClient::new()
+            .unwrap()
+            .probe(&request, WAIT, WAIT, BODY_LIMIT)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.error.kind(), FailureKind::Tls, "{}", failure.error);
+    }
+
+    #[tokio::test]
+    async fn the_date_header_and_a_body_over_the_limit_are_reported() {
+        let port = answering(
+            b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 10\r\n\r\n0123456789",
+        )
+        .await;
+        let request = ProbeRequest::new("GET", &format!("http://127.0.0.1:{port}/"), []).unwrap();
+        let response = HttpClient::new().unwrap().probe(&request, WAIT, WAIT, 4).await.unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.date,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777))
+        );
+        assert_eq!(&response.body[..], b"0123");
+        assert!(response.truncated);
+    }
+
+    #[test]
+    fn header_values_never_show_in_debug_output() {
+        let request = ProbeRequest::new("GET", "http://gateway/", [("authorization", "Bearer s3cr3t")]).unwrap();
+        assert!(!format!("{request:?}").contains("s3cr3t"));
+    }
 }

@@ -4,14 +4,13 @@
 //! service, the usual cause of tokens failing `exp`/`nbf` on one side only.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
 use super::Finding;
-use super::http::{self, HttpError};
 use crate::checks::FailureKind;
+use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, RequestError};
 use crate::config::{HttpUrl, JwtAlgorithm};
 
 /// A JWKS larger than this is not a JWKS.
@@ -57,9 +56,12 @@ impl KeyInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
     #[error("GET {url}: {error}")]
-    Fetch { url: String, error: HttpError },
+    Fetch { url: String, error: ProbeError },
     #[error("GET {url}: answered {status}")]
     Status { url: String, status: u16 },
+    /// The probe reads at most [`BODY_CAP`]; half a key set is no key set.
+    #[error("GET {url}: body larger than {BODY_CAP} bytes")]
+    TooLarge { url: String },
     #[error("{url} is not a JWKS: {message}")]
     Parse { url: String, message: String },
 }
@@ -69,7 +71,7 @@ impl JwksError {
         match self {
             JwksError::Fetch { error, .. } => error.kind(),
             JwksError::Status { .. } => FailureKind::HttpStatus,
-            JwksError::Parse { .. } => FailureKind::Protocol,
+            JwksError::TooLarge { .. } | JwksError::Parse { .. } => FailureKind::Protocol,
         }
     }
 }
@@ -124,7 +126,8 @@ pub struct Jwks {
     url: HttpUrl,
     algorithm: JwtAlgorithm,
     max_age: Duration,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    client: HttpClient,
+    request: ProbeRequest,
     last_good: Option<Good>,
 }
 
@@ -133,15 +136,17 @@ impl Jwks {
         url: HttpUrl,
         algorithm: JwtAlgorithm,
         interval: Duration,
-        tls: Option<Arc<rustls::ClientConfig>>,
-    ) -> Jwks {
-        Jwks {
+        client: HttpClient,
+    ) -> Result<Jwks, RequestError> {
+        let request = super::get_request(&url)?;
+        Ok(Jwks {
             url,
             algorithm,
             max_age: interval * STALE_INTERVALS,
-            tls,
+            client,
+            request,
             last_good: None,
-        }
+        })
     }
 
     /// Fetches and judges the set. Cancel-safe: the kept set changes only after a complete,
@@ -212,7 +217,7 @@ impl Jwks {
 
     async fn fetch(&self, deadline: Duration) -> Result<(Vec<KeyInfo>, Option<SystemTime>), JwksError> {
         let url = self.url.as_str().to_owned();
-        let answer = http::get(&self.url, None, BODY_CAP, true, self.tls.as_ref(), deadline)
+        let answer = super::get(&self.client, &self.request, deadline, BODY_CAP)
             .await
             .map_err(|error| JwksError::Fetch {
                 url: url.clone(),
@@ -224,8 +229,10 @@ impl Jwks {
                 status: answer.status,
             });
         }
-        let body = answer.body.unwrap_or_default();
-        let keys = parse(&body).map_err(|message| JwksError::Parse { url, message })?;
+        if answer.truncated {
+            return Err(JwksError::TooLarge { url });
+        }
+        let keys = parse(&answer.body).map_err(|message| JwksError::Parse { url, message })?;
         Ok((keys, answer.date))
     }
 

@@ -16,7 +16,6 @@
 //! line built here contains them (the tests grep every output for the secret).
 
 mod gateway;
-mod http;
 mod jwks;
 mod secret;
 mod token;
@@ -25,8 +24,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
+use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, ProbeResponse, RequestError};
 use crate::checks::{BuildError, Check, FailureKind, Observation, Outcome, RunFuture, Status, Unit};
-use crate::config::{Jwt, JwtAlgorithm};
+use crate::config::{HttpUrl, Jwt, JwtAlgorithm};
 use crate::metrics::{JwtMetrics, Metrics};
 use crate::secret::Secret;
 
@@ -104,7 +104,8 @@ pub struct JwtCheck {
     gateway: Option<Gateway>,
     jwks: Option<Jwks>,
     /// What the network probes may spend: most of the run's timeout, so that a hanging peer
-    /// reads as "no answer within …" from this check rather than the scheduler's bare timeout.
+    /// reads as "GET <url>: timed out after …" from this check rather than the scheduler's bare
+    /// timeout.
     budget: Duration,
     rotation: Rotation,
     metrics: JwtMetrics,
@@ -126,26 +127,27 @@ impl JwtCheck {
             (None, Some(name)) if shared => Some(Source::Env(name.clone())),
             _ => None,
         };
-        let https = [&config.validate_url, &config.jwks_url]
-            .into_iter()
-            .flatten()
-            .any(|url| url.as_str().starts_with("https:"));
-        let tls = if https {
-            Some(http::tls_config().map_err(|e| error(format!("TLS setup: {e}")))?)
-        } else {
-            None
+        // One client (one rustls configuration) for both probes, built only when there is a URL
+        // to probe: a check that only watches the secret parses no roots.
+        let client = match (&config.validate_url, &config.jwks_url) {
+            (None, None) => None,
+            _ => Some(HttpClient::new().map_err(|e| error(e.to_string()))?),
         };
         // The gateway probe signs with the shared secret; with RS256/ES256 vigil holds no
         // private key, so there is nothing it could sign (the README says so).
-        let gateway = config
-            .validate_url
-            .clone()
-            .filter(|_| source.is_some())
-            .map(|url| Gateway::new(url, tls.clone()));
-        let jwks = config
-            .jwks_url
-            .clone()
-            .map(|url| Jwks::new(url, config.algorithm, config.settings.interval, tls.clone()));
+        let gateway = match (&config.validate_url, &client) {
+            (Some(url), Some(client)) if source.is_some() => {
+                Some(Gateway::new(url.clone(), client.clone()).map_err(|e| error(format!("validate_url: {e}")))?)
+            }
+            _ => None,
+        };
+        let jwks = match (&config.jwks_url, client) {
+            (Some(url), Some(client)) => Some(
+                Jwks::new(url.clone(), config.algorithm, config.settings.interval, client)
+                    .map_err(|e| error(format!("jwks_url: {e}")))?,
+            ),
+            _ => None,
+        };
         let metrics = JwtMetrics::register(metrics, source.is_some(), gateway.is_some(), jwks.is_some())
             .map_err(|e| error(e.to_string()))?;
         Ok(JwtCheck {
@@ -380,6 +382,28 @@ impl Check for JwtCheck {
     fn run(&mut self) -> RunFuture<'_> {
         Box::pin(self.run_once())
     }
+}
+
+/// `GET url`, asking for JSON (what a JWKS is; harmless to a validate endpoint). Built once per
+/// check; the gateway adds its token per run.
+fn get_request(url: &HttpUrl) -> Result<ProbeRequest, RequestError> {
+    ProbeRequest::new("GET", url.as_str(), [("accept", "application/json, */*")])
+}
+
+/// One request over a fresh connection (the upstream check's rule: the first address the name
+/// resolves to), reading at most `body_limit` bytes, cut at `deadline`. A timeout names the
+/// deadline in whole milliseconds: `360ms`, not the `359ms 996us 274ns` left of a budget.
+async fn get(
+    client: &HttpClient,
+    request: &ProbeRequest,
+    deadline: Duration,
+    body_limit: usize,
+) -> Result<ProbeResponse, ProbeError> {
+    let millis = u64::try_from(deadline.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+    client
+        .probe(request, deadline, Duration::from_millis(millis), body_limit)
+        .await
+        .map_err(|failure| failure.error)
 }
 
 /// The worst findings make the outcome: their reasons joined, the first one's kind and hint.
