@@ -459,6 +459,14 @@ fn weak_placeholder_empty_and_missing_secrets_fail_without_quoting_them() {
         assert_eq!(jwt["kind"], "misconfigured");
         assert!(jwt["hint"].as_str().unwrap().contains("openssl rand"), "{jwt}");
         assert_eq!(jwt["last_run"]["details"]["secret_valid"], false);
+        // A short secret's fingerprint would let anyone with /metrics confirm guesses offline.
+        let fingerprint = &jwt["last_run"]["details"]["fingerprint"];
+        let min = if algorithm == "HS512" { 64 } else { 32 };
+        if content.len() < min {
+            assert_eq!(fingerprint, "withheld", "{reason}: {jwt}");
+        } else {
+            assert_eq!(fingerprint.as_str().map(str::len), Some(8), "{reason}: {jwt}");
+        }
     }
 
     let missing = "/nonexistent/var/run/secrets/jwt/secret";

@@ -74,6 +74,8 @@ impl Finding {
 /// A secret as loaded, with its name.
 struct Loaded {
     secret: Secret<Vec<u8>>,
+    /// What tells versions apart (a weak secret's fingerprint is withheld, so not that).
+    digest: [u8; 32],
     fingerprint: String,
 }
 
@@ -351,10 +353,11 @@ impl JwtCheck {
 
     /// Notes a change of fingerprint as a rotation and moves the info series to the new one.
     fn follow(&mut self, secret: Secret<Vec<u8>>) {
-        let fingerprint = secret::fingerprint(&secret);
+        let digest = secret::digest(&secret);
+        let fingerprint = secret::fingerprint(&secret, self.algorithm);
         let algorithm = format!("{:?}", self.algorithm);
         let changed_from = match &self.rotation.current {
-            Some(current) if current.fingerprint == fingerprint => return,
+            Some(current) if current.digest == digest => return,
             Some(current) => Some(current.fingerprint.clone()),
             None => None,
         };
@@ -370,7 +373,11 @@ impl JwtCheck {
             self.rotation.count += 1;
             self.rotation.last = Some(SystemTime::now());
         }
-        let loaded = Loaded { secret, fingerprint };
+        let loaded = Loaded {
+            secret,
+            digest,
+            fingerprint,
+        };
         self.rotation.previous = match self.rotation.current.replace(loaded) {
             Some(old) if changed_from.is_some() => Some(old),
             _ => self.rotation.previous.take(),

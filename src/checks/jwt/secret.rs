@@ -84,11 +84,27 @@ fn describe_io(error: &io::Error) -> String {
     }
 }
 
+/// What a weak secret shows instead of its fingerprint.
+pub const WITHHELD: &str = "withheld";
+
+/// The secret's SHA-256: how the check tells one version from the next. Never shown.
+pub fn digest(secret: &Secret<Vec<u8>>) -> [u8; 32] {
+    Sha256::digest(secret.expose()).into()
+}
+
 /// The first 8 hex digits of the secret's SHA-256: enough to tell versions apart on a
-/// dashboard, far too little to learn anything about a strong secret.
-pub fn fingerprint(secret: &Secret<Vec<u8>>) -> String {
-    let digest = Sha256::digest(secret.expose());
-    digest.iter().take(4).map(|byte| format!("{byte:02x}")).collect()
+/// dashboard, far too little to learn anything about a strong secret. A secret shorter than
+/// its algorithm asks shows [`WITHHELD`]: 32 bits of its hash on `/metrics` would let anyone
+/// confirm dictionary guesses offline.
+pub fn fingerprint(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> String {
+    if secret.expose().len() < min_length(algorithm) {
+        return WITHHELD.to_owned();
+    }
+    digest(secret)
+        .iter()
+        .take(4)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The minimum length RFC 7518 §3.2 asks of an HMAC key: the hash's output size.
@@ -299,9 +315,24 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_is_eight_hex_digits_of_sha256() {
-        // sha256("abc") = ba7816bf…
-        assert_eq!(fingerprint(&Secret::new(b"abc".to_vec())), "ba7816bf");
+    fn fingerprint_is_eight_hex_digits_of_sha256_for_a_long_enough_secret() {
+        let strong = Secret::new(b"q8Vw2LmZ3xT9rK4pN7sB1yD6fH0jC5gA".to_vec());
+        let expected: String = Sha256::digest(strong.expose())
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(fingerprint(&strong, JwtAlgorithm::HS256), expected);
+        // sha256("abc") = ba7816bf…, never shown: three bytes are guessed in no time.
+        assert_eq!(
+            fingerprint(&Secret::new(b"abc".to_vec()), JwtAlgorithm::HS256),
+            WITHHELD
+        );
+        assert_eq!(
+            fingerprint(&strong, JwtAlgorithm::HS512),
+            WITHHELD,
+            "32 bytes are short for HS512"
+        );
     }
 
     #[test]
