@@ -985,6 +985,256 @@ class Stack:
         self.close()
 
 
+# ----------------------------------------------------------------------------- measuring
+
+class CpuWindow:
+    """CPU of one process over a window: ``w = CpuWindow(pid)`` … ``w.stop()``; then
+    ``.ticks_s`` (utime+stime from /proc/PID/stat: every thread, also those that exited, in
+    1/CLK_TCK steps) and ``.sched_s`` (per-thread schedstat deltas, in ns: precise, but misses
+    threads that exited during the window), ``.wall_s``, thread counts at both ends."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.t0 = time.monotonic()
+        self.ticks0 = ProcStats.cpu_ticks(pid)
+        self.sched0 = self._per_thread(pid)
+        self.threads0 = len(self.sched0)
+
+    @staticmethod
+    def _per_thread(pid):
+        out = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                    out[tid] = int(f.read().split()[0])
+            except OSError:
+                pass
+        return out
+
+    def stop(self):
+        self.wall_s = time.monotonic() - self.t0
+        self.ticks_s = (ProcStats.cpu_ticks(self.pid) - self.ticks0) / CLK_TCK
+        end = self._per_thread(self.pid)
+        self.sched_s = sum(ns - self.sched0.get(tid, 0) for tid, ns in end.items()) / 1e9
+        self.threads1 = len(end)
+        return self
+
+    @property
+    def cpu_s(self):
+        """The figure to use: schedstat (precise), unless /proc/PID/stat saw more than one tick
+        more (a thread that exited during the window took it)."""
+        return self.ticks_s if self.ticks_s > self.sched_s + 1.5 / CLK_TCK else self.sched_s
+
+
+class RssSampler:
+    """Samples VmRSS (KiB) of some pids every ``every_s`` in a thread until ``stop()``; the sum
+    over the pids per sample. ``.median_kib``, ``.max_kib``."""
+
+    def __init__(self, pids, every_s=1.0):
+        self.pids, self.every_s = list(pids), every_s
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                self.samples.append(sum(ProcStats.rss_kib(p) for p in self.pids))
+            except OSError:
+                pass
+            if self._stop.wait(self.every_s):
+                return
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self
+
+    @property
+    def median_kib(self):
+        return median(self.samples)
+
+    @property
+    def max_kib(self):
+        return max(self.samples) if self.samples else float("nan")
+
+
+class ScrapeLoop:
+    """A Prometheus-like scraper: each URL fetched every ``interval_s`` (start times spread over
+    the interval), one kept-alive connection per URL, in one thread per URL, until ``stop()``.
+    ``.stats[url]`` = {"ok", "failed", "bytes"}; ``.last[url]`` the last body (bytes)."""
+
+    def __init__(self, urls, interval_s, timeout_s=10.0):
+        self.urls, self.interval_s, self.timeout_s = list(urls), interval_s, timeout_s
+        self.stats = {u: {"ok": 0, "failed": 0, "bytes": 0} for u in self.urls}
+        self.last = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(u, interval_s * i / max(1, len(self.urls))),
+                                          daemon=True) for i, u in enumerate(self.urls)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, url, offset):
+        rest = url.split("://", 1)[1]
+        hostport, _, tail = rest.partition("/")
+        host, _, port = hostport.rpartition(":")
+        path = "/" + tail
+        conn = None
+        if self._stop.wait(offset):
+            return
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout_s)
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                body = resp.read()
+                self.stats[url]["ok" if resp.status == 200 else "failed"] += 1
+                self.stats[url]["bytes"] += len(body)
+                self.last[url] = body
+            except (OSError, http.client.HTTPException):
+                self.stats[url]["failed"] += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+            next_at += self.interval_s
+            if self._stop.wait(max(0.0, next_at - time.monotonic())):
+                break
+        if conn is not None:
+            conn.close()
+
+    def total(self, key="ok"):
+        return sum(s[key] for s in self.stats.values())
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.timeout_s + 2)
+        return self
+
+
+def hammer(url, n, timeout_s=10.0):
+    """GETs ``url`` ``n`` times in a row over one kept-alive connection; returns
+    ``(per-request seconds list, last body bytes)``. Raises on a non-200 answer."""
+    rest = url.split("://", 1)[1]
+    hostport, _, tail = rest.partition("/")
+    host, _, port = hostport.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    times, body = [], b""
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            conn.request("GET", "/" + tail)
+            resp = conn.getresponse()
+            body = resp.read()
+            times.append(time.perf_counter() - t)
+            if resp.status != 200:
+                raise RuntimeError(f"GET {url}: {resp.status}")
+    finally:
+        conn.close()
+    return times, body
+
+
+def metric_sum(text, name, label_filter=""):
+    """Sum of the samples of ``name`` (exact metric name) whose label text contains
+    ``label_filter``, in a Prometheus exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        rest = line[len(name):]
+        if rest[:1] not in ("{", " "):
+            continue
+        if label_filter and label_filter not in rest:
+            continue
+        try:
+            total += float(rest.rsplit(None, 1)[1])
+        except (IndexError, ValueError):
+            pass
+    return total
+
+
+class Exporter:
+    """A Prometheus exporter process: ``Exporter(out_dir, name, argv, env=None)``; ``.port`` is a
+    free port that ``argv`` gets via ``{port}``; ``.start(ready_path, ready_pred)`` waits for
+    ``GET ready_path`` to answer 200 with ``ready_pred(body)`` true (records ``.ready_s``, exec to
+    that answer); ``.stop()``."""
+
+    def __init__(self, out_dir, name, argv, env=None):
+        self.out_dir, self.name = out_dir, name
+        self.port = free_port()
+        self.argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.env = clean_env(env)
+        self.proc = None
+        self.ready_s = None
+        self.log_path = os.path.join(out_dir, f"{name}.log")
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self, ready_path="/metrics", ready_pred=None, timeout_s=30):
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            t0 = time.monotonic()
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.out_dir, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {open(self.log_path, errors='replace').read()[-2000:]}")
+            status, body = http_get(self.port, ready_path, timeout=2)
+            return status == 200 and (ready_pred is None or ready_pred(body))
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if ready():
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"{self.name} not ready within {timeout_s}s")
+            time.sleep(0.01)
+        self.ready_s = time.monotonic() - t0
+        return self
+
+    def stop(self):
+        stop_process(self.proc, 10)
+
+
+def blackbox_exporter(out_dir, timeout="2s"):
+    """prometheus-blackbox-exporter with module ``http_2xx`` (GET, 2xx, ip4, ``timeout``)."""
+    binary = shutil.which("prometheus-blackbox-exporter")
+    if not binary:
+        raise RuntimeError("apt-get install -y prometheus-blackbox-exporter")
+    conf = os.path.join(out_dir, "blackbox.yml")
+    with open(conf, "w", encoding="ascii") as f:
+        f.write(f"modules:\n  http_2xx:\n    prober: http\n    timeout: {timeout}\n"
+                "    http:\n      preferred_ip_protocol: ip4\n")
+    return Exporter(out_dir, "blackbox_exporter",
+                    [binary, f"--config.file={conf}", "--web.listen-address=127.0.0.1:{port}", "--log.level=warn"])
+
+
+def postgres_exporter(out_dir, dsn):
+    """prometheus-postgres-exporter (Debian's defaults) with DATA_SOURCE_NAME=dsn."""
+    binary = shutil.which("prometheus-postgres-exporter")
+    if not binary:
+        raise RuntimeError("apt-get install -y prometheus-postgres-exporter")
+    sep = "&" if "?" in dsn else "?"
+    return Exporter(out_dir, "postgres_exporter",
+                    [binary, "--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                    env={"DATA_SOURCE_NAME": f"{dsn}{sep}sslmode=disable"})
+
+
 # ----------------------------------------------------------------------------- selftest
 
 def selftest():
