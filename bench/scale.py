@@ -171,11 +171,11 @@ def part_upstreams(out, res):
         v.wait_ready(interval_s * 3 + 30)
         ready_s = time.monotonic() - t_spawn
         time.sleep(1)
+        rss_before = ProcStats.rss_kib(v.pid)
         r0 = metric_sum(v.metrics(), "vigil_check_runs_total")
         w = CpuWindow(v.pid)
         time.sleep(WINDOW)
         w.stop()
-        rss_before = ProcStats.rss_kib(v.pid)
         r1 = metric_sum(v.metrics(), "vigil_check_runs_total")
         times, body = hammer(f"http://127.0.0.1:{v.port}/metrics", SCRAPES)
         series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
@@ -242,8 +242,8 @@ def report(res, out):
             f"({u['runs']:.0f} runs in {WINDOW:g}s, {u['cpu_pct']:.1f} % of one core)")
         add(f"  /metrics: {u['metrics_bytes']:,} bytes, {u['series']:,} series, render {fmt(u['render_ms'], 1)} ms "
             f"median ({fmt(u['render_ms_max'], 1)} max) over {SCRAPES} scrapes")
-        add(f"  RSS: {u['rss_before_kib'] / 1024:.1f} MiB before the first full scrape (one small /metrics read for "
-            f"the run count), {u['rss_kib'] / 1024:.1f} MiB after the {SCRAPES} scrapes")
+        add(f"  RSS: {u['rss_before_kib'] / 1024:.1f} MiB before any /metrics scrape"
+            f", {u['rss_kib'] / 1024:.1f} MiB after the {SCRAPES} scrapes")
         add(f"  /diag?format=json: {fmt(u['diag_json_bytes'], 0)} bytes; RSS after it {u['rss_after_diag_kib'] / 1024:.1f} MiB "
             f"(peak {u['hwm_kib'] / 1024:.1f} MiB); load {u['load']}")
     text = "\n".join(lines)
