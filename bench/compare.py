@@ -214,10 +214,12 @@ def startup(s, out, res):
         finally:
             v.stop()
         bb, pe = start_exporters(s, out)
-        res["startup"]["blackbox"].append(bb.ready_s * 1e3)
-        res["startup"]["postgres_exporter"].append(pe.ready_s * 1e3)
-        bb.stop()
-        pe.stop()
+        try:
+            res["startup"]["blackbox"].append(bb.ready_s * 1e3)
+            res["startup"]["postgres_exporter"].append(pe.ready_s * 1e3)
+        finally:
+            bb.stop()
+            pe.stop()
 
 
 def fmt(x, digits=1):

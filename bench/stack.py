@@ -827,7 +827,7 @@ class Vigil:
             try:
                 wait_until(lambda: self.proc.poll() is not None or self.get("/livez", timeout=1)[0] > 0,
                            timeout_s, f"vigil /livez on port {self.port}")
-            except TimeoutError:
+            except BaseException:
                 self.stop()
                 raise
             if self.proc.poll() is None:
@@ -1195,16 +1195,19 @@ class Exporter:
             return status == 200 and (ready_pred is None or ready_pred(body))
 
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if ready():
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"{self.name} not ready within {timeout_s}s")
-            time.sleep(0.01)
+        try:
+            while True:
+                try:
+                    if ready():
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.name} not ready within {timeout_s}s")
+                time.sleep(0.01)
+        except BaseException:
+            self.stop()
+            raise
         self.ready_s = time.monotonic() - t0
         return self
 
