@@ -267,7 +267,7 @@ def report(res, out):
     add(f"{'work per window: check runs / scrapes+probes':44} {fmt(m(v, 'runs'), 0):>12} {fmt(m(e, 'scrapes'), 0):>12}")
     add("")
     add("cost per scrape (back-to-back over one connection; CPU µs per request, median wall ms)")
-    row("vigil /metrics  vs  postgres_exporter /metrics, µs", m(v, "scrape_cpu_us"), m(e, "pg_scrape_cpu_us"), 0)
+    row("/metrics: vigil vs postgres_exporter, µs", m(v, "scrape_cpu_us"), m(e, "pg_scrape_cpu_us"), 0)
     row("  wall ms per scrape", m(v, "scrape_ms"), m(e, "pg_scrape_ms"), 2)
     row("  bytes", m(v, "metrics_bytes"), m(e, "pg_metrics_bytes"), 0)
     add(f"{'blackbox /probe of one upstream, CPU µs':44} {'':>12} {fmt(m(e, 'probe_cpu_us'), 0):>12}")
