@@ -319,6 +319,7 @@ def report(res, out):
 
 def main():
     stack.install_signal_handlers()
+    stack.check_build((stack.VIGIL_BIN,))
     out = stack.out_dir("compare")
     t0 = time.monotonic()
     res = {"vigil": [], "exporters": [], "per_check": {}, "startup": {"vigil": [], "blackbox": [],
