@@ -228,7 +228,7 @@ def report(res, out):
         def row(label, who, key, digits=1):
             add(f"{label:36} " + " ".join(f"{fmt(p[who][key], digits):>12}" for p in res["pg"].values()))
 
-        row("vigil CPU µs per run", "vigil", "cpu_us_per_run", 0)
+        row("vigil CPU µs per run (+1 scrape)", "vigil", "cpu_us_per_run", 0)
         row("  (/proc ticks cross-check)", "vigil", "ticks_us_per_run", 0)
         row("vigil wall ms per run", "vigil", "wall_ms_per_run", 2)
         row("vigil /metrics bytes", "vigil", "metrics_bytes", 0)
