@@ -57,7 +57,7 @@ def env_num(name, default, kind=int):
 
 
 INTERVAL = os.environ.get("INTERVAL", "5s")
-INTERVAL_S = stack._seconds(INTERVAL)  # noqa: SLF001 - same module family
+INTERVAL_S = stack.seconds(INTERVAL)
 WINDOW = env_num("WINDOW", 15, float)
 ROUNDS = env_num("ROUNDS", 3)
 STARTS = env_num("STARTS", 5)

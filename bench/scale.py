@@ -178,7 +178,7 @@ def part_upstreams(out, res):
     v = None
     try:
         stack.wait_until(lambda: stack.http_get(port, "/", timeout=1)[0] == 200, 20, "hello_hyper")
-        interval_s = stack._seconds(UP_INTERVAL)  # noqa: SLF001
+        interval_s = stack.seconds(UP_INTERVAL)
         timeout = "2s" if interval_s >= 2 else UP_INTERVAL
         conf = f'[defaults]\ninterval = "{UP_INTERVAL}"\ntimeout = "{timeout}"\n[shutdown]\ndrain = "0s"\n' + "".join(
             f'[[upstream]]\nname = "u{i}"\nurl = "http://127.0.0.1:{port}/u{i}"\n' for i in range(UPSTREAMS))
