@@ -40,6 +40,7 @@ import os
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no bench/__pycache__ from importing stack
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stack  # noqa: E402
 from stack import CpuWindow, ProcStats, RssSampler, ScrapeLoop, hammer, median, metric_sum  # noqa: E402

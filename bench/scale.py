@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no bench/__pycache__ from importing stack
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stack  # noqa: E402
 from stack import CpuWindow, ProcStats, ScrapeLoop, hammer, median, metric_sum  # noqa: E402
