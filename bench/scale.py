@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Scale: the postgres check with 500 client connections in pg_stat_activity, and /metrics at
+1,000 upstreams.
+
+  python3 bench/scale.py            # about 1.5 minutes at the defaults, once built
+
+Environment (defaults): WINDOW=10 (seconds measured per phase), CONNECTIONS=500,
+SCRAPES=20 (/metrics scrapes for size and render time), UPSTREAMS=1000, UP_INTERVAL=5s.
+PARTS=pg,upstreams (a comma list, to run one part alone).
+
+1. postgres: a cluster with max_connections = CONNECTIONS + 100. Phases "0" and
+   "CONNECTIONS": the second holds CONNECTIONS idle client connections opened by
+   `pgbench -n -c CONNECTIONS -j 2 -f sleep.sql` (a script of one `\\sleep`, so the connections
+   sit idle in pg_stat_activity) as the role gateway. In each phase, one after the other:
+   - vigil with only [postgres] at interval 1s (system off), its /metrics scraped every 1 s:
+     CPU per run over WINDOW s (schedstat, /proc ticks as a cross-check) / runs from
+     vigil_check_runs_total, and the run's wall time from vigil_check_duration_seconds;
+   - postgres_exporter (Debian's defaults), scraped every 1 s: CPU per scrape;
+   - then SCRAPES back-to-back scrapes of each one's /metrics: median wall time, bytes.
+2. upstreams: vigil with UPSTREAMS [[upstream]] at UP_INTERVAL against hello_hyper
+   (target/release/examples/hello_hyper), after every upstream has run: CPU per run over
+   WINDOW s, RSS, and SCRAPES scrapes of /metrics (median wall time, bytes, series).
+   bench/upstreams.sh measures the same 1,000 upstreams at 1 s against blackbox_exporter
+   (CPU per 1,000 probes, RSS, scheduling lag); this script adds the /metrics side.
+
+Raw outputs in target/bench/scale-<timestamp>/.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stack  # noqa: E402
+from stack import CpuWindow, ProcStats, ScrapeLoop, hammer, median, metric_sum  # noqa: E402
+
+
+def env_num(name, default, kind=int):
+    raw = os.environ.get(name, str(default))
+    try:
+        value = kind(raw)
+    except ValueError:
+        sys.exit(f"{name} must be a number, got {raw!r}")
+    if value <= 0:
+        sys.exit(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+WINDOW = env_num("WINDOW", 10, float)
+CONNECTIONS = env_num("CONNECTIONS", 500)
+SCRAPES = env_num("SCRAPES", 20)
+UPSTREAMS = env_num("UPSTREAMS", 1000)
+UP_INTERVAL = os.environ.get("UP_INTERVAL", "5s")
+PARTS = os.environ.get("PARTS", "pg,upstreams").split(",")
+
+
+def pg_phase_vigil(pg, out, label):
+    conf = (f'[defaults]\ninterval = "1s"\ntimeout = "1s"\n[shutdown]\ndrain = "0s"\n'
+            f'[system]\nenabled = false\n[postgres]\nurl = "{pg.url}"\n')
+    v = stack.Vigil(out, conf, name=f"vigil-pg-{label}")
+    try:
+        v.start()
+        v.wait_ready(20)
+        loop = ScrapeLoop([f"http://127.0.0.1:{v.port}/metrics"], 1.0)
+        time.sleep(2)
+        t0 = v.metrics()
+        w = CpuWindow(v.pid)
+        time.sleep(WINDOW)
+        w.stop()
+        t1 = v.metrics()
+        loop.stop()
+        runs = metric_sum(t1, "vigil_check_runs_total") - metric_sum(t0, "vigil_check_runs_total")
+        dur = metric_sum(t1, "vigil_check_duration_seconds_sum") - metric_sum(t0, "vigil_check_duration_seconds_sum")
+        times, body = hammer(f"http://127.0.0.1:{v.port}/metrics", SCRAPES)
+        text = body.decode()
+        seen = metric_sum(text, "vigil_postgres_connections")
+        return {
+            "cpu_us_per_run": w.cpu_s / runs * 1e6 if runs else float("nan"),
+            "ticks_us_per_run": w.ticks_s / runs * 1e6 if runs else float("nan"),
+            "wall_ms_per_run": dur / runs * 1e3 if runs else float("nan"),
+            "runs": runs, "scrapes_in_window": loop.total(),
+            "metrics_bytes": len(body), "render_ms": median(times) * 1e3,
+            "connections_seen": seen, "rss_kib": ProcStats.rss_kib(v.pid), "load": stack.loadavg(),
+        }
+    finally:
+        v.stop()
+
+
+def pg_phase_exporter(pg, out, label):
+    e = stack.postgres_exporter(out, pg.url)
+    e.log_path = os.path.join(out, f"postgres_exporter-{label}.log")
+    try:
+        e.start("/metrics", lambda b: b"\npg_up 1" in b)
+        loop = ScrapeLoop([e.url("/metrics")], 1.0)
+        time.sleep(2)
+        n0 = loop.total()
+        w = CpuWindow(e.pid)
+        time.sleep(WINDOW)
+        w.stop()
+        n = loop.total() - n0
+        loop.stop()
+        times, body = hammer(e.url("/metrics"), SCRAPES)
+        return {
+            "cpu_us_per_scrape": w.cpu_s / n * 1e6 if n else float("nan"),
+            "scrapes": n, "metrics_bytes": len(body), "render_ms": median(times) * 1e3,
+            "rss_kib": ProcStats.rss_kib(e.pid), "load": stack.loadavg(),
+        }
+    finally:
+        e.stop()
+
+
+def client_count(pg):
+    return int(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"))
+
+
+def part_pg(out, res):
+    pgbench = shutil.which("pgbench") or os.path.join(stack._pg_bin_dir(), "pgbench")  # noqa: SLF001
+    script = os.path.join(out, "sleep.sql")
+    with open(script, "w", encoding="ascii") as f:
+        f.write("\\sleep 1 s\n")
+    pg = stack.PgCluster(max_connections=CONNECTIONS + 100)
+    bench = None
+    try:
+        pg.start()
+        print("postgres, 0 client connections ...", flush=True)
+        res["pg"]["0"] = {"vigil": pg_phase_vigil(pg, out, "0"), "exporter": pg_phase_exporter(pg, out, "0"),
+                          "clients": client_count(pg)}
+        print(f"postgres, opening {CONNECTIONS} connections with pgbench ...", flush=True)
+        log = open(os.path.join(out, "pgbench.log"), "wb")  # noqa: SIM115 - handed to the child
+        try:
+            bench = subprocess.Popen(
+                [pgbench, "-n", "-c", str(CONNECTIONS), "-j", "2", "-T", "600", "-f", script,
+                 "-h", "127.0.0.1", "-p", str(pg.port), "-U", "gateway", "gateway"],
+                env=stack.clean_env({"PGPASSWORD": stack.GATEWAY_PASSWORD}), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, cwd=out)
+        finally:
+            log.close()
+        stack.wait_until(lambda: bench.poll() is None and client_count(pg) >= CONNECTIONS, 90,
+                         f"{CONNECTIONS} pgbench connections", interval_s=0.5)
+        label = str(CONNECTIONS)
+        print(f"postgres, {CONNECTIONS} client connections ...", flush=True)
+        res["pg"][label] = {"vigil": pg_phase_vigil(pg, out, label),
+                            "exporter": pg_phase_exporter(pg, out, label), "clients": client_count(pg)}
+        if bench.poll() is not None:
+            res["pg"][label]["warning"] = "pgbench exited during the phase"
+    finally:
+        stack.stop_process(bench, 10, sig=2)  # SIGINT: pgbench reports and exits
+        pg.close()
+
+
+def part_upstreams(out, res):
+    if not os.access(stack.HELLO_BIN, os.X_OK):
+        raise RuntimeError("build it: cargo build --release --locked --bin vigil --example hello_hyper")
+    port = stack.free_port()
+    hello = subprocess.Popen([stack.HELLO_BIN, f"127.0.0.1:{port}"], env=stack.clean_env(),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    v = None
+    try:
+        stack.wait_until(lambda: stack.http_get(port, "/", timeout=1)[0] == 200, 20, "hello_hyper")
+        interval_s = stack._seconds(UP_INTERVAL)  # noqa: SLF001
+        timeout = "2s" if interval_s >= 2 else UP_INTERVAL
+        conf = f'[defaults]\ninterval = "{UP_INTERVAL}"\ntimeout = "{timeout}"\n[shutdown]\ndrain = "0s"\n' + "".join(
+            f'[[upstream]]\nname = "u{i}"\nurl = "http://127.0.0.1:{port}/u{i}"\n' for i in range(UPSTREAMS))
+        print(f"{UPSTREAMS} upstreams at {UP_INTERVAL} ...", flush=True)
+        t_spawn = time.monotonic()
+        v = stack.Vigil(out, conf, name="vigil-upstreams")
+        v.start()
+        v.wait_ready(interval_s * 3 + 30)
+        ready_s = time.monotonic() - t_spawn
+        time.sleep(1)
+        rss_before = ProcStats.rss_kib(v.pid)
+        r0 = metric_sum(v.metrics(), "vigil_check_runs_total")
+        w = CpuWindow(v.pid)
+        time.sleep(WINDOW)
+        w.stop()
+        r1 = metric_sum(v.metrics(), "vigil_check_runs_total")
+        times, body = hammer(f"http://127.0.0.1:{v.port}/metrics", SCRAPES)
+        series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+        rss_scraped = ProcStats.rss_kib(v.pid)
+        dstatus, dbody = v.get("/diag?format=json", timeout=30)
+        res["upstreams"] = {
+            "n": UPSTREAMS, "interval": UP_INTERVAL, "ready_s": ready_s,
+            "runs": r1 - r0, "cpu_us_per_run": w.cpu_s / (r1 - r0) * 1e6 if r1 > r0 else float("nan"),
+            "cpu_pct": w.cpu_s / w.wall_s * 100,
+            "metrics_bytes": len(body), "series": series, "render_ms": median(times) * 1e3,
+            "render_ms_max": max(times) * 1e3, "diag_json_bytes": len(dbody.encode()) if dstatus == 200 else None,
+            "rss_before_kib": rss_before, "rss_kib": rss_scraped, "rss_after_diag_kib": ProcStats.rss_kib(v.pid),
+            "hwm_kib": ProcStats.hwm_kib(v.pid), "load": stack.loadavg(),
+        }
+    finally:
+        if v is not None:
+            v.stop()
+        stack.stop_process(hello, 5)
+
+
+def fmt(x, digits=1):
+    if x is None:
+        return "-"
+    return "nan" if x != x else f"{x:,.{digits}f}"  # noqa: PLR0124 - nan test
+
+
+def report(res, out):
+    lines = []
+    add = lines.append
+    if res["pg"]:
+        add(f"postgres check at interval 1s vs postgres_exporter scraped every 1s; window {WINDOW:g}s per phase")
+        add(f"{'client connections':36} " + " ".join(f"{k:>12}" for k in res["pg"]))
+        add(f"{'  (client backends counted)':36} " + " ".join(f"{fmt(p['clients'], 0):>12}" for p in res["pg"].values()))
+
+        def row(label, who, key, digits=1):
+            add(f"{label:36} " + " ".join(f"{fmt(p[who][key], digits):>12}" for p in res["pg"].values()))
+
+        row("vigil CPU µs per run", "vigil", "cpu_us_per_run", 0)
+        row("  (/proc ticks cross-check)", "vigil", "ticks_us_per_run", 0)
+        row("vigil wall ms per run", "vigil", "wall_ms_per_run", 2)
+        row("vigil /metrics bytes", "vigil", "metrics_bytes", 0)
+        row("vigil /metrics render ms (median)", "vigil", "render_ms", 2)
+        row("vigil connections seen (sum)", "vigil", "connections_seen", 0)
+        row("postgres_exporter CPU µs per scrape", "exporter", "cpu_us_per_scrape", 0)
+        row("postgres_exporter /metrics bytes", "exporter", "metrics_bytes", 0)
+        row("postgres_exporter render ms (median)", "exporter", "render_ms", 2)
+        ps = list(res["pg"].values())
+        add(f"{'ratio vigil/exporter, CPU per probe':36} " + " ".join(
+            f"{fmt(p['vigil']['cpu_us_per_run'] / p['exporter']['cpu_us_per_scrape'], 2):>12}" for p in ps))
+        add(f"{'ratio vigil/exporter, render time':36} " + " ".join(
+            f"{fmt(p['vigil']['render_ms'] / p['exporter']['render_ms'], 2):>12}" for p in ps))
+        if len(ps) == 2:
+            growth = ps[1]["vigil"]["cpu_us_per_run"] / ps[0]["vigil"]["cpu_us_per_run"]
+            egrowth = ps[1]["exporter"]["cpu_us_per_scrape"] / ps[0]["exporter"]["cpu_us_per_scrape"]
+            add(f"growth 0 -> {CONNECTIONS} connections: vigil CPU per run x{growth:.2f}, "
+                f"postgres_exporter CPU per scrape x{egrowth:.2f}; vigil /metrics "
+                f"{ps[0]['vigil']['metrics_bytes']} -> {ps[1]['vigil']['metrics_bytes']} bytes")
+        add(f"load: {[p['vigil']['load'] for p in ps]} (vigil phases), {[p['exporter']['load'] for p in ps]} (exporter)")
+        add("")
+    u = res.get("upstreams")
+    if u:
+        add(f"{u['n']} upstreams at {u['interval']} against hello_hyper")
+        add(f"  start -> /readyz 200: {u['ready_s']:.1f} s; CPU per run {fmt(u['cpu_us_per_run'], 0)} µs "
+            f"({u['runs']:.0f} runs in {WINDOW:g}s, {u['cpu_pct']:.1f} % of one core)")
+        add(f"  /metrics: {u['metrics_bytes']:,} bytes, {u['series']:,} series, render {fmt(u['render_ms'], 1)} ms "
+            f"median ({fmt(u['render_ms_max'], 1)} max) over {SCRAPES} scrapes")
+        add(f"  RSS: {u['rss_before_kib'] / 1024:.1f} MiB before any /metrics scrape"
+            f", {u['rss_kib'] / 1024:.1f} MiB after the {SCRAPES} scrapes")
+        add(f"  /diag?format=json: {fmt(u['diag_json_bytes'], 0)} bytes; RSS after it {u['rss_after_diag_kib'] / 1024:.1f} MiB "
+            f"(peak {u['hwm_kib'] / 1024:.1f} MiB); load {u['load']}")
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(out, "summary.txt"), "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+
+
+def main():
+    stack.install_signal_handlers()
+    out = stack.out_dir("scale")
+    t0 = time.monotonic()
+    res = {"pg": {}, "params": {"window": WINDOW, "connections": CONNECTIONS, "scrapes": SCRAPES,
+                                "upstreams": UPSTREAMS, "up_interval": UP_INTERVAL}}
+    try:
+        if "pg" in PARTS:
+            part_pg(out, res)
+        if "upstreams" in PARTS:
+            part_upstreams(out, res)
+    finally:
+        with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
+            json.dump(res, f, indent=1)
+    print()
+    report(res, out)
+    print(f"\ntotal {time.monotonic() - t0:.0f}s; raw output in {out}")
+
+
+if __name__ == "__main__":
+    main()
