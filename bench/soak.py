@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the worktree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stack  # noqa: E402 - after the path insert
 from faults import http_status  # noqa: E402
