@@ -17,7 +17,13 @@ Scenarios (SCENARIOS, comma-separated, default all, in this order):
   jwt       the mounted secret is rotated while the gateway keeps the old one (vigil's
             end-to-end probe is rejected) -> 503; the gateway restarts with the new secret -> 200
 
-Environment: ROUNDS (5), INTERVAL (1s), SCENARIOS (postgres,hang,500,jwt), UPSTREAMS (5).
+Each round starts SETTLE seconds (default 1) after the previous one recovered, then at its random
+phase: the postgres check debounces its "connection lost" signal for 1 s after the previous loss,
+so a kill within a second of the previous one is found by the scheduled runs instead (about two
+intervals; SETTLE=0 shows it).
+
+Environment: ROUNDS (5), INTERVAL (1s), SCENARIOS (postgres,hang,500,jwt), UPSTREAMS (5),
+SETTLE (1, seconds).
 Raw output (vigil's config and log, per-round CSV) in target/bench/detect-<timestamp>/.
 Bounded everywhere; the stack is stopped on exit, also on Ctrl-C or SIGTERM.
 """
@@ -37,6 +43,10 @@ ROUNDS = int(os.environ.get("ROUNDS", "5"))
 INTERVAL = os.environ.get("INTERVAL", "1s")
 SCENARIOS = [s for s in os.environ.get("SCENARIOS", "postgres,hang,500,jwt").split(",") if s]
 UPSTREAMS = int(os.environ.get("UPSTREAMS", "5"))
+# Quiet time between one round's recovery and the next fault, so that rounds are independent:
+# the postgres check debounces the "kept connection lost" signal for 1 s after the previous loss
+# (a second crash within that second is found by the scheduled runs, in about 2 intervals).
+SETTLE_S = float(os.environ.get("SETTLE", "1"))
 FAILURE_THRESHOLD = 2  # vigil's default, left in place
 SUCCESS_THRESHOLD = 1
 KNOWN = ("postgres", "hang", "500", "jwt")
@@ -136,7 +146,7 @@ def main():
     timeout_s = interval_s if interval_s < 2 else 2.0  # what full_config sets
     print(f"detect: ROUNDS={ROUNDS} INTERVAL={INTERVAL} (timeout {timeout_s:g}s, failure_threshold "
           f"{FAILURE_THRESHOLD}, success_threshold {SUCCESS_THRESHOLD}), upstream u0 critical; "
-          f"/readyz polled every 10 ms")
+          f"/readyz polled every 10 ms; rounds {SETTLE_S:g} s apart + a random phase")
     print(f"raw output in {os.path.relpath(out)}")
     rows = []
     t_start = time.monotonic()
@@ -155,6 +165,7 @@ def main():
                 for r in range(1, ROUNDS + 1):
                     stack.wait_until(lambda: w.current() == 200, 60, f"/readyz 200 before {name} round {r}")
                     stack.wait_until(lambda: none_failing(v), 30, f"no check failing before {name} round {r}")
+                    time.sleep(SETTLE_S)
                     pause_at_random_phase(interval_s)
                     if w.current() != 200:
                         raise RuntimeError(f"/readyz left 200 on its own before {name} round {r}")
