@@ -205,7 +205,7 @@ def startup(s, out, res):
         try:
             v.spawn()
 
-            def complete():
+            def complete(v=v):
                 status, body = v.get("/readyz?verbose", timeout=1)
                 return status == 200 and all(f"[+]{n} " in body or f"[+]{n}\n" in body for n in names)
 
@@ -214,10 +214,12 @@ def startup(s, out, res):
         finally:
             v.stop()
         bb, pe = start_exporters(s, out)
-        res["startup"]["blackbox"].append(bb.ready_s * 1e3)
-        res["startup"]["postgres_exporter"].append(pe.ready_s * 1e3)
-        bb.stop()
-        pe.stop()
+        try:
+            res["startup"]["blackbox"].append(bb.ready_s * 1e3)
+            res["startup"]["postgres_exporter"].append(pe.ready_s * 1e3)
+        finally:
+            bb.stop()
+            pe.stop()
 
 
 def fmt(x, digits=1):
@@ -247,16 +249,21 @@ def report(res, out):
 
     row("idle RSS, median of 1 s samples (MiB)", m(v, "rss_kib") / 1024, m(e, "rss_kib") / 1024, 2)
     row("idle RSS, max sample (MiB)", m(v, "rss_max_kib") / 1024, m(e, "rss_max_kib") / 1024, 2)
+    add(f"{'  exporters: blackbox + postgres_exporter':44} {'':>12} "
+        f"{fmt(m(e, 'bb_rss_kib') / 1024, 2)} + {fmt(m(e, 'pe_rss_kib') / 1024, 2)} (at the end of the window)")
     row("peak RSS since start, VmHWM (MiB)", m(v, "hwm_kib") / 1024, m(e, "hwm_kib") / 1024, 2)
     cv = [r["cpu_s"] / r["wall_s"] * 100 for r in v]
     ce = [r["cpu_s"] / r["wall_s"] * 100 for r in e]
     row("idle CPU, % of one core", median(cv), median(ce), 3)
     row("idle CPU, ms per minute", median(cv) * 600, median(ce) * 600, 1)
+    add(f"{'  exporters: blackbox + postgres_exporter':44} {'':>12} "
+        f"{fmt(median([r['bb_cpu_s'] / r['wall_s'] * 60e3 for r in e]))} + "
+        f"{fmt(median([r['pe_cpu_s'] / r['wall_s'] * 60e3 for r in e]))} ms/min")
     add(f"{'  (/proc/PID/stat ticks, cross-check, ms/min)':44} "
         f"{fmt(median([r['ticks_s'] / r['wall_s'] * 60e3 for r in v])):>12} "
         f"{fmt(median([r['ticks_s'] / r['wall_s'] * 60e3 for r in e])):>12}")
-    row("threads / open fds", m(v, "threads"), m(e, "threads"), 0, False)
-    add(f"{'':44} {fmt(m(v, 'fds'), 0):>12} {fmt(m(e, 'fds'), 0):>12}")
+    row("threads", m(v, "threads"), m(e, "threads"), 0, False)
+    row("open file descriptors", m(v, "fds"), m(e, "fds"), 0, False)
     add(f"{'work per window: check runs / scrapes+probes':44} {fmt(m(v, 'runs'), 0):>12} {fmt(m(e, 'scrapes'), 0):>12}")
     add("")
     add("cost per scrape (back-to-back over one connection; CPU µs per request, median wall ms)")

@@ -4,7 +4,8 @@
 
   python3 bench/scale.py            # about 1.5 minutes at the defaults, once built
 
-Environment (defaults): WINDOW=10 (seconds measured per phase), CONNECTIONS=500,
+Environment (defaults): WINDOW=12 (seconds measured per phase, as SUBWINDOWS=3 consecutive
+windows whose median is reported), CONNECTIONS=500,
 SCRAPES=20 (/metrics scrapes for size and render time), UPSTREAMS=1000, UP_INTERVAL=5s.
 PARTS=pg,upstreams (a comma list, to run one part alone).
 
@@ -49,12 +50,33 @@ def env_num(name, default, kind=int):
     return value
 
 
-WINDOW = env_num("WINDOW", 10, float)
+WINDOW = env_num("WINDOW", 12, float)
+SUBWINDOWS = env_num("SUBWINDOWS", 3)
 CONNECTIONS = env_num("CONNECTIONS", 500)
 SCRAPES = env_num("SCRAPES", 20)
 UPSTREAMS = env_num("UPSTREAMS", 1000)
 UP_INTERVAL = os.environ.get("UP_INTERVAL", "5s")
 PARTS = os.environ.get("PARTS", "pg,upstreams").split(",")
+
+
+def per_unit_windows(pid, count, seconds=None, n=None):
+    """``n`` consecutive windows of ``seconds`` each (defaults: SUBWINDOWS of WINDOW/SUBWINDOWS):
+    for each, (CPU µs per unit of ``count()``, ticks µs per unit, units). ``count`` is read
+    between windows, outside them."""
+    n = n or SUBWINDOWS
+    seconds = seconds or WINDOW / n
+    out = []
+    c0 = count()
+    for _ in range(n):
+        w = CpuWindow(pid)
+        time.sleep(seconds)
+        w.stop()
+        c1 = count()
+        units = c1 - c0
+        out.append((w.cpu_s / units * 1e6 if units else float("nan"),
+                    w.ticks_s / units * 1e6 if units else float("nan"), units, w.cpu_s / w.wall_s))
+        c0 = count()
+    return out
 
 
 def pg_phase_vigil(pg, out, label):
@@ -67,9 +89,7 @@ def pg_phase_vigil(pg, out, label):
         loop = ScrapeLoop([f"http://127.0.0.1:{v.port}/metrics"], 1.0)
         time.sleep(2)
         t0 = v.metrics()
-        w = CpuWindow(v.pid)
-        time.sleep(WINDOW)
-        w.stop()
+        wins = per_unit_windows(v.pid, lambda: metric_sum(v.metrics(), "vigil_check_runs_total"))
         t1 = v.metrics()
         loop.stop()
         runs = metric_sum(t1, "vigil_check_runs_total") - metric_sum(t0, "vigil_check_runs_total")
@@ -78,8 +98,8 @@ def pg_phase_vigil(pg, out, label):
         text = body.decode()
         seen = metric_sum(text, "vigil_postgres_connections")
         return {
-            "cpu_us_per_run": w.cpu_s / runs * 1e6 if runs else float("nan"),
-            "ticks_us_per_run": w.ticks_s / runs * 1e6 if runs else float("nan"),
+            "cpu_us_per_run": median([x[0] for x in wins]), "windows": wins,
+            "ticks_us_per_run": median([x[1] for x in wins]),
             "wall_ms_per_run": dur / runs * 1e3 if runs else float("nan"),
             "runs": runs, "scrapes_in_window": loop.total(),
             "metrics_bytes": len(body), "render_ms": median(times) * 1e3,
@@ -97,14 +117,12 @@ def pg_phase_exporter(pg, out, label):
         loop = ScrapeLoop([e.url("/metrics")], 1.0)
         time.sleep(2)
         n0 = loop.total()
-        w = CpuWindow(e.pid)
-        time.sleep(WINDOW)
-        w.stop()
+        wins = per_unit_windows(e.pid, loop.total)
         n = loop.total() - n0
         loop.stop()
         times, body = hammer(e.url("/metrics"), SCRAPES)
         return {
-            "cpu_us_per_scrape": w.cpu_s / n * 1e6 if n else float("nan"),
+            "cpu_us_per_scrape": median([x[0] for x in wins]), "windows": wins,
             "scrapes": n, "metrics_bytes": len(body), "render_ms": median(times) * 1e3,
             "rss_kib": ProcStats.rss_kib(e.pid), "load": stack.loadavg(),
         }
@@ -172,19 +190,16 @@ def part_upstreams(out, res):
         ready_s = time.monotonic() - t_spawn
         time.sleep(1)
         rss_before = ProcStats.rss_kib(v.pid)
-        r0 = metric_sum(v.metrics(), "vigil_check_runs_total")
-        w = CpuWindow(v.pid)
-        time.sleep(WINDOW)
-        w.stop()
-        r1 = metric_sum(v.metrics(), "vigil_check_runs_total")
+        # Counting runs reads /metrics (3 MB here) between the windows: outside them.
+        wins = per_unit_windows(v.pid, lambda: metric_sum(v.metrics(), "vigil_check_runs_total"))
         times, body = hammer(f"http://127.0.0.1:{v.port}/metrics", SCRAPES)
         series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
         rss_scraped = ProcStats.rss_kib(v.pid)
         dstatus, dbody = v.get("/diag?format=json", timeout=30)
         res["upstreams"] = {
             "n": UPSTREAMS, "interval": UP_INTERVAL, "ready_s": ready_s,
-            "runs": r1 - r0, "cpu_us_per_run": w.cpu_s / (r1 - r0) * 1e6 if r1 > r0 else float("nan"),
-            "cpu_pct": w.cpu_s / w.wall_s * 100,
+            "runs": sum(x[2] for x in wins), "cpu_us_per_run": median([x[0] for x in wins]), "windows": wins,
+            "cpu_pct": median([x[3] for x in wins]) * 100,
             "metrics_bytes": len(body), "series": series, "render_ms": median(times) * 1e3,
             "render_ms_max": max(times) * 1e3, "diag_json_bytes": len(dbody.encode()) if dstatus == 200 else None,
             "rss_before_kib": rss_before, "rss_kib": rss_scraped, "rss_after_diag_kib": ProcStats.rss_kib(v.pid),
@@ -206,7 +221,7 @@ def report(res, out):
     lines = []
     add = lines.append
     if res["pg"]:
-        add(f"postgres check at interval 1s vs postgres_exporter scraped every 1s; window {WINDOW:g}s per phase")
+        add(f"postgres check at interval 1s vs postgres_exporter scraped every 1s; median of {SUBWINDOWS} windows of {WINDOW / SUBWINDOWS:g}s per phase")
         add(f"{'client connections':36} " + " ".join(f"{k:>12}" for k in res["pg"]))
         add(f"{'  (client backends counted)':36} " + " ".join(f"{fmt(p['clients'], 0):>12}" for p in res["pg"].values()))
 
@@ -239,7 +254,7 @@ def report(res, out):
     if u:
         add(f"{u['n']} upstreams at {u['interval']} against hello_hyper")
         add(f"  start -> /readyz 200: {u['ready_s']:.1f} s; CPU per run {fmt(u['cpu_us_per_run'], 0)} µs "
-            f"({u['runs']:.0f} runs in {WINDOW:g}s, {u['cpu_pct']:.1f} % of one core)")
+            f"(median of {SUBWINDOWS} windows; {u['runs']:.0f} runs in {WINDOW:g}s, {u['cpu_pct']:.1f} % of one core)")
         add(f"  /metrics: {u['metrics_bytes']:,} bytes, {u['series']:,} series, render {fmt(u['render_ms'], 1)} ms "
             f"median ({fmt(u['render_ms_max'], 1)} max) over {SCRAPES} scrapes")
         add(f"  RSS: {u['rss_before_kib'] / 1024:.1f} MiB before any /metrics scrape"
@@ -256,7 +271,7 @@ def main():
     stack.install_signal_handlers()
     out = stack.out_dir("scale")
     t0 = time.monotonic()
-    res = {"pg": {}, "params": {"window": WINDOW, "connections": CONNECTIONS, "scrapes": SCRAPES,
+    res = {"pg": {}, "params": {"window": WINDOW, "subwindows": SUBWINDOWS, "connections": CONNECTIONS, "scrapes": SCRAPES,
                                 "upstreams": UPSTREAMS, "up_interval": UP_INTERVAL}}
     try:
         if "pg" in PARTS:

@@ -827,7 +827,7 @@ class Vigil:
             try:
                 wait_until(lambda: self.proc.poll() is not None or self.get("/livez", timeout=1)[0] > 0,
                            timeout_s, f"vigil /livez on port {self.port}")
-            except TimeoutError:
+            except BaseException:
                 self.stop()
                 raise
             if self.proc.poll() is None:
@@ -903,7 +903,7 @@ def check_names(n_upstreams=5, pg=True):
     return names + (["postgres"] if pg else [])
 
 
-def full_config(stack, interval="5s", timeout=None, failure_threshold=None, drain="0s", extra=""):
+def full_config(stack, interval="5s", *, timeout=None, failure_threshold=None, drain="0s", extra=""):
     """postgres + jwt (secret_file, validate_url) + gateway (health_url, metrics_url) + the
     stack's upstreams + system, all at ``interval`` (``[defaults]``). The timeout is 2 s, or the
     interval if shorter, unless given. ``drain`` is ``[shutdown] drain`` (0s: stop at once)."""
@@ -1189,21 +1189,25 @@ class Exporter:
 
         def ready():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {open(self.log_path, errors='replace').read()[-2000:]}")
+                with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                    raise RuntimeError(f"{self.name} exited: {f.read()[-2000:]}")
             status, body = http_get(self.port, ready_path, timeout=2)
             return status == 200 and (ready_pred is None or ready_pred(body))
 
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if ready():
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"{self.name} not ready within {timeout_s}s")
-            time.sleep(0.01)
+        try:
+            while True:
+                try:
+                    if ready():
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.name} not ready within {timeout_s}s")
+                time.sleep(0.01)
+        except BaseException:
+            self.stop()
+            raise
         self.ready_s = time.monotonic() - t0
         return self
 
@@ -1259,7 +1263,7 @@ def selftest():
         t = s.secret.rotate()
         v.wait_status("/readyz", 503, 10)
         print(f"secret rotated -> /readyz 503 in {time.monotonic() - t:.2f}s: "
-              f"{[l for l in v.get('/readyz?verbose')[1].splitlines() if l.startswith('[-]')]}")
+              f"{[ln for ln in v.get('/readyz?verbose')[1].splitlines() if ln.startswith('[-]')]}")
         s.gateway.restart_with_current_secret()
         v.wait_status("/readyz", 200, 10)
         t = s.pg.kill9()
@@ -1269,7 +1273,7 @@ def selftest():
         v.wait_status("/readyz", 200, 20)
         s.upstreams.set_mode(0, "hang")
         wait_until(lambda: "[-]upstream:u0" in v.get("/readyz?verbose")[1], 15, "upstream u0 failing")
-        print(f"upstream u0 hang -> {[l for l in v.get('/readyz?verbose')[1].splitlines() if 'u0' in l]}"
+        print(f"upstream u0 hang -> {[ln for ln in v.get('/readyz?verbose')[1].splitlines() if 'u0' in ln]}"
               " (upstreams are not critical: /readyz stays "
               f"{v.get('/readyz')[0]})")
         s.upstreams.set_mode(0, "ok")
