@@ -110,9 +110,10 @@ def bounds(name, interval_s, timeout_s):
     Detection: up to one interval (+ up to 10 % jitter) until the first run that meets the
     fault, then FAILURE_THRESHOLD - 1 more failed runs one interval apart, the last one taking
     up to `timeout` when the dependency hangs. Recovery: the run in flight ends (a hanging one at
-    most at `timeout`), then up to one interval until a passing run (SUCCESS_THRESHOLD 1). postgres is event-driven (issue 3): its target
-    is detection under 1 s, and recovery within one retry period (min(interval/5, 1 s)) of
-    accepting, so within an interval of the start command plus PostgreSQL's crash recovery."""
+    most at `timeout`), then up to one interval until a passing run (SUCCESS_THRESHOLD 1).
+    postgres is event-driven (issue 3): its target is detection under 1 s; recovery comes
+    within one retry period (min(interval/5, 1 s)) of accepting, bounded here by an interval
+    plus 2 s for pg_ctl and PostgreSQL's crash recovery after kill -9."""
     period = interval_s * 1.1
     margin = 0.3
     if name == "postgres":
