@@ -21,7 +21,9 @@ A scraper thread meanwhile GETs, every SCRAPE_SECONDS (0.5), in turn: /metrics, 
 /diag, /diag?format=json; /metrics and /diag must answer 200 (readyz 200 or 503).
 
 Samples (CSV in target/bench/soak-<timestamp>/samples.csv): time, phase, VmRSS, VmHWM, RssAnon,
-fd count, thread count, tokio alive tasks (``runtime.alive_tasks`` of /diag?format=json when
+fd count and thread count (read while the scraper is held, 100 ms after its last request: the
+minimum fd count and the maximum thread count of five reads 40 ms apart, so that a probe's
+connection open at that instant does not look like a leak), tokio alive tasks (``runtime.alive_tasks`` of /diag?format=json when
 vigil exports it, else n/a), /metrics size, CPU seconds, /readyz status, load average.
 
 Verdict "flat", comparing the median of the first window with the median of the last window
@@ -68,6 +70,7 @@ class Scraper:
         self.port = port
         self.counts = {p: {"ok": 0, "bad": 0, "none": 0} for p in self.PATHS}
         self.bad_examples = []
+        self.quiet = threading.Lock()  # held by the sampler while it reads /proc
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -76,7 +79,8 @@ class Scraper:
         while not self._stop.is_set():
             path = self.PATHS[i % len(self.PATHS)]
             i += 1
-            status = http_status(self.port, path, timeout_s=5)
+            with self.quiet:
+                status = http_status(self.port, path, timeout_s=5)
             allowed = (200, 503) if path == "/readyz" else (200,)
             kind = "none" if status == 0 else ("ok" if status in allowed else "bad")
             self.counts[path][kind] += 1
@@ -106,20 +110,38 @@ def alive_tasks(v):
     return None
 
 
-def sample(v, t0, phase, readyz):
+def resting(pid, scraper):
+    """(RSS, HWM, anon, fds, threads) read while no scrape is in flight: the scraper is held,
+    100 ms pass for closed connections to be reaped, then five reads 40 ms apart; fds is their
+    minimum (a check's probe connection open at that instant is not a leak), threads their
+    maximum, memory the last read."""
+    with scraper.quiet:
+        time.sleep(0.1)
+        fds, threads = [], []
+        for _ in range(5):
+            fds.append(stack.ProcStats.fd_count(pid))
+            threads.append(stack.ProcStats.thread_count(pid))
+            time.sleep(0.04)
+        return (stack.ProcStats.rss_kib(pid), stack.ProcStats.hwm_kib(pid), stack.ProcStats.anon_kib(pid),
+                min(fds), max(threads))
+
+
+def sample(v, t0, phase, readyz, scraper):
     pid = v.pid
+    t_s = round(time.monotonic() - t0, 1)
+    rss, hwm, anon, fds, threads = resting(pid, scraper)
     try:
         metrics_bytes = len(v.get("/metrics", timeout=5)[1].encode())
     except OSError:
         metrics_bytes = None
     return {
-        "t_s": round(time.monotonic() - t0, 1),
+        "t_s": t_s,
         "phase": phase,
-        "rss_kib": stack.ProcStats.rss_kib(pid),
-        "hwm_kib": stack.ProcStats.hwm_kib(pid),
-        "anon_kib": stack.ProcStats.anon_kib(pid),
-        "fds": stack.ProcStats.fd_count(pid),
-        "threads": stack.ProcStats.thread_count(pid),
+        "rss_kib": rss,
+        "hwm_kib": hwm,
+        "anon_kib": anon,
+        "fds": fds,
+        "threads": threads,
         "tasks": alive_tasks(v),
         "metrics_bytes": metrics_bytes,
         "cpu_s": round(stack.ProcStats.cpu_seconds(pid), 2),
@@ -189,7 +211,7 @@ def main():
                                             daemon=True)
                 injector.start()
                 sleep_until(slot_start + 2.5)
-                rows = [sample(v, t0, f"fault:{kind[:4]}", http_status(v.port, "/readyz"))]
+                rows = [sample(v, t0, f"fault:{kind[:4]}", http_status(v.port, "/readyz"), scraper)]
                 injector.join(timeout=SLOT_SECONDS + 30)
                 if injector.is_alive():
                     raise RuntimeError(f"the {kind} fault of slot {n} did not finish")
@@ -204,7 +226,7 @@ def main():
                     unrecovered += 1
                     phase = "unrecovered"
                 sleep_until(steady_at)
-                rows.append(sample(v, t0, phase, http_status(v.port, "/readyz")))
+                rows.append(sample(v, t0, phase, http_status(v.port, "/readyz"), scraper))
                 for r in rows:
                     samples.append(r)
                     print(f"{r['t_s']:6.1f} {r['phase']:11} {r['rss_kib']:8d} {r['anon_kib']:8d} {r['fds']:4d} "
