@@ -22,8 +22,8 @@ A scraper thread meanwhile GETs, every SCRAPE_SECONDS (0.5), in turn: /metrics, 
 
 Samples (CSV in target/bench/soak-<timestamp>/samples.csv): time, phase, VmRSS, VmHWM, RssAnon,
 fd count and thread count (read while the scraper is held, 100 ms after its last request: the
-minimum fd count and the maximum thread count of five reads 40 ms apart, so that a probe's
-connection open at that instant does not look like a leak), tokio alive tasks (``runtime.alive_tasks`` of /diag?format=json when
+minimum fd count, the maximum thread count and the minimum task count of five reads 40 ms
+apart, so that a probe's connection open at that instant does not look like a leak), tokio alive tasks (``runtime.alive_tasks`` of /diag?format=json when
 vigil exports it, else n/a), /metrics size, CPU seconds, /readyz status, load average.
 
 Verdict "flat", comparing the median of the first window with the median of the last window
@@ -35,7 +35,7 @@ Verdict "flat", comparing the median of the first window with the median of the 
            for file reads with a 10 s keep-alive, so the count moves by one or two).
 
 Environment: SOAK_SECONDS (600), INTERVAL (1s), SLOT_SECONDS (10), SCRAPE_SECONDS (0.5),
-UPSTREAMS (5). Bounded everywhere; the stack is stopped on exit, also on Ctrl-C or SIGTERM.
+UPSTREAMS (5), VIGIL_BIN (target/release/vigil; another build to soak). Bounded everywhere; the stack is stopped on exit, also on Ctrl-C or SIGTERM.
 """
 
 import csv
@@ -56,6 +56,7 @@ INTERVAL = os.environ.get("INTERVAL", "1s")
 SLOT_SECONDS = float(os.environ.get("SLOT_SECONDS", "10"))
 SCRAPE_SECONDS = float(os.environ.get("SCRAPE_SECONDS", "0.5"))
 UPSTREAMS = int(os.environ.get("UPSTREAMS", "5"))
+VIGIL_BIN = os.environ.get("VIGIL_BIN", stack.VIGIL_BIN)
 RSS_TOLERANCE_RATIO = 0.10
 RSS_TOLERANCE_KIB = 2048
 FAULTS = ("postgres", "upstream", "jwt")
@@ -110,26 +111,30 @@ def alive_tasks(v):
     return None
 
 
-def resting(pid, scraper):
-    """(RSS, HWM, anon, fds, threads) read while no scrape is in flight: the scraper is held,
-    100 ms pass for closed connections to be reaped, then five reads 40 ms apart; fds is their
-    minimum (a check's probe connection open at that instant is not a leak), threads their
-    maximum, memory the last read."""
+def resting(v, scraper):
+    """(RSS, HWM, anon, fds, threads, tasks) read while no scrape is in flight: the scraper is
+    held, 100 ms pass for closed connections to be reaped, then five reads 40 ms apart; fds and
+    tasks are their minimum (a probe's connection and its task alive at that instant are not a
+    leak), threads their maximum, memory the last read. The task count includes the connection
+    task of the /diag request that reads it, the same in every sample."""
+    pid = v.pid
     with scraper.quiet:
         time.sleep(0.1)
-        fds, threads = [], []
+        fds, threads, tasks = [], [], []
         for _ in range(5):
             fds.append(stack.ProcStats.fd_count(pid))
             threads.append(stack.ProcStats.thread_count(pid))
+            tasks.append(alive_tasks(v))
             time.sleep(0.04)
+        known = [t for t in tasks if t is not None]
         return (stack.ProcStats.rss_kib(pid), stack.ProcStats.hwm_kib(pid), stack.ProcStats.anon_kib(pid),
-                min(fds), max(threads))
+                min(fds), max(threads), min(known) if known else None)
 
 
 def sample(v, t0, phase, readyz, scraper):
     pid = v.pid
     t_s = round(time.monotonic() - t0, 1)
-    rss, hwm, anon, fds, threads = resting(pid, scraper)
+    rss, hwm, anon, fds, threads, tasks = resting(v, scraper)
     try:
         metrics_bytes = len(v.get("/metrics", timeout=5)[1].encode())
     except OSError:
@@ -142,7 +147,7 @@ def sample(v, t0, phase, readyz, scraper):
         "anon_kib": anon,
         "fds": fds,
         "threads": threads,
-        "tasks": alive_tasks(v),
+        "tasks": tasks,
         "metrics_bytes": metrics_bytes,
         "cpu_s": round(stack.ProcStats.cpu_seconds(pid), 2),
         "readyz": readyz,
@@ -189,12 +194,14 @@ def main():
     slots = max(3, int(SOAK_SECONDS // SLOT_SECONDS))
     print(f"soak: {slots} slots of {SLOT_SECONDS:g} s ({slots * SLOT_SECONDS:g} s), INTERVAL={INTERVAL}, "
           f"{UPSTREAMS} upstreams, scrapes every {SCRAPE_SECONDS:g} s; load {stack.loadavg()} on {os.cpu_count()} cores")
-    print(f"raw output in {os.path.relpath(out)}")
+    print(f"raw output in {os.path.relpath(out)}; binary {os.path.relpath(VIGIL_BIN)}")
     samples = []
     unrecovered = 0
     faults_done = {k: 0 for k in FAULTS}
     with stack.Stack(out, n_upstreams=UPSTREAMS) as s:
-        v = s.start_vigil(interval=INTERVAL)
+        v = stack.Vigil(s.out_dir, s.full_config(INTERVAL), binary=VIGIL_BIN)
+        s.vigils.append(v)  # the stack stops it on exit
+        v.start()
         v.wait_ready(60)
         pid = v.pid
         cpu0 = stack.ProcStats.cpu_seconds(pid)
