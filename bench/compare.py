@@ -9,7 +9,8 @@ vigil / exporters.
 Environment (defaults): INTERVAL=5s (check and scrape interval), WINDOW=15 (seconds measured
 per round), ROUNDS=3, STARTS=5 (startup measurements per tool), SCRAPES=200 (tight-loop
 /metrics and /probe requests), PG_SCRAPES=20 (tight-loop postgres_exporter scrapes),
-PROBE_WINDOW=2 (seconds per window of the per-check cost, 3 windows per check kind).
+PROBE_WINDOW=2 (seconds per window of the per-check cost, 3 windows per check kind),
+PROBE_INTERVAL_MS=200 (interval and timeout of the checks in that part).
 
 Parts, all against the same stack (bench/stack.py: PostgreSQL, fake gateway with a JWT secret
 mount, 5 upstreams, on 127.0.0.1):
@@ -24,7 +25,7 @@ mount, 5 upstreams, on 127.0.0.1):
 2. Cost per scrape, in the same rounds after the window: SCRAPES x vigil /metrics, SCRAPES x
    blackbox /probe of an upstream, PG_SCRAPES x postgres_exporter /metrics, back to back over
    one kept-alive connection: CPU delta / count, and the median wall time per request.
-3. Cost per check run: vigil with one kind of check only (system off) at a 100 ms interval,
+3. Cost per check run: vigil with one kind of check only (system off) at PROBE_INTERVAL_MS,
    three windows of PROBE_WINDOW s each: CPU / vigil_check_runs_total delta; median of the three.
 4. Startup: STARTS times, exec to the first /readyz?verbose answering 200 with every configured
    check listed [+] (so every check has a result); blackbox_exporter: exec to the first /probe
@@ -62,6 +63,7 @@ STARTS = env_num("STARTS", 5)
 SCRAPES = env_num("SCRAPES", 200)
 PG_SCRAPES = env_num("PG_SCRAPES", 20)
 PROBE_WINDOW = env_num("PROBE_WINDOW", 2, float)
+PROBE_INTERVAL_MS = env_num("PROBE_INTERVAL_MS", 200)
 WARMUP = INTERVAL_S + 1
 
 
@@ -159,8 +161,9 @@ def idle_exporters(s, out, rnd, res):
 
 
 def per_check_cost(s, res):
-    """vigil with one kind of check at 100 ms: CPU per run (median of 3 windows)."""
-    base = '[defaults]\ninterval = "100ms"\ntimeout = "100ms"\n[shutdown]\ndrain = "0s"\n[system]\nenabled = false\n'
+    """vigil with one kind of check at PROBE_INTERVAL_MS: CPU per run (median of 3 windows)."""
+    base = (f'[defaults]\ninterval = "{PROBE_INTERVAL_MS}ms"\ntimeout = "{PROBE_INTERVAL_MS}ms"\n'
+            '[shutdown]\ndrain = "0s"\n[system]\nenabled = false\n')
     kinds = {
         "postgres": f'[postgres]\nurl = "{s.pg.url}"\n',
         "jwt": (f'[jwt]\nsecret_file = "{s.secret.path}"\nissuer = "{stack.JWT_ISSUER}"\n'
@@ -177,6 +180,7 @@ def per_check_cost(s, res):
             v.wait_ready(20)
             time.sleep(1)
             per_run = []
+            f0 = vigil_runs(v, 'result="fail"')
             for _ in range(3):
                 r0 = vigil_runs(v)
                 w = CpuWindow(v.pid)
@@ -185,12 +189,14 @@ def per_check_cost(s, res):
                 r1 = vigil_runs(v)
                 if r1 > r0:
                     per_run.append(w.cpu_s / (r1 - r0) * 1e6)
+            failed = vigil_runs(v, 'result="fail"') - f0
             text = v.metrics()
             dur_sum = metric_sum(text, "vigil_check_duration_seconds_sum")
             dur_n = metric_sum(text, "vigil_check_duration_seconds_count")
             res["per_check"][kind] = {
                 "cpu_us_per_run": median(per_run), "rounds": per_run,
                 "wall_ms_per_run": dur_sum / dur_n * 1e3 if dur_n else float("nan"),
+                "failed_runs": failed,
             }
         finally:
             v.stop()
@@ -267,13 +273,13 @@ def report(res, out):
     add(f"{'work per window: check runs / scrapes+probes':44} {fmt(m(v, 'runs'), 0):>12} {fmt(m(e, 'scrapes'), 0):>12}")
     add("")
     add("cost per scrape (back-to-back over one connection; CPU µs per request, median wall ms)")
-    row("vigil /metrics  vs  postgres_exporter /metrics, µs", m(v, "scrape_cpu_us"), m(e, "pg_scrape_cpu_us"), 0)
+    row("/metrics: vigil vs postgres_exporter, µs", m(v, "scrape_cpu_us"), m(e, "pg_scrape_cpu_us"), 0)
     row("  wall ms per scrape", m(v, "scrape_ms"), m(e, "pg_scrape_ms"), 2)
     row("  bytes", m(v, "metrics_bytes"), m(e, "pg_metrics_bytes"), 0)
     add(f"{'blackbox /probe of one upstream, CPU µs':44} {'':>12} {fmt(m(e, 'probe_cpu_us'), 0):>12}")
     add(f"{'  wall ms / bytes':44} {'':>12} {fmt(m(e, 'probe_ms'), 2):>12} / {fmt(m(e, 'probe_bytes'), 0)}")
     add("")
-    add("cost per check run (vigil with one kind of check at 100 ms; median of 3 windows)")
+    add(f"cost per check run (vigil with one kind of check at {PROBE_INTERVAL_MS} ms; median of 3 windows)")
     pc = res["per_check"]
     add(f"{'':44} {'vigil µs':>12} {'exporter µs':>12} {'ratio':>7}")
     pairs = [("upstream", "blackbox /probe", m(e, "probe_cpu_us")),
@@ -284,8 +290,10 @@ def report(res, out):
     for kind, what, theirs in pairs:
         if kind in pc:
             a = pc[kind]["cpu_us_per_run"]
+            failed = pc[kind].get("failed_runs", 0)
             add(f"{kind + ' run vs ' + what:44} {fmt(a, 0):>12} {fmt(theirs, 0):>12} {fmt(ratio(a, theirs), 2):>7}"
-                f"   (wall {fmt(pc[kind]['wall_ms_per_run'], 2)} ms/run)")
+                f"   (wall {fmt(pc[kind]['wall_ms_per_run'], 2)} ms/run"
+                + (f"; {failed:.0f} FAILED runs: timeouts under load?" if failed else "") + ")")
     add("")
     st = res["startup"]
     add(f"startup, exec to first complete answer, median of {STARTS} (ms): vigil {fmt(median(st['vigil']))} "
@@ -311,6 +319,7 @@ def report(res, out):
 
 def main():
     stack.install_signal_handlers()
+    stack.check_build((stack.VIGIL_BIN,))
     out = stack.out_dir("compare")
     t0 = time.monotonic()
     res = {"vigil": [], "exporters": [], "per_check": {}, "startup": {"vigil": [], "blackbox": [],

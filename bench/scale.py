@@ -269,6 +269,7 @@ def report(res, out):
 
 def main():
     stack.install_signal_handlers()
+    stack.check_build((stack.VIGIL_BIN, stack.HELLO_BIN) if "upstreams" in PARTS else (stack.VIGIL_BIN,))
     out = stack.out_dir("scale")
     t0 = time.monotonic()
     res = {"pg": {}, "params": {"window": WINDOW, "subwindows": SUBWINDOWS, "connections": CONNECTIONS, "scrapes": SCRAPES,

@@ -118,6 +118,23 @@ def http_get(url_or_port, path="/", timeout=5.0, headers=None):
         conn.close()
 
 
+def check_build(binaries=(VIGIL_BIN,)):
+    """Exits with the build command when a binary is missing; warns when one is older than a
+    file under src/ or Cargo.lock (the scripts do not build: run
+    ``cargo build --release --locked --bin vigil --example hello_hyper`` first)."""
+    newest = 0.0
+    for root, _dirs, files in os.walk(os.path.join(REPO, "src")):
+        for name in files:
+            newest = max(newest, os.path.getmtime(os.path.join(root, name)))
+    newest = max(newest, os.path.getmtime(os.path.join(REPO, "Cargo.lock")))
+    for binary in binaries:
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"{binary} is missing: cargo build --release --locked --bin vigil --example hello_hyper")
+        if os.path.getmtime(binary) < newest:
+            print(f"WARNING: {os.path.relpath(binary, REPO)} is older than src/: rebuild with "
+                  "cargo build --release --locked --bin vigil --example hello_hyper", file=sys.stderr)
+
+
 def install_signal_handlers():
     """SIGTERM and SIGHUP raise KeyboardInterrupt, so that ``with Stack()`` cleans up on them
     as it does on Ctrl-C."""
@@ -485,6 +502,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024
+
+    def handle_error(self, request, client_address):
+        # A client that gave up (vigil cutting a run at its timeout) is not an error here.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
