@@ -22,6 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+# The Python scripts leave no bench/__pycache__ behind.
+export PYTHONDONTWRITEBYTECODE=1
 
 # --- prerequisites
 missing=()
