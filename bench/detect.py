@@ -143,7 +143,7 @@ def main():
         return 2
     stack.install_signal_handlers()
     out = stack.out_dir("detect")
-    interval_s = stack._seconds(INTERVAL)  # noqa: SLF001 - the stack's own duration parser
+    interval_s = stack.seconds(INTERVAL)
     timeout_s = interval_s if interval_s < 2 else 2.0  # what full_config sets
     print(f"detect: ROUNDS={ROUNDS} INTERVAL={INTERVAL} (timeout {timeout_s:g}s, failure_threshold "
           f"{FAILURE_THRESHOLD}, success_threshold {SUCCESS_THRESHOLD}), upstream u0 critical; "

@@ -920,9 +920,6 @@ def seconds(duration):
     raise ValueError(f"not a duration: {duration!r}")
 
 
-_seconds = seconds  # the name the first scripts used
-
-
 def check_names(n_upstreams=5, pg=True):
     """The check names ``full_config`` configures."""
     names = ["system", "jwt", "gateway"] + [f"upstream:u{i}" for i in range(n_upstreams)]
