@@ -10,7 +10,8 @@ Environment (defaults): INTERVAL=5s (check and scrape interval), WINDOW=15 (seco
 per round), ROUNDS=3, STARTS=5 (startup measurements per tool), SCRAPES=200 (tight-loop
 /metrics and /probe requests), PG_SCRAPES=20 (tight-loop postgres_exporter scrapes),
 PROBE_WINDOW=2 (seconds per window of the per-check cost, 3 windows per check kind),
-PROBE_INTERVAL_MS=200 (interval and timeout of the checks in that part).
+PROBE_INTERVAL_MS=200 (interval and timeout of the checks in that part), EQUAL=0 (1: each
+round also measures vigil configured with only the exporters' probes, like for like).
 
 Parts, all against the same stack (bench/stack.py: PostgreSQL, fake gateway with a JWT secret
 mount, 5 upstreams, on 127.0.0.1):
@@ -39,6 +40,7 @@ import os
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no bench/__pycache__ from importing stack
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stack  # noqa: E402
 from stack import CpuWindow, ProcStats, RssSampler, ScrapeLoop, hammer, median, metric_sum  # noqa: E402
@@ -56,7 +58,7 @@ def env_num(name, default, kind=int):
 
 
 INTERVAL = os.environ.get("INTERVAL", "5s")
-INTERVAL_S = stack._seconds(INTERVAL)  # noqa: SLF001 - same module family
+INTERVAL_S = stack.seconds(INTERVAL)
 WINDOW = env_num("WINDOW", 15, float)
 ROUNDS = env_num("ROUNDS", 3)
 STARTS = env_num("STARTS", 5)
@@ -64,6 +66,7 @@ SCRAPES = env_num("SCRAPES", 200)
 PG_SCRAPES = env_num("PG_SCRAPES", 20)
 PROBE_WINDOW = env_num("PROBE_WINDOW", 2, float)
 PROBE_INTERVAL_MS = env_num("PROBE_INTERVAL_MS", 200)
+EQUAL = os.environ.get("EQUAL", "0") not in ("", "0")
 WARMUP = INTERVAL_S + 1
 
 
@@ -71,8 +74,18 @@ def vigil_runs(v, check_filter=""):
     return metric_sum(v.metrics(), "vigil_check_runs_total", check_filter)
 
 
-def idle_vigil(s, rnd, res):
-    v = s.start_vigil(interval=INTERVAL, name=f"vigil-idle-{rnd}")
+def equal_config(s):
+    """vigil doing only what the exporters do: postgres and 6 HTTP probes (the gateway's health
+    URL as an upstream, the 5 upstreams); no jwt, no gateway metrics, no system check."""
+    timeout = "2s" if INTERVAL_S >= 2 else INTERVAL
+    targets = [("gateway-health", s.gateway.health_url)] + [(f"u{i}", s.upstreams.url(i)) for i in range(s.upstreams.n)]
+    return (f'[defaults]\ninterval = "{INTERVAL}"\ntimeout = "{timeout}"\n[shutdown]\ndrain = "0s"\n'
+            f'[system]\nenabled = false\n[postgres]\nurl = "{s.pg.url}"\n'
+            + "".join(f'[[upstream]]\nname = "{n}"\nurl = "{u}"\n' for n, u in targets))
+
+
+def idle_vigil(s, rnd, res, key="vigil", config=None):
+    v = s.start_vigil(config=config, interval=INTERVAL, name=f"{key}-idle-{rnd}")
     try:
         v.wait_ready(30)
         loop = ScrapeLoop([f"http://127.0.0.1:{v.port}/metrics"], INTERVAL_S)
@@ -91,7 +104,7 @@ def idle_vigil(s, rnd, res):
         m0 = CpuWindow(v.pid)
         times, body = hammer(f"http://127.0.0.1:{v.port}/metrics", SCRAPES)
         m0.stop()
-        res["vigil"].append({
+        res[key].append({
             "cpu_s": w.cpu_s, "ticks_s": w.ticks_s, "sched_s": w.sched_s, "wall_s": w.wall_s,
             "runs": runs1 - runs0, "scrapes": loop.total(), "rss_kib": rss.median_kib, "rss_max_kib": rss.max_kib,
             "hwm_kib": hwm, "threads": threads, "fds": fds,
@@ -271,6 +284,14 @@ def report(res, out):
     row("threads", m(v, "threads"), m(e, "threads"), 0, False)
     row("open file descriptors", m(v, "fds"), m(e, "fds"), 0, False)
     add(f"{'work per window: check runs / scrapes+probes':44} {fmt(m(v, 'runs'), 0):>12} {fmt(m(e, 'scrapes'), 0):>12}")
+    ve = res.get("vigil_equal") or []
+    if ve:
+        add("")
+        add("EQUAL=1: vigil doing only the exporters' probes (postgres + 6 HTTP checks; no jwt, gateway metrics, system)")
+        row("  idle RSS, median of 1 s samples (MiB)", m(ve, "rss_kib") / 1024, m(e, "rss_kib") / 1024, 2)
+        cq = [r["cpu_s"] / r["wall_s"] * 100 for r in ve]
+        row("  idle CPU, ms per minute", median(cq) * 600, median(ce) * 600, 1)
+        add(f"  load at each round: {[r['load'] for r in ve]}")
     add("")
     add("cost per scrape (back-to-back over one connection; CPU µs per request, median wall ms)")
     row("/metrics: vigil vs postgres_exporter, µs", m(v, "scrape_cpu_us"), m(e, "pg_scrape_cpu_us"), 0)
@@ -322,7 +343,7 @@ def main():
     stack.check_build((stack.VIGIL_BIN,))
     out = stack.out_dir("compare")
     t0 = time.monotonic()
-    res = {"vigil": [], "exporters": [], "per_check": {}, "startup": {"vigil": [], "blackbox": [],
+    res = {"vigil": [], "vigil_equal": [], "exporters": [], "per_check": {}, "startup": {"vigil": [], "blackbox": [],
                                                                       "postgres_exporter": []},
            "params": {"interval": INTERVAL, "window": WINDOW, "rounds": ROUNDS, "starts": STARTS,
                       "scrapes": SCRAPES, "pg_scrapes": PG_SCRAPES}}
@@ -332,6 +353,9 @@ def main():
             idle_vigil(s, rnd, res)
             print(f"round {rnd + 1}/{ROUNDS}: exporters idle ({WINDOW:g}s) ...", flush=True)
             idle_exporters(s, out, rnd, res)
+            if EQUAL:
+                print(f"round {rnd + 1}/{ROUNDS}: vigil with the exporters' probes only ({WINDOW:g}s) ...", flush=True)
+                idle_vigil(s, rnd, res, key="vigil_equal", config=equal_config(s))
         print("cost per check run ...", flush=True)
         per_check_cost(s, res)
         print(f"startup x{STARTS} ...", flush=True)

@@ -912,12 +912,15 @@ class Vigil:
         self.stop()
 
 
-def _seconds(duration):
+def seconds(duration):
     """``"250ms"``/``"5s"``/``"2m"`` -> seconds."""
     for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
         if duration.endswith(suffix) and duration[: -len(suffix)].replace(".", "").isdigit():
             return float(duration[: -len(suffix)]) * factor
     raise ValueError(f"not a duration: {duration!r}")
+
+
+_seconds = seconds  # the name the first scripts used
 
 
 def check_names(n_upstreams=5, pg=True):
@@ -931,7 +934,7 @@ def full_config(stack, interval="5s", *, timeout=None, failure_threshold=None, d
     stack's upstreams + system, all at ``interval`` (``[defaults]``). The timeout is 2 s, or the
     interval if shorter, unless given. ``drain`` is ``[shutdown] drain`` (0s: stop at once)."""
     if timeout is None:
-        timeout = "2s" if _seconds(interval) >= 2 else interval
+        timeout = "2s" if seconds(interval) >= 2 else interval
     lines = ["[defaults]", f'interval = "{interval}"', f'timeout = "{timeout}"']
     if failure_threshold is not None:
         lines.append(f"failure_threshold = {failure_threshold}")
