@@ -90,8 +90,12 @@ struct Events {
     confirm_left: AtomicU32,
     failure_threshold: u32,
     /// When the driver last rang: at most one ring per second, so a server that drops every
-    /// new connection at once cannot drive the check in a tight loop.
+    /// new connection at once cannot drive the check in a tight loop. A loss within that second
+    /// rings when the second is over (see `ring_pending`), never not at all: a database that
+    /// crashes again right after its restart is the case where the fast path matters most.
     last_ring: Mutex<Option<Instant>>,
+    /// A deferred ring is scheduled.
+    ring_pending: AtomicBool,
     /// The last loss of the kept connection, for `/diag`.
     last_loss: Mutex<Option<(SystemTime, String)>>,
     /// Set by a loss of the kept connection, cleared by a run that does not fail: while set and
@@ -101,18 +105,30 @@ struct Events {
     retry_pending: AtomicBool,
 }
 
+/// The least time between two rings of the rerun signal by lost connections.
+const RING_SPACING: Duration = Duration::from_secs(1);
+
 impl Events {
-    fn connection_lost(&self, why: String) {
+    /// Called by the kept connection's driver (inside the runtime) when the connection ends.
+    fn connection_lost(self: &Arc<Self>, why: String) {
         *self.last_loss.lock().unwrap_or_else(PoisonError::into_inner) = Some((SystemTime::now(), why));
-        let mut last = self.last_ring.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
-            return;
-        }
-        *last = Some(Instant::now());
         self.lost.store(true, Ordering::SeqCst);
         self.confirm_left
             .store(self.failure_threshold.saturating_sub(1), Ordering::SeqCst);
-        self.rerun.notify_one();
+        let mut last = self.last_ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let wait = last.map_or(Duration::ZERO, |at| RING_SPACING.saturating_sub(at.elapsed()));
+        if wait.is_zero() {
+            *last = Some(Instant::now());
+            self.rerun.notify_one();
+        } else if !self.ring_pending.swap(true, Ordering::SeqCst) {
+            let events = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                *events.last_ring.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                events.ring_pending.store(false, Ordering::SeqCst);
+                events.rerun.notify_one();
+            });
+        }
     }
 }
 
@@ -203,6 +219,7 @@ impl PostgresCheck {
                 last_loss: Mutex::new(None),
                 lost: AtomicBool::new(false),
                 retry_pending: AtomicBool::new(false),
+                ring_pending: AtomicBool::new(false),
             }),
             fast_retry: (settings.interval / 5).min(Duration::from_secs(1)),
         })
@@ -635,23 +652,46 @@ mod tests {
             last_loss: Mutex::new(None),
             lost: AtomicBool::new(false),
             retry_pending: AtomicBool::new(false),
+            ring_pending: AtomicBool::new(false),
         }
     }
 
-    #[test]
-    fn a_lost_connection_rings_once_a_second_at_most_and_allows_threshold_minus_one_confirmations() {
-        let e = events(3);
+    #[tokio::test]
+    async fn a_second_loss_within_a_second_rings_when_the_second_is_over() {
+        let e = Arc::new(events(3));
         e.connection_lost("terminating connection due to administrator command".to_owned());
-        assert_eq!(e.confirm_left.load(Ordering::SeqCst), 2);
+        assert_eq!(e.confirm_left.load(Ordering::SeqCst), 2, "threshold - 1 confirmations");
+        tokio::time::timeout(Duration::from_millis(100), e.rerun.notified())
+            .await
+            .expect("the first loss rings at once");
+
         e.confirm_left.store(0, Ordering::SeqCst);
+        let second = Instant::now();
         e.connection_lost("closed".to_owned());
+        e.connection_lost("closed again".to_owned());
         assert_eq!(
             e.confirm_left.load(Ordering::SeqCst),
-            0,
-            "a second ring within 1s is dropped"
+            2,
+            "the second loss counts at once"
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), e.rerun.notified())
+                .await
+                .is_err(),
+            "but no second ring within the second"
+        );
+        tokio::time::timeout(Duration::from_secs(3), e.rerun.notified())
+            .await
+            .expect("it rings once the second is over");
+        assert!(second.elapsed() >= Duration::from_millis(900));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1200), e.rerun.notified())
+                .await
+                .is_err(),
+            "two losses in the second ring once"
         );
         let loss = e.last_loss.lock().unwrap().clone().unwrap();
-        assert_eq!(loss.1, "closed", "but the loss is still recorded for /diag");
+        assert_eq!(loss.1, "closed again", "every loss is recorded for /diag");
     }
 
     #[test]
