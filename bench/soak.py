@@ -23,7 +23,7 @@ A scraper thread meanwhile GETs, every SCRAPE_SECONDS (0.5), in turn: /metrics, 
 Samples (CSV in target/bench/soak-<timestamp>/samples.csv): time, phase, VmRSS, VmHWM, RssAnon,
 fd count and thread count (read while the scraper is held, 100 ms after its last request: the
 minimum fd count, the maximum thread count and the minimum task count of five reads 40 ms
-apart, so that a probe's connection open at that instant does not look like a leak), tokio alive tasks (``runtime.alive_tasks`` of /diag?format=json when
+apart, so that a probe's connection open at that instant does not look like a leak), tokio alive tasks (``vigil.runtime.alive_tasks`` of /diag?format=json when
 vigil exports it, else n/a), /metrics size, CPU seconds, /readyz status, load average.
 
 Verdict "flat", comparing the median of the first window with the median of the last window
@@ -99,16 +99,13 @@ class Scraper:
 
 
 def alive_tasks(v):
-    """``runtime.alive_tasks`` from /diag?format=json (top level, or under "vigil"), else None."""
+    """``vigil.runtime.alive_tasks`` from /diag?format=json, else None (an older vigil)."""
     try:
         d = json.loads(v.get("/diag?format=json", timeout=5)[1])
     except (OSError, ValueError):
         return None
-    for where in (d, d.get("vigil") or {}):
-        runtime = where.get("runtime") if isinstance(where, dict) else None
-        if isinstance(runtime, dict) and isinstance(runtime.get("alive_tasks"), int):
-            return runtime["alive_tasks"]
-    return None
+    tasks = ((d.get("vigil") or {}).get("runtime") or {}).get("alive_tasks")
+    return tasks if isinstance(tasks, int) else None
 
 
 def resting(v, scraper):
