@@ -37,18 +37,7 @@ import time
 sys.dont_write_bytecode = True  # no bench/__pycache__ from importing stack
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stack  # noqa: E402
-from stack import CpuWindow, ProcStats, ScrapeLoop, hammer, median, metric_sum  # noqa: E402
-
-
-def env_num(name, default, kind=int):
-    raw = os.environ.get(name, str(default))
-    try:
-        value = kind(raw)
-    except ValueError:
-        sys.exit(f"{name} must be a number, got {raw!r}")
-    if value <= 0:
-        sys.exit(f"{name} must be positive, got {raw!r}")
-    return value
+from stack import CpuWindow, ProcStats, ScrapeLoop, env_num, hammer, median, metric_sum  # noqa: E402
 
 
 WINDOW = env_num("WINDOW", 12, float)

@@ -912,6 +912,19 @@ class Vigil:
         self.stop()
 
 
+def env_num(name, default, kind=int):
+    """A positive number from the environment variable ``name`` (``default`` when unset); exits
+    with a message naming the variable otherwise."""
+    raw = os.environ.get(name, str(default))
+    try:
+        value = kind(raw)
+    except ValueError:
+        sys.exit(f"{name} must be a number, got {raw!r}")
+    if value <= 0:
+        sys.exit(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def seconds(duration):
     """``"250ms"``/``"5s"``/``"2m"`` -> seconds."""
     for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):

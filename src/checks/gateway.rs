@@ -144,26 +144,13 @@ impl GatewayCheck {
 
         // The health probe and the scrape run side by side under the run's deadline: a slow
         // health endpoint must not leave the pool figures unread, nor the other way round.
-        let probe_health = async {
-            match &self.health {
-                Some(health) => Some(
-                    self.client
-                        .probe(health, deadline, timeout, http_probe::BODY_LIMIT)
-                        .await,
-                ),
-                None => None,
-            }
+        let client = &self.client;
+        let ask = async |request: Option<&ProbeRequest>, limit: usize| match request {
+            Some(request) => Some(client.probe(request, deadline, timeout, limit).await),
+            None => None,
         };
-        let scrape = async {
-            match &self.scrape {
-                Some(scrape) => Some(
-                    self.client
-                        .probe(scrape, deadline, timeout, http_probe::SCRAPE_LIMIT)
-                        .await,
-                ),
-                None => None,
-            }
-        };
+        let probe_health = ask(self.health.as_ref(), http_probe::BODY_LIMIT);
+        let scrape = ask(self.scrape.as_ref(), http_probe::SCRAPE_LIMIT);
         let (health_result, scraped) = tokio::join!(probe_health, scrape);
 
         let mut up = true;
