@@ -379,7 +379,10 @@ impl<'de> Deserialize<'de> for HttpUrl {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        T::deserialize(deserializer).map(Secret::new)
+        // serde's own message quotes the value (`invalid type: integer `12345678``): not here.
+        T::deserialize(deserializer)
+            .map(Secret::new)
+            .map_err(|_| de::Error::custom("must be a string (the value is not shown: it is a secret)"))
     }
 }
 
@@ -1194,6 +1197,24 @@ mod tests {
         load_str(toml, env)
             .expect_err("configuration must be refused")
             .to_string()
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_refused_without_quoting_it() {
+        for toml in [
+            "[diag]\ntoken = 12345678\n",
+            "[postgres]\nurl = 31337\n",
+            "[[upstream]]\nname = \"a\"\nurl = \"http://a/\"\nheaders = { Authorization = 42424242 }\n",
+        ] {
+            let message = error(toml, &[]);
+            assert!(
+                message.contains("must be a string (the value is not shown"),
+                "{message}"
+            );
+            for value in ["12345678", "31337", "42424242"] {
+                assert!(!message.contains(value), "{message}");
+            }
+        }
     }
 
     #[test]
