@@ -66,16 +66,36 @@ pub enum SecretFileError {
     Empty { path: String },
 }
 
-/// Reads a secret from a file (the `*_file` keys, a Kubernetes Secret volume): surrounding
-/// whitespace trimmed, at most 64 KiB read, never empty.
+/// The bytes of a secret file, as stored. Refuses what is not a regular file (a FIFO or a
+/// device would block the reading thread, or never end) and what holds more than 64 KiB.
+pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(FILE_CAP + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > FILE_CAP {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {FILE_CAP} bytes: not a secret"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Reads a secret from a file (the `*_file` keys, a Kubernetes Secret volume): UTF-8, surrounding
+/// whitespace trimmed, never empty.
 pub fn read_file(path: &Path) -> Result<Secret<String>, SecretFileError> {
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(FILE_CAP).read_to_string(&mut text))
-        .map_err(|source| SecretFileError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+    let io_error = |source| SecretFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let bytes = read_bytes(path).map_err(io_error)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| io_error(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(SecretFileError::Empty {
@@ -88,6 +108,25 @@ pub fn read_file(path: &Path) -> Result<Secret<String>, SecretFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_files_must_be_regular_small_and_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, " token-value\n").unwrap();
+        assert_eq!(read_file(&path).unwrap().expose(), "token-value");
+        std::fs::write(&path, vec![b'a'; 64 * 1024 + 1]).unwrap();
+        assert!(
+            read_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than 65536 bytes")
+        );
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_file(&path).unwrap_err().to_string().ends_with("is empty"));
+        let error = read_file(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+    }
 
     #[test]
     fn every_formatter_prints_redacted() {

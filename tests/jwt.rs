@@ -462,7 +462,12 @@ fn weak_placeholder_empty_and_missing_secrets_fail_without_quoting_them() {
         // A short secret's fingerprint would let anyone with /metrics confirm guesses offline.
         let fingerprint = &jwt["last_run"]["details"]["fingerprint"];
         let min = if algorithm == "HS512" { 64 } else { 32 };
-        if content.len() < min {
+        if content.is_empty() {
+            assert!(
+                fingerprint.is_null(),
+                "an empty file is no version of the secret: {jwt}"
+            );
+        } else if content.len() < min {
             assert_eq!(fingerprint, "withheld", "{reason}: {jwt}");
         } else {
             assert_eq!(fingerprint.as_str().map(str::len), Some(8), "{reason}: {jwt}");

@@ -297,7 +297,11 @@ impl JwtCheck {
         };
         let length = secret.expose().len();
         let mut findings = secret::assess(&secret, self.algorithm);
-        self.follow(secret);
+        // An empty file (a mount being swapped, a mistake) is no version of the secret: following
+        // it would count two rotations for A -> "" -> A and lose the previous secret.
+        if length > 0 {
+            self.follow(secret);
+        }
         let current = match &self.rotation.current {
             Some(current) if length > 0 => current,
             _ => {

@@ -33,33 +33,16 @@ pub enum ReadError {
     EnvMissing(String),
 }
 
-/// No real secret comes near this; a path pointing at something huge (or endless, like
-/// `/dev/zero`) must not take the agent's memory.
-const MAX_SECRET_BYTES: u64 = 64 * 1024;
-
-fn read_capped(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_SECRET_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_SECRET_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_SECRET_BYTES} bytes: not a secret"),
-        ));
-    }
-    Ok(bytes)
-}
-
 impl Source {
     /// Reads the secret as it is now, bytes as stored (a trailing newline included).
     pub fn read(&self) -> Result<Secret<Vec<u8>>, ReadError> {
         match self {
-            Source::File(path) => read_capped(path).map(Secret::new).map_err(|error| ReadError::File {
-                path: path.display().to_string(),
-                message: describe_io(&error),
-            }),
+            Source::File(path) => crate::secret::read_bytes(path)
+                .map(Secret::new)
+                .map_err(|error| ReadError::File {
+                    path: path.display().to_string(),
+                    message: describe_io(&error),
+                }),
             Source::Env(name) => std::env::var_os(name)
                 .map(|value| Secret::new(value.into_encoded_bytes()))
                 .ok_or_else(|| ReadError::EnvMissing(name.clone())),
