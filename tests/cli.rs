@@ -142,11 +142,8 @@ fn validate_prints_the_effective_configuration_with_secrets_redacted() {
 
 #[test]
 fn the_example_deployment_configuration_is_valid() {
+    // As it is (only `listen` moved to a free port): the README offers it for trying vigil out.
     let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/vigil.toml")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "t0ken").unwrap();
-    let toml = toml.replace("/var/run/secrets/vigil/diag-token", &token.display().to_string());
     let toml: String = toml
         .lines()
         .filter(|l| !l.starts_with("listen"))
