@@ -315,6 +315,19 @@ impl State {
                 .any(|c| !excluded.contains(&c.name()) && blocks_readiness(c.status(now), c.spec.settings.critical))
     }
 
+    /// Each check's status and readiness from one reading, without building views: what
+    /// `/metrics` shows, so that `vigil_ready` and `vigil_check_status` never disagree.
+    pub fn statuses(&self, now: Instant) -> (bool, Vec<(&str, Option<Status>)>) {
+        let statuses: Vec<(&str, Option<Status>)> = self.checks.iter().map(|c| (c.name(), c.status(now))).collect();
+        let ready = !self.is_draining()
+            && !self
+                .checks
+                .iter()
+                .zip(&statuses)
+                .any(|(check, (_, status))| blocks_readiness(*status, check.spec.settings.critical));
+        (ready, statuses)
+    }
+
     /// Readiness over every check except `excluded`.
     pub fn readiness(&self, now: Instant, excluded: &[&str]) -> Readiness {
         let checks: Vec<CheckView> = self.checks.iter().map(|c| c.view(now)).collect();

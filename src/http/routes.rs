@@ -165,9 +165,8 @@ fn readyz_check(app: &App, name: &str, trusted: bool) -> Response<Body> {
 }
 
 fn metrics(app: &App) -> Response<Body> {
-    let now = Instant::now();
-    app.metrics.ready.set(i64::from(app.state.is_ready(now, &[])));
-    let statuses: Vec<(&str, Option<Status>)> = app.state.slots().iter().map(|c| (c.name(), c.status(now))).collect();
+    let (ready, statuses) = app.state.statuses(Instant::now());
+    app.metrics.ready.set(i64::from(ready));
     respond(StatusCode::OK, METRICS, app.metrics.render(&statuses).into_bytes())
 }
 

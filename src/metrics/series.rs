@@ -45,7 +45,7 @@ pub struct CheckSeries {
     figures: Mutex<CheckFigures>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct CheckFigures {
     /// By [`Status::ALL`] order.
     runs: [u64; 3],
@@ -159,30 +159,26 @@ impl SeriesSet {
             }
         }
         let checks = lock(&self.checks);
-        if !checks.is_empty() {
+        // One copy per check, so that its runs and its duration count agree.
+        let figures: Vec<(&str, CheckFigures)> = checks.iter().map(|s| (&*s.name, lock(&s.figures).clone())).collect();
+        if !figures.is_empty() {
             family(out, "vigil_check_duration_seconds", CHECK_DURATION_HELP, "histogram");
-            for series in checks.iter() {
-                let figures = lock(&series.figures);
-                histogram(
-                    out,
-                    "vigil_check_duration_seconds",
-                    ("check", &series.name),
-                    &figures.duration,
-                );
+            for (name, f) in &figures {
+                histogram(out, "vigil_check_duration_seconds", ("check", name), &f.duration);
             }
             family(out, "vigil_check_runs_total", CHECK_RUNS_HELP, "counter");
-            for series in checks.iter() {
-                let runs = lock(&series.figures).runs;
-                for (status, count) in Status::ALL.iter().zip(runs) {
+            for (name, f) in &figures {
+                for (status, count) in Status::ALL.iter().zip(f.runs) {
                     sample(
                         out,
                         "vigil_check_runs_total",
-                        &[("check", &series.name), ("result", status.as_str())],
+                        &[("check", name), ("result", status.as_str())],
                         count,
                     );
                 }
             }
         }
+        drop(figures);
         drop(checks);
 
         let upstreams = lock(&self.upstreams);
