@@ -58,7 +58,11 @@ impl Agent {
         let local_addr = listener.local_addr()?;
         let checks_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(2)
+            // Name lookups (tokio's and tokio-postgres') and file reads run here; a lookup cut
+            // at its check's timeout keeps its thread until the resolver gives up, so a slow
+            // DNS must not leave the other checks' lookups queued behind two threads. Idle
+            // threads exit after 10 s.
+            .max_blocking_threads(64)
             .thread_name("vigil-checks")
             .enable_all()
             .build()?;
