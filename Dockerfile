@@ -8,7 +8,7 @@
 # (webpki-roots), the image's CA bundle serves only tools that might be added.
 #
 # Expected size (no Docker engine was available to measure it): the distroless cc-debian12 base
-# is about 23 MB uncompressed, the stripped binary 7.9 MiB (bench/README.md), so about 32 MB
+# is about 23 MB uncompressed, the stripped binary 7.8 MiB (bench/README.md), so about 32 MB
 # uncompressed, about 13 MB compressed in a registry.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

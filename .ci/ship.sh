@@ -11,6 +11,7 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 apt_missing=()
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+python3 -m pip --version >/dev/null 2>&1 || apt_missing+=(python3-pip)
 if ((${#apt_missing[@]})); then
   echo "installing: ${apt_missing[*]}"
   $sudo apt-get update -qq

@@ -30,7 +30,7 @@ missing=()
 need() { # command, install hint
     command -v "$1" >/dev/null 2>&1 || missing+=("$1: $2")
 }
-need cargo "rustup (https://rustup.rs) or apt-get install -y cargo"
+need cargo "rustup (https://rustup.rs): Rust 1.95 or newer (Debian 12's cargo package is too old)"
 need wrk "apt-get install -y wrk"
 need curl "apt-get install -y curl"
 need ss "apt-get install -y iproute2"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Size of the release binary. The release profile in Cargo.toml already strips it
-# (strip = true, lto = "thin", codegen-units = 1).
+# (strip = true, lto = "fat", codegen-units = 1).
 # Target (issue): stripped release binary under 8 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
