@@ -182,6 +182,26 @@ fn a_failing_health_endpoint_fails_readiness() {
     assert!(vigil.get("/metrics").body.contains("vigil_gateway_up 0"));
 }
 
+/// A scrape that cannot be read leaves the pool figures unknown (NaN), not at their last
+/// values: a saturation frozen at 100 % would keep the exhaustion alert firing on nothing.
+#[test]
+fn an_unreadable_scrape_makes_the_pool_figures_unknown() {
+    let gateway = Gateway::start(&pool("generic", 20, 3));
+    let vigil = Vigil::start(&gateway.config(""));
+    wait_for_line(&vigil, "[-]gateway failed: DB pool 20 of 20 in use");
+    gateway.set_metrics("connection_pool_in_use{ broken\n");
+    wait_for_line(&vigil, "[+]gateway warn: GET");
+    let metrics = vigil.get("/metrics").body;
+    for line in [
+        "vigil_gateway_pool_saturation_ratio NaN",
+        "vigil_gateway_pool_connections{state=\"in_use\"} NaN",
+        "vigil_gateway_up 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    support::assert_promtool_accepts(&metrics);
+}
+
 /// A slow health endpoint and a slow `/metrics` are asked side by side: each takes 60 % of the
 /// timeout, so one after the other would not fit in a run.
 #[test]

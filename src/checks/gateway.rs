@@ -234,6 +234,8 @@ impl GatewayCheck {
                     self.traffic(&exposition, now, &mut findings, &mut observations, &mut details);
                 }
                 Err((kind, reason)) => {
+                    self.metrics.pool_unknown();
+                    self.metrics.traffic_unknown(true, true);
                     if self.health.is_none() {
                         up = false;
                     }
@@ -299,6 +301,7 @@ impl GatewayCheck {
                 "pool".into(),
                 json!({ "error": format!("no {} in the gateway's metrics", self.names.in_use) }),
             );
+            self.metrics.pool_unknown();
             return;
         };
         let waiting_raw = sum(2);
@@ -319,16 +322,15 @@ impl GatewayCheck {
             (raw, _) => raw,
         };
 
-        self.metrics.pool_connections.with_label_values(&["in_use"]).set(in_use);
-        if let Some(max) = max {
-            self.metrics.pool_connections.with_label_values(&["max"]).set(max);
-        }
-        if let Some(waiting) = waiting {
+        let gauge = |state: &str, value: Option<f64>| {
             self.metrics
                 .pool_connections
-                .with_label_values(&["waiting"])
-                .set(waiting);
-        }
+                .with_label_values(&[state])
+                .set(value.unwrap_or(f64::NAN));
+        };
+        gauge("in_use", Some(in_use));
+        gauge("max", max);
+        gauge("waiting", waiting);
         observations.push(Observation::number("pool_in_use", in_use, Unit::Count));
         if let Some(max) = max {
             observations.push(Observation::number("pool_max", max, Unit::Count));
@@ -339,8 +341,8 @@ impl GatewayCheck {
 
         // max 0 means "unlimited" (go_sql's default): no saturation to speak of.
         let saturation = max.filter(|m| *m > 0.0).map(|m| in_use / m);
+        self.metrics.pool_saturation_ratio.set(saturation.unwrap_or(f64::NAN));
         if let Some(saturation) = saturation {
-            self.metrics.pool_saturation_ratio.set(saturation);
             observations.push(Observation::number("pool_saturation", saturation, Unit::Ratio));
             let (warn, fail) = (self.config.pool_saturation_warn, self.config.pool_saturation_fail);
             let status = if saturation >= fail {
@@ -447,6 +449,7 @@ impl GatewayCheck {
             (!by_le.is_empty()).then_some(by_le)
         };
         if requests.is_none() && buckets.is_none() {
+            self.metrics.traffic_unknown(true, true);
             return;
         }
         self.history.push_back(Traffic {
@@ -464,9 +467,11 @@ impl GatewayCheck {
         }
 
         let mut traffic = serde_json::Map::new();
+        let mut measured = (false, false);
         if let Some((total, errors)) = increase_requests(&self.history)
             && total > 0.0
         {
+            measured.0 = true;
             let ratio = errors / total;
             self.metrics.set_error_ratio(ratio);
             observations.push(Observation::number("error_ratio", ratio, Unit::Ratio));
@@ -492,6 +497,7 @@ impl GatewayCheck {
             }
         }
         if let Some(p95) = increase_buckets(&self.history).and_then(|b| quantile(0.95, &b)) {
+            measured.1 = true;
             self.metrics.set_request_duration_p95(p95);
             observations.push(Observation::number("latency_p95", p95, Unit::Seconds));
             traffic.insert("p95_seconds".into(), json!(p95));
@@ -517,6 +523,7 @@ impl GatewayCheck {
                 });
             }
         }
+        self.metrics.traffic_unknown(!measured.0, !measured.1);
         traffic.insert("scrapes_in_window".into(), json!(self.history.len()));
         details.insert("traffic".into(), serde_json::Value::Object(traffic));
     }

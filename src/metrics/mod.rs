@@ -64,6 +64,27 @@ impl GatewayMetrics {
         self.request_duration_p95_seconds.set(value);
     }
 
+    /// The DB pool figures of a run that could not read them (scrape failed, metric missing):
+    /// NaN, which Prometheus shows as a gap and never compares true, rather than the last value,
+    /// which would keep an alert firing (or quiet) on a figure nobody measured.
+    pub fn pool_unknown(&self) {
+        self.pool_saturation_ratio.set(f64::NAN);
+        for state in ["in_use", "max", "waiting"] {
+            self.pool_connections.with_label_values(&[state]).set(f64::NAN);
+        }
+    }
+
+    /// The same for the served-traffic figures, once they exist (they are registered by their
+    /// first measurement).
+    pub fn traffic_unknown(&self, error_ratio: bool, p95: bool) {
+        if error_ratio && self.error_ratio_registered.get().is_some() {
+            self.error_ratio.set(f64::NAN);
+        }
+        if p95 && self.p95_registered.get().is_some() {
+            self.request_duration_p95_seconds.set(f64::NAN);
+        }
+    }
+
     fn register_once(&self, flag: &OnceLock<()>, gauge: &Gauge) {
         flag.get_or_init(|| {
             if let Err(error) = self.registry.register(Box::new(gauge.clone())) {
