@@ -142,6 +142,11 @@ fn a_killed_server_is_reported_at_once_and_a_restarted_one_passes_again() {
     assert!(body.contains("[-]postgres failed: connection"), "{body}");
     assert_eq!(diag(&vigil)["vigil"]["checks"]["postgres"]["kind"], "refused");
     assert_eq!(metric(&vigil, "vigil_postgres_up "), Some(0.0));
+    let saturation = metric(&vigil, "vigil_postgres_connection_saturation_ratio ");
+    assert!(
+        saturation.is_some_and(f64::is_nan),
+        "unknown while down, not the last value: {saturation:?}"
+    );
     let d = diag(&vigil);
     let hint = d["vigil"]["checks"]["postgres"]["hint"].as_str().unwrap();
     assert!(hint.contains("netstat -an | grep :5432"), "{hint}");
@@ -162,6 +167,7 @@ fn a_killed_server_is_reported_at_once_and_a_restarted_one_passes_again() {
         accepting.elapsed()
     );
     assert_eq!(metric(&vigil, "vigil_postgres_up "), Some(1.0));
+    assert!(metric(&vigil, "vigil_postgres_connection_saturation_ratio ").is_some_and(|s| s > 0.0));
     assert!(vigil.logs().contains("Kept PostgreSQL connection lost"));
 }
 

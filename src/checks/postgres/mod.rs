@@ -336,7 +336,12 @@ impl PostgresCheck {
                 self.export(&stats);
                 Some(stats)
             }
-            Some(Err(_)) | None => None,
+            Some(Err(_)) | None => {
+                // Not read this run: a gap, not the last value (which would keep a saturation
+                // alert firing while the server is down).
+                self.metrics.connection_saturation_ratio.set(f64::NAN);
+                None
+            }
         };
 
         let mut observations = Vec::new();
