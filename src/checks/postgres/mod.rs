@@ -58,6 +58,9 @@ pub struct PostgresCheck {
     /// its own, more precise timeout (connecting, waiting for the pool) before the scheduler
     /// cuts the run.
     budget: Duration,
+    /// The configured `timeout`: what timeout reasons name ("timed out … after 2s", as SPEC
+    /// words it), while `budget` is what the steps may really take.
+    timeout: Duration,
     saturation_warn: f64,
     saturation_fail: f64,
     long_query: Duration,
@@ -205,6 +208,7 @@ impl PostgresCheck {
             target,
             pool,
             budget,
+            timeout: settings.timeout,
             saturation_warn: config.saturation_warn,
             saturation_fail: config.saturation_fail,
             long_query: config.long_query,
@@ -231,8 +235,8 @@ impl PostgresCheck {
         let connecting = self.pg_config.connect(self.tls.clone());
         let (client, connection) = match timeout_at(deadline, connecting).await {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(classify(&e, &self.target, self.budget)),
-            Err(_) => return Err(PgFailure::timeout(&self.target, "connecting to", self.budget)),
+            Ok(Err(e)) => return Err(classify(&e, &self.target, self.timeout)),
+            Err(_) => return Err(PgFailure::timeout(&self.target, "connecting to", self.timeout)),
         };
         let retired = Arc::new(AtomicBool::new(false));
         let events = Arc::clone(&self.events);
@@ -274,7 +278,7 @@ impl PostgresCheck {
                     false => None,
                 }
             };
-            tokio::join!(connect, probe(&pool, &this.target, deadline, this.budget))
+            tokio::join!(connect, probe(&pool, &this.target, deadline, this.timeout))
         };
         let mut kept_error = None;
         match connected {
@@ -295,7 +299,7 @@ impl PostgresCheck {
         // the pool's.
         let mut stats = None;
         if let Some(kept) = &self.kept {
-            let read = read(&kept.client, &self.stats_sql, deadline, &self.target, self.budget).await;
+            let read = read(&kept.client, &self.stats_sql, deadline, &self.target, self.timeout).await;
             // A kept connection that stopped answering (a silent network partition leaves it
             // "open" for hours) is retired, so that the next run opens a fresh one.
             if read.as_ref().is_err_and(|f| f.kind == FailureKind::Timeout) {
@@ -306,7 +310,7 @@ impl PostgresCheck {
         if !matches!(stats, Some(Ok(_)))
             && let Some(client) = &pooled
         {
-            stats = Some(read(client, &self.stats_sql, deadline, &self.target, self.budget).await);
+            stats = Some(read(client, &self.stats_sql, deadline, &self.target, self.timeout).await);
         }
         drop(pooled);
 
@@ -586,18 +590,18 @@ async fn probe(
     pool: &Pool,
     target: &Target,
     deadline: tokio::time::Instant,
-    budget: Duration,
+    timeout: Duration,
 ) -> Result<(Duration, deadpool_postgres::Object), PgFailure> {
     let client = match timeout_at(deadline, pool.get()).await {
         Ok(Ok(client)) => client,
-        Ok(Err(e)) => return Err(classify_pool(&e, target, budget)),
-        Err(_) => return Err(PgFailure::timeout(target, "connecting to", budget)),
+        Ok(Err(e)) => return Err(classify_pool(&e, target, timeout)),
+        Err(_) => return Err(PgFailure::timeout(target, "connecting to", timeout)),
     };
     let started = Instant::now();
     match timeout_at(deadline, client.simple_query("SELECT 1")).await {
         Ok(Ok(_)) => Ok((started.elapsed(), client)),
-        Ok(Err(e)) => Err(classify(&e, target, budget)),
-        Err(_) => Err(PgFailure::timeout(target, "waiting for SELECT 1 on", budget)),
+        Ok(Err(e)) => Err(classify(&e, target, timeout)),
+        Err(_) => Err(PgFailure::timeout(target, "waiting for SELECT 1 on", timeout)),
     }
 }
 
@@ -606,16 +610,16 @@ async fn read(
     sql: &str,
     deadline: tokio::time::Instant,
     target: &Target,
-    budget: Duration,
+    timeout: Duration,
 ) -> Result<Stats, PgFailure> {
     match timeout_at(deadline, read_stats(client, sql)).await {
         Ok(Ok(stats)) => Ok(stats),
         Ok(Err(e)) => {
-            let failure = classify(&e, target, budget);
+            let failure = classify(&e, target, timeout);
             tracing::debug!(check = "postgres", reason = %failure.reason, "Reading the server's figures failed");
             Err(failure)
         }
-        Err(_) => Err(PgFailure::timeout(target, "reading figures from", budget)),
+        Err(_) => Err(PgFailure::timeout(target, "reading figures from", timeout)),
     }
 }
 
