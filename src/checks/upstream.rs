@@ -77,9 +77,14 @@ pub fn build_all(upstreams: &[Upstream], metrics: &Metrics) -> Result<Vec<Schedu
         .collect()
 }
 
+/// The longest the first runs are spread over: a pod is not ready before every check has a
+/// result, so spreading over a long interval (5m) would hold a rollout back that long.
+pub const SPREAD_AT_MOST: Duration = Duration::from_secs(2);
+
 /// Up to [`SPREAD_ABOVE`] upstreams all run at start (a small configuration is ready at
-/// once); beyond that, upstream `i` of `n` first runs at `interval * i / n`, so hundreds of
-/// them do not fire in the same millisecond, and every one has run within one interval.
+/// once); beyond that, upstream `i` of `n` first runs at `span * i / n`, where `span` is the
+/// interval but at most [`SPREAD_AT_MOST`], so hundreds of them do not fire in the same
+/// millisecond and every one has run within two seconds.
 pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Duration {
     if count <= SPREAD_ABOVE {
         return Duration::ZERO;
@@ -88,7 +93,7 @@ pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Durati
         u32::try_from(index).unwrap_or(u32::MAX),
         u32::try_from(count).unwrap_or(u32::MAX),
     );
-    interval / count * index
+    interval.min(SPREAD_AT_MOST) / count * index
 }
 
 impl UpstreamCheck {
@@ -362,5 +367,10 @@ mod tests {
         assert_eq!(first_run_delay(0, 1000, interval), Duration::ZERO);
         assert_eq!(first_run_delay(500, 1000, interval), Duration::from_millis(500));
         assert!(first_run_delay(999, 1000, interval) < interval);
+        let long = Duration::from_secs(300);
+        assert!(
+            first_run_delay(999, 1000, long) < SPREAD_AT_MOST,
+            "a 5m interval must not hold readiness back 5m"
+        );
     }
 }
