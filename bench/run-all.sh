@@ -73,6 +73,7 @@ selected() { [[ -z ${ONLY:-} ]] || [[ " $ONLY " == *" $1 "* ]]; }
 start=$(date +%s)
 results=()
 failed=0
+missed=0
 for entry in "${suite[@]}"; do
     name=${entry%%|*}
     cmd=${entry#*|}
@@ -83,6 +84,11 @@ for entry in "${suite[@]}"; do
     # Word splitting of $cmd is intended: each entry is a plain command line without quotes.
     # shellcheck disable=SC2086
     if $cmd 2>&1 | tee "$out/$name.txt"; then status=ok; else status="FAILED (exit ${PIPESTATUS[0]})"; failed=1; fi
+    # A script that ran but missed a target says so in its output (MISSED, OVER BOUND, NOT FLAT).
+    if [[ $status == ok ]] && grep -qE 'MISSED|OVER BOUND|NOT FLAT' "$out/$name.txt"; then
+        status="ran, target MISSED"
+        missed=1
+    fi
     results+=("$(printf '%-9s %5ds  %-22s load after: %s' "$name" $(($(date +%s) - t0)) "$status" "$(cut -d' ' -f1-3 /proc/loadavg)")")
 done
 total=$(($(date +%s) - start))
@@ -95,4 +101,8 @@ budget=600
 [[ ${BLACKBOX1000:-0} == 1 ]] && budget=$((budget + 150))
 printf '  total %ds (%d min %02d s); budget %ds: %s\n' "$total" $((total / 60)) $((total % 60)) "$budget" \
     "$( ((total <= budget)) && echo met || echo OVER)"
-exit "$failed"
+((missed)) && echo "  a target was missed: see the script's output above (a busy machine misses p99 first)"
+# 1: a script failed; 2: every script ran but a target was missed.
+((failed)) && exit 1
+((missed)) && exit 2
+exit 0
