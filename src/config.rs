@@ -354,7 +354,7 @@ impl HttpUrl {
         }
         // A URL is shown in reasons, /diag and logs: credentials in it would be too. Not echoed.
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-            return Err("must not carry credentials (user:password@); send them in a header instead".to_owned());
+            return Err("must not carry credentials (user:password@): they would show in reasons and /diag (upstreams take them in `headers`)".to_owned());
         }
         Ok(HttpUrl(text.to_owned()))
     }
