@@ -638,7 +638,7 @@ impl Loader {
         if shutdown.drain > Duration::from_secs(600) {
             return Err(self.invalid(
                 "shutdown.drain",
-                format!("must be at most 10m, got {}", show(shutdown.drain)),
+                format!("must be at most 10m, got {}", crate::fmt::duration(shutdown.drain)),
             ));
         }
         let mut diag: Diag = self.table_or_default(&mut root, "diag")?;
@@ -772,19 +772,22 @@ impl Loader {
         if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&interval) {
             return Err(self.invalid(
                 &key("interval"),
-                format!("must be between 100ms and 1h, got {}", show(interval)),
+                format!("must be between 100ms and 1h, got {}", crate::fmt::duration(interval)),
             ));
         }
         if timeout < Duration::from_millis(10) {
-            return Err(self.invalid(&key("timeout"), format!("must be at least 10ms, got {}", show(timeout))));
+            return Err(self.invalid(
+                &key("timeout"),
+                format!("must be at least 10ms, got {}", crate::fmt::duration(timeout)),
+            ));
         }
         if timeout > interval {
             return Err(self.invalid(
                 &key("timeout"),
                 format!(
                     "must not exceed the interval ({}), got {}",
-                    show(interval),
-                    show(timeout)
+                    crate::fmt::duration(interval),
+                    crate::fmt::duration(timeout)
                 ),
             ));
         }
@@ -871,7 +874,7 @@ impl Loader {
         if postgres.long_query < Duration::from_secs(1) {
             return Err(self.invalid(
                 "postgres.long_query",
-                format!("must be at least 1s, got {}", show(postgres.long_query)),
+                format!("must be at least 1s, got {}", crate::fmt::duration(postgres.long_query)),
             ));
         }
         if !(1..=16).contains(&postgres.pool_size) {
@@ -907,8 +910,8 @@ impl Loader {
                 "gateway.latency_p95_fail",
                 format!(
                     "must exceed latency_p95_warn ({}), got {}",
-                    show(gateway.latency_p95_warn),
-                    show(fail)
+                    crate::fmt::duration(gateway.latency_p95_warn),
+                    crate::fmt::duration(fail)
                 ),
             ));
         }
@@ -945,8 +948,8 @@ impl Loader {
                 key,
                 format!(
                     "must be between the interval ({}) and 24h, got {}",
-                    show(interval),
-                    show(window)
+                    crate::fmt::duration(interval),
+                    crate::fmt::duration(window)
                 ),
             ));
         }
@@ -1051,8 +1054,8 @@ impl Loader {
                     &format!("{prefix}.latency_warn"),
                     format!(
                         "must be below latency_fail ({}), got {}",
-                        show(upstream.latency_fail),
-                        show(upstream.latency_warn)
+                        crate::fmt::duration(upstream.latency_fail),
+                        crate::fmt::duration(upstream.latency_warn)
                     ),
                 ));
             }
@@ -1120,11 +1123,6 @@ fn expected_part(message: &str) -> String {
     }
 }
 
-/// A duration as the configuration writes it: `250ms`, `5s`, `2m`.
-pub fn show(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
-}
-
 /// Serde for durations written as `250ms`, `5s`, `2m`.
 mod duration {
     use std::time::Duration;
@@ -1132,7 +1130,7 @@ mod duration {
     use serde::{Deserialize, Deserializer, Serializer, de};
 
     pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&super::show(*value))
+        serializer.serialize_str(&crate::fmt::duration(*value))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

@@ -1,15 +1,18 @@
 //! vigil: a health-probe sidecar for API gateways on Kubernetes.
 //!
 //! Data flows one way: [`config`] → [`checks`] → [`scheduler`] → [`state`] → [`http`] and
-//! [`metrics`]. Only check tasks do I/O on dependencies; endpoints read the state.
+//! [`metrics`]; [`outcome`] (what a run found) and [`fmt`] (how a figure is printed) are leaves
+//! every part uses. Only check tasks do I/O on dependencies; endpoints read the state.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod checks;
 pub mod config;
+pub mod fmt;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod outcome;
 pub mod promtext;
 pub mod render;
 pub mod scheduler;

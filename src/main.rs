@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -136,7 +138,7 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
     let which = signals.next().await;
     agent.start_draining();
     let drain = config.shutdown.drain;
-    tracing::info!(signal = which, drain = %config::show(drain), "Draining: /readyz answers 503 from now on");
+    tracing::info!(signal = which, drain = %vigil::fmt::duration(drain), "Draining: /readyz answers 503 from now on");
     tokio::select! {
         () = tokio::time::sleep(drain) => {}
         which = signals.next() => tracing::info!(signal = which, "Second signal: stopping without waiting out the drain"),
@@ -154,7 +156,7 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
     let state = State::new(scheduler::specs(&checks));
     let runs = checks.iter_mut().map(|scheduled| async move {
         let started = Instant::now();
-        let outcome = scheduler::run_once(scheduled.check.as_mut(), scheduled.settings.timeout).await;
+        let outcome = scheduler::run_guarded(scheduled.check.as_mut(), scheduled.settings.timeout).await;
         Run {
             outcome,
             finished: Instant::now(),

@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde::ser::{SerializeMap as _, Serializer};
 use serde_json::value::RawValue;
 
-use crate::checks::{ComponentType, Details, Status, Value};
-use crate::config::show;
+use crate::fmt;
+use crate::outcome::{ComponentType, Details, Status, Value};
 use crate::state::{CheckView, Readiness, Transition};
 
 /// What replaces a reason for peers that may not read it.
@@ -263,8 +263,8 @@ impl<'a> CheckDetail<'a> {
             consecutive_failures: check.consecutive_failures,
             consecutive_successes: check.consecutive_successes,
             runs: check.runs,
-            interval: show(check.settings.interval),
-            timeout: show(check.settings.timeout),
+            interval: fmt::duration(check.settings.interval),
+            timeout: fmt::duration(check.settings.timeout),
             last_run: check.last_run.as_deref().map(|run| LastRun {
                 status: run.outcome.status.as_str(),
                 reason: &run.outcome.reason,
@@ -343,7 +343,7 @@ pub fn diag_text(input: &DiagInput<'_>) -> String {
         env!("CARGO_PKG_VERSION"),
         input.service_id,
         if readiness.ready { "READY" } else { "NOT READY" },
-        show(Duration::from_secs(input.uptime.as_secs())),
+        fmt::duration(Duration::from_secs(input.uptime.as_secs())),
     );
     for note in notes(input) {
         let _ = writeln!(out, "note: {note}");
@@ -365,7 +365,7 @@ pub fn diag_text(input: &DiagInput<'_>) -> String {
             let age = input
                 .now
                 .duration_since(since)
-                .map(|d| show(Duration::from_secs(d.as_secs())))
+                .map(|d| fmt::duration(Duration::from_secs(d.as_secs())))
                 .unwrap_or_default();
             let _ = writeln!(out, "  since {} ({age} ago)", rfc3339(since));
         }
@@ -430,8 +430,8 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::ComponentType;
     use crate::config::CheckSettings;
+    use crate::outcome::ComponentType;
 
     fn readiness(ready: bool) -> Readiness {
         let check = CheckView {

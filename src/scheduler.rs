@@ -1,22 +1,41 @@
-//! One task per check: first run at start, then every `interval` (plus up to a tenth of it as
-//! jitter, so that replicas and checks do not fire in lockstep), each run cut at `timeout`, a
-//! panic turned into that check's fail. Results go to the state; status changes are logged here
-//! and only here.
+//! One task per check, and the only place that decides when a check runs: first run at start
+//! (or after its spreading delay), then every `interval` (plus up to a tenth of it as jitter,
+//! so that replicas and checks do not fire in lockstep); earlier when the check rings its
+//! [`Wake`] or its run asks for it ([`Rerun`]), within the limits below. Each run is cut at
+//! `timeout` and a panic becomes that check's fail. Results go to the state; status changes are
+//! logged here and only here.
+//!
+//! The limits on early runs, so that no dependency can drive a check in a tight loop:
+//! - runs caused by wakes are at least [`WAKE_SPACING`] apart; a ring within that time runs when
+//!   it is over, and rings meanwhile coalesce into that one run;
+//! - a failing run that asks to be confirmed is re-run at once, at most `failure_threshold - 1`
+//!   times in a row (the confirmation budget); a run that asks for nothing refills it;
+//! - once the budget is spent, a run that asks to look again soon does so no sooner than
+//!   [`EARLY_RUN_FLOOR`] after the previous run started.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::checks::{Check, FailureKind, Outcome, Scheduled};
-use crate::config::show;
+use crate::checks::{Check, Scheduled, Wake};
+use crate::config::CheckSettings;
+use crate::fmt;
 use crate::metrics::Metrics;
 use crate::metrics::series::CheckSeries;
-use crate::state::{CheckSpec, Run, State, Transition};
+use crate::outcome::{FailureKind, Outcome, Rerun, Status};
+use crate::state::{CheckSlot, CheckSpec, Run, State, Transition};
+
+/// The least time between two runs caused by wakes.
+pub const WAKE_SPACING: Duration = Duration::from_secs(1);
+
+/// The least time between the starts of two runs outside the confirmation budget.
+pub const EARLY_RUN_FLOOR: Duration = Duration::from_millis(100);
 
 /// What the state needs to know of each scheduled check, in order.
 pub fn specs(checks: &[Scheduled]) -> Vec<CheckSpec> {
@@ -43,56 +62,131 @@ pub fn start(runtime: &Handle, state: &Arc<State>, metrics: &Metrics, checks: Ve
         .collect()
 }
 
+/// Why the loop woke for the next run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Planned,
+    Woken,
+}
+
+/// When the next run starts: the plan of one check's loop.
+#[derive(Debug)]
+struct Plan {
+    settings: CheckSettings,
+    /// Immediate confirmation re-runs still allowed.
+    confirm_left: u32,
+    /// When the last run caused by a wake started.
+    last_woken: Option<Instant>,
+}
+
+impl Plan {
+    fn new(settings: CheckSettings) -> Plan {
+        Plan {
+            settings,
+            confirm_left: settings.failure_threshold.saturating_sub(1),
+            last_woken: None,
+        }
+    }
+
+    /// When the run after one that started at `started` and ended in `status` asking for
+    /// `rerun` starts, with `jitter` added to a planned interval.
+    fn next(&mut self, started: Instant, (status, rerun): (Status, Rerun), jitter: Duration) -> Instant {
+        let planned = started + self.settings.interval + jitter;
+        let early = match rerun {
+            Rerun::Scheduled => {
+                self.confirm_left = self.settings.failure_threshold.saturating_sub(1);
+                return planned;
+            }
+            _ if status == Status::Fail && self.confirm_left > 0 => {
+                self.confirm_left -= 1;
+                return Instant::now();
+            }
+            Rerun::Confirm => return planned,
+            Rerun::ConfirmThenEvery(after) => started + after.max(EARLY_RUN_FLOOR),
+        };
+        early.min(planned)
+    }
+
+    /// When a run caused by a wake may start.
+    fn woken_at(&mut self, now: Instant) -> Instant {
+        let at = self.last_woken.map_or(now, |last| now.max(last + WAKE_SPACING));
+        self.last_woken = Some(at);
+        at
+    }
+}
+
 async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, series: Arc<CheckSeries>) {
     let Some(slot) = state.slots().get(index) else { return };
-    let settings = scheduled.settings;
-    let rerun = scheduled.check.rerun_signal();
+    let wake = scheduled.check.wake();
+    let mut plan = Plan::new(scheduled.settings);
     let mut planned = Instant::now() + scheduled.first_run_delay;
     if !scheduled.first_run_delay.is_zero() {
         slot.beat();
-        tokio::time::sleep_until(planned.into()).await;
+        tokio::time::sleep_until(planned).await;
     }
     loop {
-        slot.beat();
         let started = Instant::now();
         // How late this run starts against its plan: the figure the upstreams bench reads
         // (RUST_LOG=vigil::scheduler=trace); free when the level is off.
         let lag_us = u64::try_from(started.saturating_duration_since(planned).as_micros()).unwrap_or(u64::MAX);
         tracing::trace!(check = %scheduled.name, lag_us, "Run started");
-        let run = run_once(scheduled.check.as_mut(), settings.timeout).await;
-        let duration = started.elapsed();
-        series.observe_run(run.status, duration.as_secs_f64());
-        let transition = state.record(
-            index,
-            Run {
-                outcome: run,
-                finished: Instant::now(),
-                finished_at: SystemTime::now(),
-                duration,
-            },
-        );
-        if let Some(transition) = transition {
-            log_transition(&transition);
+        let ended = run_and_record(index, &mut scheduled, &state, slot, &series).await;
+        planned = plan.next(started, ended, jitter(scheduled.settings.interval));
+        if wait(planned, wake.as_ref()).await == Cause::Woken {
+            tracing::debug!(check = %scheduled.name, "Running again early: the check saw its dependency change");
+            planned = plan.woken_at(Instant::now());
+            slot.beat();
+            // Rings until then are this same run.
+            while wait(planned, wake.as_ref()).await == Cause::Woken {}
         }
-        slot.beat();
+    }
+}
 
-        let next = started + settings.interval + jitter(settings.interval);
-        planned = next;
-        let sleep = tokio::time::sleep_until(next.into());
-        match &rerun {
-            Some(signal) => {
-                tokio::select! {
-                    () = sleep => {}
-                    () = signal.notified() => tracing::debug!(check = %scheduled.name, "Running again at once: the check saw its dependency change"),
-                }
-            }
-            None => sleep.await,
+/// One guarded run, recorded in the state and the check's series; returns the raw status and
+/// what the run asked for next.
+async fn run_and_record(
+    index: usize,
+    scheduled: &mut Scheduled,
+    state: &State,
+    slot: &CheckSlot,
+    series: &CheckSeries,
+) -> (Status, Rerun) {
+    slot.beat();
+    let started = Instant::now();
+    let outcome = run_guarded(scheduled.check.as_mut(), scheduled.settings.timeout).await;
+    let duration = started.elapsed();
+    series.observe_run(outcome.status, duration.as_secs_f64());
+    let run = Run {
+        outcome,
+        finished: Instant::now(),
+        finished_at: SystemTime::now(),
+        duration,
+    };
+    let ended = (run.outcome.status, run.outcome.rerun);
+    if let Some(transition) = state.record(index, run) {
+        log_transition(&transition);
+    }
+    slot.beat();
+    ended
+}
+
+/// Sleeps until `until`, or until the check rings its wake.
+async fn wait(until: Instant, wake: Option<&Wake>) -> Cause {
+    let sleep = tokio::time::sleep_until(until);
+    match wake {
+        Some(wake) => tokio::select! {
+            () = sleep => Cause::Planned,
+            () = wake.rung() => Cause::Woken,
+        },
+        None => {
+            sleep.await;
+            Cause::Planned
         }
     }
 }
 
 /// Runs a check once: never longer than `timeout`, never unwinding into the caller.
-pub async fn run_once(check: &mut dyn Check, timeout: Duration) -> Outcome {
+pub async fn run_guarded(check: &mut dyn Check, timeout: Duration) -> Outcome {
     // A check may panic while building its future as well as while it runs.
     let run = match std::panic::catch_unwind(AssertUnwindSafe(move || {
         let check = check;
@@ -104,7 +198,7 @@ pub async fn run_once(check: &mut dyn Check, timeout: Duration) -> Outcome {
     match tokio::time::timeout(timeout, run).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => panicked(&*panic),
-        Err(_) => Outcome::fail(FailureKind::Timeout, format!("timed out after {}", show(timeout)))
+        Err(_) => Outcome::fail(FailureKind::Timeout, format!("timed out after {}", fmt::duration(timeout)))
             .with_hint("the dependency did not answer in time: see /diag for its last figures and raise `timeout` only if it is known to be slow"),
     }
 }
@@ -131,13 +225,13 @@ fn log_transition(t: &Transition) {
     let from = t.from.map_or("none", |s| s.as_str());
     let to = t.to.as_str();
     match t.to {
-        crate::checks::Status::Pass => {
+        Status::Pass => {
             tracing::info!(check = %t.check, from, to, reason = %t.reason, "Check status changed")
         }
-        crate::checks::Status::Warn => {
+        Status::Warn => {
             tracing::warn!(check = %t.check, from, to, reason = %t.reason, "Check status changed")
         }
-        crate::checks::Status::Fail => {
+        Status::Fail => {
             tracing::error!(check = %t.check, from, to, reason = %t.reason, "Check status changed")
         }
     }
@@ -146,7 +240,7 @@ fn log_transition(t: &Transition) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{RunFuture, Status};
+    use crate::checks::RunFuture;
 
     struct Scripted(fn(u32) -> Outcome, u32);
 
@@ -174,10 +268,174 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    /// A check that notes when each run started (paused time) and answers from a script.
+    struct Recorder {
+        starts: Arc<std::sync::Mutex<Vec<Instant>>>,
+        script: fn(usize) -> Outcome,
+        wake: Option<Wake>,
+    }
+
+    impl Check for Recorder {
+        fn run(&mut self) -> RunFuture<'_> {
+            let mut starts = self.starts.lock().unwrap();
+            starts.push(Instant::now());
+            let outcome = (self.script)(starts.len());
+            Box::pin(async move { outcome })
+        }
+
+        fn wake(&self) -> Option<Wake> {
+            self.wake.clone()
+        }
+    }
+
+    fn settings(interval: Duration, failure_threshold: u32) -> CheckSettings {
+        CheckSettings {
+            interval,
+            timeout: Duration::from_secs(1),
+            failure_threshold,
+            success_threshold: 1,
+            critical: true,
+        }
+    }
+
+    /// Starts one loop over `script`; returns the run starts (as offsets from now) and the wake.
+    fn start_loop(
+        settings: CheckSettings,
+        script: fn(usize) -> Outcome,
+    ) -> (Instant, Arc<std::sync::Mutex<Vec<Instant>>>, Wake) {
+        let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let wake = Wake::new();
+        let check = Recorder {
+            starts: Arc::clone(&starts),
+            script,
+            wake: Some(wake.clone()),
+        };
+        let scheduled = Scheduled::new("dep", settings, check);
+        let state = Arc::new(State::new(specs(std::slice::from_ref(&scheduled))));
+        let metrics = Metrics::new().unwrap();
+        let series = metrics.register_check("dep");
+        let t0 = Instant::now();
+        tokio::spawn(check_loop(0, scheduled, state, series));
+        (t0, starts, wake)
+    }
+
+    fn offsets(t0: Instant, starts: &std::sync::Mutex<Vec<Instant>>) -> Vec<Duration> {
+        starts.lock().unwrap().iter().map(|s| s.duration_since(t0)).collect()
+    }
+
+    fn refused() -> Outcome {
+        Outcome::fail(FailureKind::Refused, "connection refused")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wakes_run_at_once_then_at_most_once_a_second_and_coalesce() {
+        let (t0, starts, wake) = start_loop(settings(Duration::from_secs(60), 1), |_| Outcome::pass());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        wake.ring();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Two more rings within the second: one run, when the second is over.
+        wake.ring();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        wake.ring();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let runs = offsets(t0, &starts);
+        assert_eq!(
+            runs.len(),
+            3,
+            "first run, the first wake, the coalesced wakes: {runs:?}"
+        );
+        assert_eq!(runs[1], Duration::from_millis(10), "the first wake runs at once");
+        assert_eq!(
+            runs[2],
+            Duration::from_millis(1010),
+            "one second after the previous woken run"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_asking_for_confirmation_gets_threshold_minus_one_immediate_runs() {
+        let (t0, starts, _wake) = start_loop(settings(Duration::from_secs(10), 3), |n| {
+            if n == 1 {
+                Outcome::pass()
+            } else {
+                refused().with_rerun(Rerun::Confirm)
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let runs = offsets(t0, &starts);
+        assert!(runs.len() >= 4, "{runs:?}");
+        assert!(
+            runs[1] >= Duration::from_secs(10) && runs[1] <= Duration::from_secs(11),
+            "{runs:?}"
+        );
+        assert_eq!(runs[2], runs[1], "first confirmation at once");
+        assert_eq!(runs[3], runs[1], "second confirmation at once");
+        assert!(
+            runs[4] >= runs[1] + Duration::from_secs(10),
+            "then the interval: {runs:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_budget_a_run_may_look_again_at_its_own_pace_but_not_below_the_floor() {
+        let (t0, starts, _wake) = start_loop(settings(Duration::from_secs(10), 2), |n| match n {
+            1..=4 => refused().with_rerun(Rerun::ConfirmThenEvery(Duration::from_millis(200))),
+            5 => refused().with_rerun(Rerun::ConfirmThenEvery(Duration::ZERO)),
+            _ => Outcome::pass(),
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let runs = offsets(t0, &starts);
+        let ms = |n: u64| Duration::from_millis(n);
+        assert_eq!(
+            &runs[..6],
+            &[ms(0), ms(0), ms(200), ms(400), ms(600), ms(700)],
+            "{runs:?}"
+        );
+        assert_eq!(runs.len(), 6, "a pass returns to the interval: {runs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_refills_the_confirmation_budget() {
+        let (t0, starts, _wake) = start_loop(settings(Duration::from_secs(10), 2), |n| match n {
+            1 | 3 => refused().with_rerun(Rerun::Confirm),
+            _ => Outcome::pass(),
+        });
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let runs = offsets(t0, &starts);
+        assert_eq!(runs[1], Duration::ZERO, "the first failure is confirmed: {runs:?}");
+        assert_eq!(runs[3], runs[2], "and so is the next one after a pass: {runs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_run_delay_is_waited_out_and_runs_then_follow_the_interval() {
+        let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let check = Recorder {
+            starts: Arc::clone(&starts),
+            script: |_| Outcome::pass(),
+            wake: None,
+        };
+        let scheduled = Scheduled::new("dep", settings(Duration::from_secs(5), 1), check)
+            .with_first_run_delay(Duration::from_millis(700));
+        let state = Arc::new(State::new(specs(std::slice::from_ref(&scheduled))));
+        let series = Metrics::new().unwrap().register_check("dep");
+        let t0 = Instant::now();
+        tokio::spawn(check_loop(0, scheduled, state, series));
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let runs = offsets(t0, &starts);
+        assert_eq!(runs[0], Duration::from_millis(700));
+        for pair in runs.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= Duration::from_secs(5) && gap <= Duration::from_millis(5500),
+                "{runs:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_hanging_run_is_cut_at_its_timeout() {
         let started = Instant::now();
-        let outcome = run_once(&mut Hangs, Duration::from_millis(50)).await;
+        let outcome = run_guarded(&mut Hangs, Duration::from_millis(50)).await;
         assert_eq!(outcome.status, Status::Fail);
         assert_eq!(outcome.kind, Some(FailureKind::Timeout));
         assert_eq!(outcome.reason, "timed out after 50ms");
@@ -186,7 +444,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_is_the_checks_fail_and_the_check_runs_again() {
-        let outcome = run_once(&mut Panics, Duration::from_secs(1)).await;
+        let outcome = run_guarded(&mut Panics, Duration::from_secs(1)).await;
         assert_eq!(outcome.kind, Some(FailureKind::Panic));
         assert_eq!(outcome.reason, "check panicked: index out of bounds in a check");
         let mut scripted = Scripted(
@@ -200,11 +458,11 @@ mod tests {
             0,
         );
         assert_eq!(
-            run_once(&mut scripted, Duration::from_secs(1)).await.kind,
+            run_guarded(&mut scripted, Duration::from_secs(1)).await.kind,
             Some(FailureKind::Panic)
         );
         assert_eq!(
-            run_once(&mut scripted, Duration::from_secs(1)).await.status,
+            run_guarded(&mut scripted, Duration::from_secs(1)).await.status,
             Status::Pass
         );
     }

@@ -7,10 +7,13 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use crate::checks::{ComponentType, FailureKind, Outcome, Status};
-use crate::config::{CheckSettings, show};
+use tokio::time::Instant;
+
+use crate::config::CheckSettings;
+use crate::fmt;
+use crate::outcome::{ComponentType, FailureKind, Outcome, Status};
 
 /// How many status changes `/diag` keeps.
 pub const TRANSITIONS_KEPT: usize = 50;
@@ -208,7 +211,7 @@ impl CheckSlot {
         }
         if let Some(age) = self.stale_age(&record, now) {
             view.status = Some(Status::Fail);
-            view.reason = format!("stale: no result for {}", show(round_to_millis(age)));
+            view.reason = format!("stale: no result for {}", fmt::duration(round_to_millis(age)));
             view.kind = Some(FailureKind::Stale);
             view.hint = Some("the check's loop has stopped reporting; see vigil's log and /livez".to_owned());
         }

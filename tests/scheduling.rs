@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use support::client::{get, request};
 use support::wait_until;
-use tokio::sync::Notify;
 use vigil::agent::{Agent, Options};
-use vigil::checks::{Check, FailureKind, Outcome, RunFuture, Scheduled};
+use vigil::checks::{Check, RunFuture, Scheduled, Wake};
 use vigil::config::CheckSettings;
 use vigil::metrics::Metrics;
+use vigil::outcome::{FailureKind, Outcome};
 
 /// An agent on its own runtime, serving on 127.0.0.1.
 struct Running {
@@ -80,7 +80,7 @@ fn settings(interval_ms: u64, timeout_ms: u64, failure_threshold: u32, success_t
 /// Passes or fails as the test says, and runs again whenever the test rings it.
 struct Controlled {
     failing: Arc<AtomicBool>,
-    rerun: Arc<Notify>,
+    rerun: Wake,
 }
 
 impl Check for Controlled {
@@ -95,8 +95,8 @@ impl Check for Controlled {
         })
     }
 
-    fn rerun_signal(&self) -> Option<Arc<Notify>> {
-        Some(Arc::clone(&self.rerun))
+    fn wake(&self) -> Option<Wake> {
+        Some(self.rerun.clone())
     }
 }
 
@@ -158,10 +158,10 @@ impl Check for BlocksThread {
 #[test]
 fn hysteresis_counts_failures_and_successes() {
     let failing = Arc::new(AtomicBool::new(false));
-    let rerun = Arc::new(Notify::new());
+    let rerun = Wake::new();
     let check = Controlled {
         failing: Arc::clone(&failing),
-        rerun: Arc::clone(&rerun),
+        rerun: rerun.clone(),
     };
     // A long interval: runs happen only when the test rings, so the counts are exact.
     let agent = Running::start(vec![Scheduled::new("flaky", settings(60_000, 60_000, 3, 2), check)]);
@@ -170,7 +170,7 @@ fn hysteresis_counts_failures_and_successes() {
 
     failing.store(true, Ordering::SeqCst);
     for run in 2..=3 {
-        rerun.notify_one();
+        rerun.ring();
         agent.wait_runs("flaky", run);
         let readyz = get(agent.addr, "/readyz?verbose");
         assert_eq!(
@@ -184,21 +184,21 @@ fn hysteresis_counts_failures_and_successes() {
         assert_eq!(diag["vigil"]["checks"]["flaky"]["consecutive_failures"], run - 1);
         assert_eq!(diag["vigil"]["checks"]["flaky"]["last_run"]["status"], "fail");
     }
-    rerun.notify_one();
+    rerun.ring();
     agent.wait_runs("flaky", 4);
     let readyz = get(agent.addr, "/readyz");
     assert_eq!(readyz.status, 503);
     assert_eq!(readyz.body, "[-]flaky failed: scripted failure\nreadyz check failed\n");
 
     failing.store(false, Ordering::SeqCst);
-    rerun.notify_one();
+    rerun.ring();
     agent.wait_runs("flaky", 5);
     assert_eq!(
         get(agent.addr, "/readyz").status,
         503,
         "one pass of the two needed to recover"
     );
-    rerun.notify_one();
+    rerun.ring();
     agent.wait_runs("flaky", 6);
     assert_eq!(get(agent.addr, "/readyz").status, 200);
 
@@ -328,7 +328,7 @@ fn verbose_exclude_and_per_check_paths() {
     let failing = Arc::new(AtomicBool::new(true));
     let check = Controlled {
         failing,
-        rerun: Arc::new(Notify::new()),
+        rerun: Wake::new(),
     };
     let mut optional = settings(60_000, 60_000, 1, 1);
     optional.critical = false;

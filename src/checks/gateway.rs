@@ -18,9 +18,11 @@ use serde_json::json;
 use crate::checks::http_probe::{self, HttpClient, ProbeRequest};
 use crate::checks::latency::MAX_SAMPLES;
 use crate::checks::upstream::seconds;
-use crate::checks::{BuildError, Check, FailureKind, Observation, Outcome, RunFuture, Scheduled, Status, Unit};
-use crate::config::{Gateway, PoolPreset, show};
-use crate::metrics::{GatewayMetrics, Metrics};
+use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
+use crate::config::{Gateway, PoolPreset};
+use crate::fmt;
+use crate::metrics::GatewayMetrics;
+use crate::outcome::{FailureKind, Observation, Outcome, Status, Unit};
 use crate::promtext::{self, Exposition, MetricType};
 
 const POOL_HINT: &str = "the gateway's DB pool is full: curl <gateway>/metrics | grep connection_pool; \
@@ -92,15 +94,11 @@ pub struct GatewayCheck {
     previous_wait_count: Option<(Instant, f64)>,
 }
 
-/// Builds the gateway check when `[gateway]` is configured.
-pub fn build(config: Option<&Gateway>, metrics: &Metrics) -> Result<Option<Scheduled>, BuildError> {
-    let Some(config) = config else { return Ok(None) };
-    let error = |message: String| BuildError {
-        check: "gateway".to_owned(),
-        message,
-    };
-    let client = HttpClient::new().map_err(|e| error(e.to_string()))?;
-    let metrics = metrics.gateway().map_err(|e| error(e.to_string()))?;
+/// Builds the `gateway` check.
+pub fn build(config: &Gateway, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
+    let error = |message: String| BuildError::new("gateway", message);
+    let client = cx.http_client("gateway", None)?;
+    let metrics = cx.metrics.gateway().map_err(|e| error(e.to_string()))?;
     let request = |url: &Option<crate::config::HttpUrl>| {
         url.as_ref()
             .map(|u| ProbeRequest::new("GET", u.as_str(), []))
@@ -123,7 +121,7 @@ pub fn build(config: Option<&Gateway>, metrics: &Metrics) -> Result<Option<Sched
         waiting_since: None,
         previous_wait_count: None,
     };
-    Ok(Some(Scheduled::new("gateway", config.settings, check)))
+    Ok(Scheduled::new("gateway", config.settings, check))
 }
 
 /// One thing the run found; the worst ones make the outcome.
@@ -383,7 +381,7 @@ impl GatewayCheck {
                         kind: FailureKind::Threshold,
                         reason: format!(
                             "DB pool has had waiters for {} (now {w})",
-                            show(Duration::from_secs(waited.as_secs()))
+                            fmt::duration(Duration::from_secs(waited.as_secs()))
                         ),
                         hint: POOL_HINT,
                     });
@@ -485,7 +483,7 @@ impl GatewayCheck {
                     reason: format!(
                         "gateway error ratio {:.1}% over {} exceeds {:.1}%",
                         ratio * 100.0,
-                        show(self.config.window),
+                        fmt::duration(self.config.window),
                         self.config
                             .error_ratio_fail
                             .filter(|_| fail)
@@ -516,8 +514,8 @@ impl GatewayCheck {
                     reason: format!(
                         "gateway p95 {} over {} exceeds {}",
                         seconds(p95),
-                        show(self.config.window),
-                        show(limit)
+                        fmt::duration(self.config.window),
+                        fmt::duration(limit)
                     ),
                     hint: TRAFFIC_HINT,
                 });

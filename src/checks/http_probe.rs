@@ -29,7 +29,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::checks::FailureKind;
+use crate::outcome::FailureKind;
 
 /// How much of an upstream's response body a probe reads before it drops the connection.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -259,7 +259,7 @@ impl HttpClient {
         match result {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(fail(error, progress)),
-            Err(_) => Err(fail(ProbeError::Timeout(crate::config::show(configured)), progress)),
+            Err(_) => Err(fail(ProbeError::Timeout(crate::fmt::duration(configured)), progress)),
         }
     }
 

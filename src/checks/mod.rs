@@ -1,11 +1,13 @@
-//! What a check is, what one run of it yields, and the one place where configured checks are
-//! built.
+//! What a check is, what it is given to build itself, and the one place where configured checks
+//! are built.
 //!
 //! A check owns its connections and counters; the scheduler owns its timing. A check never
-//! sleeps or retries: the scheduler cuts every run at the check's `timeout` (so `run` must be
-//! cancel-safe: dropping its future at any await point must leave the check usable for the next
-//! run) and turns a panic into a `fail`. The HTTP checks stop their own request a little inside
-//! `timeout` only so that the reason can name the request; the scheduler's cut stays the rule.
+//! sleeps, spawns to schedule itself, or retries: a run says what it would like next
+//! ([`Rerun`]) and may ring its [`Wake`] between runs; the scheduler decides when. The scheduler
+//! cuts every run at the check's `timeout` (so `run` must be cancel-safe: dropping its future
+//! at any await point must leave the check usable for the next run) and turns a panic into a
+//! `fail`. The HTTP checks stop their own request a little inside `timeout` only so that the
+//! reason can name the request; the scheduler's cut stays the rule.
 
 pub mod gateway;
 pub mod http_probe;
@@ -15,17 +17,19 @@ pub mod postgres;
 pub mod system;
 pub mod upstream;
 
-use std::fmt;
+use std::cell::OnceCell;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::config::{CheckSettings, Config};
 use crate::metrics::Metrics;
+use crate::outcome::{ComponentType, Outcome};
+use http_probe::HttpClient;
 
 /// The future one run of a check returns.
 pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
@@ -40,253 +44,61 @@ pub trait Check: Send + 'static {
     /// Runs the check once. Called again only after the previous run finished or was cut.
     fn run(&mut self) -> RunFuture<'_>;
 
-    /// Rung by the check itself when it learns, between runs, that its dependency changed
-    /// (a kept connection dropped): the scheduler then runs it at once instead of waiting out
-    /// the interval.
-    fn rerun_signal(&self) -> Option<Arc<Notify>> {
+    /// The handle the check rings when it learns, between runs, that its dependency changed
+    /// (a kept connection dropped), so that the scheduler runs it early.
+    fn wake(&self) -> Option<Wake> {
         None
     }
 }
 
-/// The result of one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    /// Degraded: shown and alerted on, never fails readiness.
-    Warn,
-    Fail,
-}
+/// Rung by a check between runs: "my dependency changed, look again". Rings coalesce; the
+/// scheduler spaces the runs they cause (see `scheduler`).
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<Notify>);
 
-impl Status {
-    pub const ALL: [Status; 3] = [Status::Pass, Status::Warn, Status::Fail];
+impl Wake {
+    pub fn new() -> Wake {
+        Wake::default()
+    }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-        }
+    pub fn ring(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves at the next ring (or at once for a ring since the last wait).
+    pub async fn rung(&self) {
+        self.0.notified().await;
     }
 }
 
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// What every check is given to build itself: built once, shared by all.
+pub struct BuildContext<'a> {
+    pub metrics: &'a Metrics,
+    /// The one HTTP client (its rustls configuration: built-in roots, crypto provider), built
+    /// when a check first asks for it: a configuration without HTTP parses no roots.
+    http: OnceCell<HttpClient>,
 }
 
-/// Why a run did not pass, as a closed set: stable wording for logs and `/diag`, and low
-/// cardinality should it ever become a label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// The run did not finish within its `timeout`.
-    Timeout,
-    /// The check's code panicked.
-    Panic,
-    /// No result for three intervals.
-    Stale,
-    /// A measured value crossed a configured threshold.
-    Threshold,
-    /// Connection refused.
-    Refused,
-    /// The name did not resolve.
-    Dns,
-    /// TLS handshake or certificate failure.
-    Tls,
-    /// Credentials rejected.
-    Auth,
-    /// The server refused a new client because it is full.
-    TooManyClients,
-    /// An unexpected HTTP status.
-    HttpStatus,
-    /// The dependency answered something vigil cannot use.
-    Protocol,
-    /// Reading a local file or kernel interface failed.
-    Io,
-    /// The dependency is misconfigured (weak secret, missing key, database missing, …).
-    Misconfigured,
-}
-
-impl FailureKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Timeout => "timeout",
-            FailureKind::Panic => "panic",
-            FailureKind::Stale => "stale",
-            FailureKind::Threshold => "threshold",
-            FailureKind::Refused => "refused",
-            FailureKind::Dns => "dns",
-            FailureKind::Tls => "tls",
-            FailureKind::Auth => "auth",
-            FailureKind::TooManyClients => "too_many_clients",
-            FailureKind::HttpStatus => "http_status",
-            FailureKind::Protocol => "protocol",
-            FailureKind::Io => "io",
-            FailureKind::Misconfigured => "misconfigured",
-        }
-    }
-}
-
-/// The IETF health+json `componentType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ComponentType {
-    Component,
-    Datastore,
-    System,
-}
-
-/// The unit of an observed value, as shown in `/diag` (`observedUnit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Unit {
-    /// A fraction, 0..1 (saturation, CPU share of a limit).
-    Ratio,
-    Bytes,
-    Seconds,
-    /// A count of things (connections, keys, addresses, events).
-    Count,
-    /// CPU cores.
-    Cores,
-    /// No unit: a label-like value such as a fingerprint.
-    None,
-}
-
-impl Unit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unit::Ratio => "ratio",
-            Unit::Bytes => "bytes",
-            Unit::Seconds => "s",
-            Unit::Count => "count",
-            Unit::Cores => "cores",
-            Unit::None => "",
-        }
-    }
-}
-
-/// One measured value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Value {
-    Number(f64),
-    Text(String),
-}
-
-/// One thing a run measured, e.g. `memory_working_set` = 1.2e8 bytes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    /// The measurement name: the part after `:` in `/diag`'s `component:measurement` keys.
-    pub name: &'static str,
-    pub value: Value,
-    pub unit: Unit,
-}
-
-impl Observation {
-    pub fn number(name: &'static str, value: f64, unit: Unit) -> Self {
-        Observation {
-            name,
-            value: Value::Number(value),
-            unit,
+impl<'a> BuildContext<'a> {
+    pub fn new(metrics: &'a Metrics) -> BuildContext<'a> {
+        BuildContext {
+            metrics,
+            http: OnceCell::new(),
         }
     }
 
-    pub fn text(name: &'static str, value: impl Into<String>) -> Self {
-        Observation {
-            name,
-            value: Value::Text(value.into()),
-            unit: Unit::None,
-        }
-    }
-}
-
-/// What one run of a check found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub status: Status,
-    /// One line, shown after the check's name in `/readyz?verbose`. Never holds a secret.
-    pub reason: String,
-    /// Why it did not pass; `None` for a pass.
-    pub kind: Option<FailureKind>,
-    pub observations: Vec<Observation>,
-    /// For warn and fail: the next thing a person should look at or do.
-    pub hint: Option<String>,
-    /// Check-specific structure for `/diag` (percentiles, per-pool figures, …).
-    pub details: Option<Details>,
-}
-
-/// A run's check-specific structure for `/diag`, kept as compact JSON text: a tree of
-/// `serde_json::Value`s takes several times the memory of its text (3 KiB against a few hundred
-/// bytes for an upstream's), every check keeps its last run, and `/diag` only prints it.
-#[derive(Debug, Clone)]
-pub struct Details(Box<serde_json::value::RawValue>);
-
-impl Details {
-    /// The structure back as a tree.
-    pub fn to_value(&self) -> serde_json::Value {
-        // The text was written by serde_json from a Value: it parses.
-        serde_json::from_str(self.0.get()).unwrap_or_default()
-    }
-}
-
-impl PartialEq for Details {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.get() == other.0.get()
-    }
-}
-
-impl Serialize for Details {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
-}
-
-impl Outcome {
-    pub fn pass() -> Self {
-        Outcome {
-            status: Status::Pass,
-            reason: "ok".to_owned(),
-            kind: None,
-            observations: Vec::new(),
-            hint: None,
-            details: None,
-        }
-    }
-
-    pub fn warn(kind: FailureKind, reason: impl Into<String>) -> Self {
-        Outcome {
-            status: Status::Warn,
-            reason: reason.into(),
-            kind: Some(kind),
-            ..Outcome::pass()
-        }
-    }
-
-    pub fn fail(kind: FailureKind, reason: impl Into<String>) -> Self {
-        Outcome {
-            status: Status::Fail,
-            reason: reason.into(),
-            kind: Some(kind),
-            ..Outcome::pass()
-        }
-    }
-
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    pub fn with_observations(mut self, observations: Vec<Observation>) -> Self {
-        self.observations = observations;
-        self
-    }
-
-    pub fn with_details(mut self, details: serde_json::Value) -> Self {
-        // Serializing a Value cannot fail (its map keys are strings).
-        self.details = serde_json::value::to_raw_value(&details).ok().map(Details);
-        self
+    /// The shared client, or one that also trusts the CAs of `ca_file`.
+    pub fn http_client(&self, check: &str, ca_file: Option<&Path>) -> Result<HttpClient, BuildError> {
+        let built = match ca_file {
+            Some(path) => HttpClient::with_ca_file(path),
+            None => match self.http.get() {
+                Some(shared) => return Ok(shared.clone()),
+                None => HttpClient::new().inspect(|client| {
+                    let _ = self.http.set(client.clone());
+                }),
+            },
+        };
+        built.map_err(|e| BuildError::new(check, e))
     }
 }
 
@@ -325,29 +137,25 @@ pub struct BuildError {
     pub message: String,
 }
 
+impl BuildError {
+    pub fn new(check: impl Into<String>, message: impl std::fmt::Display) -> BuildError {
+        BuildError {
+            check: check.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
 /// Builds every configured check, in the order `/readyz` lists them.
 ///
 /// Adding a check is one module plus one line here.
 pub fn build_all(config: &Config, metrics: &Metrics) -> Result<Vec<Scheduled>, BuildError> {
+    let cx = BuildContext::new(metrics);
     let mut checks = Vec::new();
-    if let Some(pg) = &config.postgres {
-        checks.push(Scheduled::new(
-            "postgres",
-            pg.settings,
-            postgres::PostgresCheck::new(pg, metrics)?,
-        ));
-    }
-    if let Some(jwt) = &config.jwt {
-        checks.push(Scheduled::new("jwt", jwt.settings, jwt::JwtCheck::new(jwt, metrics)?));
-    }
-    checks.extend(gateway::build(config.gateway.as_ref(), metrics)?);
-    checks.extend(upstream::build_all(&config.upstreams, metrics)?);
-    if let Some(system) = &config.system {
-        checks.push(Scheduled::new(
-            "system",
-            system.settings,
-            system::SystemCheck::new(system, metrics),
-        ));
-    }
+    checks.extend(config.postgres.as_ref().map(|c| postgres::build(c, &cx)).transpose()?);
+    checks.extend(config.jwt.as_ref().map(|c| jwt::build(c, &cx)).transpose()?);
+    checks.extend(config.gateway.as_ref().map(|c| gateway::build(c, &cx)).transpose()?);
+    checks.extend(upstream::build_all(&config.upstreams, &cx)?);
+    checks.extend(config.system.as_ref().map(|c| system::build(c, &cx)).transpose()?);
     Ok(checks)
 }

@@ -14,10 +14,11 @@ use serde_json::json;
 
 use crate::checks::http_probe::{self, HttpClient, Phases, ProbeError, ProbeFailure, ProbeRequest, ProbeResponse};
 use crate::checks::latency::{LatencyWindow, Percentiles};
-use crate::checks::{BuildError, Check, FailureKind, Observation, Outcome, RunFuture, Scheduled, Unit};
-use crate::config::{ExpectStatus, Upstream, show};
-use crate::metrics::Metrics;
+use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
+use crate::config::{ExpectStatus, Upstream};
+use crate::fmt;
 use crate::metrics::series::{self, UpstreamSeries};
+use crate::outcome::{FailureKind, Observation, Outcome, Unit};
 
 const LATENCY_HINT: &str = "the upstream answers slowly: kubectl top pods and kubectl logs for the upstream; \
                             check its database and connection pool (runbook: High Latency)";
@@ -42,30 +43,19 @@ pub struct UpstreamCheck {
     metrics: Arc<UpstreamSeries>,
 }
 
-/// Builds every `[[upstream]]` check, sharing one client (one rustls configuration) among all
-/// of those without a `ca_file`, and spreads their first runs when there are many (see
+/// Builds every `[[upstream]]` check, sharing the one client among all of those without a
+/// `ca_file`, and spreads their first runs when there are many (see
 /// [`first_run_delay`]).
-pub fn build_all(upstreams: &[Upstream], metrics: &Metrics) -> Result<Vec<Scheduled>, BuildError> {
-    if upstreams.is_empty() {
-        return Ok(Vec::new());
-    }
-    let error = |check: &str, message: String| BuildError {
-        check: check.to_owned(),
-        message,
-    };
-    let shared = HttpClient::new().map_err(|e| error("upstream", e.to_string()))?;
+pub fn build_all(upstreams: &[Upstream], cx: &BuildContext<'_>) -> Result<Vec<Scheduled>, BuildError> {
     let count = upstreams.len();
     upstreams
         .iter()
         .enumerate()
         .map(|(index, config)| {
             let name = format!("upstream:{}", config.name);
-            let client = match &config.ca_file {
-                Some(path) => HttpClient::with_ca_file(path).map_err(|e| error(&name, e.to_string()))?,
-                None => shared.clone(),
-            };
-            let check =
-                UpstreamCheck::new(config, client, metrics.upstream(&config.name)).map_err(|e| error(&name, e))?;
+            let client = cx.http_client(&name, config.ca_file.as_deref())?;
+            let check = UpstreamCheck::new(config, client, cx.metrics.upstream(&config.name))
+                .map_err(|e| BuildError::new(&name, e))?;
             Ok(
                 Scheduled::new(name, config.settings, check).with_first_run_delay(first_run_delay(
                     index,
@@ -177,8 +167,8 @@ impl UpstreamCheck {
                     format!(
                         "p95 {} over {} exceeds {}",
                         seconds(p.p95),
-                        show(self.window_span),
-                        show(self.latency_fail)
+                        fmt::duration(self.window_span),
+                        fmt::duration(self.latency_fail)
                     ),
                 )
                 .with_hint(LATENCY_HINT),
@@ -187,8 +177,8 @@ impl UpstreamCheck {
                     format!(
                         "p95 {} over {} exceeds {}",
                         seconds(p.p95),
-                        show(self.window_span),
-                        show(self.latency_warn)
+                        fmt::duration(self.window_span),
+                        fmt::duration(self.latency_warn)
                     ),
                 )
                 .with_hint(LATENCY_HINT),
@@ -253,7 +243,7 @@ impl UpstreamCheck {
                 "total": ms(Some(phases.total)),
             },
             "addresses": addresses,
-            "window": show(self.window_span),
+            "window": fmt::duration(self.window_span),
             "percentiles_ms": percentiles.map(|p| json!({
                 "p50": ms(Some(p.p50)),
                 "p95": ms(Some(p.p95)),
@@ -261,8 +251,8 @@ impl UpstreamCheck {
                 "samples": p.count,
             })),
             "body_truncated": response.map(|r| r.truncated),
-            "latency_warn": show(self.latency_warn),
-            "latency_fail": show(self.latency_fail),
+            "latency_warn": fmt::duration(self.latency_warn),
+            "latency_fail": fmt::duration(self.latency_fail),
         })
     }
 }

@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
@@ -12,9 +14,9 @@ use http_body_util::Full;
 use serde_json::value::RawValue;
 use tokio::runtime::Handle;
 
-use crate::checks::Status;
 use crate::http::diag_token::DiagToken;
 use crate::metrics::Metrics;
+use crate::outcome::Status;
 use crate::render::{self, DiagInput};
 use crate::state::State;
 

@@ -14,7 +14,7 @@ use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::checks::Status;
+use crate::outcome::Status;
 use series::{CheckSeries, SeriesSet, UpstreamSeries};
 
 /// Handles to every metric vigil exports.

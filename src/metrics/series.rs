@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::checks::Status;
+use crate::outcome::Status;
 
 use super::DURATION_BUCKETS;
 

@@ -11,9 +11,9 @@ use http::HeaderValue;
 use serde_json::{Value, json};
 
 use super::Finding;
-use crate::checks::FailureKind;
 use crate::checks::http_probe::{self, HttpClient, ProbeError, ProbeRequest, ProbeResponse, RequestError};
 use crate::config::HttpUrl;
+use crate::outcome::FailureKind;
 use crate::secret::Secret;
 
 pub const RESTART_HINT: &str = "kubectl rollout restart deployment/api-gateway -n api-gateway";

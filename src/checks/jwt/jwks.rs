@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 
 use super::Finding;
-use crate::checks::FailureKind;
 use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, RequestError};
 use crate::config::{HttpUrl, JwtAlgorithm};
+use crate::outcome::FailureKind;
 
 /// A JWKS larger than this is not a JWKS.
 pub const BODY_CAP: usize = 1024 * 1024;

@@ -25,9 +25,10 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, ProbeResponse, RequestError};
-use crate::checks::{BuildError, Check, FailureKind, Observation, Outcome, RunFuture, Status, Unit};
+use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::{HttpUrl, Jwt, JwtAlgorithm};
-use crate::metrics::{JwtMetrics, Metrics};
+use crate::metrics::JwtMetrics;
+use crate::outcome::{FailureKind, Observation, Outcome, Status, Unit};
 use crate::secret::Secret;
 
 use self::gateway::{Gateway, Tokens};
@@ -113,13 +114,15 @@ pub struct JwtCheck {
     metrics: JwtMetrics,
 }
 
+/// Builds the `jwt` check.
+pub fn build(config: &Jwt, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
+    Ok(Scheduled::new("jwt", config.settings, JwtCheck::new(config, cx)?))
+}
+
 impl JwtCheck {
     /// Builds the check; no I/O (the first run reads the secret).
-    pub fn new(config: &Jwt, metrics: &Metrics) -> Result<JwtCheck, BuildError> {
-        let error = |message: String| BuildError {
-            check: "jwt".to_owned(),
-            message,
-        };
+    pub fn new(config: &Jwt, cx: &BuildContext<'_>) -> Result<JwtCheck, BuildError> {
+        let error = |message: String| BuildError::new("jwt", message);
         let shared = matches!(
             config.algorithm,
             JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
@@ -133,7 +136,7 @@ impl JwtCheck {
         // to probe: a check that only watches the secret parses no roots.
         let client = match (&config.validate_url, &config.jwks_url) {
             (None, None) => None,
-            _ => Some(HttpClient::new().map_err(|e| error(e.to_string()))?),
+            _ => Some(cx.http_client("jwt", None)?),
         };
         // The gateway probe signs with the shared secret; with RS256/ES256 vigil holds no
         // private key, so there is nothing it could sign (the README says so).
@@ -150,7 +153,7 @@ impl JwtCheck {
             ),
             _ => None,
         };
-        let metrics = JwtMetrics::register(metrics, source.is_some(), gateway.is_some(), jwks.is_some())
+        let metrics = JwtMetrics::register(cx.metrics, source.is_some(), gateway.is_some(), jwks.is_some())
             .map_err(|e| error(e.to_string()))?;
         Ok(JwtCheck {
             algorithm: config.algorithm,
@@ -449,7 +452,8 @@ mod tests {
             env: Vec::new(),
         };
         let config = crate::config::load(&sources).unwrap();
-        JwtCheck::new(config.jwt.as_ref().unwrap(), &Metrics::new().unwrap()).unwrap()
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        JwtCheck::new(config.jwt.as_ref().unwrap(), &BuildContext::new(&metrics)).unwrap()
     }
 
     #[tokio::test]

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::Finding;
-use crate::checks::FailureKind;
 use crate::config::JwtAlgorithm;
+use crate::outcome::FailureKind;
 use crate::secret::Secret;
 
 /// Where the secret comes from.
@@ -231,7 +231,7 @@ pub fn assess(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> Vec<Finding>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::Status;
+    use crate::outcome::Status;
 
     fn judge(secret: &str, algorithm: JwtAlgorithm) -> Vec<(Status, String)> {
         assess(&Secret::new(secret.as_bytes().to_vec()), algorithm)

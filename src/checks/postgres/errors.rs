@@ -11,8 +11,8 @@ use std::time::Duration;
 use deadpool_postgres::{PoolError, TimeoutType};
 use tokio_postgres::error::SqlState;
 
-use crate::checks::{FailureKind, Outcome};
-use crate::config::show;
+use crate::fmt;
+use crate::outcome::{FailureKind, Outcome};
 
 pub const NETSTAT_HINT: &str = "kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
 pub const SATURATION_HINT: &str = "who holds the connections: SELECT usename, application_name, client_addr, state, count(*) \
@@ -52,12 +52,21 @@ impl PgFailure {
     pub fn timeout(target: &Target, what: &str, after: Duration) -> PgFailure {
         PgFailure::new(
             FailureKind::Timeout,
-            format!("timed out {what} {} after {}", target.display, show(after)),
+            format!("timed out {what} {} after {}", target.display, fmt::duration(after)),
             format!(
                 "the server or the network does not answer: check NetworkPolicies and firewalls to {}, the \
                  server's load and logs; {NETSTAT_HINT}",
                 target.display
             ),
+        )
+    }
+
+    /// The server answered something vigil cannot use.
+    pub fn protocol(target: &Target, what: &str) -> PgFailure {
+        PgFailure::new(
+            FailureKind::Protocol,
+            format!("{}: {what}", target.display),
+            "see the server's log, and any proxy (PgBouncer) between vigil and the server",
         )
     }
 
@@ -208,7 +217,7 @@ pub fn classify_pool(error: &PoolError, target: &Target, budget: Duration) -> Pg
             FailureKind::Timeout,
             format!(
                 "timed out after {} waiting for a connection of vigil's own pool",
-                show(budget)
+                fmt::duration(budget)
             ),
             "vigil's pool is busy with queries that do not finish: see postgres:pool_in_use in /diag and the \
              server's load",

@@ -8,13 +8,14 @@
 //! - one **kept** connection, opened once and re-opened when it drops. When the server is full
 //!   (`too many clients`, SQLSTATE 53300) a new connection is refused but the kept one still
 //!   works, so vigil reads the server's figures and says "saturated" instead of "down". Its
-//!   driver task rings the check's rerun signal when it ends (server killed or restarted), so
-//!   the scheduler runs the check at once instead of waiting out the interval.
+//!   driver task rings the check's [`Wake`] when it ends (server killed or restarted), so the
+//!   scheduler runs the check at once instead of waiting out the interval.
 //!
-//! Hysteresis stays the scheduler's: after a loss of the kept connection, a failing run asks
-//! for up to `failure_threshold - 1` immediate re-runs to confirm, so a dead server is reported
-//! within one `timeout` of the event, while a blip that passes on the re-run never flips the
-//! status.
+//! Hysteresis stays the scheduler's: a run that fails after a loss of the kept connection asks
+//! to be confirmed ([`Rerun::Confirm`]); the scheduler grants up to `failure_threshold - 1`
+//! immediate re-runs, so a dead server is reported within one `timeout` of the event, while a
+//! blip that passes on the re-run never flips the status. While the port then refuses, the run
+//! asks to look again every `fast_retry` so that a restarted server is seen within a second.
 //!
 //! Every run is cancel-safe: the kept connection is stored only once fully opened (an opened
 //! connection dropped by a cut run is retired quietly), and the pool hands connections back on
@@ -24,13 +25,12 @@ mod errors;
 mod queries;
 mod tls;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::{Value as Json, json};
-use tokio::sync::Notify;
 use tokio::time::timeout_at;
 use tokio_postgres::Client;
 use tokio_postgres::config::Host;
@@ -39,9 +39,13 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use self::errors::{LONG_QUERY_HINT, PgFailure, SATURATION_HINT, Target, classify, classify_pool};
 use self::queries::{Stats, read_stats, stats_sql};
 use self::tls::SslMode;
-use crate::checks::{BuildError, Check, ComponentType, FailureKind, Observation, Outcome, RunFuture, Unit};
-use crate::config::{Postgres, show};
+use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled, Wake};
+use crate::config::Postgres;
+use crate::fmt;
 use crate::metrics::{Metrics, POSTGRES_CONNECTION_STATES, PostgresMetrics};
+use crate::outcome::{
+    ComponentType, FailureKind, Figure, Finding, Findings, Observation, Outcome, Rerun, Status, Unit,
+};
 
 /// The `application_name` of every connection the agent opens, so that it can be told apart
 /// in `pg_stat_activity` (and left out of a DBA's "who holds the connections").
@@ -67,8 +71,13 @@ pub struct PostgresCheck {
     stats_sql: String,
     metrics: PostgresMetrics,
     kept: Option<Kept>,
-    events: Arc<Events>,
-    /// How soon to look again while a lost server refuses connections.
+    /// Rung by the kept connection's driver when the connection ends.
+    wake: Wake,
+    /// The last loss of the kept connection, written by its driver, shown in `/diag`.
+    last_loss: Arc<Mutex<Option<(SystemTime, String)>>>,
+    /// The kept connection was lost and no run has passed since: a failing run asks to be
+    /// confirmed, and while the port refuses, to look again every `fast_retry`.
+    lost: bool,
     fast_retry: Duration,
 }
 
@@ -76,7 +85,7 @@ pub struct PostgresCheck {
 struct Kept {
     client: Client,
     since: SystemTime,
-    /// Set when vigil drops the connection itself, so that its end does not ring the rerun.
+    /// Set when vigil drops the connection itself, so that its end does not ring the wake.
     retired: Arc<AtomicBool>,
 }
 
@@ -86,61 +95,54 @@ impl Drop for Kept {
     }
 }
 
-/// Shared between the check and the kept connection's driver task.
-struct Events {
-    rerun: Arc<Notify>,
-    /// Immediate confirmation re-runs still allowed after the last loss of the kept connection.
-    confirm_left: AtomicU32,
-    failure_threshold: u32,
-    /// When the driver last rang: at most one ring per second, so a server that drops every
-    /// new connection at once cannot drive the check in a tight loop. A loss within that second
-    /// rings when the second is over (see `ring_pending`), never not at all: a database that
-    /// crashes again right after its restart is the case where the fast path matters most.
-    last_ring: Mutex<Option<Instant>>,
-    /// A deferred ring is scheduled.
-    ring_pending: AtomicBool,
-    /// The last loss of the kept connection, for `/diag`.
-    last_loss: Mutex<Option<(SystemTime, String)>>,
-    /// Set by a loss of the kept connection, cleared by a run that does not fail: while set and
-    /// the port refuses, the check retries every `fast_retry` to see the server come back.
-    lost: AtomicBool,
-    /// A fast retry is scheduled.
-    retry_pending: AtomicBool,
+/// What one run measured, before it is exported and judged.
+struct Measured {
+    query_duration: Option<Duration>,
+    stats: Option<Stats>,
+    pool: deadpool_postgres::Status,
+    /// Opening the kept connection failed (this run needed one).
+    kept_error: Option<PgFailure>,
+    /// Taking a pooled connection or `SELECT 1` on it failed.
+    probe_error: Option<PgFailure>,
 }
 
-/// The least time between two rings of the rerun signal by lost connections.
-const RING_SPACING: Duration = Duration::from_secs(1);
+impl Measured {
+    /// Something answered: the kept connection, or the pool's query.
+    fn up(&self, kept_open: bool) -> bool {
+        kept_open || self.query_duration.is_some()
+    }
 
-impl Events {
-    /// Called by the kept connection's driver (inside the runtime) when the connection ends.
-    fn connection_lost(self: &Arc<Self>, why: String) {
-        *self.last_loss.lock().unwrap_or_else(PoisonError::into_inner) = Some((SystemTime::now(), why));
-        self.lost.store(true, Ordering::SeqCst);
-        self.confirm_left
-            .store(self.failure_threshold.saturating_sub(1), Ordering::SeqCst);
-        let mut last = self.last_ring.lock().unwrap_or_else(PoisonError::into_inner);
-        let wait = last.map_or(Duration::ZERO, |at| RING_SPACING.saturating_sub(at.elapsed()));
-        if wait.is_zero() {
-            *last = Some(Instant::now());
-            self.rerun.notify_one();
-        } else if !self.ring_pending.swap(true, Ordering::SeqCst) {
-            let events = Arc::clone(self);
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                *events.last_ring.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-                events.ring_pending.store(false, Ordering::SeqCst);
-                events.rerun.notify_one();
-            });
-        }
+    /// The server said "too many clients": it is up, only full.
+    fn answered_full(&self) -> bool {
+        [&self.kept_error, &self.probe_error]
+            .iter()
+            .any(|f| f.as_ref().is_some_and(|f| f.kind == FailureKind::TooManyClients))
     }
 }
 
-fn build_error(message: String) -> BuildError {
-    BuildError {
-        check: "postgres".to_owned(),
-        message,
-    }
+/// The agent's own pool, each figure described once: its `state` label on
+/// `vigil_postgres_pool_connections`, its observation, and its key under `pool` in `/diag`.
+const POOL_FIGURES: [(&str, Figure); 3] = [
+    ("in_use", Figure::new("pool_in_use", Unit::Count)),
+    ("idle", Figure::new("pool_idle", Unit::Count)),
+    ("waiting", Figure::new("pool_waiting", Unit::Count)),
+];
+
+fn pool_values(pool: &deadpool_postgres::Status) -> [f64; 3] {
+    [
+        pool.size.saturating_sub(pool.available) as f64,
+        pool.available as f64,
+        pool.waiting as f64,
+    ]
 }
+
+/// The server's figures, each described once: observation and metric (where it has one) take
+/// the same value.
+const QUERY_DURATION: Figure = Figure::new("query_duration", Unit::Seconds);
+const CONNECTIONS_IN_USE: Figure = Figure::new("connections_in_use", Unit::Count);
+const MAX_CONNECTIONS: Figure = Figure::new("max_connections", Unit::Count);
+const SATURATION: Figure = Figure::new("saturation", Unit::Ratio);
+const LONG_QUERIES: Figure = Figure::new("long_queries", Unit::Count);
 
 /// Replaces the URL's password, should a parser ever echo it.
 fn redact(message: &str, url: &str) -> String {
@@ -157,32 +159,41 @@ fn redact(message: &str, url: &str) -> String {
     }
 }
 
+/// Builds the `postgres` check.
+pub fn build(config: &Postgres, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
+    Ok(Scheduled::new(
+        "postgres",
+        config.settings,
+        PostgresCheck::new(config, cx.metrics)?,
+    ))
+}
+
 impl PostgresCheck {
     /// Builds the check without connecting (there is no runtime yet): connections open in
     /// the first run.
     pub fn new(config: &Postgres, metrics: &Metrics) -> Result<PostgresCheck, BuildError> {
+        let error = |message: String| BuildError::new("postgres", message);
         let url = config
             .url
             .as_ref()
             .map(|u| u.expose().as_str())
-            .ok_or_else(|| build_error("postgres.url: required".to_owned()))?;
-        let options =
-            tls::split_tls_options(url).map_err(|e| build_error(format!("postgres.url: {}", redact(&e, url))))?;
+            .ok_or_else(|| error("postgres.url: required".to_owned()))?;
+        let options = tls::split_tls_options(url).map_err(|e| error(format!("postgres.url: {}", redact(&e, url))))?;
         let mut pg_config: tokio_postgres::Config = options.rest.parse().map_err(|e: tokio_postgres::Error| {
-            build_error(format!(
+            error(format!(
                 "postgres.url: cannot be parsed: {}",
                 redact(&e.to_string(), url)
             ))
         })?;
         let connector = tls::connector(options.mode, options.root_cert.as_deref())
-            .map_err(|e| build_error(format!("postgres.url: {e}")))?;
+            .map_err(|e| error(format!("postgres.url: {e}")))?;
         let settings = config.settings;
         let budget = settings.timeout.mul_f64(0.9);
         pg_config
             .application_name(APPLICATION_NAME)
             .ssl_mode(options.mode.for_driver())
             .connect_timeout(budget);
-        let target = target_of(&pg_config).map_err(build_error)?;
+        let target = target_of(&pg_config).map_err(error)?;
 
         let manager = Manager::from_config(
             pg_config.clone(),
@@ -198,8 +209,8 @@ impl PostgresCheck {
             .create_timeout(Some(budget))
             .recycle_timeout(Some(budget))
             .build()
-            .map_err(|e| build_error(format!("cannot build the connection pool: {e}")))?;
-        let metrics = PostgresMetrics::register(metrics).map_err(|e| build_error(e.to_string()))?;
+            .map_err(|e| error(format!("cannot build the connection pool: {e}")))?;
+        let metrics = PostgresMetrics::register(metrics).map_err(|e| error(e.to_string()))?;
 
         Ok(PostgresCheck {
             pg_config,
@@ -215,22 +226,16 @@ impl PostgresCheck {
             stats_sql: stats_sql(config.long_query),
             metrics,
             kept: None,
-            events: Arc::new(Events {
-                rerun: Arc::new(Notify::new()),
-                confirm_left: AtomicU32::new(0),
-                failure_threshold: settings.failure_threshold,
-                last_ring: Mutex::new(None),
-                last_loss: Mutex::new(None),
-                lost: AtomicBool::new(false),
-                retry_pending: AtomicBool::new(false),
-                ring_pending: AtomicBool::new(false),
-            }),
+            wake: Wake::new(),
+            last_loss: Arc::default(),
+            lost: false,
             fast_retry: (settings.interval / 5).min(Duration::from_secs(1)),
         })
     }
 
-    /// Opens the kept connection and spawns its driver, which rings the rerun signal when the
-    /// connection ends without vigil having retired it.
+    /// Opens the kept connection and spawns its driver (tokio-postgres needs one per
+    /// connection), which rings the wake when the connection ends without vigil having retired
+    /// it.
     async fn connect_kept(&self, deadline: tokio::time::Instant) -> Result<Kept, PgFailure> {
         let connecting = self.pg_config.connect(self.tls.clone());
         let (client, connection) = match timeout_at(deadline, connecting).await {
@@ -239,8 +244,9 @@ impl PostgresCheck {
             Err(_) => return Err(PgFailure::timeout(&self.target, "connecting to", self.timeout)),
         };
         let retired = Arc::new(AtomicBool::new(false));
-        let events = Arc::clone(&self.events);
         let quiet = Arc::clone(&retired);
+        let wake = self.wake.clone();
+        let last_loss = Arc::clone(&self.last_loss);
         tokio::spawn(async move {
             let why = match connection.await {
                 Ok(()) => "closed".to_owned(),
@@ -250,7 +256,8 @@ impl PostgresCheck {
             };
             if !quiet.load(Ordering::SeqCst) {
                 tracing::warn!(check = "postgres", reason = %why, "Kept PostgreSQL connection lost; checking again at once");
-                events.connection_lost(why);
+                *last_loss.lock().unwrap_or_else(PoisonError::into_inner) = Some((SystemTime::now(), why));
+                wake.ring();
             }
         });
         Ok(Kept {
@@ -260,14 +267,38 @@ impl PostgresCheck {
         })
     }
 
-    /// One run. Opening the kept connection (when it is missing) and the pool's timed query go
-    /// concurrently, so that an unreachable server costs one budget, not two; then the figures
-    /// are read, exported and judged.
-    async fn run_once(&mut self) -> Outcome {
-        let deadline = tokio::time::Instant::now() + self.budget;
+    /// One run: measure, export, judge, and say what the scheduler should do next.
+    async fn run(&mut self) -> Outcome {
         if self.kept.as_ref().is_some_and(|k| k.client.is_closed()) {
+            // Closed without vigil retiring it: the server went away (the driver rang).
             self.kept = None;
+            self.lost = true;
         }
+        let measured = self.measure().await;
+        self.export(&measured);
+        let details = self.details(&measured);
+        let observations = self.observations(&measured);
+        let outcome = self
+            .judge(measured)
+            .with_observations(observations)
+            .with_details(details);
+        let rerun = match (outcome.status, outcome.kind) {
+            (Status::Fail, Some(FailureKind::Refused)) if self.lost => Rerun::ConfirmThenEvery(self.fast_retry),
+            (Status::Fail, _) if self.lost => Rerun::Confirm,
+            _ => Rerun::Scheduled,
+        };
+        if outcome.status != Status::Fail {
+            self.lost = false;
+        }
+        outcome.with_rerun(rerun)
+    }
+
+    /// Opening the kept connection (when it is missing) and the pool's timed query go
+    /// concurrently, so that an unreachable server costs one budget, not two; then the
+    /// server's figures are read from the kept connection (it works when the server is full),
+    /// else from the pool's.
+    async fn measure(&mut self) -> Measured {
+        let deadline = tokio::time::Instant::now() + self.budget;
         let need_kept = self.kept.is_none();
         let pool = self.pool.clone();
         let (connected, probed) = {
@@ -280,23 +311,19 @@ impl PostgresCheck {
             };
             tokio::join!(connect, probe(&pool, &this.target, deadline, this.timeout))
         };
-        let mut kept_error = None;
-        match connected {
-            Some(Ok(kept)) => self.kept = Some(kept),
-            Some(Err(failure)) => kept_error = Some(failure),
-            None => {}
-        }
-
+        let kept_error = match connected {
+            Some(Ok(kept)) => {
+                self.kept = Some(kept);
+                None
+            }
+            Some(Err(failure)) => Some(failure),
+            None => None,
+        };
         let (query_duration, pooled, probe_error) = match probed {
             Ok((duration, client)) => (Some(duration), Some(client), None),
             Err(failure) => (None, None, Some(failure)),
         };
-        if let Some(d) = query_duration {
-            self.metrics.query_duration_seconds.observe(d.as_secs_f64());
-        }
 
-        // Figures from the kept connection first (it works when the server is full), else from
-        // the pool's.
         let mut stats = None;
         if let Some(kept) = &self.kept {
             let read = read(&kept.client, &self.stats_sql, deadline, &self.target, self.timeout).await;
@@ -305,146 +332,44 @@ impl PostgresCheck {
             if read.as_ref().is_err_and(|f| f.kind == FailureKind::Timeout) {
                 self.kept = None;
             }
-            stats = Some(read);
+            stats = read.ok();
         }
-        if !matches!(stats, Some(Ok(_)))
+        if stats.is_none()
             && let Some(client) = &pooled
         {
-            stats = Some(read(client, &self.stats_sql, deadline, &self.target, self.timeout).await);
+            stats = read(client, &self.stats_sql, deadline, &self.target, self.timeout)
+                .await
+                .ok();
         }
         drop(pooled);
-
-        let up = self.kept.is_some() || query_duration.is_some();
-        // A server that answers "too many clients" is up, only full.
-        let answered_full = [&kept_error, &probe_error]
-            .iter()
-            .any(|f| f.as_ref().is_some_and(|f| f.kind == FailureKind::TooManyClients));
-        self.metrics.up.set(i64::from(up || answered_full));
-        let pool_status = self.pool.status();
-        let pool_in_use = pool_status.size.saturating_sub(pool_status.available);
-        self.metrics
-            .pool_connections
-            .with_label_values(&["in_use"])
-            .set(pool_in_use as i64);
-        self.metrics
-            .pool_connections
-            .with_label_values(&["idle"])
-            .set(pool_status.available as i64);
-        self.metrics
-            .pool_connections
-            .with_label_values(&["waiting"])
-            .set(pool_status.waiting as i64);
-
-        let stats = match stats {
-            Some(Ok(stats)) => {
-                self.export(&stats);
-                Some(stats)
-            }
-            Some(Err(_)) | None => {
-                // Not read this run: a gap, not the last value (which would keep a saturation
-                // alert firing while the server is down).
-                self.metrics.connection_saturation_ratio.set(f64::NAN);
-                None
-            }
-        };
-
-        let mut observations = Vec::new();
-        if let Some(d) = query_duration {
-            observations.push(Observation::number("query_duration", d.as_secs_f64(), Unit::Seconds));
-        }
-        if let Some(s) = &stats {
-            observations.extend([
-                Observation::number("connections_in_use", s.connections_in_use as f64, Unit::Count),
-                Observation::number("max_connections", s.usable() as f64, Unit::Count),
-                Observation::number("saturation", s.saturation(), Unit::Ratio),
-                Observation::number("long_queries", s.long_queries as f64, Unit::Count),
-                Observation::text("in_recovery", s.in_recovery.to_string()),
-                Observation::text("connections_by_state", s.by_state_line()),
-                Observation::text("top_application_names", s.top_applications_line()),
-            ]);
-        }
-        observations.extend([
-            Observation::number("pool_in_use", pool_in_use as f64, Unit::Count),
-            Observation::number("pool_idle", pool_status.available as f64, Unit::Count),
-            Observation::number("pool_waiting", pool_status.waiting as f64, Unit::Count),
-        ]);
-        let details = self.details(stats.as_ref(), &pool_status, probe_error.as_ref(), kept_error.as_ref());
-
-        let outcome = match (up, stats, probe_error) {
-            (false, _, probe_error) => kept_error.or(probe_error).map_or_else(
-                || Outcome::fail(FailureKind::Protocol, "no answer from the server"),
-                PgFailure::into_outcome,
-            ),
-            (true, Some(s), Some(failure)) if failure.kind == FailureKind::TooManyClients => Outcome::fail(
-                FailureKind::TooManyClients,
-                format!(
-                    "too many clients: {} of {} usable connections in use (saturation {}%)",
-                    s.connections_in_use,
-                    s.usable(),
-                    percent(s.saturation())
-                ),
-            )
-            .with_hint(SATURATION_HINT),
-            (true, _, Some(failure)) => failure.into_outcome(),
-            (true, None, None) => Outcome::warn(
-                FailureKind::Protocol,
-                "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read",
-            )
-            .with_hint("see vigil's log and the server's log; the agent's role needs only to connect"),
-            (true, Some(s), None) => self.assess(&s),
-        };
-        outcome.with_observations(observations).with_details(details)
-    }
-
-    /// Pass, warn or fail from the figures of a server that answered.
-    fn assess(&self, s: &Stats) -> Outcome {
-        let saturation = s.saturation();
-        let mut findings = Vec::new();
-        let mut status = crate::checks::Status::Pass;
-        if saturation >= self.saturation_fail {
-            status = crate::checks::Status::Fail;
-            findings.push(format!(
-                "saturation {}% of {} usable connections (fail at {}%)",
-                percent(saturation),
-                s.usable(),
-                percent(self.saturation_fail)
-            ));
-        } else if saturation >= self.saturation_warn {
-            status = crate::checks::Status::Warn;
-            findings.push(format!(
-                "saturation {}% of {} usable connections (warn at {}%)",
-                percent(saturation),
-                s.usable(),
-                percent(self.saturation_warn)
-            ));
-        }
-        if s.long_queries > 0 {
-            if status == crate::checks::Status::Pass {
-                status = crate::checks::Status::Warn;
-            }
-            let longest = s
-                .longest_queries
-                .get(0)
-                .map(|q| format!(" (longest {}s, pid {})", q["seconds"], q["pid"]))
-                .unwrap_or_default();
-            findings.push(format!(
-                "{} {} running longer than {}{longest}",
-                s.long_queries,
-                if s.long_queries == 1 { "query" } else { "queries" },
-                show(self.long_query)
-            ));
-        }
-        let reason = findings.join("; ");
-        let saturated = saturation >= self.saturation_warn;
-        let hint = if saturated { SATURATION_HINT } else { LONG_QUERY_HINT };
-        match status {
-            crate::checks::Status::Pass => Outcome::pass(),
-            crate::checks::Status::Warn => Outcome::warn(FailureKind::Threshold, reason).with_hint(hint),
-            crate::checks::Status::Fail => Outcome::fail(FailureKind::Threshold, reason).with_hint(hint),
+        Measured {
+            query_duration,
+            stats,
+            pool: self.pool.status(),
+            kept_error,
+            probe_error,
         }
     }
 
-    fn export(&self, s: &Stats) {
+    fn export(&self, m: &Measured) {
+        if let Some(d) = m.query_duration {
+            self.metrics.query_duration_seconds.observe(d.as_secs_f64());
+        }
+        self.metrics
+            .up
+            .set(i64::from(m.up(self.kept.is_some()) || m.answered_full()));
+        for ((state, _), value) in POOL_FIGURES.iter().zip(pool_values(&m.pool)) {
+            self.metrics
+                .pool_connections
+                .with_label_values(&[*state])
+                .set(value as i64);
+        }
+        let Some(s) = &m.stats else {
+            // Not read this run: a gap, not the last value (which would keep a saturation
+            // alert firing while the server is down).
+            self.metrics.connection_saturation_ratio.set(f64::NAN);
+            return;
+        };
         for state in POSTGRES_CONNECTION_STATES {
             let pg_name = match *state {
                 "idle_in_transaction" => "idle in transaction",
@@ -461,20 +386,121 @@ impl PostgresCheck {
         self.metrics.connection_saturation_ratio.set(s.saturation());
     }
 
-    fn details(
-        &self,
-        stats: Option<&Stats>,
-        pool: &deadpool_postgres::Status,
-        probe_error: Option<&PgFailure>,
-        kept_error: Option<&PgFailure>,
-    ) -> Json {
+    fn observations(&self, m: &Measured) -> Vec<Observation> {
+        let mut observations = Vec::new();
+        if let Some(d) = m.query_duration {
+            observations.push(QUERY_DURATION.of(d.as_secs_f64()));
+        }
+        if let Some(s) = &m.stats {
+            observations.extend([
+                CONNECTIONS_IN_USE.of(s.connections_in_use as f64),
+                MAX_CONNECTIONS.of(s.usable() as f64),
+                SATURATION.of(s.saturation()),
+                LONG_QUERIES.of(s.long_queries as f64),
+                Observation::text("in_recovery", s.in_recovery.to_string()),
+                Observation::text("connections_by_state", s.by_state_line()),
+                Observation::text("top_application_names", s.top_applications_line()),
+            ]);
+        }
+        observations.extend(
+            POOL_FIGURES
+                .iter()
+                .zip(pool_values(&m.pool))
+                .map(|((_, figure), value)| figure.of(value)),
+        );
+        observations
+    }
+
+    /// Pass, warn or fail from what the run measured.
+    fn judge(&self, m: Measured) -> Outcome {
+        let up = m.up(self.kept.is_some());
+        match (up, m.stats, m.probe_error) {
+            (false, _, probe_error) => m.kept_error.or(probe_error).map_or_else(
+                || Outcome::fail(FailureKind::Protocol, "no answer from the server"),
+                PgFailure::into_outcome,
+            ),
+            (true, Some(s), Some(failure)) if failure.kind == FailureKind::TooManyClients => Outcome::fail(
+                FailureKind::TooManyClients,
+                format!(
+                    "too many clients: {} of {} usable connections in use (saturation {})",
+                    s.connections_in_use,
+                    s.usable(),
+                    fmt::percent(s.saturation())
+                ),
+            )
+            .with_hint(SATURATION_HINT),
+            (true, _, Some(failure)) => failure.into_outcome(),
+            (true, None, None) => Outcome::warn(
+                FailureKind::Protocol,
+                "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read",
+            )
+            .with_hint("see vigil's log and the server's log; the agent's role needs only to connect"),
+            (true, Some(s), None) => self.assess(&s),
+        }
+    }
+
+    /// The findings of a server that answered: saturation, then long queries.
+    fn assess(&self, s: &Stats) -> Outcome {
+        let saturation = s.saturation();
+        let mut findings = Findings::new();
+        let crossed = if saturation >= self.saturation_fail {
+            Some((Status::Fail, "fail", self.saturation_fail))
+        } else if saturation >= self.saturation_warn {
+            Some((Status::Warn, "warn", self.saturation_warn))
+        } else {
+            None
+        };
+        if let Some((status, word, threshold)) = crossed {
+            findings.push(
+                Finding::of(
+                    status,
+                    FailureKind::Threshold,
+                    format!(
+                        "saturation {} of {} usable connections ({word} at {})",
+                        fmt::percent(saturation),
+                        s.usable(),
+                        fmt::percent(threshold)
+                    ),
+                )
+                .with_hint(SATURATION_HINT),
+            );
+        }
+        if s.long_queries > 0 {
+            let longest = s
+                .longest_queries
+                .get(0)
+                .map(|q| format!(" (longest {}s, pid {})", q["seconds"], q["pid"]))
+                .unwrap_or_default();
+            findings.push(
+                Finding::warn(
+                    FailureKind::Threshold,
+                    format!(
+                        "{} {} running longer than {}{longest}",
+                        s.long_queries,
+                        if s.long_queries == 1 { "query" } else { "queries" },
+                        fmt::duration(self.long_query)
+                    ),
+                )
+                .with_hint(LONG_QUERY_HINT),
+            );
+        }
+        findings.into_outcome()
+    }
+
+    fn details(&self, m: &Measured) -> Json {
         let last_loss = self
-            .events
             .last_loss
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .map(|(at, why)| json!({"at": humantime::format_rfc3339_seconds(at).to_string(), "reason": why}));
+            .map(|(at, why)| json!({"at": fmt::timestamp_seconds(at), "reason": why}));
+        let mut pool = serde_json::Map::new();
+        pool.insert("max_size".to_owned(), json!(m.pool.max_size));
+        pool.insert("size".to_owned(), json!(m.pool.size));
+        for ((state, _), value) in POOL_FIGURES.iter().zip(pool_values(&m.pool)) {
+            pool.insert((*state).to_owned(), json!(value as u64));
+        }
+        pool.insert("error".to_owned(), json!(m.probe_error.as_ref().map(|f| &f.reason)));
         let mut details = json!({
             "target": self.target.display,
             "user": self.target.user,
@@ -482,32 +508,15 @@ impl PostgresCheck {
             "sslmode": self.sslmode.as_str(),
             "kept_connection": {
                 "open": self.kept.is_some(),
-                "since": self.kept.as_ref().map(|k| humantime::format_rfc3339_seconds(k.since).to_string()),
-                "error": kept_error.map(|f| f.reason.clone()),
+                "since": self.kept.as_ref().map(|k| fmt::timestamp_seconds(k.since)),
+                "error": m.kept_error.as_ref().map(|f| &f.reason),
                 "last_loss": last_loss,
             },
-            "pool": {
-                "max_size": pool.max_size,
-                "size": pool.size,
-                "in_use": pool.size.saturating_sub(pool.available),
-                "idle": pool.available,
-                "waiting": pool.waiting,
-                "error": probe_error.map(|f| f.reason.clone()),
-            },
-            "long_query_threshold": show(self.long_query),
+            "pool": pool,
+            "long_query_threshold": fmt::duration(self.long_query),
         });
-        if let (Some(s), Json::Object(map)) = (stats, &mut details) {
-            map.insert(
-                "server".to_owned(),
-                json!({
-                    "version": s.server_version,
-                    "in_recovery": s.in_recovery,
-                    "max_connections": s.max_connections,
-                    "superuser_reserved_connections": s.superuser_reserved_connections,
-                    "reserved_connections": s.reserved_connections,
-                    "usable_connections": s.usable(),
-                }),
-            );
+        if let (Some(s), Json::Object(map)) = (&m.stats, &mut details) {
+            map.insert("server".to_owned(), server_details(s));
             map.insert(
                 "connections".to_owned(),
                 json!({
@@ -530,41 +539,17 @@ impl PostgresCheck {
         }
         details
     }
+}
 
-    /// After a failing run that follows a loss of the kept connection, asks for an immediate
-    /// re-run until `failure_threshold` runs have confirmed it; any other result ends that.
-    ///
-    /// Then, while the port refuses connections (nothing listens, or the server is starting),
-    /// asks for a run every `fast_retry` (at most 1 s), so that a restarted server is seen within
-    /// a second rather than an interval. Only for `refused`: a refused connection costs the
-    /// server nothing, while retrying faster against a server that times out would add load to
-    /// a struggling one.
-    fn after(&self, outcome: &Outcome) {
-        let events = &self.events;
-        if outcome.status != crate::checks::Status::Fail {
-            events.confirm_left.store(0, Ordering::SeqCst);
-            events.lost.store(false, Ordering::SeqCst);
-            return;
-        }
-        let left = events.confirm_left.load(Ordering::SeqCst);
-        if left > 0 {
-            events.confirm_left.store(left - 1, Ordering::SeqCst);
-            events.rerun.notify_one();
-            return;
-        }
-        if outcome.kind == Some(FailureKind::Refused)
-            && events.lost.load(Ordering::SeqCst)
-            && !events.retry_pending.swap(true, Ordering::SeqCst)
-        {
-            let events = Arc::clone(events);
-            let delay = self.fast_retry;
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                events.retry_pending.store(false, Ordering::SeqCst);
-                events.rerun.notify_one();
-            });
-        }
-    }
+fn server_details(s: &Stats) -> Json {
+    json!({
+        "version": s.server_version,
+        "in_recovery": s.in_recovery,
+        "max_connections": s.max_connections,
+        "superuser_reserved_connections": s.superuser_reserved_connections,
+        "reserved_connections": s.reserved_connections,
+        "usable_connections": s.usable(),
+    })
 }
 
 impl Check for PostgresCheck {
@@ -573,15 +558,11 @@ impl Check for PostgresCheck {
     }
 
     fn run(&mut self) -> RunFuture<'_> {
-        Box::pin(async move {
-            let outcome = self.run_once().await;
-            self.after(&outcome);
-            outcome
-        })
+        Box::pin(PostgresCheck::run(self))
     }
 
-    fn rerun_signal(&self) -> Option<Arc<Notify>> {
-        Some(Arc::clone(&self.events.rerun))
+    fn wake(&self) -> Option<Wake> {
+        Some(self.wake.clone())
     }
 }
 
@@ -613,7 +594,8 @@ async fn read(
     timeout: Duration,
 ) -> Result<Stats, PgFailure> {
     match timeout_at(deadline, read_stats(client, sql)).await {
-        Ok(Ok(stats)) => Ok(stats),
+        Ok(Ok(Some(stats))) => Ok(stats),
+        Ok(Ok(None)) => Err(PgFailure::protocol(target, "the statistics statement returned no row")),
         Ok(Err(e)) => {
             let failure = classify(&e, target, timeout);
             tracing::debug!(check = "postgres", reason = %failure.reason, "Reading the server's figures failed");
@@ -621,10 +603,6 @@ async fn read(
         }
         Err(_) => Err(PgFailure::timeout(target, "reading figures from", timeout)),
     }
-}
-
-fn percent(ratio: f64) -> i64 {
-    (ratio * 100.0).round() as i64
 }
 
 fn target_of(config: &tokio_postgres::Config) -> Result<Target, String> {
@@ -651,57 +629,6 @@ fn target_of(config: &tokio_postgres::Config) -> Result<Target, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn events(failure_threshold: u32) -> Events {
-        Events {
-            rerun: Arc::new(Notify::new()),
-            confirm_left: AtomicU32::new(0),
-            failure_threshold,
-            last_ring: Mutex::new(None),
-            last_loss: Mutex::new(None),
-            lost: AtomicBool::new(false),
-            retry_pending: AtomicBool::new(false),
-            ring_pending: AtomicBool::new(false),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_second_loss_within_a_second_rings_when_the_second_is_over() {
-        let e = Arc::new(events(3));
-        e.connection_lost("terminating connection due to administrator command".to_owned());
-        assert_eq!(e.confirm_left.load(Ordering::SeqCst), 2, "threshold - 1 confirmations");
-        tokio::time::timeout(Duration::from_millis(100), e.rerun.notified())
-            .await
-            .expect("the first loss rings at once");
-
-        e.confirm_left.store(0, Ordering::SeqCst);
-        let second = Instant::now();
-        e.connection_lost("closed".to_owned());
-        e.connection_lost("closed again".to_owned());
-        assert_eq!(
-            e.confirm_left.load(Ordering::SeqCst),
-            2,
-            "the second loss counts at once"
-        );
-        assert!(
-            tokio::time::timeout(Duration::from_millis(500), e.rerun.notified())
-                .await
-                .is_err(),
-            "but no second ring within the second"
-        );
-        tokio::time::timeout(Duration::from_secs(3), e.rerun.notified())
-            .await
-            .expect("it rings once the second is over");
-        assert!(second.elapsed() >= Duration::from_millis(900));
-        assert!(
-            tokio::time::timeout(Duration::from_millis(1200), e.rerun.notified())
-                .await
-                .is_err(),
-            "two losses in the second ring once"
-        );
-        let loss = e.last_loss.lock().unwrap().clone().unwrap();
-        assert_eq!(loss.1, "closed again", "every loss is recorded for /diag");
-    }
 
     #[test]
     fn redact_hides_the_password() {

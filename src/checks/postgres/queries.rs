@@ -1,6 +1,6 @@
 //! The one statistics query a run sends, and what it yields.
 //!
-//! One round trip (a single statement, no parameters) keeps the agent's load on the server at a
+//! One round trip (a single unnamed statement, no parameters) keeps the agent's load on the server at a
 //! handful of statements per run. It reads only `current_setting`, `pg_is_in_recovery` and
 //! `pg_stat_activity`, which every role may read (a role without `pg_read_all_stats` /
 //! `pg_monitor` sees other roles' sessions without their state, query text and even
@@ -133,8 +133,10 @@ impl Stats {
     }
 }
 
-/// Runs the statistics query on `client`.
-pub async fn read_stats(client: &Client, sql: &str) -> Result<Stats, tokio_postgres::Error> {
-    let row = client.query_one(sql, &[]).await?;
-    Stats::from_row(&row)
+/// Runs the statistics query on `client`: `query_typed` sends it unnamed, in one round trip,
+/// where a prepared statement would cost a second one on every run. `None`: the server
+/// returned no row (the statement always yields one; a proxy in between might not).
+pub async fn read_stats(client: &Client, sql: &str) -> Result<Option<Stats>, tokio_postgres::Error> {
+    let rows = client.query_typed(sql, &[]).await?;
+    rows.first().map(Stats::from_row).transpose()
 }

@@ -18,9 +18,10 @@ use serde_json::json;
 use sysinfo::MemoryRefreshKind;
 
 use self::cgroup::{Layout, Sample};
-use crate::checks::{Check, ComponentType, FailureKind, Observation, Outcome, RunFuture, Unit};
+use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::System;
 use crate::metrics::{Metrics, SystemMetrics};
+use crate::outcome::{ComponentType, FailureKind, Observation, Outcome, Unit};
 
 const CPU_HINT: &str = "kubectl top pods -n api-gateway; raise the CPU limit or scale out \
                         (kubectl scale deployment api-gateway --replicas=3 -n api-gateway)";
@@ -51,6 +52,15 @@ pub struct SystemCheck {
 struct Previous {
     at: Instant,
     cpu_usage_ns: Option<u64>,
+}
+
+/// Builds the `system` check.
+pub fn build(config: &System, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
+    Ok(Scheduled::new(
+        "system",
+        config.settings,
+        SystemCheck::new(config, cx.metrics),
+    ))
 }
 
 impl SystemCheck {
@@ -503,8 +513,8 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::checks::{Status, Value};
     use crate::config::CheckSettings;
+    use crate::outcome::{Status, Value};
 
     const MIB: u64 = 1024 * 1024;
     const SECOND: Duration = Duration::from_secs(1);
