@@ -116,10 +116,6 @@ impl CheckSlot {
         &self.spec.name
     }
 
-    pub fn settings(&self) -> &CheckSettings {
-        &self.spec.settings
-    }
-
     /// Notes that the check's loop is alive.
     pub fn beat(&self) {
         *lock(&self.heartbeat) = Instant::now();

@@ -130,6 +130,18 @@ fn metrics_pass_promtool_and_name_what_the_spec_names() {
 }
 
 #[test]
+fn container_figures_are_exported_only_while_the_system_check_is_enabled() {
+    let vigil = Vigil::start("[system]\nenabled = false\n");
+    vigil.wait_for_status("/readyz", 200, Duration::from_secs(5));
+    let body = vigil.get("/metrics").body;
+    assert!(body.contains("vigil_ready 1"), "{body}");
+    assert!(
+        !body.contains("vigil_container_"),
+        "no zeros for a check that does not run:\n{body}"
+    );
+}
+
+#[test]
 fn status_changes_are_logged_once_as_json_lines() {
     let cgroup = Cgroup::new();
     let vigil = Vigil::start(&cgroup.config());

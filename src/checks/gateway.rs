@@ -17,12 +17,11 @@ use serde_json::json;
 
 use crate::checks::http_probe::{self, HttpClient, ProbeRequest};
 use crate::checks::latency::MAX_SAMPLES;
-use crate::checks::upstream::seconds;
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::{Gateway, PoolPreset};
 use crate::fmt;
 use crate::metrics::GatewayMetrics;
-use crate::outcome::{FailureKind, Observation, Outcome, Status, Unit};
+use crate::outcome::{FailureKind, Finding, Findings, Observation, Outcome, Status, Unit};
 use crate::promtext::{self, Exposition, MetricType};
 
 const POOL_HINT: &str = "the gateway's DB pool is full: curl <gateway>/metrics | grep connection_pool; \
@@ -124,19 +123,11 @@ pub fn build(config: &Gateway, cx: &BuildContext<'_>) -> Result<Scheduled, Build
     Ok(Scheduled::new("gateway", config.settings, check))
 }
 
-/// One thing the run found; the worst ones make the outcome.
-struct Finding {
-    status: Status,
-    kind: FailureKind,
-    reason: String,
-    hint: &'static str,
-}
-
 impl GatewayCheck {
     async fn run_once(&mut self) -> Outcome {
         let timeout = self.config.settings.timeout;
         let deadline = http_probe::inner_deadline(timeout);
-        let mut findings = Vec::new();
+        let mut findings = Findings::new();
         let mut observations = Vec::new();
         let mut details = serde_json::Map::new();
 
@@ -167,22 +158,24 @@ impl GatewayCheck {
                     ));
                     if !(200..300).contains(&response.status) {
                         up = false;
-                        findings.push(Finding {
-                            status: Status::Fail,
-                            kind: FailureKind::HttpStatus,
-                            reason: format!("{}: status {}, expected 2xx", health.describe(), response.status),
-                            hint: HEALTH_HINT,
-                        });
+                        findings.push(
+                            Finding::fail(
+                                FailureKind::HttpStatus,
+                                format!("{}: status {}, expected 2xx", health.describe(), response.status),
+                            )
+                            .with_hint(HEALTH_HINT),
+                        );
                     }
                 }
                 Err(failure) => {
                     up = false;
-                    findings.push(Finding {
-                        status: Status::Fail,
-                        kind: failure.error.kind(),
-                        reason: format!("{}: {}", health.describe(), failure.error),
-                        hint: HEALTH_HINT,
-                    });
+                    findings.push(
+                        Finding::fail(
+                            failure.error.kind(),
+                            format!("{}: {}", health.describe(), failure.error),
+                        )
+                        .with_hint(HEALTH_HINT),
+                    );
                 }
             }
         }
@@ -237,34 +230,14 @@ impl GatewayCheck {
                     if self.health.is_none() {
                         up = false;
                     }
-                    findings.push(Finding {
-                        status: severity,
-                        kind,
-                        reason,
-                        hint: HEALTH_HINT,
-                    });
+                    findings.push(Finding::of(severity, kind, reason).with_hint(HEALTH_HINT));
                 }
             }
         }
         self.metrics.up.set(i64::from(up));
 
-        let worst = findings.iter().map(|f| f.status).max().unwrap_or(Status::Pass);
-        let outcome = match worst {
-            Status::Pass => Outcome::pass(),
-            status => {
-                let top: Vec<&Finding> = findings.iter().filter(|f| f.status == status).collect();
-                let reason = top.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>().join("; ");
-                let kind = top.first().map_or(FailureKind::Protocol, |f| f.kind);
-                let hint = top.first().map_or(HEALTH_HINT, |f| f.hint);
-                let outcome = if status == Status::Fail {
-                    Outcome::fail(kind, reason)
-                } else {
-                    Outcome::warn(kind, reason)
-                };
-                outcome.with_hint(hint)
-            }
-        };
-        outcome
+        findings
+            .into_outcome()
             .with_observations(observations)
             .with_details(serde_json::Value::Object(details))
     }
@@ -274,7 +247,7 @@ impl GatewayCheck {
         &mut self,
         exposition: &Exposition,
         now: Instant,
-        findings: &mut Vec<Finding>,
+        findings: &mut Findings,
         observations: &mut Vec<Observation>,
         details: &mut serde_json::Map<String, serde_json::Value>,
     ) {
@@ -356,18 +329,14 @@ impl GatewayCheck {
                 } else {
                     ("warn", warn)
                 };
-                findings.push(Finding {
-                    status,
-                    kind: FailureKind::Threshold,
-                    reason: format!(
-                        "DB pool {} of {} in use ({:.0}%, {word} at {:.0}%)",
-                        in_use,
-                        max.unwrap_or_default(),
-                        saturation * 100.0,
-                        at * 100.0
-                    ),
-                    hint: POOL_HINT,
-                });
+                let reason = format!(
+                    "DB pool {} of {} in use ({}, {word} at {})",
+                    in_use,
+                    max.unwrap_or_default(),
+                    fmt::percent(saturation),
+                    fmt::percent(at)
+                );
+                findings.push(Finding::of(status, FailureKind::Threshold, reason).with_hint(POOL_HINT));
             }
         }
 
@@ -376,15 +345,17 @@ impl GatewayCheck {
                 let since = *self.waiting_since.get_or_insert(now);
                 let waited = now.saturating_duration_since(since);
                 if waited >= self.config.window {
-                    findings.push(Finding {
-                        status: Status::Warn,
-                        kind: FailureKind::Threshold,
-                        reason: format!(
-                            "DB pool has had waiters for {} (now {w})",
-                            fmt::duration(Duration::from_secs(waited.as_secs()))
-                        ),
-                        hint: POOL_HINT,
-                    });
+                    findings.push(
+                        Finding::of(
+                            Status::Warn,
+                            FailureKind::Threshold,
+                            format!(
+                                "DB pool has had waiters for {} (now {w})",
+                                fmt::duration(Duration::from_secs(waited.as_secs()))
+                            ),
+                        )
+                        .with_hint(POOL_HINT),
+                    );
                 }
             }
             _ => self.waiting_since = None,
@@ -412,7 +383,7 @@ impl GatewayCheck {
         &mut self,
         exposition: &Exposition,
         now: Instant,
-        findings: &mut Vec<Finding>,
+        findings: &mut Findings,
         observations: &mut Vec<Observation>,
         details: &mut serde_json::Map<String, serde_json::Value>,
     ) {
@@ -477,21 +448,23 @@ impl GatewayCheck {
             traffic.insert("errors_5xx".into(), json!(errors));
             let fail = self.config.error_ratio_fail.is_some_and(|f| ratio >= f);
             if fail || ratio > self.config.error_ratio_warn {
-                findings.push(Finding {
-                    status: if fail { Status::Fail } else { Status::Warn },
-                    kind: FailureKind::Threshold,
-                    reason: format!(
-                        "gateway error ratio {:.1}% over {} exceeds {:.1}%",
-                        ratio * 100.0,
-                        fmt::duration(self.config.window),
-                        self.config
-                            .error_ratio_fail
-                            .filter(|_| fail)
-                            .unwrap_or(self.config.error_ratio_warn)
-                            * 100.0
-                    ),
-                    hint: TRAFFIC_HINT,
-                });
+                findings.push(
+                    Finding::of(
+                        if fail { Status::Fail } else { Status::Warn },
+                        FailureKind::Threshold,
+                        format!(
+                            "gateway error ratio {:.1}% over {} exceeds {:.1}%",
+                            ratio * 100.0,
+                            fmt::duration(self.config.window),
+                            self.config
+                                .error_ratio_fail
+                                .filter(|_| fail)
+                                .unwrap_or(self.config.error_ratio_warn)
+                                * 100.0
+                        ),
+                    )
+                    .with_hint(TRAFFIC_HINT),
+                );
             }
         }
         if let Some(p95) = increase_buckets(&self.history).and_then(|b| quantile(0.95, &b)) {
@@ -508,17 +481,19 @@ impl GatewayCheck {
                     .latency_p95_fail
                     .filter(|_| fail)
                     .unwrap_or(self.config.latency_p95_warn);
-                findings.push(Finding {
-                    status: if fail { Status::Fail } else { Status::Warn },
-                    kind: FailureKind::Threshold,
-                    reason: format!(
-                        "gateway p95 {} over {} exceeds {}",
-                        seconds(p95),
-                        fmt::duration(self.config.window),
-                        fmt::duration(limit)
-                    ),
-                    hint: TRAFFIC_HINT,
-                });
+                findings.push(
+                    Finding::of(
+                        if fail { Status::Fail } else { Status::Warn },
+                        FailureKind::Threshold,
+                        format!(
+                            "gateway p95 {} over {} exceeds {}",
+                            fmt::seconds(p95),
+                            fmt::duration(self.config.window),
+                            fmt::duration(limit)
+                        ),
+                    )
+                    .with_hint(TRAFFIC_HINT),
+                );
             }
         }
         self.metrics.traffic_unknown(!measured.0, !measured.1);

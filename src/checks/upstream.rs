@@ -166,7 +166,7 @@ impl UpstreamCheck {
                     FailureKind::Threshold,
                     format!(
                         "p95 {} over {} exceeds {}",
-                        seconds(p.p95),
+                        fmt::seconds(p.p95),
                         fmt::duration(self.window_span),
                         fmt::duration(self.latency_fail)
                     ),
@@ -176,7 +176,7 @@ impl UpstreamCheck {
                     FailureKind::Threshold,
                     format!(
                         "p95 {} over {} exceeds {}",
-                        seconds(p.p95),
+                        fmt::seconds(p.p95),
                         fmt::duration(self.window_span),
                         fmt::duration(self.latency_warn)
                     ),
@@ -233,15 +233,14 @@ impl UpstreamCheck {
         response: Option<&ProbeResponse>,
     ) -> serde_json::Value {
         let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        let mut phases_ms: serde_json::Map<String, serde_json::Value> = phase_list(phases)
+            .into_iter()
+            .map(|(name, d)| (name.to_owned(), json!(ms(d))))
+            .collect();
+        phases_ms.insert("total".to_owned(), json!(ms(Some(phases.total))));
         json!({
             "request": self.request.describe(),
-            "phases_ms": {
-                "dns": ms(phases.dns),
-                "connect": ms(phases.connect),
-                "tls": ms(phases.tls),
-                "first_byte": ms(phases.first_byte),
-                "total": ms(Some(phases.total)),
-            },
+            "phases_ms": phases_ms,
             "addresses": addresses,
             "window": fmt::duration(self.window_span),
             "percentiles_ms": percentiles.map(|p| json!({
@@ -263,9 +262,22 @@ impl Check for UpstreamCheck {
     }
 }
 
-/// The phases as `vigil_upstream_phase_duration_seconds` shows them, in [`series::PHASES`] order.
+/// The phases, each described once by its name: the `phase` label of
+/// `vigil_upstream_phase_duration_seconds` (in [`series::PHASES`] order), its observation and
+/// its key under `phases_ms` in `/diag`. `None`: the phase did not happen.
+fn phase_list(phases: &Phases) -> [(&'static str, Option<Duration>); 4] {
+    let [dns, connect, tls, first_byte] = series::PHASES;
+    [
+        (dns, phases.dns),
+        (connect, phases.connect),
+        (tls, phases.tls),
+        (first_byte, phases.first_byte),
+    ]
+}
+
+/// The phases as the metric shows them: 0 for a phase that did not happen.
 fn phase_seconds(phases: &Phases) -> [f64; 4] {
-    [phases.dns, phases.connect, phases.tls, phases.first_byte].map(series::seconds)
+    phase_list(phases).map(|(_, d)| d.map_or(0.0, |d| d.as_secs_f64()))
 }
 
 fn phase_observations(phases: &Phases, addresses: Option<usize>) -> Vec<Observation> {
@@ -274,12 +286,7 @@ fn phase_observations(phases: &Phases, addresses: Option<usize>) -> Vec<Observat
         phases.total.as_secs_f64(),
         Unit::Seconds,
     )];
-    for (name, value) in [
-        ("dns", phases.dns),
-        ("connect", phases.connect),
-        ("tls", phases.tls),
-        ("first_byte", phases.first_byte),
-    ] {
+    for (name, value) in phase_list(phases) {
         if let Some(value) = value {
             out.push(Observation::number(name, value.as_secs_f64(), Unit::Seconds));
         }
@@ -319,27 +326,9 @@ fn describe_expect(expect: &ExpectStatus) -> String {
     }
 }
 
-/// `1.4s`, `250ms`: short, for reasons.
-pub fn seconds(duration: Duration) -> String {
-    if duration >= Duration::from_secs(1) {
-        let text = format!("{:.2}", duration.as_secs_f64());
-        let text = text.trim_end_matches('0').trim_end_matches('.');
-        format!("{text}s")
-    } else {
-        format!("{}ms", duration.as_millis())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seconds_are_short() {
-        assert_eq!(seconds(Duration::from_millis(1400)), "1.4s");
-        assert_eq!(seconds(Duration::from_secs(2)), "2s");
-        assert_eq!(seconds(Duration::from_millis(250)), "250ms");
-    }
 
     #[test]
     fn the_endpoints_hint_names_service_and_namespace() {

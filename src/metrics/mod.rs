@@ -24,7 +24,6 @@ pub struct Metrics {
     pub build_info: IntGauge,
     pub ready: IntGauge,
     pub kubelet_last_probe_timestamp_seconds: GaugeVec,
-    pub system: SystemMetrics,
     /// `vigil_check_*` and `vigil_upstream_*`: one set of figures per check and per upstream,
     /// outside the registry (see [`series`] for why).
     series: Arc<SeriesSet>,
@@ -94,7 +93,8 @@ impl GatewayMetrics {
     }
 }
 
-/// The `system` check's container figures (always exported once the check runs).
+/// The `system` check's container figures: registered by the check, so exported only while
+/// `[system]` is enabled.
 #[derive(Clone)]
 pub struct SystemMetrics {
     pub cpu_usage_ratio: Gauge,
@@ -130,44 +130,15 @@ impl Metrics {
             ),
             &["endpoint"],
         )?;
-        let system = SystemMetrics {
-            cpu_usage_ratio: Gauge::new(
-                "vigil_container_cpu_usage_ratio",
-                "CPU used over the last interval, as a share of the container's CPU limit (of the host's cores without one).",
-            )?,
-            memory_working_set_bytes: Gauge::new(
-                "vigil_container_memory_working_set_bytes",
-                "Memory working set: usage minus inactive file cache.",
-            )?,
-            memory_limit_bytes: Gauge::new(
-                "vigil_container_memory_limit_bytes",
-                "The container's memory limit (the host's memory without one).",
-            )?,
-            cpu_throttled_seconds_total: prometheus::Counter::new(
-                "vigil_container_cpu_throttled_seconds_total",
-                "Time the container's CPU was throttled by its quota.",
-            )?,
-            oom_kills_total: IntCounter::new(
-                "vigil_container_oom_kills_total",
-                "Processes of the container killed by the OOM killer.",
-            )?,
-        };
-
         registry.register(Box::new(build_info.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(kubelet_last_probe_timestamp_seconds.clone()))?;
-        registry.register(Box::new(system.cpu_usage_ratio.clone()))?;
-        registry.register(Box::new(system.memory_working_set_bytes.clone()))?;
-        registry.register(Box::new(system.memory_limit_bytes.clone()))?;
-        registry.register(Box::new(system.cpu_throttled_seconds_total.clone()))?;
-        registry.register(Box::new(system.oom_kills_total.clone()))?;
 
         Ok(Metrics {
             registry,
             build_info,
             ready,
             kubelet_last_probe_timestamp_seconds,
-            system,
             series: Arc::default(),
             last_render_len: Arc::default(),
             gateway: Arc::new(OnceLock::new()),
@@ -367,6 +338,42 @@ pub const POSTGRES_CONNECTION_STATES: &[&str] = &[
     "disabled",
     "unknown",
 ];
+
+impl SystemMetrics {
+    /// Creates and registers the `vigil_container_*` series.
+    pub fn register(metrics: &Metrics) -> Result<SystemMetrics, MetricsError> {
+        let system = SystemMetrics {
+            cpu_usage_ratio: Gauge::new(
+                "vigil_container_cpu_usage_ratio",
+                "CPU used over the last interval, as a share of the container's CPU limit (of the host's cores without one).",
+            )?,
+            memory_working_set_bytes: Gauge::new(
+                "vigil_container_memory_working_set_bytes",
+                "Memory working set: usage minus inactive file cache.",
+            )?,
+            memory_limit_bytes: Gauge::new(
+                "vigil_container_memory_limit_bytes",
+                "The container's memory limit (the host's memory without one).",
+            )?,
+            cpu_throttled_seconds_total: prometheus::Counter::new(
+                "vigil_container_cpu_throttled_seconds_total",
+                "Time the container's CPU was throttled by its quota.",
+            )?,
+            oom_kills_total: IntCounter::new(
+                "vigil_container_oom_kills_total",
+                "Processes of the container killed by the OOM killer.",
+            )?,
+        };
+
+        let registry = &metrics.registry;
+        registry.register(Box::new(system.cpu_usage_ratio.clone()))?;
+        registry.register(Box::new(system.memory_working_set_bytes.clone()))?;
+        registry.register(Box::new(system.memory_limit_bytes.clone()))?;
+        registry.register(Box::new(system.cpu_throttled_seconds_total.clone()))?;
+        registry.register(Box::new(system.oom_kills_total.clone()))?;
+        Ok(system)
+    }
+}
 
 impl PostgresMetrics {
     /// Creates and registers the postgres series (every label value at 0).

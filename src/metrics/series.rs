@@ -9,7 +9,6 @@
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use crate::outcome::Status;
 
@@ -31,10 +30,6 @@ impl DurationHistogram {
         }
         self.count += 1;
         self.sum += seconds;
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count
     }
 }
 
@@ -242,11 +237,6 @@ fn status_index(status: Status) -> usize {
         Status::Warn => 1,
         Status::Fail => 2,
     }
-}
-
-/// Seconds as a figure for a gauge: what the crate's gauges held (`Duration::as_secs_f64`).
-pub fn seconds(duration: Option<Duration>) -> f64 {
-    duration.map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn family(out: &mut String, name: &str, help: &str, kind: &str) {

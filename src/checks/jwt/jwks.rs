@@ -8,10 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::Finding;
 use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, RequestError};
 use crate::config::{HttpUrl, JwtAlgorithm};
 use crate::outcome::FailureKind;
+use crate::outcome::Finding;
 
 /// A JWKS larger than this is not a JWKS.
 pub const BODY_CAP: usize = 1024 * 1024;
@@ -178,7 +178,7 @@ impl Jwks {
                                     if skew > 0.0 { "ahead of" } else { "behind" }
                                 ),
                             )
-                            .hint("check time sync on the nodes of both pods (timedatectl; chronyc tracking)"),
+                            .with_hint("check time sync on the nodes of both pods (timedatectl; chronyc tracking)"),
                         );
                     }
                 }
@@ -257,14 +257,15 @@ impl Jwks {
             ),
             None => Finding::fail(error.kind(), format!("{error}; no key set fetched yet")),
         }
-        .hint(AUTH_HINT)
+        .with_hint(AUTH_HINT)
     }
 
     fn judge_keys(&self, keys: &[KeyInfo]) -> Vec<Finding> {
         let mut findings = Vec::new();
         if keys.is_empty() {
             findings.push(
-                Finding::fail(FailureKind::Misconfigured, format!("JWKS at {} has no keys", self.url)).hint(AUTH_HINT),
+                Finding::fail(FailureKind::Misconfigured, format!("JWKS at {} has no keys", self.url))
+                    .with_hint(AUTH_HINT),
             );
             return findings;
         }
@@ -282,7 +283,7 @@ impl Jwks {
                         self.algorithm
                     ),
                 )
-                .hint("compare jwt.algorithm with the auth service's signing key; kubectl logs deployment/auth-service -n auth-service"),
+                .with_hint("compare jwt.algorithm with the auth service's signing key; kubectl logs deployment/auth-service -n auth-service"),
             );
         }
         let mut kids: BTreeMap<&str, usize> = BTreeMap::new();
@@ -303,7 +304,7 @@ impl Jwks {
                         duplicates.join(", ")
                     ),
                 )
-                .hint("give every key of the auth service a unique kid"),
+                .with_hint("give every key of the auth service a unique kid"),
             );
         }
         findings

@@ -15,10 +15,10 @@
 //! The secret and every token are `Secret`s: no reason, observation, detail, metric or log
 //! line built here contains them (the tests grep every output for the secret).
 
-mod gateway;
 mod jwks;
 mod secret;
 mod token;
+mod validate;
 
 use std::time::{Duration, SystemTime};
 
@@ -28,49 +28,16 @@ use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, ProbeRespo
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::{HttpUrl, Jwt, JwtAlgorithm};
 use crate::metrics::JwtMetrics;
-use crate::outcome::{FailureKind, Observation, Outcome, Status, Unit};
+use crate::outcome::{FailureKind, Finding, Findings, Observation, Outcome, Status, Unit};
 use crate::secret::Secret;
 
-use self::gateway::{Gateway, Tokens};
 use self::jwks::Jwks;
 use self::secret::Source;
 use self::token::Probe;
+use self::validate::{Tokens, ValidateProbe};
 
 const READ_HINT: &str = "kubectl get secret jwt-secret -n api-gateway; check the pod's volume mount or env \
                          (kubectl describe pod <pod> -n api-gateway)";
-
-/// One thing a run found wrong; the worst ones make the outcome.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
-    pub status: Status,
-    pub kind: FailureKind,
-    /// Never holds the secret or a token.
-    pub reason: String,
-    pub hint: Option<String>,
-}
-
-impl Finding {
-    pub fn fail(kind: FailureKind, reason: impl Into<String>) -> Finding {
-        Finding {
-            status: Status::Fail,
-            kind,
-            reason: reason.into(),
-            hint: None,
-        }
-    }
-
-    pub fn warn(kind: FailureKind, reason: impl Into<String>) -> Finding {
-        Finding {
-            status: Status::Warn,
-            ..Finding::fail(kind, reason)
-        }
-    }
-
-    pub fn hint(mut self, hint: impl Into<String>) -> Finding {
-        self.hint = Some(hint.into());
-        self
-    }
-}
 
 /// A secret as loaded, with its name.
 struct Loaded {
@@ -104,7 +71,7 @@ pub struct JwtCheck {
     source: Option<Source>,
     issuer: Option<String>,
     audience: Option<String>,
-    gateway: Option<Gateway>,
+    gateway: Option<ValidateProbe>,
     jwks: Option<Jwks>,
     /// What the network probes may spend: most of the run's timeout, so that a hanging peer
     /// reads as "GET <url>: timed out after …" from this check rather than the scheduler's bare
@@ -142,7 +109,7 @@ impl JwtCheck {
         // private key, so there is nothing it could sign (the README says so).
         let gateway = match (&config.validate_url, &client) {
             (Some(url), Some(client)) if source.is_some() => {
-                Some(Gateway::new(url.clone(), client.clone()).map_err(|e| error(format!("validate_url: {e}")))?)
+                Some(ValidateProbe::new(url.clone(), client.clone()).map_err(|e| error(format!("validate_url: {e}")))?)
             }
             _ => None,
         };
@@ -279,7 +246,10 @@ impl JwtCheck {
                     .collect::<Vec<_>>()
             ),
         );
-        outcome(findings)
+        findings
+            .into_iter()
+            .collect::<Findings>()
+            .into_outcome()
             .with_observations(observations)
             .with_details(serde_json::Value::Object(details))
     }
@@ -291,7 +261,7 @@ impl JwtCheck {
             Ok(secret) => secret,
             Err(error) => {
                 let report = SecretReport {
-                    findings: vec![Finding::fail(FailureKind::Io, error.to_string()).hint(READ_HINT)],
+                    findings: vec![Finding::fail(FailureKind::Io, error.to_string()).with_hint(READ_HINT)],
                     length: None,
                     valid: false,
                 };
@@ -420,22 +390,6 @@ async fn get(
         .map_err(|failure| failure.error)
 }
 
-/// The worst findings make the outcome: their reasons joined, the first one's kind and hint.
-fn outcome(findings: Vec<Finding>) -> Outcome {
-    let Some(worst) = findings.iter().map(|f| f.status).max() else {
-        return Outcome::pass();
-    };
-    let top: Vec<&Finding> = findings.iter().filter(|f| f.status == worst).collect();
-    let reason = top.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>().join("; ");
-    let first = top[0];
-    let mut outcome = match worst {
-        Status::Fail => Outcome::fail(first.kind, reason),
-        _ => Outcome::warn(first.kind, reason),
-    };
-    outcome.hint = first.hint.clone();
-    outcome
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,19 +441,5 @@ mod tests {
             )
         );
         assert_eq!(outcome.kind, Some(FailureKind::Io));
-    }
-
-    #[test]
-    fn the_worst_findings_make_the_outcome() {
-        let outcome = outcome(vec![
-            Finding::warn(FailureKind::Misconfigured, "w"),
-            Finding::fail(FailureKind::Auth, "a").hint("h"),
-            Finding::fail(FailureKind::Io, "b"),
-        ]);
-        assert_eq!(outcome.status, Status::Fail);
-        assert_eq!(outcome.reason, "a; b");
-        assert_eq!(outcome.kind, Some(FailureKind::Auth));
-        assert_eq!(outcome.hint.as_deref(), Some("h"));
-        assert_eq!(super::outcome(Vec::new()).status, Status::Pass);
     }
 }

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use super::Finding;
 use crate::config::JwtAlgorithm;
 use crate::outcome::FailureKind;
+use crate::outcome::Finding;
 use crate::secret::Secret;
 
 /// Where the secret comes from.
@@ -190,19 +190,20 @@ pub fn assess(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> Vec<Finding>
     let trimmed = raw.trim_ascii();
     let mut findings = Vec::new();
     if raw.is_empty() {
-        findings.push(Finding::fail(FailureKind::Misconfigured, "secret is empty").hint(WEAK_HINT));
+        findings.push(Finding::fail(FailureKind::Misconfigured, "secret is empty").with_hint(WEAK_HINT));
         return findings;
     }
     if trimmed.is_empty() {
-        findings.push(Finding::fail(FailureKind::Misconfigured, "secret is only whitespace").hint(WEAK_HINT));
+        findings.push(Finding::fail(FailureKind::Misconfigured, "secret is only whitespace").with_hint(WEAK_HINT));
         return findings;
     }
     if is_placeholder(raw) {
         findings.push(
-            Finding::fail(FailureKind::Misconfigured, "secret is a well-known placeholder value").hint(WEAK_HINT),
+            Finding::fail(FailureKind::Misconfigured, "secret is a well-known placeholder value").with_hint(WEAK_HINT),
         );
     } else if trimmed.iter().all(|&byte| byte == trimmed[0]) {
-        findings.push(Finding::fail(FailureKind::Misconfigured, "secret is one character repeated").hint(WEAK_HINT));
+        findings
+            .push(Finding::fail(FailureKind::Misconfigured, "secret is one character repeated").with_hint(WEAK_HINT));
     }
     let min = min_length(algorithm);
     if trimmed.len() < min {
@@ -211,7 +212,7 @@ pub fn assess(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> Vec<Finding>
                 FailureKind::Misconfigured,
                 format!("secret is {} bytes, {algorithm:?} needs at least {min}", trimmed.len()),
             )
-            .hint(WEAK_HINT),
+            .with_hint(WEAK_HINT),
         );
     }
     if raw.len() != trimmed.len() {
@@ -220,7 +221,7 @@ pub fn assess(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> Vec<Finding>
         } else {
             "secret has leading or trailing whitespace: gateways that trim it and those that do not disagree"
         };
-        findings.push(Finding::warn(FailureKind::Misconfigured, what).hint(
+        findings.push(Finding::warn(FailureKind::Misconfigured, what).with_hint(
             "recreate it without the newline: kubectl create secret generic jwt-secret --from-literal=secret=\"$(cat secret.txt)\" \
              -n api-gateway --dry-run=client -o yaml | kubectl apply -f - (or printf '%s' instead of echo)",
         ));

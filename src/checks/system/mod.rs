@@ -6,12 +6,17 @@
 //! host's figures (sysinfo, from `/proc`) stand in; only when nothing at all is readable does the
 //! check fail.
 //!
-//! The run does its few reads synchronously (see [`cgroup`] for why) and has no await point, so
-//! the scheduler cutting it can never leave it half-updated.
+//! The run's few file reads (see [`cgroup`]) are blocking calls, so they run on tokio's blocking
+//! pool, never on the runtime the other checks share: a read that hangs (a wedged kernel
+//! interface) cannot hold anyone else up. The scheduler's cut then leaves the read running on
+//! its thread; until it returns, later runs fail at once naming it instead of stacking up more
+//! threads behind it. Everything after the read is synchronous, so a cut run never leaves the
+//! check half-updated.
 
 mod cgroup;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -20,12 +25,15 @@ use sysinfo::MemoryRefreshKind;
 use self::cgroup::{Layout, Sample};
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::System;
-use crate::metrics::{Metrics, SystemMetrics};
-use crate::outcome::{ComponentType, FailureKind, Observation, Outcome, Unit};
+use crate::fmt;
+use crate::metrics::SystemMetrics;
+use crate::outcome::{ComponentType, FailureKind, Finding, Findings, Observation, Outcome, Unit};
 
-const CPU_HINT: &str = "kubectl top pods -n api-gateway; raise the CPU limit or scale out \
-                        (kubectl scale deployment api-gateway --replicas=3 -n api-gateway)";
-const MEMORY_HINT: &str = "kubectl describe pod <pod> -n api-gateway (Last State: OOMKilled); raise the memory limit";
+// vigil's own container, never the gateway's: these hints are about vigil starving (late probes).
+const CPU_HINT: &str = "vigil's own container is short of CPU, so its probes may run late: kubectl top pod <pod> \
+                        --containers -n api-gateway; raise the vigil container's CPU limit (deploy/base/deployment.yaml)";
+const MEMORY_HINT: &str = "vigil's own container is near its memory limit: kubectl describe pod <pod> -n api-gateway \
+                           (the vigil container's Last State: OOMKilled); raise the vigil container's memory limit";
 
 /// Where `/proc/self/cgroup` paths are meaningful: they are relative to the real cgroup mount,
 /// not to a fixture tree or another root handed in through the config.
@@ -38,9 +46,8 @@ pub struct SystemCheck {
     root: PathBuf,
     /// Found once: a process does not change cgroup during its life in a container.
     layout: Layout,
-    /// `None` where sysinfo cannot run; then the host figures are missing too.
-    host: Option<sysinfo::System>,
-    host_cores: f64,
+    /// What does the blocking reads; locked for as long as a read runs.
+    reader: Arc<tokio::sync::Mutex<Reader>>,
     metrics: SystemMetrics,
     /// When the previous run read its figures, and the cgroup's CPU usage then.
     previous: Option<Previous>,
@@ -56,15 +63,16 @@ struct Previous {
 
 /// Builds the `system` check.
 pub fn build(config: &System, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
+    let metrics = SystemMetrics::register(cx.metrics).map_err(|e| BuildError::new("system", e))?;
     Ok(Scheduled::new(
         "system",
         config.settings,
-        SystemCheck::new(config, cx.metrics),
+        SystemCheck::new(config, metrics),
     ))
 }
 
 impl SystemCheck {
-    pub fn new(config: &System, metrics: &Metrics) -> SystemCheck {
+    pub fn new(config: &System, metrics: SystemMetrics) -> SystemCheck {
         let self_cgroup = (config.cgroup_root == Path::new(DEFAULT_CGROUP_ROOT))
             .then(|| std::fs::read_to_string("/proc/self/cgroup").ok())
             .flatten();
@@ -73,52 +81,54 @@ impl SystemCheck {
 
     /// [`SystemCheck::new`] with the content of `/proc/self/cgroup` given, so that fixture
     /// trees resolve the same on every machine.
-    fn with_self_cgroup(config: &System, metrics: &Metrics, self_cgroup: Option<&str>) -> SystemCheck {
+    fn with_self_cgroup(config: &System, metrics: SystemMetrics, self_cgroup: Option<&str>) -> SystemCheck {
         let (host, host_cores) = host_probe();
+        let layout = Layout::discover(&config.cgroup_root, self_cgroup);
         SystemCheck {
             cpu_warn: config.cpu_warn,
             memory_warn: config.memory_warn,
             root: config.cgroup_root.clone(),
-            layout: Layout::discover(&config.cgroup_root, self_cgroup),
-            host,
-            host_cores,
-            metrics: metrics.system.clone(),
+            reader: Arc::new(tokio::sync::Mutex::new(Reader {
+                layout: layout.clone(),
+                host,
+                cores: host_cores,
+            })),
+            layout,
+            metrics,
             previous: None,
             throttled_ns: Cumulative::default(),
             oom_kills: Cumulative::default(),
         }
     }
 
-    /// One run, with the clock passed in so that tests control the interval CPU use is
-    /// measured over.
-    fn run_at(&mut self, now: Instant) -> Outcome {
-        let sample = self.layout.read();
-        let host = self.host_figures(sample.cpu_usage_ns.is_none());
-        self.assess(now, &sample, &host)
+    /// One run: the reads on the blocking pool, then the assessment.
+    async fn run(&mut self) -> Outcome {
+        let Ok(reader) = Arc::clone(&self.reader).try_lock_owned() else {
+            return Outcome::fail(
+                FailureKind::Io,
+                format!(
+                    "an earlier read under {} has not returned: the kernel interface hangs",
+                    self.root.display()
+                ),
+            )
+            .with_hint("see the node's kernel log (dmesg) and vigil's log; vigil's other checks are not affected");
+        };
+        match tokio::task::spawn_blocking(move || Reader::read(reader)).await {
+            Ok((sample, host)) => self.assess(Instant::now(), &sample, &host),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Outcome::fail(FailureKind::Io, format!("the read was cancelled: {error}")),
+        }
     }
 
-    /// Refreshes only what this run needs: RAM always (one read of `/proc/meminfo`), CPU times
-    /// only when the cgroup's own usage is unreadable.
-    fn host_figures(&mut self, want_cpu: bool) -> Host {
-        let cores = self.host_cores;
-        let Some(system) = self.host.as_mut() else {
-            return Host {
-                cores,
-                ..Host::default()
-            };
+    /// One run on this thread, with the clock passed in so that tests control the interval
+    /// CPU use is measured over.
+    #[cfg(test)]
+    fn run_at(&mut self, now: Instant) -> Outcome {
+        let read = match self.reader.try_lock() {
+            Ok(reader) => Reader::read(reader),
+            Err(_) => return Outcome::fail(FailureKind::Io, "a read is in progress"),
         };
-        system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-        let memory_total = Some(system.total_memory()).filter(|&total| total > 0);
-        let cpu_ratio = want_cpu.then(|| {
-            system.refresh_cpu_usage();
-            f64::from(system.global_cpu_usage()) / 100.0
-        });
-        Host {
-            cores,
-            memory_total,
-            memory_used: memory_total.map(|_| system.used_memory()),
-            cpu_ratio,
-        }
+        self.assess(now, &read.0, &read.1)
     }
 
     /// Turns one reading into figures, metrics and the outcome; remembers what the next run
@@ -144,22 +154,21 @@ impl SystemCheck {
         });
         self.export(&cpu, memory.as_ref());
 
-        let findings = Findings {
-            cpu: cpu
-                .ratio
-                .filter(|&ratio| ratio >= self.cpu_warn)
-                .map(|ratio| cpu.describe(ratio, self.cpu_warn)),
-            memory: memory
-                .as_ref()
-                .and_then(|memory| {
-                    memory
-                        .ratio()
-                        .filter(|&ratio| ratio >= self.memory_warn)
-                        .map(|_| memory)
-                })
-                .map(|memory| memory.describe(self.memory_warn)),
-            oom: oom_since_last_run.filter(|&kills| kills > 0).map(describe_oom),
-        };
+        let mut findings = Findings::new();
+        if let Some(ratio) = cpu.ratio.filter(|&ratio| ratio >= self.cpu_warn) {
+            findings
+                .push(Finding::warn(FailureKind::Threshold, cpu.describe(ratio, self.cpu_warn)).with_hint(CPU_HINT));
+        }
+        if let Some(memory) = memory
+            .as_ref()
+            .filter(|m| m.ratio().is_some_and(|ratio| ratio >= self.memory_warn))
+        {
+            findings
+                .push(Finding::warn(FailureKind::Threshold, memory.describe(self.memory_warn)).with_hint(MEMORY_HINT));
+        }
+        if let Some(kills) = oom_since_last_run.filter(|&kills| kills > 0) {
+            findings.push(Finding::warn(FailureKind::Threshold, describe_oom(kills)).with_hint(MEMORY_HINT));
+        }
         let observations = observations(&cpu, memory.as_ref(), sample);
         let mut details = self.details(sample, Some(&cpu), memory.as_ref(), oom_since_last_run);
         if cpu.ratio.is_none() {
@@ -232,7 +241,47 @@ impl Check for SystemCheck {
     }
 
     fn run(&mut self) -> RunFuture<'_> {
-        Box::pin(async move { self.run_at(Instant::now()) })
+        Box::pin(SystemCheck::run(self))
+    }
+}
+
+/// The blocking side of a run: the cgroup files and the host's figures.
+struct Reader {
+    layout: Layout,
+    /// `None` where sysinfo cannot run; then the host figures are missing too.
+    host: Option<sysinfo::System>,
+    cores: f64,
+}
+
+impl Reader {
+    fn read(mut reader: impl std::ops::DerefMut<Target = Reader>) -> (Sample, Host) {
+        let sample = reader.layout.read();
+        let host = reader.host_figures(sample.cpu_usage_ns.is_none());
+        (sample, host)
+    }
+
+    /// Refreshes only what this run needs: RAM always (one read of `/proc/meminfo`), CPU times
+    /// only when the cgroup's own usage is unreadable.
+    fn host_figures(&mut self, want_cpu: bool) -> Host {
+        let cores = self.cores;
+        let Some(system) = self.host.as_mut() else {
+            return Host {
+                cores,
+                ..Host::default()
+            };
+        };
+        system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+        let memory_total = Some(system.total_memory()).filter(|&total| total > 0);
+        let cpu_ratio = want_cpu.then(|| {
+            system.refresh_cpu_usage();
+            f64::from(system.global_cpu_usage()) / 100.0
+        });
+        Host {
+            cores,
+            memory_total,
+            memory_used: memory_total.map(|_| system.used_memory()),
+            cpu_ratio,
+        }
     }
 }
 
@@ -296,7 +345,11 @@ impl Cpu {
         } else {
             format!("the host's {} cores", round2(self.cores))
         };
-        format!("CPU at {} of {of} (warn at {})", percent(ratio), percent(warn))
+        format!(
+            "CPU at {} of {of} (warn at {})",
+            fmt::percent(ratio),
+            fmt::percent(warn)
+        )
     }
 }
 
@@ -371,7 +424,7 @@ impl Memory {
     }
 
     fn describe(&self, warn: f64) -> String {
-        let limit = self.limit.map_or_else(String::new, bytes);
+        let limit = self.limit.map_or_else(String::new, fmt::bytes);
         let of = if self.limited {
             format!("the {limit} limit")
         } else {
@@ -380,9 +433,9 @@ impl Memory {
         let ratio = self.ratio().unwrap_or_default();
         format!(
             "memory working set {} is {} of {of} (warn at {})",
-            bytes(self.working_set),
-            percent(ratio),
-            percent(warn)
+            fmt::bytes(self.working_set),
+            fmt::percent(ratio),
+            fmt::percent(warn)
         )
     }
 }
@@ -424,34 +477,6 @@ impl Cumulative {
     }
 }
 
-/// The warnings of one run.
-struct Findings {
-    cpu: Option<String>,
-    memory: Option<String>,
-    oom: Option<String>,
-}
-
-impl Findings {
-    fn into_outcome(self) -> Outcome {
-        let memory_hint = self.memory.is_some() || self.oom.is_some();
-        let reasons: Vec<String> = [self.cpu.clone(), self.memory, self.oom]
-            .into_iter()
-            .flatten()
-            .collect();
-        if reasons.is_empty() {
-            return Outcome::pass();
-        }
-        let hints: Vec<&str> = [
-            self.cpu.is_some().then_some(CPU_HINT),
-            memory_hint.then_some(MEMORY_HINT),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        Outcome::warn(FailureKind::Threshold, reasons.join("; ")).with_hint(hints.join("; "))
-    }
-}
-
 fn describe_oom(kills: u64) -> String {
     let plural = if kills == 1 { "" } else { "s" };
     format!("{kills} OOM kill{plural} since last run")
@@ -489,23 +514,8 @@ fn observations(cpu: &Cpu, memory: Option<&Memory>, sample: &Sample) -> Vec<Obse
     list
 }
 
-fn percent(ratio: f64) -> String {
-    format!("{:.0}%", ratio * 100.0)
-}
-
 fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
-}
-
-/// Sizes as people read limits: whole MiB below a GiB, GiB with a decimal above.
-fn bytes(value: u64) -> String {
-    const MIB: f64 = 1024.0 * 1024.0;
-    let mib = value as f64 / MIB;
-    if mib < 1024.0 {
-        format!("{mib:.0}MiB")
-    } else {
-        format!("{:.1}GiB", mib / 1024.0)
-    }
 }
 
 #[cfg(test)]
@@ -514,6 +524,7 @@ mod tests {
 
     use super::*;
     use crate::config::CheckSettings;
+    use crate::metrics::Metrics;
     use crate::outcome::{Status, Value};
 
     const MIB: u64 = 1024 * 1024;
@@ -543,9 +554,9 @@ mod tests {
         }
     }
 
-    fn check(root: &tempfile::TempDir) -> (SystemCheck, Metrics) {
-        let metrics = Metrics::new().unwrap();
-        let check = SystemCheck::with_self_cgroup(&config(root.path()), &metrics, Some("0::/\n"));
+    fn check(root: &tempfile::TempDir) -> (SystemCheck, SystemMetrics) {
+        let metrics = SystemMetrics::register(&Metrics::new().unwrap()).unwrap();
+        let check = SystemCheck::with_self_cgroup(&config(root.path()), metrics.clone(), Some("0::/\n"));
         (check, metrics)
     }
 
@@ -618,9 +629,9 @@ mod tests {
 
     #[test]
     fn sizes_and_shares_read_like_limits() {
-        assert_eq!(bytes(450 * MIB), "450MiB");
-        assert_eq!(bytes(3 * 1024 * MIB / 2), "1.5GiB");
-        assert_eq!(percent(0.925), "92%");
+        assert_eq!(fmt::bytes(450 * MIB), "450MiB");
+        assert_eq!(fmt::bytes(3 * 1024 * MIB / 2), "1.5GiB");
+        assert_eq!(fmt::percent(0.925), "92%");
         assert_eq!(round2(1.0 / 3.0), 0.33);
     }
 
@@ -645,7 +656,7 @@ mod tests {
         assert_eq!(calm.status, Status::Pass, "{calm:?}");
         assert_eq!(calm.reason, "ok");
         assert!((observed(&calm, "cpu_usage").unwrap() - 0.6).abs() < 1e-9);
-        assert!((metrics.system.cpu_usage_ratio.get() - 0.6).abs() < 1e-9);
+        assert!((metrics.cpu_usage_ratio.get() - 0.6).abs() < 1e-9);
 
         set_v2_usage(&root, 1_750_000, 100 * MIB, 0, 0);
         let busy = check.run_at(start + 2 * SECOND);
@@ -653,7 +664,7 @@ mod tests {
         assert_eq!(busy.kind, Some(FailureKind::Threshold));
         assert_eq!(busy.reason, "CPU at 90% of its 0.5-core limit (warn at 80%)");
         assert_eq!(busy.hint.as_deref(), Some(CPU_HINT));
-        assert!((metrics.system.cpu_usage_ratio.get() - 0.9).abs() < 1e-9);
+        assert!((metrics.cpu_usage_ratio.get() - 0.9).abs() < 1e-9);
     }
 
     #[test]
@@ -666,8 +677,8 @@ mod tests {
         assert_eq!(observed(&roomy, "memory_working_set"), Some((300 * MIB) as f64));
         assert_eq!(observed(&roomy, "memory_limit"), Some((512 * MIB) as f64));
         assert_eq!(observed(&roomy, "memory_usage"), Some(300.0 / 512.0));
-        assert_eq!(metrics.system.memory_working_set_bytes.get(), (300 * MIB) as f64);
-        assert_eq!(metrics.system.memory_limit_bytes.get(), (512 * MIB) as f64);
+        assert_eq!(metrics.memory_working_set_bytes.get(), (300 * MIB) as f64);
+        assert_eq!(metrics.memory_limit_bytes.get(), (512 * MIB) as f64);
 
         set_v2_usage(&root, 0, 500 * MIB, 20 * MIB, 0);
         let full = check.run_at(Instant::now());
@@ -691,7 +702,7 @@ mod tests {
             Status::Pass,
             "kills before vigil started are counted, not warned about"
         );
-        assert_eq!(metrics.system.oom_kills_total.get(), 2);
+        assert_eq!(metrics.oom_kills_total.get(), 2);
 
         set_v2_usage(&root, 0, 100 * MIB, 0, 3);
         let killed = check.run_at(start + SECOND);
@@ -699,11 +710,11 @@ mod tests {
         assert_eq!(killed.reason, "1 OOM kill since last run");
         assert_eq!(killed.hint.as_deref(), Some(MEMORY_HINT));
         assert_eq!(observed(&killed, "oom_kills"), Some(3.0));
-        assert_eq!(metrics.system.oom_kills_total.get(), 3);
+        assert_eq!(metrics.oom_kills_total.get(), 3);
 
         let quiet = check.run_at(start + 2 * SECOND);
         assert_eq!(quiet.status, Status::Pass);
-        assert_eq!(metrics.system.oom_kills_total.get(), 3);
+        assert_eq!(metrics.oom_kills_total.get(), 3);
     }
 
     #[test]
@@ -712,7 +723,7 @@ mod tests {
         let (mut check, metrics) = check(&root);
         let outcome = check.run_at(Instant::now());
         assert_eq!(observed(&outcome, "cpu_throttled"), Some(1.234567));
-        assert!((metrics.system.cpu_throttled_seconds_total.get() - 1.234567).abs() < 1e-9);
+        assert!((metrics.cpu_throttled_seconds_total.get() - 1.234567).abs() < 1e-9);
         assert_eq!(outcome.details.unwrap().to_value()["nr_throttled"], 3);
 
         write(
@@ -721,7 +732,7 @@ mod tests {
             "usage_usec 0\nnr_throttled 4\nthrottled_usec 2000000\n",
         );
         check.run_at(Instant::now());
-        assert!((metrics.system.cpu_throttled_seconds_total.get() - 2.0).abs() < 1e-9);
+        assert!((metrics.cpu_throttled_seconds_total.get() - 2.0).abs() < 1e-9);
     }
 
     #[test]
@@ -762,12 +773,12 @@ mod tests {
         );
         let outcome = check.run_at(start + SECOND);
 
-        let host_cores = check.host_cores;
+        let host_cores = check.reader.try_lock().unwrap().cores;
         let host_memory = host_total_memory();
         assert_eq!(observed(&outcome, "cpu_limit"), Some(host_cores));
         assert!((observed(&outcome, "cpu_usage").unwrap() - 0.5 / host_cores).abs() < 1e-9);
         assert_eq!(observed(&outcome, "memory_limit"), Some(host_memory));
-        assert_eq!(metrics.system.memory_limit_bytes.get(), host_memory);
+        assert_eq!(metrics.memory_limit_bytes.get(), host_memory);
         assert_eq!(
             observed(&outcome, "memory_usage"),
             Some(100.0 * MIB as f64 / host_memory)
@@ -835,9 +846,9 @@ mod tests {
             ),
         ]);
         fs::remove_file(root.path().join("cpuacct")).unwrap();
-        let metrics = Metrics::new().unwrap();
+        let metrics = SystemMetrics::register(&Metrics::new().unwrap()).unwrap();
         let self_cgroup = "4:memory:/kubepods/pod1\n2:cpu,cpuacct:/kubepods/pod1\n1:name=systemd:/kubepods/pod1\n";
-        let mut check = SystemCheck::with_self_cgroup(&config(root.path()), &metrics, Some(self_cgroup));
+        let mut check = SystemCheck::with_self_cgroup(&config(root.path()), metrics.clone(), Some(self_cgroup));
         let start = Instant::now();
 
         let first = check.run_at(start);
@@ -846,8 +857,8 @@ mod tests {
         assert_eq!(observed(&first, "memory_working_set"), Some((300 * MIB) as f64));
         assert_eq!(observed(&first, "memory_limit"), Some((512 * MIB) as f64));
         assert_eq!(observed(&first, "oom_kills"), Some(1.0));
-        assert_eq!(metrics.system.cpu_throttled_seconds_total.get(), 2.5);
-        assert_eq!(metrics.system.oom_kills_total.get(), 1);
+        assert_eq!(metrics.cpu_throttled_seconds_total.get(), 2.5);
+        assert_eq!(metrics.oom_kills_total.get(), 1);
         let details = first.details.unwrap().to_value();
         assert_eq!(details["cgroup_version"], "v1");
         assert_eq!(
@@ -874,7 +885,10 @@ mod tests {
         let (mut check, _metrics) = check(&root);
         let outcome = check.run_at(Instant::now());
         assert_ne!(outcome.status, Status::Fail);
-        assert_eq!(observed(&outcome, "cpu_limit"), Some(check.host_cores));
+        assert_eq!(
+            observed(&outcome, "cpu_limit"),
+            Some(check.reader.try_lock().unwrap().cores)
+        );
         assert_eq!(observed(&outcome, "memory_limit"), Some(host_total_memory()));
         let details = outcome.details.unwrap().to_value();
         assert_eq!(
@@ -893,7 +907,7 @@ mod tests {
         assert_eq!(details["cgroup_version"], "none");
         assert_eq!(details["memory_source"], "host");
         assert!(observed(&outcome, "memory_working_set").unwrap() > 0.0);
-        assert_eq!(metrics.system.memory_limit_bytes.get(), host_total_memory());
+        assert_eq!(metrics.memory_limit_bytes.get(), host_total_memory());
     }
 
     #[test]
@@ -938,8 +952,8 @@ mod tests {
 
     #[tokio::test]
     async fn this_machines_cgroup_passes_or_warns_with_real_figures() {
-        let metrics = Metrics::new().unwrap();
-        let mut check = SystemCheck::new(&config(Path::new(DEFAULT_CGROUP_ROOT)), &metrics);
+        let metrics = SystemMetrics::register(&Metrics::new().unwrap()).unwrap();
+        let mut check = SystemCheck::new(&config(Path::new(DEFAULT_CGROUP_ROOT)), metrics.clone());
         assert_eq!(check.component_type(), ComponentType::System);
         for _ in 0..2 {
             let outcome = check.run().await;
@@ -948,7 +962,7 @@ mod tests {
             assert!(observed(&outcome, "memory_limit").unwrap() > 0.0, "{outcome:?}");
             assert!(observed(&outcome, "cpu_limit").unwrap() > 0.0, "{outcome:?}");
         }
-        assert!(metrics.system.memory_working_set_bytes.get() > 0.0);
-        assert!(metrics.system.memory_limit_bytes.get() > 0.0);
+        assert!(metrics.memory_working_set_bytes.get() > 0.0);
+        assert!(metrics.memory_limit_bytes.get() > 0.0);
     }
 }

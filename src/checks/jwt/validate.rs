@@ -10,10 +10,10 @@ use std::time::Duration;
 use http::HeaderValue;
 use serde_json::{Value, json};
 
-use super::Finding;
 use crate::checks::http_probe::{self, HttpClient, ProbeError, ProbeRequest, ProbeResponse, RequestError};
 use crate::config::HttpUrl;
 use crate::outcome::FailureKind;
+use crate::outcome::Finding;
 use crate::secret::Secret;
 
 pub const RESTART_HINT: &str = "kubectl rollout restart deployment/api-gateway -n api-gateway";
@@ -75,7 +75,7 @@ pub struct Tokens {
 }
 
 /// Talks to one `validate_url`.
-pub struct Gateway {
+pub struct ValidateProbe {
     url: HttpUrl,
     client: HttpClient,
     /// The request without its token: the `Authorization` header is added per token and run,
@@ -83,10 +83,10 @@ pub struct Gateway {
     request: ProbeRequest,
 }
 
-impl Gateway {
-    pub fn new(url: HttpUrl, client: HttpClient) -> Result<Gateway, RequestError> {
+impl ValidateProbe {
+    pub fn new(url: HttpUrl, client: HttpClient) -> Result<ValidateProbe, RequestError> {
         let request = super::get_request(&url)?;
-        Ok(Gateway { url, client, request })
+        Ok(ValidateProbe { url, client, request })
     }
 
     /// Sends `token` as `Authorization: Bearer <token>`. The body is read at most as far as an
@@ -116,7 +116,8 @@ impl Gateway {
         if let Verdict::Failed(error) = &valid {
             return Report {
                 findings: vec![
-                    Finding::fail(error.kind(), format!("gateway unreachable: GET {url}: {error}")).hint(GATEWAY_HINT),
+                    Finding::fail(error.kind(), format!("gateway unreachable: GET {url}: {error}"))
+                        .with_hint(GATEWAY_HINT),
                 ],
                 accepts_valid: None,
                 rejects_forged: None,
@@ -143,7 +144,7 @@ impl Gateway {
                         "gateway accepts tokens signed with a random key ({status}): it does not verify signatures"
                     ),
                 )
-                .hint(FORGED_HINT),
+                .with_hint(FORGED_HINT),
             ),
             Verdict::Rejected(_) => None,
             Verdict::Other(status) => Some(
@@ -151,11 +152,11 @@ impl Gateway {
                     FailureKind::HttpStatus,
                     format!("gateway answered {status} to a token signed with a random key (expected 401 or 403)"),
                 )
-                .hint(GATEWAY_HINT),
+                .with_hint(GATEWAY_HINT),
             ),
-            Verdict::Failed(error) => {
-                Some(Finding::fail(error.kind(), format!("gateway unreachable: GET {url}: {error}")).hint(GATEWAY_HINT))
-            }
+            Verdict::Failed(error) => Some(
+                Finding::fail(error.kind(), format!("gateway unreachable: GET {url}: {error}")).with_hint(GATEWAY_HINT),
+            ),
         };
         let valid_finding = match (&valid, &previous) {
             (Verdict::Accepted(_), _) | (Verdict::Failed(_), _) => None,
@@ -164,28 +165,28 @@ impl Gateway {
                     FailureKind::Misconfigured,
                     "gateway trims the secret: it accepts tokens signed without the secret's trailing whitespace and rejects those signed with it",
                 )
-                .hint(TRIM_HINT),
+                .with_hint(TRIM_HINT),
             ),
             (Verdict::Rejected(_), Some(Verdict::Accepted(_))) => Some(
                 Finding::fail(
                     FailureKind::Auth,
                     "gateway rejects tokens signed with the mounted secret but accepts the previous one: it still runs the old secret",
                 )
-                .hint(RESTART_HINT),
+                .with_hint(RESTART_HINT),
             ),
             (Verdict::Rejected(status), _) => Some(
                 Finding::fail(
                     FailureKind::Auth,
                     format!("gateway rejects tokens signed with the mounted secret ({status})"),
                 )
-                .hint(MISMATCH_HINT),
+                .with_hint(MISMATCH_HINT),
             ),
             (Verdict::Other(status), _) => Some(
                 Finding::fail(
                     FailureKind::HttpStatus,
                     format!("gateway answered {status} to a valid token (expected 2xx)"),
                 )
-                .hint(GATEWAY_HINT),
+                .with_hint(GATEWAY_HINT),
             ),
         };
         // A forged token that gets in outranks everything else; otherwise what happened to the
