@@ -411,6 +411,46 @@ impl Extend<Finding> for Findings {
     }
 }
 
+/// What a run found, as it goes: its findings, its observations and its `/diag` details,
+/// gathered in one place so that a check's parts each add theirs.
+#[derive(Debug, Default)]
+pub struct Report {
+    findings: Findings,
+    observations: Vec<Observation>,
+    details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    pub fn new() -> Report {
+        Report::default()
+    }
+
+    pub fn find(&mut self, finding: Finding) {
+        self.findings.push(finding);
+    }
+
+    pub fn observe(&mut self, observation: Observation) {
+        self.observations.push(observation);
+    }
+
+    pub fn detail(&mut self, key: &str, value: serde_json::Value) {
+        self.details.insert(key.to_owned(), value);
+    }
+
+    /// The findings so far, in the order found.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings.0
+    }
+
+    /// The outcome by the one rule ([`Findings::into_outcome`]), with everything observed.
+    pub fn into_outcome(self) -> Outcome {
+        self.findings
+            .into_outcome()
+            .with_observations(self.observations)
+            .with_details(serde_json::Value::Object(self.details))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,23 +68,47 @@ impl Exposition {
     }
 }
 
-/// A malformed line; `line` counts from 1.
+/// A malformed line, or one sample past the limit of [`parse_only`]; `line` counts from 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
 pub struct ParseError {
     pub line: usize,
     pub message: String,
+    /// The text is well formed so far, only larger than the caller reads.
+    pub too_many: bool,
 }
 
 /// Parses a whole exposition; the first malformed line is an error (as Prometheus rejects
 /// such a scrape).
 pub fn parse(text: &str) -> Result<Exposition, ParseError> {
+    parse_with(text, None)
+}
+
+/// What [`parse_only`] keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep<'a> {
+    /// The metric names whose samples and `# TYPE` are kept.
+    pub names: &'a [&'a str],
+    /// More samples of those names than this is an error.
+    pub max_samples: usize,
+}
+
+/// Parses an exposition, keeping only the samples and types of `keep.names` and at most
+/// `keep.max_samples` of them: what the parse holds is bounded by what the caller reads, not by
+/// what the other side sends. Every line is still checked.
+pub fn parse_only(text: &str, keep: Keep<'_>) -> Result<Exposition, ParseError> {
+    parse_with(text, Some(keep))
+}
+
+fn parse_with(text: &str, keep: Option<Keep<'_>>) -> Result<Exposition, ParseError> {
+    let wanted = |name: &str| keep.is_none_or(|k| k.names.contains(&name));
     let mut out = Exposition::default();
     for (index, line) in text.lines().enumerate() {
         // Messages quote the input: keep them one short line however long the input line is.
         let error = |message: String| ParseError {
             line: index + 1,
             message: truncate(message, 160),
+            too_many: false,
         };
         let line = line.trim();
         if line.is_empty() {
@@ -103,11 +127,26 @@ pub fn parse(text: &str) -> Result<Exposition, ParseError> {
                     "summary" => MetricType::Summary,
                     _ => MetricType::Untyped,
                 };
-                out.types.insert(name.to_owned(), kind);
+                if wanted(name) {
+                    out.types.insert(name.to_owned(), kind);
+                }
             }
             continue;
         }
-        out.samples.push(parse_sample(line).map_err(error)?);
+        let sample = parse_sample(line).map_err(error)?;
+        if !wanted(&sample.name) {
+            continue;
+        }
+        if let Some(keep) = keep
+            && out.samples.len() >= keep.max_samples
+        {
+            return Err(ParseError {
+                line: index + 1,
+                message: format!("more than {} samples of the metrics read", keep.max_samples),
+                too_many: true,
+            });
+        }
+        out.samples.push(sample);
     }
     Ok(out)
 }
@@ -274,6 +313,29 @@ mod tests {
         let text = "# HELP connection_pool_in_use see connection_pool_max 9\nother{note=\"connection_pool_max 9\"} 1\n";
         let parsed = parse(text).unwrap();
         assert_eq!(parsed.named("connection_pool_max").count(), 0);
+    }
+
+    #[test]
+    fn a_filtered_parse_keeps_only_what_is_asked_and_at_most_so_many() {
+        let text = "# TYPE a counter\n# TYPE b gauge\na 1\nb{x=\"1\"} 2\nb{x=\"2\"} 3\nc 4\n";
+        let keep = Keep {
+            names: &["b"],
+            max_samples: 2,
+        };
+        let only = parse_only(text, keep).unwrap();
+        assert_eq!(only.samples.len(), 2);
+        assert!(only.samples.iter().all(|s| s.name == "b"));
+        assert_eq!(only.type_of("a"), None, "types of other names are not kept");
+        assert_eq!(only.type_of("b"), Some(MetricType::Gauge));
+        let error = parse_only(text, Keep { max_samples: 1, ..keep }).unwrap_err();
+        assert_eq!(
+            (error.line, error.message.as_str(), error.too_many),
+            (5, "more than 1 samples of the metrics read", true)
+        );
+        assert!(
+            parse_only("b 1\nnot valid\n", keep).is_err(),
+            "other lines are still checked"
+        );
     }
 
     #[test]

@@ -175,7 +175,11 @@ impl SeriesSet {
         }
         drop(figures);
         drop(checks);
+        self.write_upstreams(out);
+    }
 
+    /// The `vigil_upstream_*` families.
+    fn write_upstreams(&self, out: &mut String) {
         let upstreams = lock(&self.upstreams);
         if upstreams.is_empty() {
             return;

@@ -110,7 +110,7 @@ struct Good {
 }
 
 /// What one JWKS run found, for the check to merge.
-pub struct Report {
+pub struct JwksReport {
     pub findings: Vec<Finding>,
     /// Keys in the set in use (the fresh one, or the kept one).
     pub keys: Option<usize>,
@@ -151,7 +151,7 @@ impl Jwks {
 
     /// Fetches and judges the set. Cancel-safe: the kept set changes only after a complete,
     /// valid answer.
-    pub async fn run(&mut self, deadline: Duration) -> Report {
+    pub async fn run(&mut self, deadline: Duration) -> JwksReport {
         let sent = SystemTime::now();
         let fetched = self.fetch(deadline).await;
         let mut findings = Vec::new();
@@ -197,7 +197,7 @@ impl Jwks {
             findings.extend(self.judge_keys(&good.keys));
         }
         let good = self.last_good.as_ref();
-        Report {
+        JwksReport {
             findings,
             keys: good.map(|g| g.keys.len()),
             age: good.map(|g| g.at.elapsed()),

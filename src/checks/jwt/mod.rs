@@ -22,22 +22,31 @@ mod validate;
 
 use std::time::{Duration, SystemTime};
 
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, ProbeResponse, RequestError};
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::{HttpUrl, Jwt, JwtAlgorithm};
+use crate::fmt;
 use crate::metrics::JwtMetrics;
-use crate::outcome::{FailureKind, Finding, Findings, Observation, Outcome, Status, Unit};
+use crate::outcome::{FailureKind, Figure, Finding, Observation, Outcome, Report, Status, Unit};
 use crate::secret::Secret;
 
-use self::jwks::Jwks;
+use self::jwks::{Jwks, JwksReport};
 use self::secret::Source;
 use self::token::Probe;
-use self::validate::{Tokens, ValidateProbe};
+use self::validate::{Tokens, ValidateProbe, ValidateReport};
 
 const READ_HINT: &str = "kubectl get secret jwt-secret -n api-gateway; check the pod's volume mount or env \
                          (kubectl describe pod <pod> -n api-gateway)";
+
+const SECRET_LENGTH: Figure = Figure::new("secret_length", Unit::Bytes);
+const ROTATIONS: Figure = Figure::new("rotations", Unit::Count);
+const ACCEPTS_VALID: Figure = Figure::new("gateway_accepts_valid_token", Unit::Flag);
+const REJECTS_FORGED: Figure = Figure::new("gateway_rejects_forged_token", Unit::Flag);
+const JWKS_KEYS: Figure = Figure::new("jwks_keys", Unit::Count);
+const JWKS_AGE: Figure = Figure::new("jwks_age", Unit::Seconds);
+const CLOCK_SKEW: Figure = Figure::new("clock_skew", Unit::Seconds);
 
 /// A secret as loaded, with its name.
 struct Loaded {
@@ -135,47 +144,15 @@ impl JwtCheck {
         })
     }
 
-    async fn run_once(&mut self) -> Outcome {
-        let mut findings = Vec::new();
-        let mut observations = Vec::new();
-        let mut details = serde_json::Map::new();
-        details.insert("algorithm".into(), json!(format!("{:?}", self.algorithm)));
-
+    async fn run(&mut self) -> Outcome {
+        let mut report = Report::new();
+        report.detail("algorithm", json!(format!("{:?}", self.algorithm)));
         // The secret, its self-test and the tokens for the gateway: all synchronous, so a cut
         // at the timeout never leaves the rotation state half-updated.
-        let mut tokens = None;
-        if let Some(source) = self.source.clone() {
-            let (report, probe_tokens) = self.secret_run(&source);
-            findings.extend(report.findings);
-            tokens = probe_tokens;
-            details.insert("secret_source".into(), json!(source.describe()));
-            if let Some(length) = report.length {
-                observations.push(Observation::number("secret_length", length as f64, Unit::Bytes));
-            }
-            if let Some(metrics) = &self.metrics.secret {
-                metrics.valid.set(i64::from(report.valid));
-            }
-            details.insert("secret_valid".into(), json!(report.valid));
-            if let Some(current) = &self.rotation.current {
-                observations.push(Observation::text("fingerprint", current.fingerprint.clone()));
-                details.insert("fingerprint".into(), json!(current.fingerprint));
-            }
-            if let Some(previous) = &self.rotation.previous {
-                details.insert("previous_fingerprint".into(), json!(previous.fingerprint));
-            }
-            observations.push(Observation::number(
-                "rotations",
-                self.rotation.count as f64,
-                Unit::Count,
-            ));
-            details.insert("rotations".into(), json!(self.rotation.count));
-            if let Some(last) = self.rotation.last {
-                let at = humantime::format_rfc3339_seconds(last).to_string();
-                observations.push(Observation::text("last_rotation", at.clone()));
-                details.insert("last_rotation".into(), json!(at));
-            }
-        }
-
+        let tokens = match self.source.clone() {
+            Some(source) => self.report_secret(&source, &mut report),
+            None => None,
+        };
         let budget = self.budget;
         let gateway_run = async {
             match (&self.gateway, &tokens) {
@@ -190,68 +167,101 @@ impl JwtCheck {
             }
         };
         let (gateway_report, jwks_report) = tokio::join!(gateway_run, jwks_run);
-
-        if let Some(report) = gateway_report {
-            findings.extend(report.findings);
-            if let Some(metrics) = &self.metrics.gateway {
-                if let Some(accepts) = report.accepts_valid {
-                    metrics.accepts_valid_token.set(i64::from(accepts));
-                }
-                if let Some(rejects) = report.rejects_forged {
-                    metrics.rejects_forged_token.set(i64::from(rejects));
-                }
+        match gateway_report {
+            Some(gateway) => self.report_gateway(gateway, &mut report),
+            None if self.gateway.is_some() => {
+                report.detail("gateway", json!("not probed: no usable secret this run"));
             }
-            if let Some(accepts) = report.accepts_valid {
-                observations.push(Observation::number(
-                    "gateway_accepts_valid_token",
-                    f64::from(u8::from(accepts)),
-                    Unit::Count,
-                ));
-            }
-            if let Some(rejects) = report.rejects_forged {
-                observations.push(Observation::number(
-                    "gateway_rejects_forged_token",
-                    f64::from(u8::from(rejects)),
-                    Unit::Count,
-                ));
-            }
-            details.insert("gateway".into(), report.details);
-        } else if self.gateway.is_some() {
-            details.insert("gateway".into(), json!("not probed: no usable secret this run"));
+            None => {}
         }
+        if let Some(jwks) = jwks_report {
+            self.report_jwks(jwks, &mut report);
+        }
+        let listed: Vec<Json> = report
+            .findings()
+            .iter()
+            .map(|f| json!({"status": f.status, "reason": f.reason}))
+            .collect();
+        report.detail("findings", Json::Array(listed));
+        report.into_outcome()
+    }
 
-        if let Some(report) = jwks_report {
-            findings.extend(report.findings);
-            if let (Some(gauge), Some(keys)) = (&self.metrics.jwks_keys, report.keys) {
+    /// The secret's part of a run; the gateway tokens when the secret is usable.
+    fn report_secret(&mut self, source: &Source, report: &mut Report) -> Option<Tokens> {
+        let (secret, tokens) = self.secret_run(source);
+        for finding in secret.findings {
+            report.find(finding);
+        }
+        report.detail("secret_source", json!(source.describe()));
+        if let Some(length) = secret.length {
+            report.observe(SECRET_LENGTH.of(length as f64));
+        }
+        if let Some(metrics) = &self.metrics.secret {
+            metrics.valid.set(i64::from(secret.valid));
+        }
+        report.detail("secret_valid", json!(secret.valid));
+        if let Some(current) = &self.rotation.current {
+            report.observe(Observation::text("fingerprint", current.fingerprint.clone()));
+            report.detail("fingerprint", json!(current.fingerprint));
+        }
+        if let Some(previous) = &self.rotation.previous {
+            report.detail("previous_fingerprint", json!(previous.fingerprint));
+        }
+        report.observe(ROTATIONS.of(self.rotation.count as f64));
+        report.detail("rotations", json!(self.rotation.count));
+        if let Some(last) = self.rotation.last {
+            let at = fmt::timestamp_seconds(last);
+            report.observe(Observation::text("last_rotation", at.clone()));
+            report.detail("last_rotation", json!(at));
+        }
+        tokens
+    }
+
+    /// The end-to-end probe's part: each verdict is a metric and an observation.
+    fn report_gateway(&self, gateway: ValidateReport, report: &mut Report) {
+        for finding in gateway.findings {
+            report.find(finding);
+        }
+        let verdicts = [
+            (
+                ACCEPTS_VALID,
+                gateway.accepts_valid,
+                self.metrics.gateway.as_ref().map(|m| &m.accepts_valid_token),
+            ),
+            (
+                REJECTS_FORGED,
+                gateway.rejects_forged,
+                self.metrics.gateway.as_ref().map(|m| &m.rejects_forged_token),
+            ),
+        ];
+        for (figure, verdict, gauge) in verdicts {
+            let Some(verdict) = verdict else { continue };
+            if let Some(gauge) = gauge {
+                gauge.set(i64::from(verdict));
+            }
+            report.observe(figure.of(f64::from(u8::from(verdict))));
+        }
+        report.detail("gateway", gateway.details);
+    }
+
+    /// The JWKS part: key count, age of the set, clock skew.
+    fn report_jwks(&self, jwks: JwksReport, report: &mut Report) {
+        for finding in jwks.findings {
+            report.find(finding);
+        }
+        if let Some(keys) = jwks.keys {
+            if let Some(gauge) = &self.metrics.jwks_keys {
                 gauge.set(i64::try_from(keys).unwrap_or(i64::MAX));
             }
-            if let Some(keys) = report.keys {
-                observations.push(Observation::number("jwks_keys", keys as f64, Unit::Count));
-            }
-            if let Some(age) = report.age {
-                observations.push(Observation::number("jwks_age", age.as_secs_f64(), Unit::Seconds));
-            }
-            if let Some(skew) = report.skew_secs {
-                observations.push(Observation::number("clock_skew", skew, Unit::Seconds));
-            }
-            details.insert("jwks".into(), report.details);
+            report.observe(JWKS_KEYS.of(keys as f64));
         }
-
-        details.insert(
-            "findings".into(),
-            json!(
-                findings
-                    .iter()
-                    .map(|f| json!({"status": f.status, "reason": f.reason}))
-                    .collect::<Vec<_>>()
-            ),
-        );
-        findings
-            .into_iter()
-            .collect::<Findings>()
-            .into_outcome()
-            .with_observations(observations)
-            .with_details(serde_json::Value::Object(details))
+        if let Some(age) = jwks.age {
+            report.observe(JWKS_AGE.of(age.as_secs_f64()));
+        }
+        if let Some(skew) = jwks.skew_secs {
+            report.observe(CLOCK_SKEW.of(skew));
+        }
+        report.detail("jwks", jwks.details);
     }
 
     /// Reads and judges the secret, follows rotations, self-tests, and signs the gateway
@@ -364,7 +374,7 @@ impl JwtCheck {
 
 impl Check for JwtCheck {
     fn run(&mut self) -> RunFuture<'_> {
-        Box::pin(self.run_once())
+        Box::pin(JwtCheck::run(self))
     }
 }
 

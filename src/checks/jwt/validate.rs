@@ -54,7 +54,7 @@ impl Verdict {
 }
 
 /// What the probe learned.
-pub struct Report {
+pub struct ValidateReport {
     pub findings: Vec<Finding>,
     /// `Some` only when the gateway gave a definite accept or reject.
     pub accepts_valid: Option<bool>,
@@ -108,13 +108,13 @@ impl ValidateProbe {
     /// Sends the valid token, then the forged one, then (only when the valid one was refused)
     /// the one of the previous secret and the one of the trimmed secret, to say why. Each
     /// request gets the time that is left of `deadline`.
-    pub async fn probe(&self, tokens: &Tokens, deadline: Duration) -> Report {
+    pub async fn probe(&self, tokens: &Tokens, deadline: Duration) -> ValidateReport {
         let end = tokio::time::Instant::now() + deadline;
         let left = || end.saturating_duration_since(tokio::time::Instant::now());
         let url = self.url.as_str();
         let valid = self.ask(&tokens.valid, left()).await;
         if let Verdict::Failed(error) = &valid {
-            return Report {
+            return ValidateReport {
                 findings: vec![
                     Finding::fail(error.kind(), format!("gateway unreachable: GET {url}: {error}"))
                         .with_hint(GATEWAY_HINT),
@@ -136,59 +136,8 @@ impl ValidateProbe {
             _ => None,
         };
 
-        let forged_finding = match &forged {
-            Verdict::Accepted(status) => Some(
-                Finding::fail(
-                    FailureKind::Misconfigured,
-                    format!(
-                        "gateway accepts tokens signed with a random key ({status}): it does not verify signatures"
-                    ),
-                )
-                .with_hint(FORGED_HINT),
-            ),
-            Verdict::Rejected(_) => None,
-            Verdict::Other(status) => Some(
-                Finding::fail(
-                    FailureKind::HttpStatus,
-                    format!("gateway answered {status} to a token signed with a random key (expected 401 or 403)"),
-                )
-                .with_hint(GATEWAY_HINT),
-            ),
-            Verdict::Failed(error) => Some(
-                Finding::fail(error.kind(), format!("gateway unreachable: GET {url}: {error}")).with_hint(GATEWAY_HINT),
-            ),
-        };
-        let valid_finding = match (&valid, &previous) {
-            (Verdict::Accepted(_), _) | (Verdict::Failed(_), _) => None,
-            (Verdict::Rejected(_), _) if matches!(trimmed, Some(Verdict::Accepted(_))) => Some(
-                Finding::warn(
-                    FailureKind::Misconfigured,
-                    "gateway trims the secret: it accepts tokens signed without the secret's trailing whitespace and rejects those signed with it",
-                )
-                .with_hint(TRIM_HINT),
-            ),
-            (Verdict::Rejected(_), Some(Verdict::Accepted(_))) => Some(
-                Finding::fail(
-                    FailureKind::Auth,
-                    "gateway rejects tokens signed with the mounted secret but accepts the previous one: it still runs the old secret",
-                )
-                .with_hint(RESTART_HINT),
-            ),
-            (Verdict::Rejected(status), _) => Some(
-                Finding::fail(
-                    FailureKind::Auth,
-                    format!("gateway rejects tokens signed with the mounted secret ({status})"),
-                )
-                .with_hint(MISMATCH_HINT),
-            ),
-            (Verdict::Other(status), _) => Some(
-                Finding::fail(
-                    FailureKind::HttpStatus,
-                    format!("gateway answered {status} to a valid token (expected 2xx)"),
-                )
-                .with_hint(GATEWAY_HINT),
-            ),
-        };
+        let forged_finding = judge_forged(&forged, url);
+        let valid_finding = judge_valid(&valid, previous.as_ref(), trimmed.as_ref());
         // A forged token that gets in outranks everything else; otherwise what happened to the
         // valid token comes first (a gateway answering 500 to both is about the valid one).
         let findings: Vec<Finding> = if matches!(forged, Verdict::Accepted(_)) {
@@ -207,7 +156,7 @@ impl ValidateProbe {
             Verdict::Rejected(_) => Some(!accepted),
             _ => None,
         };
-        Report {
+        ValidateReport {
             findings,
             accepts_valid: definite(&valid, true),
             rejects_forged: definite(&forged, false),
@@ -219,5 +168,65 @@ impl ValidateProbe {
                 "trimmed_secret_token": trimmed.as_ref().map(Verdict::describe),
             }),
         }
+    }
+}
+
+/// What the answer to the forged token says.
+fn judge_forged(forged: &Verdict, url: &str) -> Option<Finding> {
+    match forged {
+        Verdict::Accepted(status) => Some(
+            Finding::fail(
+                FailureKind::Misconfigured,
+                format!("gateway accepts tokens signed with a random key ({status}): it does not verify signatures"),
+            )
+            .with_hint(FORGED_HINT),
+        ),
+        Verdict::Rejected(_) => None,
+        Verdict::Other(status) => Some(
+            Finding::fail(
+                FailureKind::HttpStatus,
+                format!("gateway answered {status} to a token signed with a random key (expected 401 or 403)"),
+            )
+            .with_hint(GATEWAY_HINT),
+        ),
+        Verdict::Failed(error) => Some(
+            Finding::fail(error.kind(), format!("gateway unreachable: GET {url}: {error}")).with_hint(GATEWAY_HINT),
+        ),
+    }
+}
+
+/// What the answers to the valid token (and, when it was refused, to the previous and trimmed
+/// secrets' tokens) say.
+fn judge_valid(valid: &Verdict, previous: Option<&Verdict>, trimmed: Option<&Verdict>) -> Option<Finding> {
+    match (valid, previous) {
+        (Verdict::Accepted(_) | Verdict::Failed(_), _) => None,
+        (Verdict::Rejected(_), _) if matches!(trimmed, Some(Verdict::Accepted(_))) => Some(
+            Finding::warn(
+                FailureKind::Misconfigured,
+                "gateway trims the secret: it accepts tokens signed without the secret's trailing whitespace and rejects those signed with it",
+            )
+            .with_hint(TRIM_HINT),
+        ),
+        (Verdict::Rejected(_), Some(Verdict::Accepted(_))) => Some(
+            Finding::fail(
+                FailureKind::Auth,
+                "gateway rejects tokens signed with the mounted secret but accepts the previous one: it still runs the old secret",
+            )
+            .with_hint(RESTART_HINT),
+        ),
+        (Verdict::Rejected(status), _) => Some(
+            Finding::fail(
+                FailureKind::Auth,
+                format!("gateway rejects tokens signed with the mounted secret ({status})"),
+            )
+            .with_hint(MISMATCH_HINT),
+        ),
+        (Verdict::Other(status), _) => Some(
+            Finding::fail(
+                FailureKind::HttpStatus,
+                format!("gateway answered {status} to a valid token (expected 2xx)"),
+            )
+            .with_hint(GATEWAY_HINT),
+        ),
     }
 }

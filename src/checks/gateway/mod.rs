@@ -1,0 +1,192 @@
+//! `gateway`: the api-gateway's own health endpoint, probed like an upstream, and its
+//! `/metrics`, scraped and parsed (see [`crate::promtext`]) for its DB pool ([`pool`]) and,
+//! when it exports them, its served traffic ([`traffic`]).
+//!
+//! The pool and health decide pass/fail; the traffic figures only warn unless
+//! `error_ratio_fail` / `latency_p95_fail` are set, because every replica sees the same
+//! traffic and failing them all at once would empty the load balancer.
+
+mod pool;
+mod traffic;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use self::pool::Pool;
+use self::traffic::Traffic;
+use crate::checks::http_probe::{self, HttpClient, ProbeFailure, ProbeRequest, ProbeResponse};
+use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
+use crate::config::Gateway;
+use crate::metrics::GatewayMetrics;
+use crate::outcome::{FailureKind, Figure, Finding, Outcome, Report, Status, Unit};
+use crate::promtext::{self, Exposition, Keep};
+
+const HEALTH_HINT: &str = "kubectl logs -f deployment/api-gateway -n api-gateway; kubectl describe pod <pod> \
+                           (runbook: 503 Service Unavailable)";
+
+/// The most samples a scrape keeps of the metrics the check reads (pool, requests, latency
+/// buckets); a gateway exporting more of them is read as a protocol warning, not parsed into
+/// unbounded memory. Other metrics are checked line by line and dropped.
+pub const MAX_SCRAPE_SAMPLES: usize = 10_000;
+
+const STATUS_CODE: Figure = Figure::new("status_code", Unit::None);
+const LATENCY: Figure = Figure::new("latency", Unit::Seconds);
+
+/// The gateway check; see the module docs.
+pub struct GatewayCheck {
+    client: HttpClient,
+    health: Option<ProbeRequest>,
+    scrape: Option<ProbeRequest>,
+    timeout: std::time::Duration,
+    metrics: GatewayMetrics,
+    pool: Pool,
+    traffic: Traffic,
+    /// The metric names the pool and the traffic read: all a scrape keeps.
+    wanted: Arc<[String]>,
+}
+
+/// Builds the `gateway` check.
+pub fn build(config: &Gateway, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
+    let error = |message: String| BuildError::new("gateway", message);
+    let client = cx.http_client("gateway", None)?;
+    let metrics = cx.metrics.gateway().map_err(|e| error(e.to_string()))?;
+    let request = |url: &Option<crate::config::HttpUrl>| {
+        url.as_ref()
+            .map(|u| ProbeRequest::new("GET", u.as_str(), []))
+            .transpose()
+            .map_err(|e| error(e.to_string()))
+    };
+    let (pool, traffic) = (Pool::new(config), Traffic::new(config));
+    let wanted = pool.names().all().chain(traffic.names()).map(str::to_owned).collect();
+    let check = GatewayCheck {
+        client,
+        health: request(&config.health_url)?,
+        scrape: request(&config.metrics_url)?,
+        timeout: config.settings.timeout,
+        metrics,
+        pool,
+        traffic,
+        wanted,
+    };
+    Ok(Scheduled::new("gateway", config.settings, check))
+}
+
+impl GatewayCheck {
+    async fn run(&mut self) -> Outcome {
+        let (timeout, deadline) = (self.timeout, http_probe::inner_deadline(self.timeout));
+        // The health probe and the scrape run side by side under the run's deadline: a slow
+        // health endpoint must not leave the pool figures unread, nor the other way round.
+        let client = &self.client;
+        let ask = async |request: Option<&ProbeRequest>, limit: usize| match request {
+            Some(request) => Some(client.probe(request, deadline, timeout, limit).await),
+            None => None,
+        };
+        let (health, scraped) = tokio::join!(
+            ask(self.health.as_ref(), http_probe::BODY_LIMIT),
+            ask(self.scrape.as_ref(), http_probe::SCRAPE_LIMIT)
+        );
+        let mut report = Report::new();
+        let healthy = health.map(|result| self.judge_health(result, &mut report));
+        let scraped = match scraped {
+            Some(result) => Some(self.read_scrape(result, &mut report).await),
+            None => None,
+        };
+        // Without a health endpoint the scrape is the health probe.
+        let up = healthy.or(scraped).unwrap_or(true);
+        self.metrics.up.set(i64::from(up));
+        report.into_outcome()
+    }
+
+    /// The health probe's answer; whether the gateway is up by it.
+    fn judge_health(&self, result: Result<ProbeResponse, ProbeFailure>, report: &mut Report) -> bool {
+        let Some(health) = &self.health else { return true };
+        let failure = match result {
+            Ok(response) => {
+                report.observe(STATUS_CODE.of(f64::from(response.status)));
+                report.observe(LATENCY.of(response.phases.total.as_secs_f64()));
+                if (200..300).contains(&response.status) {
+                    return true;
+                }
+                Finding::fail(
+                    FailureKind::HttpStatus,
+                    format!("{}: status {}, expected 2xx", health.describe(), response.status),
+                )
+            }
+            Err(failure) => Finding::fail(
+                failure.error.kind(),
+                format!("{}: {}", health.describe(), failure.error),
+            ),
+        };
+        report.find(failure.with_hint(HEALTH_HINT));
+        false
+    }
+
+    /// The scrape, parsed and read for the pool and the traffic; whether it worked.
+    async fn read_scrape(&mut self, result: Result<ProbeResponse, ProbeFailure>, report: &mut Report) -> bool {
+        match self.parse(result).await {
+            Ok(exposition) => {
+                let now = Instant::now();
+                self.pool.assess(&exposition, now, &self.metrics, report);
+                self.traffic.assess(&exposition, now, &self.metrics, report);
+                true
+            }
+            Err((kind, reason)) => {
+                self.metrics.pool_unknown();
+                self.metrics.traffic_unknown(true, true);
+                // With a health endpoint, a missing scrape only leaves the pool unknown.
+                let severity = if self.health.is_some() {
+                    Status::Warn
+                } else {
+                    Status::Fail
+                };
+                report.find(Finding::of(severity, kind, reason).with_hint(HEALTH_HINT));
+                false
+            }
+        }
+    }
+
+    /// The scrape's body as an exposition of the wanted metrics. The parse runs on the blocking
+    /// pool: it is linear in the body (at most [`http_probe::SCRAPE_LIMIT`]) but long enough that
+    /// it must not hold up the runtime the other checks and `/livez` share.
+    async fn parse(&self, result: Result<ProbeResponse, ProbeFailure>) -> Result<Exposition, (FailureKind, String)> {
+        let what = self.scrape.as_ref().map(ProbeRequest::describe).unwrap_or_default();
+        let response = result.map_err(|failure| (failure.error.kind(), format!("{what}: {}", failure.error)))?;
+        if !(200..300).contains(&response.status) {
+            return Err((
+                FailureKind::HttpStatus,
+                format!("{what}: status {}, expected 2xx", response.status),
+            ));
+        }
+        if response.truncated {
+            return Err((
+                FailureKind::Protocol,
+                format!("{what}: metrics larger than {} bytes", http_probe::SCRAPE_LIMIT),
+            ));
+        }
+        let wanted = Arc::clone(&self.wanted);
+        let parsed = tokio::task::spawn_blocking(move || {
+            let text = std::str::from_utf8(&response.body).map_err(|_| "metrics are not UTF-8".to_owned())?;
+            let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            let keep = Keep {
+                names: &names,
+                max_samples: MAX_SCRAPE_SAMPLES,
+            };
+            promtext::parse_only(text, keep).map_err(|e| match e.too_many {
+                true => format!("more than {MAX_SCRAPE_SAMPLES} samples of the pool and traffic metrics: not read"),
+                false => format!("not Prometheus text: {e}"),
+            })
+        })
+        .await;
+        match parsed {
+            Ok(parsed) => parsed.map_err(|reason| (FailureKind::Protocol, format!("{what}: {reason}"))),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err((FailureKind::Protocol, format!("{what}: parsing was cancelled: {error}"))),
+        }
+    }
+}
+
+impl Check for GatewayCheck {
+    fn run(&mut self) -> RunFuture<'_> {
+        Box::pin(GatewayCheck::run(self))
+    }
+}
