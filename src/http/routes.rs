@@ -56,7 +56,7 @@ pub fn handle<B>(app: &App, request: &Request<B>, peer: SocketAddr) -> Response<
         "/metrics" => Endpoint::Metrics,
         "/diag" => Endpoint::Diag,
         _ => match path.strip_prefix("/readyz/") {
-            Some(name) if !name.is_empty() => Endpoint::ReadyzCheck(percent_decode(name)),
+            Some(name) if !name.is_empty() => Endpoint::ReadyzCheck(decode_segment(name)),
             _ => return text(StatusCode::NOT_FOUND, format!("404 page not found: {path}\n")),
         },
     };
@@ -269,37 +269,44 @@ fn without_body(response: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, Full::new(Bytes::new()))
 }
 
+/// Whether the query names `key`, with or without a value (`?verbose`, `?verbose=1`).
 fn has_param(query: &str, key: &str) -> bool {
-    query.split('&').any(|pair| pair.split('=').next() == Some(key))
+    form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == key)
 }
 
+/// The values of `key` in the query, decoded (`%3A`, `+` as a space), in their order:
+/// `?exclude=a&exclude=b`.
 fn params<'a>(query: &'a str, key: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
-    query.split('&').filter_map(move |pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == key).then(|| percent_decode(v))
-    })
+    form_urlencoded::parse(query.as_bytes()).filter_map(move |(k, v)| (k == key).then_some(v))
 }
 
-/// Decodes `%3A` and friends (and `+` as a space, as forms do); invalid escapes stay as they are.
-fn percent_decode(text: &str) -> Cow<'_, str> {
-    if !text.contains(['%', '+']) {
-        return Cow::Borrowed(text);
+/// A percent-encoded path segment, decoded (`upstream%3Aorders`); invalid UTF-8 is replaced.
+fn decode_segment(segment: &str) -> Cow<'_, str> {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded_and_repeatable() {
+        let query = "verbose&exclude=upstream%3Aorders&exclude=a+b&exclude=c%2Bd&format=json";
+        assert!(has_param(query, "verbose"));
+        assert!(has_param("verbose=1", "verbose"));
+        assert!(!has_param(query, "verbos"));
+        assert!(!has_param("", "verbose"));
+        let excluded: Vec<Cow<'_, str>> = params(query, "exclude").collect();
+        assert_eq!(excluded, ["upstream:orders", "a b", "c+d"]);
+        assert_eq!(params(query, "format").last().as_deref(), Some("json"));
+        assert_eq!(params("format=%6Aso%6E", "format").last().as_deref(), Some("json"));
+        assert_eq!(params("", "exclude").count(), 0);
     }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let byte = bytes[i];
-        if byte == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            if let Some(decoded) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(decoded);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if byte == b'+' { b' ' } else { byte });
-        i += 1;
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(decode_segment("upstream%3Aorders"), "upstream:orders");
+        assert_eq!(decode_segment("postgres"), "postgres");
+        assert_eq!(decode_segment("bad%zz"), "bad%zz");
     }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
