@@ -188,8 +188,7 @@ fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body>
         config: &app.config,
     };
     if wants_json(request, query) {
-        let body = serde_json::to_vec_pretty(&render::diag_json(&input)).unwrap_or_default();
-        respond(StatusCode::OK, HEALTH_JSON, body)
+        json(StatusCode::OK, &render::diag_json(&input), "the /diag JSON document")
     } else {
         text(StatusCode::OK, render::diag_text(&input))
     }
@@ -248,6 +247,21 @@ fn note_kubelet(app: &App, request: &Request<impl Sized>, endpoint: &Endpoint<'_
         .set(seconds);
 }
 
+/// `value` as health+json; `what` names it should it fail to serialize, which answers 500 (an
+/// empty 200 would read as a healthy, empty document) and is logged.
+fn json(status: StatusCode, value: &impl serde::Serialize, what: &str) -> Response<Body> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => respond(status, HEALTH_JSON, body),
+        Err(error) => {
+            tracing::error!(%error, "Cannot serialize {what}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("500 internal server error: cannot serialize {what}: {error}\n"),
+            )
+        }
+    }
+}
+
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     respond(status, TEXT, body.into().into_bytes())
 }
@@ -301,6 +315,36 @@ mod tests {
         assert_eq!(params(query, "format").last().as_deref(), Some("json"));
         assert_eq!(params("format=%6Aso%6E", "format").last().as_deref(), Some("json"));
         assert_eq!(params("", "exclude").count(), 0);
+    }
+
+    fn body_text(response: Response<Body>) -> String {
+        use futures_util::FutureExt as _;
+        use http_body_util::BodyExt as _;
+        let collected = response.into_body().collect().now_or_never();
+        let bytes = collected.and_then(Result::ok).map(|c| c.to_bytes()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn a_document_that_cannot_be_serialized_is_a_500_naming_it() {
+        struct Broken;
+        impl serde::Serialize for Broken {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("broken on purpose"))
+            }
+        }
+        let response = json(StatusCode::OK, &Broken, "the test document");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[CONTENT_TYPE], TEXT);
+        let body = body_text(response);
+        assert_eq!(
+            body,
+            "500 internal server error: cannot serialize the test document: broken on purpose\n"
+        );
+        assert_eq!(body.lines().count(), 1);
+        let ok = json(StatusCode::OK, &serde_json::json!({"status": "pass"}), "a document");
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()[CONTENT_TYPE], HEALTH_JSON);
     }
 
     #[test]
