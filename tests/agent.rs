@@ -195,6 +195,21 @@ fn diag_speaks_health_json_and_text() {
         text.body
     );
     assert!(text.body.contains("status changes (newest first):"), "{}", text.body);
+    // The verdict leads; the passing check has its one line before its figures in full.
+    assert_eq!(
+        text.body.lines().nth(1),
+        Some("verdict: pass: ready, every check passes"),
+        "{}",
+        text.body
+    );
+    assert!(text.body.contains("\npassing:\n  system  ok  in "), "{}", text.body);
+    assert!(
+        text.body
+            .lines()
+            .any(|l| l.starts_with("  memory_working_set") && l.ends_with("MiB")),
+        "{}",
+        text.body
+    );
 }
 
 #[test]
