@@ -150,6 +150,17 @@ fn status_changes_are_logged_once_as_json_lines() {
     assert_eq!(changes[0]["check"], "system");
     assert_eq!(changes[0]["from"], "none");
     assert_eq!(changes[0]["to"], "pass");
+
+    // The Serving line lists the checks as a JSON array, not as the string of its Debug text.
+    let serving: Vec<serde_json::Value> = vigil
+        .log_lines()
+        .into_iter()
+        .filter(|event| event["message"] == "Serving")
+        .collect();
+    assert_eq!(serving.len(), 1, "{logs}");
+    assert_eq!(serving[0]["checks"], serde_json::json!(["system"]), "{logs}");
+    assert_eq!(serving[0]["level"], "INFO");
+    assert!(serving[0]["listen"].as_str().is_some_and(|l| l.contains(':')), "{logs}");
 }
 
 #[test]
