@@ -443,6 +443,9 @@ fn verdict(readiness: &Readiness) -> String {
         if readiness.draining {
             why.push("draining: shutting down, /readyz answers 503 while connections drain".to_owned());
         }
+        if why.is_empty() {
+            return format!("{status}: not ready");
+        }
         return format!("{status}: not ready: {}", why.join("; "));
     }
     let failing = names(|c| c.status == Some(Status::Fail));
