@@ -133,7 +133,7 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
     };
     let agent = Agent::start(checks, metrics, listener, options).context("cannot start serving")?;
-    tracing::info!(listen = %agent.local_addr, checks = ?names, version = env!("CARGO_PKG_VERSION"), "Serving");
+    tracing::info!(listen = %agent.local_addr, checks = %logging::json(&names), version = env!("CARGO_PKG_VERSION"), "Serving");
 
     let which = signals.next().await;
     agent.start_draining();

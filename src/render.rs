@@ -146,7 +146,7 @@ impl Serialize for Components<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         for check in &self.0.checks {
-            let time = check.last_run.as_ref().map(|r| rfc3339(r.finished_at));
+            let time = check.last_run.as_ref().map(|r| fmt::timestamp(r.finished_at));
             let component = Component {
                 component_type: check.component_type,
                 observed_value: None,
@@ -186,7 +186,7 @@ impl Serialize for VigilPart<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("ready", &input.readiness.ready)?;
         map.serialize_entry("draining", &input.readiness.draining)?;
-        map.serialize_entry("started", &rfc3339(input.started_at))?;
+        map.serialize_entry("started", &fmt::timestamp(input.started_at))?;
         map.serialize_entry("uptime_seconds", &input.uptime.as_secs())?;
         if let Some(tasks) = input.alive_tasks {
             map.serialize_entry("runtime", &RuntimeFigures { alive_tasks: tasks })?;
@@ -197,7 +197,7 @@ impl Serialize for VigilPart<'_> {
         let probes: Vec<(&str, String)> = input
             .kubelet_probes
             .iter()
-            .map(|(endpoint, at)| (*endpoint, rfc3339(*at)))
+            .map(|(endpoint, at)| (*endpoint, fmt::timestamp(*at)))
             .collect();
         map.serialize_entry("kubelet_probes", &InOrder(&probes))?;
         map.serialize_entry("config", input.config)?;
@@ -255,7 +255,7 @@ impl<'a> CheckDetail<'a> {
             kind: check.kind.map(|k| k.as_str()),
             hint: check.hint.as_deref(),
             critical: check.settings.critical,
-            since: check.since.map(rfc3339),
+            since: check.since.map(fmt::timestamp),
             for_seconds: check
                 .since
                 .and_then(|s| now.duration_since(s).ok())
@@ -269,7 +269,7 @@ impl<'a> CheckDetail<'a> {
                 status: run.outcome.status.as_str(),
                 reason: &run.outcome.reason,
                 kind: run.outcome.kind.map(|k| k.as_str()),
-                time: rfc3339(run.finished_at),
+                time: fmt::timestamp(run.finished_at),
                 duration_seconds: run.duration.as_secs_f64(),
                 details: run.outcome.details.as_ref(),
             }),
@@ -304,7 +304,7 @@ struct TransitionEntry<'a> {
 impl<'a> TransitionEntry<'a> {
     fn new(t: &'a Transition) -> Self {
         TransitionEntry {
-            time: rfc3339(t.at),
+            time: fmt::timestamp(t.at),
             check: &t.check,
             from: t.from.map(Status::as_str),
             to: t.to.as_str(),
@@ -325,7 +325,10 @@ fn notes(input: &DiagInput<'_>) -> Vec<String> {
         None => input.uptime > KUBELET_QUIET,
     };
     if quiet {
-        let since = last_probe.map_or_else(|| "since start".to_owned(), |at| format!("since {}", rfc3339(at)));
+        let since = last_probe.map_or_else(
+            || "since start".to_owned(),
+            |at| format!("since {}", fmt::timestamp(at)),
+        );
         notes.push(format!(
             "no kubelet probe (User-Agent kube-probe/…) {since}: check that the Deployment's readiness and liveness probes point at vigil's port"
         ));
@@ -333,10 +336,13 @@ fn notes(input: &DiagInput<'_>) -> Vec<String> {
     notes
 }
 
-/// The `/diag` text report for a terminal.
+/// The `/diag` text report for a terminal, for a person paged at night: the verdict first, then
+/// every check that fails or warns (worst first) in full, then one line per passing check, then
+/// the notes, the timeline, the kubelet probes and the passing checks in full. Figures read in
+/// the units `kubectl top` prints (`0.3ms`, `653MiB`, `2.1%`); the JSON keeps raw values.
 pub fn diag_text(input: &DiagInput<'_>) -> String {
     let readiness = input.readiness;
-    let mut out = String::with_capacity(4096);
+    let mut out = String::with_capacity(4096 + 160 * readiness.checks.len());
     let _ = writeln!(
         out,
         "vigil {} on {}: {} (up {})",
@@ -345,55 +351,40 @@ pub fn diag_text(input: &DiagInput<'_>) -> String {
         if readiness.ready { "READY" } else { "NOT READY" },
         fmt::duration(Duration::from_secs(input.uptime.as_secs())),
     );
-    for note in notes(input) {
-        let _ = writeln!(out, "note: {note}");
+    let _ = writeln!(out, "verdict: {}", verdict(readiness));
+    let _ = writeln!(out, "checks: {}", tally(readiness));
+
+    let mut attention: Vec<&CheckView> = readiness
+        .checks
+        .iter()
+        .filter(|c| c.status != Some(Status::Pass))
+        .collect();
+    attention.sort_by_key(|c| severity(c));
+    let passing: Vec<&CheckView> = readiness
+        .checks
+        .iter()
+        .filter(|c| c.status == Some(Status::Pass))
+        .collect();
+
+    if !attention.is_empty() {
+        let _ = writeln!(out, "\nfailing and warning (worst first):");
+        for check in &attention {
+            check_block(&mut out, check, input.now, true);
+        }
     }
-    for check in &readiness.checks {
+    if !passing.is_empty() {
+        let _ = writeln!(out, "\npassing:");
+        let width = passing.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for check in &passing {
+            let _ = writeln!(out, "  {:<width$}  {}", check.name, passing_summary(check));
+        }
+    }
+
+    let notes = notes(input);
+    if !notes.is_empty() {
         let _ = writeln!(out);
-        let status = check.status.map_or("PENDING", |s| match s {
-            Status::Pass => "PASS",
-            Status::Warn => "WARN",
-            Status::Fail => "FAIL",
-        });
-        let critical = if check.settings.critical {
-            "critical"
-        } else {
-            "not critical"
-        };
-        let _ = writeln!(out, "{} [{status}] ({critical}) {}", check.name, check.reason);
-        if let Some(since) = check.since {
-            let age = input
-                .now
-                .duration_since(since)
-                .map(|d| fmt::duration(Duration::from_secs(d.as_secs())))
-                .unwrap_or_default();
-            let _ = writeln!(out, "  since {} ({age} ago)", rfc3339(since));
-        }
-        if check.consecutive_failures > 0 {
-            let _ = writeln!(
-                out,
-                "  consecutive failed runs: {} (reports fail at {})",
-                check.consecutive_failures, check.settings.failure_threshold
-            );
-        }
-        if let Some(hint) = &check.hint {
-            let _ = writeln!(out, "  hint: {hint}");
-        }
-        if let Some(run) = &check.last_run {
-            let _ = writeln!(
-                out,
-                "  last run: {} in {:.1}ms: {}",
-                run.outcome.status,
-                run.duration.as_secs_f64() * 1000.0,
-                run.outcome.reason
-            );
-            for o in &run.outcome.observations {
-                let value = match &o.value {
-                    Value::Number(n) => format_number(*n),
-                    Value::Text(t) => t.clone(),
-                };
-                let _ = writeln!(out, "  {:<24} {value} {}", o.name, o.unit.as_str());
-            }
+        for note in notes {
+            let _ = writeln!(out, "note: {note}");
         }
     }
     let _ = writeln!(out, "\nstatus changes (newest first):");
@@ -402,36 +393,183 @@ pub fn diag_text(input: &DiagInput<'_>) -> String {
     }
     for t in input.transitions.iter().rev() {
         let from = t.from.map_or("none", Status::as_str);
-        let _ = writeln!(out, "  {} {} {from} -> {}: {}", rfc3339(t.at), t.check, t.to, t.reason);
+        let _ = writeln!(
+            out,
+            "  {} {} {from} -> {}: {}",
+            fmt::timestamp(t.at),
+            t.check,
+            t.to,
+            t.reason
+        );
     }
     let _ = writeln!(out, "\nkubelet probes:");
     if input.kubelet_probes.is_empty() {
         let _ = writeln!(out, "  none seen");
     }
     for (endpoint, at) in input.kubelet_probes {
-        let _ = writeln!(out, "  {endpoint} last at {}", rfc3339(*at));
+        let _ = writeln!(out, "  {endpoint} last at {}", fmt::timestamp(*at));
+    }
+    if !passing.is_empty() {
+        let _ = writeln!(out, "\npassing checks in full:");
+        for check in &passing {
+            check_block(&mut out, check, input.now, false);
+        }
     }
     out
 }
 
-fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{n:.0}")
+/// Ready or not, and why: `fail: not ready: critical check failing: postgres`.
+fn verdict(readiness: &Readiness) -> String {
+    let names = |wanted: fn(&CheckView) -> bool| {
+        let matching: Vec<&str> = readiness
+            .checks
+            .iter()
+            .filter(|c| wanted(c))
+            .map(|c| c.name.as_str())
+            .collect();
+        listed(&matching)
+    };
+    let status = overall_status(readiness);
+    let mut why = Vec::new();
+    if !readiness.ready {
+        let failing = names(|c| c.status == Some(Status::Fail) && c.settings.critical);
+        if !failing.is_empty() {
+            why.push(format!("critical check failing: {failing}"));
+        }
+        let pending = names(|c| c.status.is_none());
+        if !pending.is_empty() {
+            why.push(format!("first run not finished: {pending}"));
+        }
+        if readiness.draining {
+            why.push("draining: shutting down, /readyz answers 503 while connections drain".to_owned());
+        }
+        if why.is_empty() {
+            return format!("{status}: not ready");
+        }
+        return format!("{status}: not ready: {}", why.join("; "));
+    }
+    let failing = names(|c| c.status == Some(Status::Fail));
+    if !failing.is_empty() {
+        why.push(format!("non-critical check failing: {failing}"));
+    }
+    let warning = names(|c| c.status == Some(Status::Warn));
+    if !warning.is_empty() {
+        why.push(format!("warning: {warning}"));
+    }
+    if why.is_empty() {
+        format!("{status}: ready, every check passes")
     } else {
-        format!("{n:.4}")
+        format!("{status}: ready, degraded: {}", why.join("; "))
     }
 }
 
-/// `2026-11-23T20:24:05.123Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+/// At most five names, then how many more: `a, b, c, d, e and 7 more`.
+fn listed(names: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    if names.len() <= SHOWN {
+        return names.join(", ");
+    }
+    format!("{} and {} more", names[..SHOWN].join(", "), names.len() - SHOWN)
+}
+
+/// `1 fail, 0 warn, 48 pass, 1 pending (50 in all)`.
+fn tally(readiness: &Readiness) -> String {
+    let count = |status: Option<Status>| readiness.checks.iter().filter(|c| c.status == status).count();
+    format!(
+        "{} fail, {} warn, {} pass, {} pending ({} in all)",
+        count(Some(Status::Fail)),
+        count(Some(Status::Warn)),
+        count(Some(Status::Pass)),
+        count(None),
+        readiness.checks.len()
+    )
+}
+
+/// Worst first: what keeps the agent from being ready, then the rest that fails, then warnings.
+fn severity(check: &CheckView) -> u8 {
+    match (check.status, check.settings.critical) {
+        (Some(Status::Fail), true) => 0,
+        (None, _) => 1,
+        (Some(Status::Fail), false) => 2,
+        (Some(Status::Warn), true) => 3,
+        (Some(Status::Warn), false) => 4,
+        (Some(Status::Pass), _) => 5,
+    }
+}
+
+/// The one line of a passing check: `ok  in 0.4ms`, and a failed run below the threshold.
+fn passing_summary(check: &CheckView) -> String {
+    let mut line = "ok".to_owned();
+    if let Some(run) = &check.last_run {
+        let _ = write!(line, "  in {}", fmt::seconds(run.duration));
+        if check.consecutive_failures > 0 {
+            let _ = write!(
+                line,
+                "  (failed {} run(s) in a row, reports fail at {}: {})",
+                check.consecutive_failures, check.settings.failure_threshold, run.outcome.reason
+            );
+        }
+    }
+    line
+}
+
+/// A check in full: status, reason, hint, since when, failed runs, the last run and its figures.
+fn check_block(out: &mut String, check: &CheckView, now: SystemTime, attention: bool) {
+    let _ = writeln!(out);
+    let status = check.status.map_or("PENDING", |s| match s {
+        Status::Pass => "PASS",
+        Status::Warn => "WARN",
+        Status::Fail => "FAIL",
+    });
+    let critical = if check.settings.critical {
+        "critical"
+    } else {
+        "not critical"
+    };
+    let _ = writeln!(out, "{} [{status}] ({critical}) {}", check.name, check.reason);
+    if let Some(hint) = &check.hint {
+        let _ = writeln!(out, "  hint: {hint}");
+    }
+    if let Some(since) = check.since {
+        let age = now
+            .duration_since(since)
+            .map(|d| fmt::duration(Duration::from_secs(d.as_secs())))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  since {} ({age} ago)", fmt::timestamp(since));
+    }
+    if attention || check.consecutive_failures > 0 {
+        let _ = writeln!(
+            out,
+            "  consecutive failed runs: {} (reports fail at {})",
+            check.consecutive_failures, check.settings.failure_threshold
+        );
+    }
+    if let Some(run) = &check.last_run {
+        let _ = writeln!(
+            out,
+            "  last run: {} in {}: {}",
+            run.outcome.status,
+            fmt::seconds(run.duration),
+            run.outcome.reason
+        );
+        for o in &run.outcome.observations {
+            let value = match &o.value {
+                Value::Number(n) => fmt::figure(*n, o.unit),
+                Value::Text(t) => t.clone(),
+            };
+            let _ = writeln!(out, "  {:<24} {value}", o.name);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::config::CheckSettings;
-    use crate::outcome::ComponentType;
+    use crate::outcome::{ComponentType, FailureKind, Observation, Outcome, Unit};
+    use crate::state::Run;
 
     fn readiness(ready: bool) -> Readiness {
         let check = CheckView {
@@ -502,5 +640,222 @@ mod tests {
         assert!(diag_notes(Duration::from_secs(600), &recent, now).is_empty());
         let old = [("/readyz", now - Duration::from_secs(300))];
         assert_eq!(diag_notes(Duration::from_secs(600), &old, now).len(), 1);
+    }
+
+    /// A check whose last run finished a minute ago in `millis`, with `outcome`.
+    fn view(name: &str, critical: bool, status: Option<Status>, outcome: Outcome, now: SystemTime) -> CheckView {
+        let failing = status != Some(Status::Pass);
+        CheckView {
+            name: name.to_owned(),
+            settings: CheckSettings {
+                critical,
+                ..CheckSettings::default()
+            },
+            component_type: ComponentType::Component,
+            status,
+            reason: outcome.reason.clone(),
+            kind: outcome.kind,
+            hint: outcome.hint.clone(),
+            since: Some(now - Duration::from_secs(185)),
+            consecutive_failures: if failing { 4 } else { 0 },
+            consecutive_successes: if failing { 0 } else { 37 },
+            runs: 40,
+            last_run: Some(Arc::new(Run {
+                outcome,
+                finished: tokio::time::Instant::now(),
+                finished_at: now - Duration::from_secs(1),
+                duration: Duration::from_micros(300),
+            })),
+        }
+    }
+
+    fn upstream_pass(name: &str, now: SystemTime) -> CheckView {
+        let outcome = Outcome::pass().with_observations(vec![
+            Observation::number("status_code", 200.0, Unit::None),
+            Observation::number("latency", 0.012, Unit::Seconds),
+        ]);
+        view(name, false, Some(Status::Pass), outcome, now)
+    }
+
+    fn text_of(readiness: &Readiness, transitions: &[Transition], now: SystemTime) -> String {
+        diag_text(&DiagInput {
+            readiness,
+            transitions,
+            kubelet_probes: &[("/readyz", now - Duration::from_secs(3))],
+            started_at: now - Duration::from_secs(600),
+            uptime: Duration::from_secs(600),
+            alive_tasks: None,
+            now,
+            service_id: "gateway-7d9f",
+            config: RawValue::NULL,
+        })
+    }
+
+    #[test]
+    fn the_one_failing_check_of_fifty_is_within_the_first_ten_lines() {
+        let now = SystemTime::now();
+        let mut checks: Vec<CheckView> = (0..50)
+            .map(|i| upstream_pass(&format!("upstream:svc-{i:02}"), now))
+            .collect();
+        let failing = Outcome::fail(
+            FailureKind::Refused,
+            "GET http://10.0.0.27:8080/healthz: connection refused",
+        )
+        .with_hint("kubectl get endpoints svc-27");
+        checks[27] = view("upstream:svc-27", true, Some(Status::Fail), failing, now);
+        let readiness = Readiness {
+            ready: false,
+            draining: false,
+            checks,
+        };
+        let text = text_of(&readiness, &[], now);
+        let head: Vec<&str> = text.lines().take(10).collect();
+        assert!(
+            head.iter().any(|l| l.contains("upstream:svc-27")
+                && l.contains("GET http://10.0.0.27:8080/healthz: connection refused")),
+            "{text}"
+        );
+        assert!(
+            head.iter().any(|l| l.contains("kubectl get endpoints svc-27")),
+            "{text}"
+        );
+        assert_eq!(
+            head[0],
+            format!(
+                "vigil {} on gateway-7d9f: NOT READY (up 10m)",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        assert_eq!(
+            head[1],
+            "verdict: fail: not ready: critical check failing: upstream:svc-27"
+        );
+        assert_eq!(head[2], "checks: 1 fail, 0 warn, 49 pass, 0 pending (50 in all)");
+        // Every passing check: one line in the summary, in full further down.
+        let summary: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "passing:")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(summary.len(), 49, "{text}");
+        assert_eq!(summary[0], "  upstream:svc-00  ok  in 0.3ms");
+        assert!(text.contains("\nupstream:svc-00 [PASS] (not critical) ok\n"), "{text}");
+        assert!(text.contains("  latency                  12ms\n"), "{text}");
+    }
+
+    #[test]
+    fn failures_come_worst_first_in_full_with_human_figures() {
+        let now = SystemTime::now();
+        let system = Outcome::warn(FailureKind::Threshold, "memory 97% of its limit")
+            .with_hint("raise the memory limit")
+            .with_observations(vec![
+                Observation::number("memory_working_set", 684_339_200.0, Unit::Bytes),
+                Observation::number("memory_usage", 0.0206, Unit::Ratio),
+                Observation::number("cpu_limit", 0.25, Unit::Cores),
+            ]);
+        let jwt = Outcome::pass().with_observations(vec![
+            Observation::number("gateway_accepts_valid_token", 1.0, Unit::Flag),
+            Observation::text("fingerprint", "3f2a9c1d"),
+        ]);
+        let postgres = Outcome::fail(FailureKind::Refused, "connection refused (127.0.0.1:5432)")
+            .with_hint("is the database up? kubectl get pods -n db")
+            .with_observations(vec![Observation::number("query_duration", 0.0003, Unit::Seconds)]);
+        let mut flapping = upstream_pass("upstream:orders", now);
+        flapping.consecutive_failures = 1;
+        let readiness = Readiness {
+            ready: false,
+            draining: true,
+            checks: vec![
+                view("system", false, Some(Status::Warn), system, now),
+                view("jwt", true, Some(Status::Pass), jwt, now),
+                flapping,
+                view("postgres", true, Some(Status::Fail), postgres, now),
+            ],
+        };
+        let transitions = [Transition {
+            check: "postgres".to_owned(),
+            from: Some(Status::Pass),
+            to: Status::Fail,
+            reason: "connection refused (127.0.0.1:5432)".to_owned(),
+            at: now - Duration::from_secs(185),
+        }];
+        let text = text_of(&readiness, &transitions, now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "verdict: fail: not ready: critical check failing: postgres; draining: shutting down, /readyz answers 503 while connections drain"
+        );
+        let position = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing from:\n{text}"))
+        };
+        assert!(position("postgres [FAIL] (critical)") < position("system [WARN] (not critical)"));
+        assert!(position("system [WARN]") < position("\npassing:\n"));
+        assert!(position("\npassing:\n") < position("status changes (newest first):"));
+        assert!(position("status changes") < position("kubelet probes:"));
+        assert!(position("kubelet probes:") < position("passing checks in full:"));
+        for fact in [
+            "  hint: is the database up? kubectl get pods -n db\n",
+            "  since ",
+            "(3m 5s ago)",
+            "  consecutive failed runs: 4 (reports fail at 2)\n",
+            "  last run: fail in 0.3ms: connection refused (127.0.0.1:5432)\n",
+            "  query_duration           0.3ms\n",
+            "  memory_working_set       653MiB\n",
+            "  memory_usage             2.1%\n",
+            "  cpu_limit                0.25 cores\n",
+            "  gateway_accepts_valid_token yes\n",
+            "  fingerprint              3f2a9c1d\n",
+            "  upstream:orders  ok  in 0.3ms  (failed 1 run(s) in a row, reports fail at 2: ok)\n",
+            " postgres pass -> fail: connection refused (127.0.0.1:5432)\n",
+            "  /readyz last at ",
+            "note: shutting down: /readyz answers 503 while connections drain\n",
+        ] {
+            position(fact);
+        }
+        assert!(!text.contains(" bytes") && !text.contains(" ratio"), "{text}");
+    }
+
+    #[test]
+    fn the_verdict_says_why() {
+        let now = SystemTime::now();
+        let pass = |name: &str| upstream_pass(name, now);
+        let mut pending = pass("jwt");
+        pending.status = None;
+        pending.last_run = None;
+        let ready = Readiness {
+            ready: true,
+            draining: false,
+            checks: vec![pass("a"), pass("b")],
+        };
+        assert_eq!(verdict(&ready), "pass: ready, every check passes");
+        let degraded = Readiness {
+            ready: true,
+            draining: false,
+            checks: vec![
+                view("a", false, Some(Status::Fail), Outcome::fail(FailureKind::Io, "x"), now),
+                view(
+                    "b",
+                    true,
+                    Some(Status::Warn),
+                    Outcome::warn(FailureKind::Threshold, "y"),
+                    now,
+                ),
+            ],
+        };
+        assert_eq!(
+            verdict(&degraded),
+            "warn: ready, degraded: non-critical check failing: a; warning: b"
+        );
+        let starting = Readiness {
+            ready: false,
+            draining: false,
+            checks: vec![pass("a"), pending],
+        };
+        assert_eq!(verdict(&starting), "fail: not ready: first run not finished: jwt");
+        let text = text_of(&starting, &[], now);
+        assert!(text.contains("\njwt [PENDING] (not critical) "), "{text}");
+        assert_eq!(listed(&["a", "b", "c", "d", "e", "f", "g"]), "a, b, c, d, e and 2 more");
     }
 }

@@ -6,9 +6,13 @@ use std::io::Read;
 use std::path::Path;
 
 use serde::{Serialize, Serializer};
+use subtle::ConstantTimeEq as _;
 
 /// A value that must never be printed, logged, exported or returned.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Deliberately not `PartialEq`: a derived comparison stops at the first differing byte. Compare
+/// a token with [`Secret::matches`]; tests compare [`Secret::expose`]d values.
+#[derive(Clone)]
 pub struct Secret<T>(T);
 
 const REDACTED: &str = "<redacted>";
@@ -47,9 +51,7 @@ impl Secret<String> {
     /// Compares with `candidate` in time that depends only on the lengths, so a remote peer
     /// cannot find the token byte by byte.
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        let expected = self.0.as_bytes();
-        expected.len() == candidate.len()
-            && expected.iter().zip(candidate).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+        bool::from(self.0.as_bytes().ct_eq(candidate))
     }
 }
 

@@ -162,6 +162,17 @@ fn status_changes_are_logged_once_as_json_lines() {
     assert_eq!(changes[0]["check"], "system");
     assert_eq!(changes[0]["from"], "none");
     assert_eq!(changes[0]["to"], "pass");
+
+    // The Serving line lists the checks as a JSON array, not as the string of its Debug text.
+    let serving: Vec<serde_json::Value> = vigil
+        .log_lines()
+        .into_iter()
+        .filter(|event| event["message"] == "Serving")
+        .collect();
+    assert_eq!(serving.len(), 1, "{logs}");
+    assert_eq!(serving[0]["checks"], serde_json::json!(["system"]), "{logs}");
+    assert_eq!(serving[0]["level"], "INFO");
+    assert!(serving[0]["listen"].as_str().is_some_and(|l| l.contains(':')), "{logs}");
 }
 
 #[test]
@@ -207,6 +218,21 @@ fn diag_speaks_health_json_and_text() {
         text.body
     );
     assert!(text.body.contains("status changes (newest first):"), "{}", text.body);
+    // The verdict leads; the passing check has its one line before its figures in full.
+    assert_eq!(
+        text.body.lines().nth(1),
+        Some("verdict: pass: ready, every check passes"),
+        "{}",
+        text.body
+    );
+    assert!(text.body.contains("\npassing:\n  system  ok  in "), "{}", text.body);
+    assert!(
+        text.body
+            .lines()
+            .any(|l| l.starts_with("  memory_working_set") && l.ends_with("MiB")),
+        "{}",
+        text.body
+    );
 }
 
 #[test]

@@ -51,7 +51,10 @@ impl DiagToken {
         let Some(path) = &self.file else { return Ok(false) };
         let fresh = secret::read_file(path)?;
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref() == Some(&fresh) {
+        if current
+            .as_ref()
+            .is_some_and(|token| token.matches(fresh.expose().as_bytes()))
+        {
             return Ok(false);
         }
         *current = Some(fresh);

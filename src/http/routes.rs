@@ -56,7 +56,7 @@ pub fn handle<B>(app: &App, request: &Request<B>, peer: SocketAddr) -> Response<
         "/metrics" => Endpoint::Metrics,
         "/diag" => Endpoint::Diag,
         _ => match path.strip_prefix("/readyz/") {
-            Some(name) if !name.is_empty() => Endpoint::ReadyzCheck(percent_decode(name)),
+            Some(name) if !name.is_empty() => Endpoint::ReadyzCheck(decode_segment(name)),
             _ => return text(StatusCode::NOT_FOUND, format!("404 page not found: {path}\n")),
         },
     };
@@ -188,8 +188,7 @@ fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body>
         config: &app.config,
     };
     if wants_json(request, query) {
-        let body = serde_json::to_vec_pretty(&render::diag_json(&input)).unwrap_or_default();
-        respond(StatusCode::OK, HEALTH_JSON, body)
+        json(StatusCode::OK, &render::diag_json(&input), "the /diag JSON document")
     } else {
         text(StatusCode::OK, render::diag_text(&input))
     }
@@ -248,6 +247,21 @@ fn note_kubelet(app: &App, request: &Request<impl Sized>, endpoint: &Endpoint<'_
         .set(seconds);
 }
 
+/// `value` as health+json; `what` names it should it fail to serialize, which answers 500 (an
+/// empty 200 would read as a healthy, empty document) and is logged.
+fn json(status: StatusCode, value: &impl serde::Serialize, what: &str) -> Response<Body> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => respond(status, HEALTH_JSON, body),
+        Err(error) => {
+            tracing::error!(%error, "Cannot serialize {what}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("500 internal server error: cannot serialize {what}: {error}\n"),
+            )
+        }
+    }
+}
+
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     respond(status, TEXT, body.into().into_bytes())
 }
@@ -269,37 +283,74 @@ fn without_body(response: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, Full::new(Bytes::new()))
 }
 
+/// Whether the query names `key`, with or without a value (`?verbose`, `?verbose=1`).
 fn has_param(query: &str, key: &str) -> bool {
-    query.split('&').any(|pair| pair.split('=').next() == Some(key))
+    form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == key)
 }
 
+/// The values of `key` in the query, decoded (`%3A`, `+` as a space), in their order:
+/// `?exclude=a&exclude=b`.
 fn params<'a>(query: &'a str, key: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
-    query.split('&').filter_map(move |pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == key).then(|| percent_decode(v))
-    })
+    form_urlencoded::parse(query.as_bytes()).filter_map(move |(k, v)| (k == key).then_some(v))
 }
 
-/// Decodes `%3A` and friends (and `+` as a space, as forms do); invalid escapes stay as they are.
-fn percent_decode(text: &str) -> Cow<'_, str> {
-    if !text.contains(['%', '+']) {
-        return Cow::Borrowed(text);
+/// A percent-encoded path segment, decoded (`upstream%3Aorders`); invalid UTF-8 is replaced.
+fn decode_segment(segment: &str) -> Cow<'_, str> {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded_and_repeatable() {
+        let query = "verbose&exclude=upstream%3Aorders&exclude=a+b&exclude=c%2Bd&format=json";
+        assert!(has_param(query, "verbose"));
+        assert!(has_param("verbose=1", "verbose"));
+        assert!(!has_param(query, "verbos"));
+        assert!(!has_param("", "verbose"));
+        let excluded: Vec<Cow<'_, str>> = params(query, "exclude").collect();
+        assert_eq!(excluded, ["upstream:orders", "a b", "c+d"]);
+        assert_eq!(params(query, "format").last().as_deref(), Some("json"));
+        assert_eq!(params("format=%6Aso%6E", "format").last().as_deref(), Some("json"));
+        assert_eq!(params("", "exclude").count(), 0);
     }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let byte = bytes[i];
-        if byte == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            if let Some(decoded) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(decoded);
-                i += 3;
-                continue;
+
+    fn body_text(response: Response<Body>) -> String {
+        use futures_util::FutureExt as _;
+        use http_body_util::BodyExt as _;
+        let collected = response.into_body().collect().now_or_never();
+        let bytes = collected.and_then(Result::ok).map(|c| c.to_bytes()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn a_document_that_cannot_be_serialized_is_a_500_naming_it() {
+        struct Broken;
+        impl serde::Serialize for Broken {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("broken on purpose"))
             }
         }
-        out.push(if byte == b'+' { b' ' } else { byte });
-        i += 1;
+        let response = json(StatusCode::OK, &Broken, "the test document");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[CONTENT_TYPE], TEXT);
+        let body = body_text(response);
+        assert_eq!(
+            body,
+            "500 internal server error: cannot serialize the test document: broken on purpose\n"
+        );
+        assert_eq!(body.lines().count(), 1);
+        let ok = json(StatusCode::OK, &serde_json::json!({"status": "pass"}), "a document");
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()[CONTENT_TYPE], HEALTH_JSON);
     }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(decode_segment("upstream%3Aorders"), "upstream:orders");
+        assert_eq!(decode_segment("postgres"), "postgres");
+        assert_eq!(decode_segment("bad%zz"), "bad%zz");
+    }
 }
