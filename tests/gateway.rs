@@ -315,3 +315,115 @@ fn gateway_and_upstream_metrics_pass_promtool() {
     }
     support::assert_promtool_accepts(&body);
 }
+
+/// The peak resident memory of a process, from `/proc/PID/status` (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A latency histogram with tens of thousands of distinct `le`
+/// bounds (well under the 4 MiB cap) made the traffic computation quadratic on the thread the
+/// other checks share, so `/livez` failed and the kubelet restarted vigil in a loop.
+#[test]
+fn a_histogram_with_thousands_of_buckets_neither_stalls_vigil_nor_hides_the_pool() {
+    let mut metrics = pool("generic", 5, 0);
+    for i in 0..5_000 {
+        metrics.push_str(&format!(
+            "http_request_duration_seconds_bucket{{le=\"{}\"}} {i}\n",
+            f64::from(i) / 1000.0
+        ));
+    }
+    metrics.push_str("http_request_duration_seconds_bucket{le=\"+Inf\"} 5000\n");
+    let gateway = Gateway::start(&metrics);
+    let vigil = Vigil::start(&gateway.config(""));
+    wait_for_line(
+        &vigil,
+        "[+]gateway warn: the gateway's http_request_duration_seconds_bucket has more than 128 buckets",
+    );
+    let doc = diag(&vigil);
+    assert_eq!(
+        doc["checks"]["gateway:pool_in_use"][0]["observedValue"], 5.0,
+        "the pool is still read"
+    );
+    for _ in 0..5 {
+        assert_eq!(vigil.get("/livez").status, 200);
+    }
+}
+
+/// Tens of thousands of series of the metrics the check reads are refused, not parsed into
+/// unbounded memory: a scrape of 100,000 labelled pool series took vigil to 255 MiB, past its
+/// 64 MiB limit. Series of other metrics cost nothing beyond reading the lines.
+#[test]
+fn a_hundred_thousand_pool_series_are_refused_within_bounded_memory() {
+    let mut metrics = String::from("# TYPE connection_pool_in_use gauge\n");
+    for i in 0..100_000 {
+        metrics.push_str(&format!("connection_pool_in_use{{pool=\"p{i}\"}} 1\n"));
+    }
+    assert!(
+        metrics.len() < 4 * 1024 * 1024,
+        "under the scrape cap: {}",
+        metrics.len()
+    );
+    let gateway = Gateway::start(&metrics);
+    // A debug build reads 100,000 lines in more than the 200ms the other tests allow.
+    let config = gateway
+        .config("")
+        .replace("timeout = \"200ms\"", "timeout = \"2s\"")
+        .replace("interval = \"200ms\"", "interval = \"2s\"")
+        .replace("window = \"1s\"", "window = \"4s\"");
+    let vigil = Vigil::start(&config);
+    wait_for_line(&vigil, "[+]gateway warn: GET ");
+    let body = verbose(&vigil);
+    assert!(
+        body.contains("more than 10000 samples of the pool and traffic metrics"),
+        "{body}"
+    );
+    // Two more scrapes, then the peak.
+    let runs = |v: &Vigil| diag(v)["vigil"]["checks"]["gateway"]["runs"].as_u64().unwrap_or(0);
+    let seen = runs(&vigil);
+    assert!(poll_until(Duration::from_secs(5), || runs(&vigil) >= seen + 2));
+    let peak = peak_rss(vigil.pid());
+    assert!(peak < 48 * 1024 * 1024, "peak RSS {} MiB", peak / (1024 * 1024));
+    assert_eq!(vigil.get("/livez").status, 200);
+
+    // The same number of series of a metric the check does not read: read past, pool fine.
+    let mut other = pool("generic", 5, 0);
+    for i in 0..100_000 {
+        other.push_str(&format!("unrelated_series{{n=\"{i}\"}} 1\n"));
+    }
+    gateway.set_metrics(&other);
+    wait_for_line(&vigil, "[+]gateway ok");
+}
+
+/// NaN or negative pool figures are the gateway's bug: a warn naming the figure, never `ok`
+/// with a saturation of -25%.
+#[test]
+fn impossible_pool_figures_warn_naming_the_figure() {
+    let gateway = Gateway::start("connection_pool_in_use NaN\nconnection_pool_max 20\n");
+    let vigil = Vigil::start(&gateway.config(""));
+    wait_for_line(
+        &vigil,
+        "[+]gateway warn: the gateway reports an impossible pool figure: connection_pool_in_use = NaN",
+    );
+    assert!(
+        vigil
+            .get("/metrics")
+            .body
+            .contains("vigil_gateway_pool_saturation_ratio NaN")
+    );
+    gateway.set_metrics("connection_pool_in_use 5\nconnection_pool_max -20\n");
+    wait_for_line(
+        &vigil,
+        "[+]gateway warn: the gateway reports an impossible pool figure: connection_pool_max = -20",
+    );
+    gateway.set_metrics("connection_pool_in_use -5\nconnection_pool_max 20\n");
+    wait_for_line(&vigil, "connection_pool_in_use = -5");
+    gateway.set_metrics("connection_pool_in_use 5\nconnection_pool_max 20\n");
+    wait_for_line(&vigil, "[+]gateway ok");
+}

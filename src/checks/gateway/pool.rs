@@ -17,6 +17,9 @@ pub const POOL_HINT: &str = "the gateway's DB pool is full: curl <gateway>/metri
                              adjust connection pool settings (DB_POOL_SIZE, DB_POOL_TIMEOUT) or find the slow \
                              queries holding connections (runbook: High Latency)";
 
+const IMPOSSIBLE_HINT: &str = "a bug in the gateway's metrics: curl <gateway>/metrics | grep connection_pool; \
+                               report it to the gateway's owners";
+
 /// The pool's figures, each described once: its `state` label on
 /// `vigil_gateway_pool_connections`, its observation, and its key under `pool` in `/diag`.
 const FIGURES: [(&str, Figure); 3] = [
@@ -118,6 +121,12 @@ impl Pool {
             metrics.pool_unknown();
             return;
         };
+        if let Some(impossible) = self.impossible(&reading) {
+            report.detail("pool", json!({ "error": impossible }));
+            report.find(Finding::warn(FailureKind::Protocol, impossible).with_hint(IMPOSSIBLE_HINT));
+            metrics.pool_unknown();
+            return;
+        }
         reading.sums[2] = self.waiting_now(exposition, reading.sums[2], now);
         let max = reading.sums[1];
         for ((state, figure), value) in FIGURES.iter().zip(reading.sums) {
@@ -138,6 +147,19 @@ impl Pool {
         }
         self.judge_waiting(reading.sums[2], now, report);
         report.detail("pool", self.details(&reading, saturation, now));
+    }
+
+    /// A figure no pool can have (NaN, infinite, negative): the gateway's bug, named, rather
+    /// than a healthy-looking saturation of -25%.
+    fn impossible(&self, reading: &Reading) -> Option<String> {
+        let (name, value) = self
+            .names
+            .all()
+            .zip(reading.sums)
+            .find_map(|(name, value)| value.filter(|v| !v.is_finite() || *v < 0.0).map(|v| (name, v)))?;
+        Some(format!(
+            "the gateway reports an impossible pool figure: {name} = {value}: pool saturation unknown"
+        ))
     }
 
     fn read(&self, exposition: &Exposition) -> Reading {
