@@ -99,17 +99,12 @@ pub fn build(config: &Gateway, cx: &BuildContext<'_>) -> Result<Scheduled, Build
     let error = |message: String| BuildError::new("gateway", message);
     let client = cx.http_client("gateway", None)?;
     let metrics = cx.metrics.gateway().map_err(|e| error(e.to_string()))?;
-    let request = |url: &Option<crate::config::HttpUrl>| {
-        url.as_ref()
-            .map(|u| ProbeRequest::new("GET", u.as_str(), []))
-            .transpose()
-            .map_err(|e| error(e.to_string()))
-    };
+    let request = |url: &Option<crate::config::HttpUrl>| url.as_ref().map(|u| ProbeRequest::get(u, []));
     let per_window = config.window.as_millis() / config.settings.interval.as_millis().max(1);
     let check = GatewayCheck {
         client,
-        health: request(&config.health_url)?,
-        scrape: request(&config.metrics_url)?,
+        health: request(&config.health_url),
+        scrape: request(&config.metrics_url),
         names: PoolNames::from_config(config),
         config: config.clone(),
         metrics,
