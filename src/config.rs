@@ -323,22 +323,20 @@ fn read_secret_file(key: &str, path: &Path) -> Result<Secret<String>, Invalid> {
 }
 
 /// `[postgres]`: the check named `postgres`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Postgres {
     /// `interval`, `timeout`, `failure_threshold`, `success_threshold` (from `[defaults]`) and
     /// `critical` (default true).
-    #[serde(flatten)]
     pub settings: CheckSettings,
     /// The server to watch, parsed from `url` (or the contents of `url_file`, or
     /// `DATABASE_URL`): required, one of the three. A `postgres://` or `postgresql://` URL or a
     /// libpq `key=value` string; `sslmode` (`disable`, `allow`, `prefer` (default), `require`,
     /// `verify-ca`, `verify-full`) and `sslrootcert` are taken out and handled by vigil.
-    /// Printed `<redacted>`: it holds the password.
-    #[serde(rename = "url")]
+    /// Printed as `url = "<redacted>"` (it holds the password), or not at all when it came
+    /// from `url_file`.
     pub target: PostgresTarget,
     /// A file holding the URL (a Secret volume), read at start-up, whitespace trimmed. Default
     /// none; not together with `url`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url_file: Option<PathBuf>,
     /// Server connections in use / usable `max_connections` at which the check warns.
     /// Default 0.80; above 0, at most 1, below `saturation_fail`.
@@ -346,11 +344,41 @@ pub struct Postgres {
     /// The same share at which the check fails. Default 0.95; above 0, at most 1.
     pub saturation_fail: f64,
     /// Queries running longer than this are counted and shown. Default `30s`; at least 1s.
-    #[serde(with = "duration")]
     pub long_query: Duration,
     /// Connections in the agent's own pool (one more is kept open beside it). Default 2;
     /// 1 to 16.
     pub pool_size: u32,
+}
+
+/// Prints the keys as written: `url` (redacted) or `url_file`, never both, so that the
+/// printed configuration loads again.
+impl Serialize for Postgres {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            #[serde(flatten)]
+            settings: &'a CheckSettings,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            url: Option<&'a PostgresTarget>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            url_file: Option<&'a PathBuf>,
+            saturation_warn: f64,
+            saturation_fail: f64,
+            #[serde(with = "duration")]
+            long_query: Duration,
+            pool_size: u32,
+        }
+        Shown {
+            settings: &self.settings,
+            url: self.url_file.is_none().then_some(&self.target),
+            url_file: self.url_file.as_ref(),
+            saturation_warn: self.saturation_warn,
+            saturation_fail: self.saturation_fail,
+            long_query: self.long_query,
+            pool_size: self.pool_size,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// `[postgres]` as written: what [`Postgres`] is loaded from (see its fields for each key).
@@ -1787,6 +1815,15 @@ expect_status = "3xx"
         assert!(orders.headers.iter().all(|(_, value)| value.is_sensitive()));
         assert!(!format!("{orders:?}").contains("upstream-secret"));
         assert!(original.gateway.is_some() && original.jwt.is_some() && original.system.is_some());
+
+        // A URL from a file prints as the file, and loads again as it is.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://gw:db-secret@db/gw\n").unwrap();
+        let from_file = load_str(&format!("[postgres]\nurl_file = {file:?}\n"), &[]).unwrap();
+        let shown = from_file.to_redacted_toml();
+        assert!(!shown.contains("db-secret") && !shown.contains("url = "), "{shown}");
+        assert_eq!(load_str(&shown, &[]).unwrap(), from_file);
 
         // A system check turned off stays off.
         let off = load_str("[system]\nenabled = false\n", &[]).unwrap();
