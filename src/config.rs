@@ -73,7 +73,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
 pub struct Invalid {
+    /// The full key, such as `upstream[0].window`.
     pub key: String,
+    /// Why, without the key; never quotes a secret.
     pub message: String,
 }
 
@@ -670,11 +672,16 @@ impl Jwt {
 /// The JWT signing algorithm the gateway uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JwtAlgorithm {
+    /// HMAC with SHA-256 and the shared secret (the default).
     #[default]
     HS256,
+    /// HMAC with SHA-384 and the shared secret.
     HS384,
+    /// HMAC with SHA-512 and the shared secret.
     HS512,
+    /// RSA with SHA-256; keys from `jwks_url`.
     RS256,
+    /// ECDSA P-256 with SHA-256; keys from `jwks_url`.
     ES256,
 }
 
@@ -799,6 +806,7 @@ pub fn validate_upstreams(upstreams: &[Upstream]) -> Result<(), Invalid> {
 pub enum ExpectStatus {
     /// A class such as `2xx`: the hundreds digit.
     Class(u16),
+    /// These codes exactly, such as `[200, 204]`.
     List(Vec<u16>),
 }
 
@@ -821,7 +829,9 @@ impl ExpectStatus {
 /// text as written (for reasons and `/diag`) and the [`http::Uri`] requests are made with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// As written in the configuration.
     text: String,
+    /// The same, parsed: what requests are made with.
     uri: http::Uri,
 }
 
@@ -1017,12 +1027,17 @@ fn default_latency_fail() -> Duration {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommonKeys {
+    /// [`CheckSettings::interval`].
     #[serde(default, with = "opt_duration")]
     interval: Option<Duration>,
+    /// [`CheckSettings::timeout`].
     #[serde(default, with = "opt_duration")]
     timeout: Option<Duration>,
+    /// [`CheckSettings::failure_threshold`].
     failure_threshold: Option<u32>,
+    /// [`CheckSettings::success_threshold`].
     success_threshold: Option<u32>,
+    /// [`CheckSettings::critical`].
     critical: Option<bool>,
 }
 

@@ -57,10 +57,15 @@ impl Serialize for PostgresTarget {
 /// libpq's `sslmode`, as the operator wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
+    /// `disable`: plain text only.
     Disable,
-    /// libpq's default: TLS when the server offers it, plain otherwise.
+    /// `prefer` (and `allow`), libpq's default: TLS when the server offers it, plain
+    /// otherwise; the certificate is not verified.
     Prefer,
+    /// `require`: TLS or no connection; the certificate is not verified.
     Require,
+    /// `verify-full` (and `verify-ca`, treated as it): TLS with the chain and the host name
+    /// verified against `sslrootcert` or the Mozilla roots.
     VerifyFull,
 }
 
@@ -100,7 +105,9 @@ impl SslMode {
 /// A URL split into what tokio-postgres parses and the TLS options vigil handles itself.
 #[derive(Debug, PartialEq, Eq)]
 struct TlsOptions {
+    /// `sslmode`; `prefer` without one.
     mode: SslMode,
+    /// `sslrootcert`, if given.
     root_cert: Option<String>,
     /// The URL (or key=value string) without `sslmode` and `sslrootcert`.
     rest: String,
