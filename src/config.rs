@@ -22,7 +22,7 @@ use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
-pub use self::pg_url::{PostgresTarget, SslMode};
+pub use self::pg_url::{PostgresTarget, PostgresUrlError, SslMode};
 use crate::secret::Secret;
 
 /// The port vigil listens on unless told otherwise.

@@ -23,21 +23,35 @@ pub struct PostgresTarget {
     pub root_cert: Option<PathBuf>,
 }
 
+/// Why a postgres URL was refused. No variant holds the password: the messages are redacted
+/// before they are stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostgresUrlError {
+    #[error("must be a postgres:// or postgresql:// URL (or key=value connection string)")]
+    Scheme,
+    /// A bad `sslmode`.
+    #[error("{0}")]
+    SslMode(String),
+    /// What tokio-postgres said about the rest.
+    #[error("cannot be parsed: {0}")]
+    Parse(String),
+}
+
 impl PostgresTarget {
     /// A `postgres://` / `postgresql://` URL or a `key=value` connection string. The error
     /// names no key (the caller's) and never shows the password.
-    pub fn parse(url: &str) -> Result<PostgresTarget, String> {
+    pub fn parse(url: &str) -> Result<PostgresTarget, PostgresUrlError> {
         // The URL holds the password: the message shows its scheme at most.
         let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
         let keyword_form = !url.contains("://") && url.contains('=');
         if !scheme_ok && !keyword_form {
-            return Err("must be a postgres:// or postgresql:// URL (or key=value connection string)".to_owned());
+            return Err(PostgresUrlError::Scheme);
         }
-        let options = split_tls_options(url).map_err(|e| redact(&e, url))?;
+        let options = split_tls_options(url).map_err(|e| PostgresUrlError::SslMode(redact(&e, url)))?;
         let mut config: tokio_postgres::Config = options
             .rest
             .parse()
-            .map_err(|e: tokio_postgres::Error| format!("cannot be parsed: {}", redact(&e.to_string(), url)))?;
+            .map_err(|e: tokio_postgres::Error| PostgresUrlError::Parse(redact(&e.to_string(), url)))?;
         config.ssl_mode(options.mode.for_driver());
         Ok(PostgresTarget {
             config,
@@ -202,14 +216,17 @@ mod tests {
 
     #[test]
     fn the_target_is_parsed_with_the_driver_mode_set() {
-        let t = PostgresTarget::parse("postgres://gw:pw@db.example:6432/gateway?sslmode=verify-ca&sslrootcert=/ca.pem")
-            .unwrap();
+        let t = PostgresTarget::parse(
+            "postgres://gw:s3cr3t-pw@db.example:6432/gateway?sslmode=verify-ca&sslrootcert=/ca.pem",
+        )
+        .unwrap();
         assert_eq!(t.sslmode, SslMode::VerifyFull);
         assert_eq!(t.root_cert, Some(PathBuf::from("/ca.pem")));
         assert_eq!(t.config.get_ssl_mode(), PgSslMode::Require);
         assert_eq!(t.config.get_ports(), [6432]);
         assert_eq!(t.config.get_dbname(), Some("gateway"));
-        assert!(!format!("{t:?}").contains("pw@"), "{t:?}");
+        assert_eq!(t.config.get_password(), Some(&b"s3cr3t-pw"[..]));
+        assert!(!format!("{t:?}").contains("s3cr3t"), "{t:?}");
         let t = PostgresTarget::parse("host=/run/postgresql user=gw").unwrap();
         assert_eq!((t.sslmode, t.config.get_user()), (SslMode::Prefer, Some("gw")));
     }
@@ -221,7 +238,7 @@ mod tests {
             "postgres://u:hunter2@h/db?sslmode=hunter2",
             "postgres://u:hunter2@h:notaport/db",
         ] {
-            let message = PostgresTarget::parse(url).unwrap_err();
+            let message = PostgresTarget::parse(url).unwrap_err().to_string();
             assert!(!message.contains("hunter2"), "{message}");
         }
     }
