@@ -5,7 +5,7 @@
 //! or re-parses it.
 //!
 //! Each section type carries its documentation (what each key is, its default, its limits) and
-//! its own `validate`; the [`Loader`] only overlays the environment on the file and hands each
+//! its own `validate`; the loader only overlays the environment on the file and hands each
 //! section its table. Every error names the key it is about (`postgres.saturation_warn: must be
 //! between 0 and 1, got 1.5`), and where an environment variable set the key, that variable too.
 
