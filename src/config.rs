@@ -1,19 +1,28 @@
 //! The configuration: built-in defaults < TOML file < `VIGIL_<SECTION>__<KEY>` environment
-//! (with `DATABASE_URL` standing for `postgres.url`), loaded, typed and validated once at
-//! start-up. Everything after start-up reads [`Config`] and never re-checks it.
+//! (with `DATABASE_URL` standing for `postgres.url`), loaded, parsed and validated once at
+//! start-up into the types the checks use (an [`http::Method`], header names and values, a
+//! [`tokio_postgres::Config`]). Everything after start-up reads [`Config`] and never re-checks
+//! or re-parses it.
 //!
-//! Every error names the key it is about (`postgres.saturation_warn: must be between 0 and 1,
-//! got 1.5`), and where an environment variable set the key, that variable too.
+//! Each section type carries its documentation (what each key is, its default, its limits) and
+//! its own `validate`; the loader only overlays the environment on the file and hands each
+//! section its table. Every error names the key it is about (`postgres.saturation_warn: must be
+//! between 0 and 1, got 1.5`), and where an environment variable set the key, that variable too.
 
-use std::collections::{BTreeMap, HashMap};
+mod pg_url;
+
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http::{HeaderName, HeaderValue, Method};
 use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use self::pg_url::{PostgresTarget, PostgresUrlError, SslMode};
 use crate::secret::Secret;
 
 /// The port vigil listens on unless told otherwise.
@@ -58,39 +67,83 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// A value a section's `validate` refuses: the full key (`upstream[0].window`) and why. The
+/// loader adds the environment variable that set the key, if one did, and makes it a
+/// [`ConfigError::Invalid`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct Invalid {
+    /// The full key, such as `upstream[0].window`.
+    pub key: String,
+    /// Why, without the key; never quotes a secret.
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(key: impl Into<String>, message: impl fmt::Display) -> Invalid {
+        Invalid {
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
 /// The effective configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
-    /// One port for probes, metrics and diag.
+    /// The one address for probes, metrics and diag. Default `0.0.0.0:9476`; an
+    /// `address:port` (`VIGIL_LISTEN` sets it too). A change needs a restart.
     pub listen: SocketAddr,
+    /// `[defaults]`: the timing every check section inherits.
     pub defaults: Defaults,
+    /// `[shutdown]`: what happens after SIGTERM.
     pub shutdown: Shutdown,
+    /// `[diag]`: who may read `/diag` from outside the pod.
     pub diag: Diag,
+    /// `[postgres]`; absent: the check is not configured (`DATABASE_URL` alone configures it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres: Option<Postgres>,
+    /// `[gateway]`; absent: the check is not configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Gateway>,
+    /// `[jwt]`; absent: the check is not configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<Jwt>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `[system]`; runs unless `enabled = false` (then `None`, printed as `enabled = false`).
+    #[serde(serialize_with = "serialize_system")]
     pub system: Option<System>,
+    /// `[[upstream]]`, in the order of the file; none by default.
     #[serde(rename = "upstream", skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<Upstream>,
 }
 
+/// A turned-off `[system]` prints as `enabled = false`, so that the printed configuration
+/// loads again to the same one (an absent section would run the check).
+fn serialize_system<S: Serializer>(system: &Option<System>, serializer: S) -> Result<S::Ok, S::Error> {
+    match system {
+        Some(system) => system.serialize(serializer),
+        None => {
+            let mut off = serializer.serialize_struct("System", 1)?;
+            off.serialize_field("enabled", &false)?;
+            off.end()
+        }
+    }
+}
+
 /// `[defaults]`: what every check section inherits unless it says otherwise.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Defaults {
-    /// Time between the starts of two runs of a check.
+    /// Time between the starts of two runs of a check. Default `5s`; 100ms to 1h.
     #[serde(with = "duration")]
     pub interval: Duration,
-    /// A run that takes longer fails with "timed out after …".
+    /// A run that takes longer fails with "timed out after …". Default `2s`; at least 10ms and
+    /// at most the interval.
     #[serde(with = "duration")]
     pub timeout: Duration,
-    /// Consecutive failed runs before a check reports fail.
+    /// Consecutive failed runs before a check reports fail. Default 2; 1 to 100.
     pub failure_threshold: u32,
-    /// Consecutive passing runs before a failed check recovers.
+    /// Consecutive passing runs before a failed check recovers. Default 1; 1 to 100.
     pub success_threshold: u32,
 }
 
@@ -105,24 +158,113 @@ impl Default for Defaults {
     }
 }
 
-/// The timing and weight of one check, after inheritance from `[defaults]`.
+impl Defaults {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        validate_timing(
+            "defaults",
+            self.interval,
+            self.timeout,
+            self.failure_threshold,
+            self.success_threshold,
+        )
+    }
+}
+
+/// The timing and weight of one check, after inheritance from `[defaults]`: the keys every
+/// check section accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CheckSettings {
+    /// As `defaults.interval` (its default): 100ms to 1h.
     #[serde(with = "duration")]
     pub interval: Duration,
+    /// As `defaults.timeout` (its default): at least 10ms, at most this check's interval.
     #[serde(with = "duration")]
     pub timeout: Duration,
+    /// As `defaults.failure_threshold` (its default): 1 to 100.
     pub failure_threshold: u32,
+    /// As `defaults.success_threshold` (its default): 1 to 100.
     pub success_threshold: u32,
-    /// Whether a fail of this check fails `/readyz`.
+    /// Whether a fail of this check fails `/readyz`. Default true for `postgres`, `gateway`
+    /// and `jwt`, false for `system` and `upstream`.
     pub critical: bool,
 }
 
+impl CheckSettings {
+    /// The timing limits of the section at `prefix` (`postgres`, `upstream[2]`).
+    pub fn validate(&self, prefix: &str) -> Result<(), Invalid> {
+        validate_timing(
+            prefix,
+            self.interval,
+            self.timeout,
+            self.failure_threshold,
+            self.success_threshold,
+        )
+    }
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        let d = Defaults::default();
+        CheckSettings {
+            interval: d.interval,
+            timeout: d.timeout,
+            failure_threshold: d.failure_threshold,
+            success_threshold: d.success_threshold,
+            critical: false,
+        }
+    }
+}
+
+fn validate_timing(
+    prefix: &str,
+    interval: Duration,
+    timeout: Duration,
+    failure_threshold: u32,
+    success_threshold: u32,
+) -> Result<(), Invalid> {
+    let key = |name: &str| format!("{prefix}.{name}");
+    if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&interval) {
+        return Err(Invalid::new(
+            key("interval"),
+            format!("must be between 100ms and 1h, got {}", crate::fmt::duration(interval)),
+        ));
+    }
+    if timeout < Duration::from_millis(10) {
+        return Err(Invalid::new(
+            key("timeout"),
+            format!("must be at least 10ms, got {}", crate::fmt::duration(timeout)),
+        ));
+    }
+    if timeout > interval {
+        return Err(Invalid::new(
+            key("timeout"),
+            format!(
+                "must not exceed the interval ({}), got {}",
+                crate::fmt::duration(interval),
+                crate::fmt::duration(timeout)
+            ),
+        ));
+    }
+    for (name, value) in [
+        ("failure_threshold", failure_threshold),
+        ("success_threshold", success_threshold),
+    ] {
+        if !(1..=100).contains(&value) {
+            return Err(Invalid::new(
+                key(name),
+                format!("must be between 1 and 100, got {value}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `[shutdown]`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Shutdown {
-    /// After SIGTERM, `/readyz` answers 503 while everything else still serves this long.
+    /// After SIGTERM/SIGINT, `/readyz` answers 503 while everything else still serves this
+    /// long. Default `5s`; at most 10m.
     #[serde(with = "duration")]
     pub drain: Duration,
 }
@@ -135,82 +277,301 @@ impl Default for Shutdown {
     }
 }
 
+impl Shutdown {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.drain > Duration::from_secs(600) {
+            return Err(Invalid::new(
+                "shutdown.drain",
+                format!("must be at most 10m, got {}", crate::fmt::duration(self.drain)),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[diag]`: who may read `/diag` and the reasons in `/readyz` from outside the pod.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Diag {
+    /// The bearer token that lets non-loopback peers read `/diag` and the `/readyz` reasons.
+    /// Default none (loopback only); not empty; not together with `token_file`. Printed
+    /// `<redacted>`; after loading it holds the contents of `token_file` when that is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret<String>>,
+    /// A file holding `token` (surrounding whitespace trimmed, at most 64 KiB, not empty): read
+    /// at start-up, then again every 5 s so that a rotated Secret takes effect. Default none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
 }
 
-/// `[postgres]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Diag {
+    /// Checks the keys and reads `token_file` into `token`.
+    pub fn resolve(&mut self) -> Result<(), Invalid> {
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err(Invalid::new("diag.token", "set either token or token_file, not both"));
+        }
+        if let Some(path) = &self.token_file {
+            self.token = Some(read_secret_file("diag.token_file", path)?);
+        }
+        if self.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            return Err(Invalid::new("diag.token", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+fn read_secret_file(key: &str, path: &Path) -> Result<Secret<String>, Invalid> {
+    crate::secret::read_file(path).map_err(|e| Invalid::new(key, e))
+}
+
+/// `[postgres]`: the check named `postgres`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Postgres {
-    #[serde(skip_deserializing, flatten)]
+    /// `interval`, `timeout`, `failure_threshold`, `success_threshold` (from `[defaults]`) and
+    /// `critical` (default true).
     pub settings: CheckSettings,
-    /// The connection URL (with its password); from `url`, `url_file` or `DATABASE_URL`.
-    #[serde(default)]
-    pub url: Option<Secret<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The server to watch, parsed from `url` (or the contents of `url_file`, or
+    /// `DATABASE_URL`): required, one of the three. A `postgres://` or `postgresql://` URL or a
+    /// libpq `key=value` string; `sslmode` (`disable`, `allow`, `prefer` (default), `require`,
+    /// `verify-ca`, `verify-full`) and `sslrootcert` are taken out and handled by vigil.
+    /// Printed as `url = "<redacted>"` (it holds the password), or not at all when it came
+    /// from `url_file`.
+    pub target: PostgresTarget,
+    /// A file holding the URL (a Secret volume), read at start-up, whitespace trimmed. Default
+    /// none; not together with `url`.
     pub url_file: Option<PathBuf>,
     /// Server connections in use / usable `max_connections` at which the check warns.
-    #[serde(default = "default_saturation_warn")]
+    /// Default 0.80; above 0, at most 1, below `saturation_fail`.
     pub saturation_warn: f64,
-    #[serde(default = "default_saturation_fail")]
+    /// The same share at which the check fails. Default 0.95; above 0, at most 1.
     pub saturation_fail: f64,
-    /// Queries running longer than this are counted and shown.
-    #[serde(default = "default_long_query", with = "duration")]
+    /// Queries running longer than this are counted and shown. Default `30s`; at least 1s.
     pub long_query: Duration,
-    /// Connections in the agent's own pool (one more is kept open beside it).
-    #[serde(default = "default_pool_size")]
+    /// Connections in the agent's own pool (one more is kept open beside it). Default 2;
+    /// 1 to 16.
     pub pool_size: u32,
 }
 
-/// `[gateway]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Prints the keys as written: `url` (redacted) or `url_file`, never both, so that the
+/// printed configuration loads again.
+impl Serialize for Postgres {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            #[serde(flatten)]
+            settings: &'a CheckSettings,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            url: Option<&'a PostgresTarget>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            url_file: Option<&'a PathBuf>,
+            saturation_warn: f64,
+            saturation_fail: f64,
+            #[serde(with = "duration")]
+            long_query: Duration,
+            pool_size: u32,
+        }
+        Shown {
+            settings: &self.settings,
+            url: self.url_file.is_none().then_some(&self.target),
+            url_file: self.url_file.as_ref(),
+            saturation_warn: self.saturation_warn,
+            saturation_fail: self.saturation_fail,
+            long_query: self.long_query,
+            pool_size: self.pool_size,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// `[postgres]` as written: what [`Postgres`] is loaded from (see its fields for each key).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresKeys {
+    /// [`Postgres::target`] unparsed.
+    #[serde(default)]
+    url: Option<Secret<String>>,
+    /// [`Postgres::url_file`].
+    #[serde(default)]
+    url_file: Option<PathBuf>,
+    /// [`Postgres::saturation_warn`].
+    #[serde(default = "default_saturation_warn")]
+    saturation_warn: f64,
+    /// [`Postgres::saturation_fail`].
+    #[serde(default = "default_saturation_fail")]
+    saturation_fail: f64,
+    /// [`Postgres::long_query`].
+    #[serde(default = "default_long_query", with = "duration")]
+    long_query: Duration,
+    /// [`Postgres::pool_size`].
+    #[serde(default = "default_pool_size")]
+    pool_size: u32,
+}
+
+impl PostgresKeys {
+    /// Reads `url_file`, parses the URL and validates the section.
+    fn resolve(self, settings: CheckSettings) -> Result<Postgres, Invalid> {
+        let (key, url) = match (self.url, &self.url_file) {
+            (Some(_), Some(_)) => return Err(Invalid::new("postgres.url", "set either url or url_file, not both")),
+            (None, None) => {
+                return Err(Invalid::new(
+                    "postgres.url",
+                    "required: set url, url_file or the DATABASE_URL environment variable",
+                ));
+            }
+            (None, Some(path)) => ("postgres.url_file", read_secret_file("postgres.url_file", path)?),
+            (Some(url), None) => ("postgres.url", url),
+        };
+        let target = PostgresTarget::parse(url.expose()).map_err(|message| Invalid::new(key, message))?;
+        let postgres = Postgres {
+            settings,
+            target,
+            url_file: self.url_file,
+            saturation_warn: self.saturation_warn,
+            saturation_fail: self.saturation_fail,
+            long_query: self.long_query,
+            pool_size: self.pool_size,
+        };
+        postgres.validate()?;
+        Ok(postgres)
+    }
+}
+
+impl Postgres {
+    /// The limits of the keys besides the URL (parsed before).
+    pub fn validate(&self) -> Result<(), Invalid> {
+        warn_below_fail(
+            "postgres",
+            ("saturation_warn", self.saturation_warn),
+            ("saturation_fail", self.saturation_fail),
+        )?;
+        if self.long_query < Duration::from_secs(1) {
+            return Err(Invalid::new(
+                "postgres.long_query",
+                format!("must be at least 1s, got {}", crate::fmt::duration(self.long_query)),
+            ));
+        }
+        if !(1..=16).contains(&self.pool_size) {
+            return Err(Invalid::new(
+                "postgres.pool_size",
+                format!("must be between 1 and 16, got {}", self.pool_size),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[gateway]`: the check named `gateway`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gateway {
+    /// `interval`, `timeout`, `failure_threshold`, `success_threshold` (from `[defaults]`) and
+    /// `critical` (default true).
     #[serde(skip_deserializing, flatten)]
     pub settings: CheckSettings,
+    /// The gateway's health endpoint, asked with `GET` on every run. Default none; an
+    /// `http(s)` URL without credentials; `health_url`, `metrics_url` or both are required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_url: Option<HttpUrl>,
-    /// Scraped for the gateway's own DB pool and served traffic.
+    /// The gateway's Prometheus endpoint, scraped for its DB pool and served traffic. Default
+    /// none; an `http(s)` URL without credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_url: Option<HttpUrl>,
+    /// Which metric names carry the DB pool figures: `generic` (default), `hikaricp` or
+    /// `go_sql`; the `pool_*_metric` keys override single names.
     #[serde(default)]
     pub pool_metrics: PoolPreset,
+    /// The pool's connections in use, instead of the preset's name. Default none (the
+    /// preset's); a Prometheus metric name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_in_use_metric: Option<String>,
+    /// The pool's maximum size, instead of the preset's name. Default none; a metric name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_max_metric: Option<String>,
+    /// The pool's waiting requests, instead of the preset's name. Default none; a metric name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_waiting_metric: Option<String>,
+    /// Pool in use / max at which the check warns. Default 0.80; above 0, at most 1, below
+    /// `pool_saturation_fail`.
     #[serde(default = "default_saturation_warn")]
     pub pool_saturation_warn: f64,
+    /// Pool in use / max at which the check fails. Default 0.95; above 0, at most 1.
     #[serde(default = "default_saturation_fail")]
     pub pool_saturation_fail: f64,
-    /// The gateway's request counter, with a `status` label.
+    /// The gateway's request counter, with a `status` label. Default `http_requests_total`;
+    /// a metric name.
     #[serde(default = "default_requests_metric")]
     pub requests_metric: String,
-    /// The gateway's request duration histogram.
+    /// The gateway's request duration histogram. Default `http_request_duration_seconds`;
+    /// a metric name.
     #[serde(default = "default_duration_metric")]
     pub duration_metric: String,
-    /// 5xx / all over `window` at which the check warns (the runbook's 5%).
+    /// 5xx / all over `window` at which the check warns (the runbook's 5%). Default 0.05;
+    /// above 0, at most 1.
     #[serde(default = "default_error_ratio_warn")]
     pub error_ratio_warn: f64,
-    /// Set it to let the error ratio fail readiness.
+    /// The error ratio at which the check fails readiness. Default none (it only warns);
+    /// above 0, at most 1, above `error_ratio_warn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_ratio_fail: Option<f64>,
     /// p95 of served requests over `window` at which the check warns (the runbook's 2 s).
+    /// Default `2s`.
     #[serde(default = "default_latency_p95_warn", with = "duration")]
     pub latency_p95_warn: Duration,
+    /// The p95 at which the check fails. Default none (it only warns); above
+    /// `latency_p95_warn`.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub latency_p95_fail: Option<Duration>,
+    /// The span the error ratio and the p95 cover. Default `5m`; between the interval and 24h.
     #[serde(default = "default_window", with = "duration")]
     pub window: Duration,
+}
+
+impl Gateway {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.health_url.is_none() && self.metrics_url.is_none() {
+            return Err(Invalid::new(
+                "gateway.health_url",
+                "required: set health_url, metrics_url or both",
+            ));
+        }
+        warn_below_fail(
+            "gateway",
+            ("pool_saturation_warn", self.pool_saturation_warn),
+            ("pool_saturation_fail", self.pool_saturation_fail),
+        )?;
+        ratio("gateway.error_ratio_warn", self.error_ratio_warn)?;
+        if let Some(fail) = self.error_ratio_fail {
+            warn_below_fail(
+                "gateway",
+                ("error_ratio_warn", self.error_ratio_warn),
+                ("error_ratio_fail", fail),
+            )?;
+        }
+        if let Some(fail) = self.latency_p95_fail
+            && fail <= self.latency_p95_warn
+        {
+            return Err(Invalid::new(
+                "gateway.latency_p95_fail",
+                format!(
+                    "must exceed latency_p95_warn ({}), got {}",
+                    crate::fmt::duration(self.latency_p95_warn),
+                    crate::fmt::duration(fail)
+                ),
+            ));
+        }
+        for (key, name) in [
+            ("gateway.pool_in_use_metric", &self.pool_in_use_metric),
+            ("gateway.pool_max_metric", &self.pool_max_metric),
+            ("gateway.pool_waiting_metric", &self.pool_waiting_metric),
+        ] {
+            if let Some(name) = name {
+                metric_name(key, name)?;
+            }
+        }
+        metric_name("gateway.requests_metric", &self.requests_metric)?;
+        metric_name("gateway.duration_metric", &self.duration_metric)?;
+        window("gateway.window", self.window, self.settings.interval)
+    }
 }
 
 /// Which metric names carry the gateway's DB pool figures.
@@ -226,38 +587,101 @@ pub enum PoolPreset {
     GoSql,
 }
 
-/// `[jwt]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[jwt]`: the check named `jwt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Jwt {
+    /// `interval`, `timeout`, `failure_threshold`, `success_threshold` (from `[defaults]`) and
+    /// `critical` (default true).
     #[serde(skip_deserializing, flatten)]
     pub settings: CheckSettings,
+    /// The algorithm the gateway verifies with. Default `HS256`; `HS256`, `HS384`, `HS512`
+    /// (need `secret_file` or `secret_env`), `RS256`, `ES256` (need `jwks_url`).
     #[serde(default)]
     pub algorithm: JwtAlgorithm,
-    /// Re-read on every run, so that a Secret rotation is seen within one interval.
+    /// A file holding the shared secret, used byte for byte. Re-read on every run, so that a
+    /// Secret rotation is seen within one interval. Default none; with an `HS*` algorithm,
+    /// exactly one of `secret_file` and `secret_env` is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<PathBuf>,
-    /// The name of the environment variable holding the secret (not the secret).
+    /// The name of the environment variable holding the secret (not the secret). Default
+    /// none; letters, digits and `_`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_env: Option<String>,
+    /// The `iss` claim of the probe tokens vigil signs. Default none (no claim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// The `aud` claim of the probe tokens vigil signs. Default none (no claim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// The gateway endpoint that a valid and a forged probe token are sent to (end-to-end
+    /// test). Default none; an `http(s)` URL without credentials; `HS*` algorithms only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate_url: Option<HttpUrl>,
+    /// The auth service's JWKS. Default none; an `http(s)` URL without credentials; required
+    /// for `RS256` and `ES256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<HttpUrl>,
+}
+
+impl Jwt {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.algorithm.uses_shared_secret() {
+            match (&self.secret_file, &self.secret_env) {
+                (Some(_), Some(_)) => {
+                    return Err(Invalid::new(
+                        "jwt.secret_file",
+                        "set either secret_file or secret_env, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(Invalid::new(
+                        "jwt.secret_file",
+                        format!("required for {:?}: set secret_file or secret_env", self.algorithm),
+                    ));
+                }
+                _ => {}
+            }
+        } else if self.jwks_url.is_none() {
+            return Err(Invalid::new(
+                "jwt.jwks_url",
+                format!("required for {:?}", self.algorithm),
+            ));
+        } else if self.validate_url.is_some() {
+            // The probe tokens are signed with the shared secret; vigil holds no private key.
+            return Err(Invalid::new(
+                "jwt.validate_url",
+                format!(
+                    "needs HS256, HS384 or HS512 (vigil signs its probe tokens with the shared secret), got {:?}",
+                    self.algorithm
+                ),
+            ));
+        }
+        if let Some(name) = &self.secret_env
+            && (name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(Invalid::new(
+                "jwt.secret_env",
+                format!("must be an environment variable name, got {name:?}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The JWT signing algorithm the gateway uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JwtAlgorithm {
+    /// HMAC with SHA-256 and the shared secret (the default).
     #[default]
     HS256,
+    /// HMAC with SHA-384 and the shared secret.
     HS384,
+    /// HMAC with SHA-512 and the shared secret.
     HS512,
+    /// RSA with SHA-256; keys from `jwks_url`.
     RS256,
+    /// ECDSA P-256 with SHA-256; keys from `jwks_url`.
     ES256,
 }
 
@@ -267,51 +691,114 @@ impl JwtAlgorithm {
     }
 }
 
-/// `[system]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[system]`: the check named `system`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct System {
+    /// `interval`, `timeout`, `failure_threshold`, `success_threshold` (from `[defaults]`) and
+    /// `critical` (default false).
     #[serde(skip_deserializing, flatten)]
     pub settings: CheckSettings,
-    /// `false` turns the check off (it runs by default).
+    /// `false` turns the check off. Default true (it runs without a `[system]` section).
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Share of the container's CPU limit (of the host's cores without one) that warns.
+    /// Default 0.80; above 0, at most 1.
     #[serde(default = "default_cpu_warn")]
     pub cpu_warn: f64,
-    /// Share of the container's memory limit that warns.
+    /// Share of the container's memory limit that warns. Default 0.90; above 0, at most 1.
     #[serde(default = "default_memory_warn")]
     pub memory_warn: f64,
-    /// Where the cgroup filesystem is mounted.
+    /// Where the cgroup filesystem is mounted. Default `/sys/fs/cgroup`.
     #[serde(default = "default_cgroup_root")]
     pub cgroup_root: PathBuf,
 }
 
-/// One `[[upstream]]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl System {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        ratio("system.cpu_warn", self.cpu_warn)?;
+        ratio("system.memory_warn", self.memory_warn)
+    }
+}
+
+/// One `[[upstream]]`: the check named `upstream:<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
+    /// `interval`, `timeout`, `failure_threshold`, `success_threshold` (from `[defaults]`) and
+    /// `critical` (default false).
     #[serde(skip_deserializing, flatten)]
     pub settings: CheckSettings,
+    /// The check's name after `upstream:`. Required; 1 to 64 letters, digits, `-`, `_`, `.`;
+    /// unique among the upstreams.
     pub name: String,
+    /// What each run asks. Required; an `http(s)` URL without credentials.
     pub url: HttpUrl,
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// Header values may carry credentials, so they are printed redacted.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, Secret<String>>,
+    /// The request's method. Default `GET`; one of `GET`, `HEAD`, `POST`, `PUT`, `OPTIONS`.
+    #[serde(default = "default_method", with = "method")]
+    pub method: Method,
+    /// Extra request headers, a table of name to value, sent in the file's order. Default
+    /// none; valid header names and values. The values may be credentials: they are marked
+    /// sensitive and printed `<redacted>`.
+    #[serde(default, with = "headers", skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Which statuses count as up. Default `"2xx"`; `"1xx"` to `"5xx"` or a non-empty list of
+    /// codes (100 to 599) such as `[200, 204]`.
     #[serde(default)]
     pub expect_status: ExpectStatus,
+    /// p95 over `window` at which the check warns. Default `1s`; below `latency_fail`.
     #[serde(default = "default_latency_warn", with = "duration")]
     pub latency_warn: Duration,
+    /// p95 over `window` at which the check fails. Default `2s`.
     #[serde(default = "default_latency_fail", with = "duration")]
     pub latency_fail: Duration,
-    /// The span the latency percentiles cover.
+    /// The span the latency percentiles cover. Default `5m`; between the interval and 24h.
     #[serde(default = "default_window", with = "duration")]
     pub window: Duration,
-    /// A PEM file of extra CA certificates for https.
+    /// A PEM file of extra CA certificates for https (beside the built-in Mozilla roots), read
+    /// when the check is built. Default none; must hold at least one certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+}
+
+impl Upstream {
+    /// The limits of one entry at `prefix` (`upstream[0]`); names unique among all is
+    /// [`validate_upstreams`]'s.
+    pub fn validate(&self, prefix: &str) -> Result<(), Invalid> {
+        let name = &self.name;
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(Invalid::new(
+                format!("{prefix}.name"),
+                format!("must be 1 to 64 characters of letters, digits, '-', '_' and '.', got {name:?}"),
+            ));
+        }
+        if self.latency_warn >= self.latency_fail {
+            return Err(Invalid::new(
+                format!("{prefix}.latency_warn"),
+                format!(
+                    "must be below latency_fail ({}), got {}",
+                    crate::fmt::duration(self.latency_fail),
+                    crate::fmt::duration(self.latency_warn)
+                ),
+            ));
+        }
+        window(&format!("{prefix}.window"), self.window, self.settings.interval)
+    }
+}
+
+/// Every entry's own limits, and names unique among them.
+pub fn validate_upstreams(upstreams: &[Upstream]) -> Result<(), Invalid> {
+    for (index, upstream) in upstreams.iter().enumerate() {
+        let prefix = format!("upstream[{index}]");
+        upstream.validate(&prefix)?;
+        if upstreams[..index].iter().any(|u| u.name == upstream.name) {
+            return Err(Invalid::new(
+                format!("{prefix}.name"),
+                format!("{:?} names another upstream too; names must be unique", upstream.name),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Which HTTP statuses count as up.
@@ -319,6 +806,7 @@ pub struct Upstream {
 pub enum ExpectStatus {
     /// A class such as `2xx`: the hundreds digit.
     Class(u16),
+    /// These codes exactly, such as `[200, 204]`.
     List(Vec<u16>),
 }
 
@@ -337,10 +825,15 @@ impl ExpectStatus {
     }
 }
 
-/// An absolute `http` or `https` URL, checked at load.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct HttpUrl(String);
+/// An absolute `http` or `https` URL naming a host and no credentials, parsed at load: the
+/// text as written (for reasons and `/diag`) and the [`http::Uri`] requests are made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// As written in the configuration.
+    text: String,
+    /// The same, parsed: what requests are made with.
+    uri: http::Uri,
+}
 
 impl HttpUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -356,17 +849,30 @@ impl HttpUrl {
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Err("must not carry credentials (user:password@): they would show in reasons and /diag (upstreams take them in `headers`)".to_owned());
         }
-        Ok(HttpUrl(text.to_owned()))
+        Ok(HttpUrl {
+            text: text.to_owned(),
+            uri,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    pub fn uri(&self) -> &http::Uri {
+        &self.uri
     }
 }
 
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for HttpUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
     }
 }
 
@@ -377,12 +883,15 @@ impl<'de> Deserialize<'de> for HttpUrl {
     }
 }
 
+/// What a secret of the wrong type is refused with: serde's own message quotes the value
+/// (`invalid type: integer `12345678``).
+const SECRET_NOT_A_STRING: &str = "must be a string (the value is not shown: it is a secret)";
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // serde's own message quotes the value (`invalid type: integer `12345678``): not here.
         T::deserialize(deserializer)
             .map(Secret::new)
-            .map_err(|_| de::Error::custom("must be a string (the value is not shown: it is a secret)"))
+            .map_err(|_| de::Error::custom(SECRET_NOT_A_STRING))
     }
 }
 
@@ -416,6 +925,53 @@ impl<'de> Deserialize<'de> for ExpectStatus {
             },
         }
     }
+}
+
+/// A share that must be above 0 and at most 1.
+fn ratio(key: &str, value: f64) -> Result<(), Invalid> {
+    if value > 0.0 && value <= 1.0 {
+        Ok(())
+    } else {
+        Err(Invalid::new(key, format!("must be between 0 and 1, got {value}")))
+    }
+}
+
+fn warn_below_fail(prefix: &str, warn: (&str, f64), fail: (&str, f64)) -> Result<(), Invalid> {
+    ratio(&format!("{prefix}.{}", warn.0), warn.1)?;
+    ratio(&format!("{prefix}.{}", fail.0), fail.1)?;
+    if warn.1 >= fail.1 {
+        return Err(Invalid::new(
+            format!("{prefix}.{}", warn.0),
+            format!("must be below {} ({}), got {}", fail.0, fail.1, warn.1),
+        ));
+    }
+    Ok(())
+}
+
+fn metric_name(key: &str, name: &str) -> Result<(), Invalid> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+        Ok(())
+    } else {
+        Err(Invalid::new(key, format!("not a Prometheus metric name: {name:?}")))
+    }
+}
+
+fn window(key: &str, window: Duration, interval: Duration) -> Result<(), Invalid> {
+    if window < interval || window > Duration::from_secs(24 * 3600) {
+        return Err(Invalid::new(
+            key,
+            format!(
+                "must be between the interval ({}) and 24h, got {}",
+                crate::fmt::duration(interval),
+                crate::fmt::duration(window)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn yes() -> bool {
@@ -457,8 +1013,8 @@ fn default_memory_warn() -> f64 {
 fn default_cgroup_root() -> PathBuf {
     PathBuf::from("/sys/fs/cgroup")
 }
-fn default_method() -> String {
-    "GET".to_owned()
+fn default_method() -> Method {
+    Method::GET
 }
 fn default_latency_warn() -> Duration {
     Duration::from_secs(1)
@@ -471,12 +1027,17 @@ fn default_latency_fail() -> Duration {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommonKeys {
+    /// [`CheckSettings::interval`].
     #[serde(default, with = "opt_duration")]
     interval: Option<Duration>,
+    /// [`CheckSettings::timeout`].
     #[serde(default, with = "opt_duration")]
     timeout: Option<Duration>,
+    /// [`CheckSettings::failure_threshold`].
     failure_threshold: Option<u32>,
+    /// [`CheckSettings::success_threshold`].
     success_threshold: Option<u32>,
+    /// [`CheckSettings::critical`].
     critical: Option<bool>,
 }
 
@@ -523,7 +1084,9 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Carries, through resolution, which keys the environment set, so that errors can say so.
+/// Overlays the environment on the file and hands each section its table; it carries, through
+/// resolution, which keys the environment set, so that errors can say so. What a section's
+/// keys mean and what they may be is the section type's (its fields and its `validate`).
 #[derive(Default)]
 struct Loader {
     /// `postgres.saturation_warn` → `VIGIL_POSTGRES__SATURATION_WARN`.
@@ -540,6 +1103,11 @@ impl Loader {
             key,
             message: message.to_string(),
         }
+    }
+
+    /// A section's refusal, with the environment variable that set the key if one did.
+    fn refuse(&self, invalid: Invalid) -> ConfigError {
+        self.invalid(&invalid.key, invalid.message)
     }
 
     /// Applies `VIGIL_<SECTION>__<KEY>`, `VIGIL_LISTEN` and `DATABASE_URL` over the file.
@@ -627,43 +1195,42 @@ impl Loader {
             }
         };
         let defaults: Defaults = self.table_or_default(&mut root, "defaults")?;
-        self.validate_timing(
-            "defaults",
-            defaults.interval,
-            defaults.timeout,
-            defaults.failure_threshold,
-            defaults.success_threshold,
-        )?;
+        defaults.validate().map_err(|e| self.refuse(e))?;
         let shutdown: Shutdown = self.table_or_default(&mut root, "shutdown")?;
-        if shutdown.drain > Duration::from_secs(600) {
-            return Err(self.invalid(
-                "shutdown.drain",
-                format!("must be at most 10m, got {}", crate::fmt::duration(shutdown.drain)),
-            ));
-        }
+        shutdown.validate().map_err(|e| self.refuse(e))?;
         let mut diag: Diag = self.table_or_default(&mut root, "diag")?;
-        self.resolve_diag(&mut diag)?;
+        diag.resolve().map_err(|e| self.refuse(e))?;
 
-        let postgres = self
-            .section::<Postgres>(&mut root, "postgres", &defaults, true)?
-            .map(|p| self.resolve_postgres(p))
-            .transpose()?;
-        let gateway = self
-            .section::<Gateway>(&mut root, "gateway", &defaults, true)?
-            .map(|g| self.validate_gateway(g))
-            .transpose()?;
-        let jwt = self
-            .section::<Jwt>(&mut root, "jwt", &defaults, true)?
-            .map(|j| self.validate_jwt(j))
-            .transpose()?;
-        let system = match root.contains_key("system") {
-            true => self.section::<System>(&mut root, "system", &defaults, false)?,
-            false => Some(self.parse_section(toml::Table::new(), "system", &defaults, false)?),
+        let postgres = match self.section::<PostgresKeys>(&mut root, "postgres", &defaults, true)? {
+            Some((keys, settings)) => Some(keys.resolve(settings).map_err(|e| self.refuse(e))?),
+            None => None,
         };
-        let system = system
-            .map(|s| self.validate_system(s))
-            .transpose()?
-            .filter(|s| s.enabled);
+        let gateway = match self.section::<Gateway>(&mut root, "gateway", &defaults, true)? {
+            Some((mut gateway, settings)) => {
+                gateway.settings = settings;
+                gateway.validate().map_err(|e| self.refuse(e))?;
+                Some(gateway)
+            }
+            None => None,
+        };
+        let jwt = match self.section::<Jwt>(&mut root, "jwt", &defaults, true)? {
+            Some((mut jwt, settings)) => {
+                jwt.settings = settings;
+                jwt.validate().map_err(|e| self.refuse(e))?;
+                Some(jwt)
+            }
+            None => None,
+        };
+        // Absent, `[system]` runs with every default.
+        let system_table = match root.remove("system") {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(table)) => table,
+            Some(_) => return Err(self.invalid("system", "expected a table, such as [system]")),
+        };
+        let (mut system, settings): (System, _) = self.parse_section(system_table, "system", &defaults, false)?;
+        system.settings = settings;
+        system.validate().map_err(|e| self.refuse(e))?;
+        let system = Some(system).filter(|s| s.enabled);
         let upstreams = self.upstreams(&mut root, &defaults)?;
 
         if let Some(key) = root.keys().next() {
@@ -712,14 +1279,15 @@ impl Loader {
         })
     }
 
-    /// A check section: its common keys inherit from `[defaults]`, the rest is `T`.
-    fn section<T: DeserializeOwned + HasSettings>(
+    /// A check section: its common keys inherit from `[defaults]` (returned as its
+    /// [`CheckSettings`]), the rest is `T`.
+    fn section<T: DeserializeOwned>(
         &self,
         root: &mut toml::Table,
         key: &str,
         defaults: &Defaults,
         critical: bool,
-    ) -> Result<Option<T>, ConfigError> {
+    ) -> Result<Option<(T, CheckSettings)>, ConfigError> {
         match root.remove(key) {
             None => Ok(None),
             Some(toml::Value::Table(table)) => self.parse_section(table, key, defaults, critical).map(Some),
@@ -727,13 +1295,13 @@ impl Loader {
         }
     }
 
-    fn parse_section<T: DeserializeOwned + HasSettings>(
+    fn parse_section<T: DeserializeOwned>(
         &self,
         mut table: toml::Table,
         prefix: &str,
         defaults: &Defaults,
         critical: bool,
-    ) -> Result<T, ConfigError> {
+    ) -> Result<(T, CheckSettings), ConfigError> {
         let mut common = toml::Table::new();
         for key in COMMON_KEYS {
             if let Some(value) = table.remove(key) {
@@ -741,7 +1309,7 @@ impl Loader {
             }
         }
         let common: CommonKeys = self.deserialize(common, prefix)?;
-        let mut section: T = self.deserialize(table, prefix)?;
+        let section: T = self.deserialize(table, prefix)?;
         let settings = CheckSettings {
             interval: common.interval.unwrap_or(defaults.interval),
             timeout: common.timeout.unwrap_or(defaults.timeout),
@@ -749,254 +1317,8 @@ impl Loader {
             success_threshold: common.success_threshold.unwrap_or(defaults.success_threshold),
             critical: common.critical.unwrap_or(critical),
         };
-        self.validate_timing(
-            prefix,
-            settings.interval,
-            settings.timeout,
-            settings.failure_threshold,
-            settings.success_threshold,
-        )?;
-        *section.settings_mut() = settings;
-        Ok(section)
-    }
-
-    fn validate_timing(
-        &self,
-        prefix: &str,
-        interval: Duration,
-        timeout: Duration,
-        failure_threshold: u32,
-        success_threshold: u32,
-    ) -> Result<(), ConfigError> {
-        let key = |name: &str| format!("{prefix}.{name}");
-        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&interval) {
-            return Err(self.invalid(
-                &key("interval"),
-                format!("must be between 100ms and 1h, got {}", crate::fmt::duration(interval)),
-            ));
-        }
-        if timeout < Duration::from_millis(10) {
-            return Err(self.invalid(
-                &key("timeout"),
-                format!("must be at least 10ms, got {}", crate::fmt::duration(timeout)),
-            ));
-        }
-        if timeout > interval {
-            return Err(self.invalid(
-                &key("timeout"),
-                format!(
-                    "must not exceed the interval ({}), got {}",
-                    crate::fmt::duration(interval),
-                    crate::fmt::duration(timeout)
-                ),
-            ));
-        }
-        for (name, value) in [
-            ("failure_threshold", failure_threshold),
-            ("success_threshold", success_threshold),
-        ] {
-            if !(1..=100).contains(&value) {
-                return Err(self.invalid(&key(name), format!("must be between 1 and 100, got {value}")));
-            }
-        }
-        Ok(())
-    }
-
-    fn ratio(&self, key: &str, value: f64) -> Result<(), ConfigError> {
-        if value > 0.0 && value <= 1.0 {
-            Ok(())
-        } else {
-            Err(self.invalid(key, format!("must be between 0 and 1, got {value}")))
-        }
-    }
-
-    fn warn_below_fail(&self, prefix: &str, warn: (&str, f64), fail: (&str, f64)) -> Result<(), ConfigError> {
-        self.ratio(&format!("{prefix}.{}", warn.0), warn.1)?;
-        self.ratio(&format!("{prefix}.{}", fail.0), fail.1)?;
-        if warn.1 >= fail.1 {
-            return Err(self.invalid(
-                &format!("{prefix}.{}", warn.0),
-                format!("must be below {} ({}), got {}", fail.0, fail.1, warn.1),
-            ));
-        }
-        Ok(())
-    }
-
-    fn resolve_diag(&self, diag: &mut Diag) -> Result<(), ConfigError> {
-        if diag.token.is_some() && diag.token_file.is_some() {
-            return Err(self.invalid("diag.token", "set either token or token_file, not both"));
-        }
-        if let Some(path) = &diag.token_file {
-            diag.token = Some(self.read_secret_file("diag.token_file", path)?);
-        }
-        if diag.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
-            return Err(self.invalid("diag.token", "must not be empty"));
-        }
-        Ok(())
-    }
-
-    fn read_secret_file(&self, key: &str, path: &Path) -> Result<Secret<String>, ConfigError> {
-        crate::secret::read_file(path).map_err(|e| self.invalid(key, e.to_string()))
-    }
-
-    fn resolve_postgres(&self, mut postgres: Postgres) -> Result<Postgres, ConfigError> {
-        match (&postgres.url, &postgres.url_file) {
-            (Some(_), Some(_)) => return Err(self.invalid("postgres.url", "set either url or url_file, not both")),
-            (None, None) => {
-                return Err(self.invalid(
-                    "postgres.url",
-                    "required: set url, url_file or the DATABASE_URL environment variable",
-                ));
-            }
-            (None, Some(path)) => postgres.url = Some(self.read_secret_file("postgres.url_file", path)?),
-            (Some(_), None) => {}
-        }
-        let key = if postgres.url_file.is_some() {
-            "postgres.url_file"
-        } else {
-            "postgres.url"
-        };
-        let url = postgres.url.as_ref().map(|u| u.expose().as_str()).unwrap_or_default();
-        // The URL holds the password: the message shows its scheme at most.
-        let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
-        let keyword_form = !url.contains("://") && url.contains('=');
-        if !scheme_ok && !keyword_form {
-            return Err(self.invalid(
-                key,
-                "must be a postgres:// or postgresql:// URL (or key=value connection string)",
-            ));
-        }
-        self.warn_below_fail(
-            "postgres",
-            ("saturation_warn", postgres.saturation_warn),
-            ("saturation_fail", postgres.saturation_fail),
-        )?;
-        if postgres.long_query < Duration::from_secs(1) {
-            return Err(self.invalid(
-                "postgres.long_query",
-                format!("must be at least 1s, got {}", crate::fmt::duration(postgres.long_query)),
-            ));
-        }
-        if !(1..=16).contains(&postgres.pool_size) {
-            return Err(self.invalid(
-                "postgres.pool_size",
-                format!("must be between 1 and 16, got {}", postgres.pool_size),
-            ));
-        }
-        Ok(postgres)
-    }
-
-    fn validate_gateway(&self, gateway: Gateway) -> Result<Gateway, ConfigError> {
-        if gateway.health_url.is_none() && gateway.metrics_url.is_none() {
-            return Err(self.invalid("gateway.health_url", "required: set health_url, metrics_url or both"));
-        }
-        self.warn_below_fail(
-            "gateway",
-            ("pool_saturation_warn", gateway.pool_saturation_warn),
-            ("pool_saturation_fail", gateway.pool_saturation_fail),
-        )?;
-        self.ratio("gateway.error_ratio_warn", gateway.error_ratio_warn)?;
-        if let Some(fail) = gateway.error_ratio_fail {
-            self.warn_below_fail(
-                "gateway",
-                ("error_ratio_warn", gateway.error_ratio_warn),
-                ("error_ratio_fail", fail),
-            )?;
-        }
-        if let Some(fail) = gateway.latency_p95_fail
-            && fail <= gateway.latency_p95_warn
-        {
-            return Err(self.invalid(
-                "gateway.latency_p95_fail",
-                format!(
-                    "must exceed latency_p95_warn ({}), got {}",
-                    crate::fmt::duration(gateway.latency_p95_warn),
-                    crate::fmt::duration(fail)
-                ),
-            ));
-        }
-        for (key, name) in [
-            ("gateway.pool_in_use_metric", &gateway.pool_in_use_metric),
-            ("gateway.pool_max_metric", &gateway.pool_max_metric),
-            ("gateway.pool_waiting_metric", &gateway.pool_waiting_metric),
-        ] {
-            if let Some(name) = name {
-                self.metric_name(key, name)?;
-            }
-        }
-        self.metric_name("gateway.requests_metric", &gateway.requests_metric)?;
-        self.metric_name("gateway.duration_metric", &gateway.duration_metric)?;
-        self.window("gateway.window", gateway.window, gateway.settings.interval)?;
-        Ok(gateway)
-    }
-
-    fn metric_name(&self, key: &str, name: &str) -> Result<(), ConfigError> {
-        let mut chars = name.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
-        if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-            Ok(())
-        } else {
-            Err(self.invalid(key, format!("not a Prometheus metric name: {name:?}")))
-        }
-    }
-
-    fn window(&self, key: &str, window: Duration, interval: Duration) -> Result<(), ConfigError> {
-        if window < interval || window > Duration::from_secs(24 * 3600) {
-            return Err(self.invalid(
-                key,
-                format!(
-                    "must be between the interval ({}) and 24h, got {}",
-                    crate::fmt::duration(interval),
-                    crate::fmt::duration(window)
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    fn validate_jwt(&self, jwt: Jwt) -> Result<Jwt, ConfigError> {
-        if jwt.algorithm.uses_shared_secret() {
-            match (&jwt.secret_file, &jwt.secret_env) {
-                (Some(_), Some(_)) => {
-                    return Err(self.invalid("jwt.secret_file", "set either secret_file or secret_env, not both"));
-                }
-                (None, None) => {
-                    return Err(self.invalid(
-                        "jwt.secret_file",
-                        format!("required for {:?}: set secret_file or secret_env", jwt.algorithm),
-                    ));
-                }
-                _ => {}
-            }
-        } else if jwt.jwks_url.is_none() {
-            return Err(self.invalid("jwt.jwks_url", format!("required for {:?}", jwt.algorithm)));
-        } else if jwt.validate_url.is_some() {
-            // The probe tokens are signed with the shared secret; vigil holds no private key.
-            return Err(self.invalid(
-                "jwt.validate_url",
-                format!(
-                    "needs HS256, HS384 or HS512 (vigil signs its probe tokens with the shared secret), got {:?}",
-                    jwt.algorithm
-                ),
-            ));
-        }
-        if let Some(name) = &jwt.secret_env
-            && (name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        {
-            return Err(self.invalid(
-                "jwt.secret_env",
-                format!("must be an environment variable name, got {name:?}"),
-            ));
-        }
-        Ok(jwt)
-    }
-
-    fn validate_system(&self, system: System) -> Result<System, ConfigError> {
-        self.ratio("system.cpu_warn", system.cpu_warn)?;
-        self.ratio("system.memory_warn", system.memory_warn)?;
-        Ok(system)
+        settings.validate(prefix).map_err(|e| self.refuse(e))?;
+        Ok((section, settings))
     }
 
     fn upstreams(&self, root: &mut toml::Table, defaults: &Defaults) -> Result<Vec<Upstream>, ConfigError> {
@@ -1011,87 +1333,12 @@ impl Loader {
             let toml::Value::Table(table) = entry else {
                 return Err(self.invalid(&prefix, "expected a table, such as [[upstream]]"));
             };
-            let upstream: Upstream = self.parse_section(table, &prefix, defaults, false)?;
-            let name = &upstream.name;
-            if name.is_empty()
-                || name.len() > 64
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(self.invalid(
-                    &format!("{prefix}.name"),
-                    format!("must be 1 to 64 characters of letters, digits, '-', '_' and '.', got {name:?}"),
-                ));
-            }
-            if upstreams.iter().any(|u| &u.name == name) {
-                return Err(self.invalid(
-                    &format!("{prefix}.name"),
-                    format!("{name:?} names another upstream too; names must be unique"),
-                ));
-            }
-            let method_ok = ["GET", "HEAD", "POST", "PUT", "OPTIONS"].contains(&upstream.method.as_str());
-            if !method_ok {
-                return Err(self.invalid(
-                    &format!("{prefix}.method"),
-                    format!(
-                        "must be one of GET, HEAD, POST, PUT, OPTIONS, got {:?}",
-                        upstream.method
-                    ),
-                ));
-            }
-            for (header, value) in &upstream.headers {
-                if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                    return Err(self.invalid(
-                        &format!("{prefix}.headers"),
-                        format!("not a valid header name: {header:?}"),
-                    ));
-                }
-                if http::HeaderValue::from_str(value.expose()).is_err() {
-                    return Err(self.invalid(&format!("{prefix}.headers.{header}"), "not a valid header value"));
-                }
-            }
-            if upstream.latency_warn >= upstream.latency_fail {
-                return Err(self.invalid(
-                    &format!("{prefix}.latency_warn"),
-                    format!(
-                        "must be below latency_fail ({}), got {}",
-                        crate::fmt::duration(upstream.latency_fail),
-                        crate::fmt::duration(upstream.latency_warn)
-                    ),
-                ));
-            }
-            self.window(&format!("{prefix}.window"), upstream.window, upstream.settings.interval)?;
+            let (mut upstream, settings): (Upstream, _) = self.parse_section(table, &prefix, defaults, false)?;
+            upstream.settings = settings;
             upstreams.push(upstream);
         }
+        validate_upstreams(&upstreams).map_err(|e| self.refuse(e))?;
         Ok(upstreams)
-    }
-}
-
-/// A section type that carries [`CheckSettings`].
-trait HasSettings {
-    fn settings_mut(&mut self) -> &mut CheckSettings;
-}
-
-macro_rules! has_settings {
-    ($($t:ty),*) => {$(
-        impl HasSettings for $t {
-            fn settings_mut(&mut self) -> &mut CheckSettings {
-                &mut self.settings
-            }
-        }
-    )*};
-}
-has_settings!(Postgres, Gateway, Jwt, System, Upstream);
-
-impl Default for CheckSettings {
-    fn default() -> Self {
-        let d = Defaults::default();
-        CheckSettings {
-            interval: d.interval,
-            timeout: d.timeout,
-            failure_threshold: d.failure_threshold,
-            success_threshold: d.success_threshold,
-            critical: false,
-        }
     }
 }
 
@@ -1172,8 +1419,88 @@ mod opt_duration {
     }
 }
 
+/// Serde for an upstream's `method`: one of the methods a health endpoint answers.
+mod method {
+    use http::Method;
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    const ALLOWED: [Method; 5] = [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::OPTIONS];
+
+    pub fn serialize<S: Serializer>(value: &Method, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Method, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ALLOWED
+            .into_iter()
+            .find(|method| method.as_str() == text)
+            .ok_or_else(|| de::Error::custom(format!("must be one of GET, HEAD, POST, PUT, OPTIONS, got {text:?}")))
+    }
+}
+
+/// Serde for an upstream's `headers`: a table of header name to value, read into the
+/// [`http`] types in the file's order, every value marked sensitive; printed with every value
+/// `<redacted>`. No message quotes a value.
+mod headers {
+    use std::fmt;
+
+    use http::{HeaderName, HeaderValue};
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::secret::Secret;
+
+    pub fn serialize<S: Serializer>(headers: &[(HeaderName, HeaderValue)], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(headers.len()))?;
+        for (name, _) in headers {
+            map.serialize_entry(name.as_str(), &Secret::new(()))?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(HeaderName, HeaderValue)>, D::Error> {
+        deserializer.deserialize_map(Headers)
+    }
+
+    struct Headers;
+
+    impl<'de> Visitor<'de> for Headers {
+        type Value = Vec<(HeaderName, HeaderValue)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table of header names to values")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut headers = Vec::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let header = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| de::Error::custom(format!("not a valid header name: {name:?}")))?;
+                let SensitiveValue(value) = map.next_value()?;
+                headers.push((header, value));
+            }
+            Ok(headers)
+        }
+    }
+
+    /// A header value, refused without being quoted.
+    struct SensitiveValue(HeaderValue);
+
+    impl<'de> Deserialize<'de> for SensitiveValue {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let text = String::deserialize(deserializer).map_err(|_| de::Error::custom(super::SECRET_NOT_A_STRING))?;
+            let mut value = HeaderValue::from_str(&text).map_err(|_| de::Error::custom("not a valid header value"))?;
+            value.set_sensitive(true);
+            Ok(SensitiveValue(value))
+        }
+    }
+}
+
 impl Config {
-    /// The effective configuration as TOML, every secret printed as `<redacted>`.
+    /// The effective configuration as TOML, every secret printed as `<redacted>`. With the
+    /// secrets put back, it loads again to the same configuration.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
     }
@@ -1261,13 +1588,17 @@ mod tests {
     fn database_url_configures_postgres_alone() {
         let config = load_str("", &[("DATABASE_URL", "postgres://gw:pw@127.0.0.1/gw")]).unwrap();
         let postgres = config.postgres.expect("DATABASE_URL configures postgres");
-        assert_eq!(postgres.url.unwrap().expose(), "postgres://gw:pw@127.0.0.1/gw");
+        assert_eq!(
+            postgres.target,
+            PostgresTarget::parse("postgres://gw:pw@127.0.0.1/gw").unwrap()
+        );
+        assert_eq!(postgres.target.config.get_password(), Some(&b"pw"[..]));
         let explicit = load_str(
             "[postgres]\nurl = \"postgres://a@b/c\"\n",
             &[("DATABASE_URL", "postgres://x@y/z")],
         )
         .unwrap();
-        assert_eq!(explicit.postgres.unwrap().url.unwrap().expose(), "postgres://a@b/c");
+        assert_eq!(explicit.postgres.unwrap().target.config.get_dbname(), Some("c"));
     }
 
     #[test]
@@ -1399,6 +1730,182 @@ mod tests {
         assert!(shown.contains("interval = \"5s\""), "{shown}");
         let reparsed: toml::Table = shown.parse().expect("validate output is TOML");
         assert!(reparsed.contains_key("upstream"));
+    }
+
+    /// A configuration that sets every key of every section (a value besides the default
+    /// where there is one).
+    const EVERY_SECTION: &str = r#"listen = "127.0.0.1:9999"
+[defaults]
+interval = "10s"
+timeout = "3s"
+failure_threshold = 3
+success_threshold = 2
+[shutdown]
+drain = "30s"
+[diag]
+token = "diag-secret"
+[postgres]
+url = "postgres://gw:db-secret@db.example:6432/gateway?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=3"
+saturation_warn = 0.7
+saturation_fail = 0.9
+long_query = "1m 30s"
+pool_size = 4
+critical = false
+[gateway]
+health_url = "http://127.0.0.1:8080/healthz"
+metrics_url = "http://127.0.0.1:8080/metrics"
+pool_metrics = "hikaricp"
+pool_in_use_metric = "my_pool_in_use"
+pool_max_metric = "my_pool_max"
+pool_waiting_metric = "my_pool_waiting"
+pool_saturation_warn = 0.6
+pool_saturation_fail = 0.7
+requests_metric = "requests_total"
+duration_metric = "request_seconds"
+error_ratio_warn = 0.02
+error_ratio_fail = 0.1
+latency_p95_warn = "500ms"
+latency_p95_fail = "1s"
+window = "10m"
+[jwt]
+algorithm = "HS384"
+secret_env = "JWT_SECRET"
+issuer = "api-gateway"
+audience = "api"
+validate_url = "http://127.0.0.1:8080/api/validate"
+interval = "30s"
+[system]
+cpu_warn = 0.5
+memory_warn = 0.6
+cgroup_root = "/tmp/cgroup"
+success_threshold = 3
+[[upstream]]
+name = "orders"
+url = "https://orders.shop.svc:8443/healthz"
+method = "HEAD"
+headers = { Authorization = "Bearer upstream-secret", X-Tenant = "tenant-7" }
+expect_status = [200, 204]
+latency_warn = "250ms"
+latency_fail = "750ms"
+window = "1h"
+ca_file = "/etc/ca.pem"
+critical = true
+[[upstream]]
+name = "users"
+url = "http://users/healthz"
+expect_status = "3xx"
+"#;
+
+    #[test]
+    fn the_printed_configuration_loads_again_to_the_same_one() {
+        let original = load_str(EVERY_SECTION, &[]).unwrap();
+        let shown = original.to_redacted_toml();
+        for secret in ["diag-secret", "db-secret", "upstream-secret", "tenant-7"] {
+            assert!(!shown.contains(secret), "{secret} leaked into:\n{shown}");
+        }
+        // The secrets put back where the printed form says `<redacted>`.
+        let pg_url = "postgres://gw:db-secret@db.example:6432/gateway?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=3";
+        let restored = shown
+            .replace("token = \"<redacted>\"", "token = \"diag-secret\"")
+            .replace("url = \"<redacted>\"", &format!("url = \"{pg_url}\""))
+            .replace(
+                "authorization = \"<redacted>\"",
+                "authorization = \"Bearer upstream-secret\"",
+            )
+            .replace("x-tenant = \"<redacted>\"", "x-tenant = \"tenant-7\"");
+        assert!(!restored.contains("<redacted>"), "{restored}");
+        let reloaded = load_str(&restored, &[]).expect("the printed configuration loads");
+        assert_eq!(reloaded, original);
+        assert_eq!(reloaded.to_redacted_toml(), shown);
+
+        // Every section is there, parsed.
+        let postgres = original.postgres.as_ref().unwrap();
+        assert_eq!(postgres.target.sslmode, SslMode::VerifyFull);
+        assert_eq!(postgres.target.root_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert!(!postgres.settings.critical);
+        let orders = &original.upstreams[0];
+        assert_eq!(orders.method, Method::HEAD);
+        let names: Vec<&str> = orders.headers.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["authorization", "x-tenant"]);
+        assert!(orders.headers.iter().all(|(_, value)| value.is_sensitive()));
+        assert!(!format!("{orders:?}").contains("upstream-secret"));
+        assert!(original.gateway.is_some() && original.jwt.is_some() && original.system.is_some());
+
+        // A URL from a file prints as the file, and loads again as it is.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://gw:db-secret@db/gw\n").unwrap();
+        let from_file = load_str(&format!("[postgres]\nurl_file = {file:?}\n"), &[]).unwrap();
+        let shown = from_file.to_redacted_toml();
+        assert!(!shown.contains("db-secret") && !shown.contains("url = "), "{shown}");
+        assert_eq!(load_str(&shown, &[]).unwrap(), from_file);
+
+        // A system check turned off stays off.
+        let off = load_str("[system]\nenabled = false\n", &[]).unwrap();
+        assert!(off.system.is_none());
+        assert_eq!(load_str(&off.to_redacted_toml(), &[]).unwrap(), off);
+        // The defaults alone.
+        let defaults = load_str("", &[]).unwrap();
+        assert_eq!(load_str(&defaults.to_redacted_toml(), &[]).unwrap(), defaults);
+    }
+
+    #[test]
+    fn methods_and_headers_are_parsed_at_load_and_named_when_bad() {
+        let upstream = |extra: &str| format!("[[upstream]]\nname = \"a\"\nurl = \"http://a/\"\n{extra}\n");
+        let cases = [
+            (
+                "method = \"DELETE\"",
+                "upstream[0].method: must be one of GET, HEAD, POST, PUT, OPTIONS, got \"DELETE\"",
+            ),
+            (
+                "method = \"get\"",
+                "upstream[0].method: must be one of GET, HEAD, POST, PUT, OPTIONS, got \"get\"",
+            ),
+            (
+                "headers = { \"bad header\" = \"x\" }",
+                "upstream[0].headers: not a valid header name: \"bad header\"",
+            ),
+            (
+                "headers = { X-Token = \"line\\nbreak-secret\" }",
+                "upstream[0].headers.X-Token: not a valid header value",
+            ),
+        ];
+        for (extra, expected) in cases {
+            assert_eq!(error(&upstream(extra), &[]), expected, "for {extra:?}");
+        }
+        let config = load_str(&upstream("method = \"POST\"\nheaders = { X-Api-Key = \"k\" }"), &[]).unwrap();
+        let only = &config.upstreams[0];
+        assert_eq!(only.method, Method::POST);
+        assert_eq!(only.headers[0].0, http::header::HeaderName::from_static("x-api-key"));
+        assert_eq!(only.headers[0].1, "k");
+        assert_eq!(load_str(&upstream(""), &[]).unwrap().upstreams[0].method, Method::GET);
+    }
+
+    #[test]
+    fn the_postgres_url_is_parsed_at_load_and_named_when_bad() {
+        assert_eq!(
+            error("[postgres]\nurl = \"postgres://u:hunter2@h/db?sslmode=bogus\"\n", &[]),
+            "postgres.url: sslmode must be disable, allow, prefer, require, verify-ca or verify-full, got \"bogus\""
+        );
+        let message = error("[postgres]\nurl = \"postgres://u:hunter2@h:notaport/db\"\n", &[]);
+        assert!(message.starts_with("postgres.url: cannot be parsed: "), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert_eq!(
+            error("", &[("DATABASE_URL", "postgres://u:hunter2@h/db?sslmode=nope")]),
+            "postgres.url (from DATABASE_URL): sslmode must be disable, allow, prefer, require, verify-ca or verify-full, got \"nope\""
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://gw:hunter2@db/gw?sslmode=require\n").unwrap();
+        let config = load_str(&format!("[postgres]\nurl_file = {file:?}\n"), &[]).unwrap();
+        let postgres = config.postgres.unwrap();
+        assert_eq!(postgres.target.sslmode, SslMode::Require);
+        assert_eq!(postgres.target.config.get_hosts().len(), 1);
+        std::fs::write(&file, "mysql://root:hunter2@db/x\n").unwrap();
+        assert_eq!(
+            error(&format!("[postgres]\nurl_file = {file:?}\n"), &[]),
+            "postgres.url_file: must be a postgres:// or postgresql:// URL (or key=value connection string)"
+        );
     }
 
     #[test]

@@ -10,10 +10,19 @@ use subtle::ConstantTimeEq as _;
 
 /// A value that must never be printed, logged, exported or returned.
 ///
-/// Deliberately not `PartialEq`: a derived comparison stops at the first differing byte. Compare
-/// a token with [`Secret::matches`]; tests compare [`Secret::expose`]d values.
+/// Its `==` is constant-time (a derived one would stop at the first differing byte), so that
+/// configurations holding secrets can be compared (a reload tells changed sections apart) and
+/// a token compared with [`Secret::matches`] leaks nothing but its length.
 #[derive(Clone)]
 pub struct Secret<T>(T);
+
+impl<T: AsRef<[u8]>> PartialEq for Secret<T> {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.as_ref().ct_eq(other.0.as_ref()))
+    }
+}
+
+impl<T: AsRef<[u8]>> Eq for Secret<T> {}
 
 const REDACTED: &str = "<redacted>";
 

@@ -54,8 +54,7 @@ pub fn build_all(upstreams: &[Upstream], cx: &BuildContext<'_>) -> Result<Vec<Sc
         .map(|(index, config)| {
             let name = format!("upstream:{}", config.name);
             let client = cx.http_client(&name, config.ca_file.as_deref())?;
-            let check = UpstreamCheck::new(config, client, cx.metrics.upstream(&config.name))
-                .map_err(|e| BuildError::new(&name, e))?;
+            let check = UpstreamCheck::new(config, client, cx.metrics.upstream(&config.name));
             Ok(
                 Scheduled::new(name, config.settings, check).with_first_run_delay(first_run_delay(
                     index,
@@ -87,14 +86,9 @@ pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Durati
 }
 
 impl UpstreamCheck {
-    pub fn new(config: &Upstream, client: HttpClient, metrics: Arc<UpstreamSeries>) -> Result<UpstreamCheck, String> {
-        let request = ProbeRequest::new(
-            &config.method,
-            config.url.as_str(),
-            config.headers.iter().map(|(k, v)| (k.as_str(), v.expose().as_str())),
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(UpstreamCheck {
+    pub fn new(config: &Upstream, client: HttpClient, metrics: Arc<UpstreamSeries>) -> UpstreamCheck {
+        let request = ProbeRequest::new(config.method.clone(), &config.url, config.headers.iter().cloned());
+        UpstreamCheck {
             client,
             request,
             expect: config.expect_status.clone(),
@@ -104,7 +98,7 @@ impl UpstreamCheck {
             timeout: config.settings.timeout,
             window: LatencyWindow::new(config.window, config.settings.interval),
             metrics,
-        })
+        }
     }
 
     async fn run_once(&mut self) -> Outcome {

@@ -47,21 +47,15 @@ pub struct GatewayCheck {
 
 /// Builds the `gateway` check.
 pub fn build(config: &Gateway, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
-    let error = |message: String| BuildError::new("gateway", message);
     let client = cx.http_client("gateway", None)?;
-    let metrics = cx.metrics.gateway().map_err(|e| error(e.to_string()))?;
-    let request = |url: &Option<crate::config::HttpUrl>| {
-        url.as_ref()
-            .map(|u| ProbeRequest::new("GET", u.as_str(), []))
-            .transpose()
-            .map_err(|e| error(e.to_string()))
-    };
+    let metrics = cx.metrics.gateway().map_err(|e| BuildError::new("gateway", e))?;
+    let request = |url: &Option<crate::config::HttpUrl>| url.as_ref().map(|u| ProbeRequest::get(u, []));
     let (pool, traffic) = (Pool::new(config), Traffic::new(config));
     let wanted = pool.names().all().chain(traffic.names()).map(str::to_owned).collect();
     let check = GatewayCheck {
         client,
-        health: request(&config.health_url)?,
-        scrape: request(&config.metrics_url)?,
+        health: request(&config.health_url),
+        scrape: request(&config.metrics_url),
         timeout: config.settings.timeout,
         metrics,
         pool,

@@ -381,7 +381,8 @@ impl Check for JwtCheck {
 /// `GET url`, asking for JSON (what a JWKS is; harmless to a validate endpoint). Built once per
 /// check; the gateway adds its token per run.
 fn get_request(url: &HttpUrl) -> Result<ProbeRequest, RequestError> {
-    ProbeRequest::new("GET", url.as_str(), [("accept", "application/json, */*")])
+    let accept = http::HeaderValue::from_static("application/json, */*");
+    Ok(ProbeRequest::get(url, [(http::header::ACCEPT, accept)]))
 }
 
 /// One request over a fresh connection (the upstream check's rule: the first address the name

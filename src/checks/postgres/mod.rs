@@ -144,21 +144,6 @@ const MAX_CONNECTIONS: Figure = Figure::new("max_connections", Unit::Count);
 const SATURATION: Figure = Figure::new("saturation", Unit::Ratio);
 const LONG_QUERIES: Figure = Figure::new("long_queries", Unit::Count);
 
-/// Replaces the URL's password, should a parser ever echo it.
-fn redact(message: &str, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password)
-        .filter(|p| !p.is_empty());
-    match password {
-        Some(p) => message.replace(p, "<redacted>"),
-        None => message.to_owned(),
-    }
-}
-
 /// Builds the `postgres` check.
 pub fn build(config: &Postgres, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
     Ok(Scheduled::new(
@@ -173,26 +158,13 @@ impl PostgresCheck {
     /// the first run.
     pub fn new(config: &Postgres, metrics: &Metrics) -> Result<PostgresCheck, BuildError> {
         let error = |message: String| BuildError::new("postgres", message);
-        let url = config
-            .url
-            .as_ref()
-            .map(|u| u.expose().as_str())
-            .ok_or_else(|| error("postgres.url: required".to_owned()))?;
-        let options = tls::split_tls_options(url).map_err(|e| error(format!("postgres.url: {}", redact(&e, url))))?;
-        let mut pg_config: tokio_postgres::Config = options.rest.parse().map_err(|e: tokio_postgres::Error| {
-            error(format!(
-                "postgres.url: cannot be parsed: {}",
-                redact(&e.to_string(), url)
-            ))
-        })?;
-        let connector = tls::connector(options.mode, options.root_cert.as_deref())
+        let parsed = &config.target;
+        let connector = tls::connector(parsed.sslmode, parsed.root_cert.as_deref())
             .map_err(|e| error(format!("postgres.url: {e}")))?;
         let settings = config.settings;
         let budget = settings.timeout.mul_f64(0.9);
-        pg_config
-            .application_name(APPLICATION_NAME)
-            .ssl_mode(options.mode.for_driver())
-            .connect_timeout(budget);
+        let mut pg_config = parsed.config.clone();
+        pg_config.application_name(APPLICATION_NAME).connect_timeout(budget);
         let target = target_of(&pg_config).map_err(error)?;
 
         let manager = Manager::from_config(
@@ -215,7 +187,7 @@ impl PostgresCheck {
         Ok(PostgresCheck {
             pg_config,
             tls: connector,
-            sslmode: options.mode,
+            sslmode: parsed.sslmode,
             target,
             pool,
             budget,
@@ -629,15 +601,6 @@ fn target_of(config: &tokio_postgres::Config) -> Result<Target, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_the_password() {
-        assert_eq!(
-            redact("bad postgres://u:s3cret@h/db s3cret", "postgres://u:s3cret@h/db"),
-            "bad postgres://u:<redacted>@h/db <redacted>"
-        );
-        assert_eq!(redact("fine", "postgres://u@h/db"), "fine");
-    }
 
     #[test]
     fn target_names_host_port_user_and_database() {

@@ -1,0 +1,254 @@
+//! `postgres.url` parsed once, at load: libpq's `sslmode` and `sslrootcert` taken out (vigil
+//! handles TLS itself, see `checks::postgres::tls`) and the rest parsed into the
+//! [`tokio_postgres::Config`] the check connects with. No message quotes the password.
+
+use std::path::PathBuf;
+
+use serde::{Serialize, Serializer};
+use tokio_postgres::config::SslMode as PgSslMode;
+
+use crate::secret::Secret;
+
+/// The server the postgres check watches, as parsed from `postgres.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    /// Hosts, ports, user, password, database and the other libpq keys tokio-postgres knows,
+    /// with its `ssl_mode` already set from [`PostgresTarget::sslmode`]. Its `Debug` hides the
+    /// password.
+    pub config: tokio_postgres::Config,
+    /// libpq's `sslmode`, as the operator wrote it. Default `prefer`.
+    pub sslmode: SslMode,
+    /// libpq's `sslrootcert`: the CA file `verify-full` checks the server against (the
+    /// Mozilla roots without it). Read when the check is built.
+    pub root_cert: Option<PathBuf>,
+}
+
+/// Why a postgres URL was refused. No variant holds the password: the messages are redacted
+/// before they are stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostgresUrlError {
+    #[error("must be a postgres:// or postgresql:// URL (or key=value connection string)")]
+    Scheme,
+    /// A bad `sslmode`.
+    #[error("{0}")]
+    SslMode(String),
+    /// What tokio-postgres said about the rest.
+    #[error("cannot be parsed: {0}")]
+    Parse(String),
+}
+
+impl PostgresTarget {
+    /// A `postgres://` / `postgresql://` URL or a `key=value` connection string. The error
+    /// names no key (the caller's) and never shows the password.
+    pub fn parse(url: &str) -> Result<PostgresTarget, PostgresUrlError> {
+        // The URL holds the password: the message shows its scheme at most.
+        let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let keyword_form = !url.contains("://") && url.contains('=');
+        if !scheme_ok && !keyword_form {
+            return Err(PostgresUrlError::Scheme);
+        }
+        let options = split_tls_options(url).map_err(|e| PostgresUrlError::SslMode(redact(&e, url)))?;
+        let mut config: tokio_postgres::Config = options
+            .rest
+            .parse()
+            .map_err(|e: tokio_postgres::Error| PostgresUrlError::Parse(redact(&e.to_string(), url)))?;
+        config.ssl_mode(options.mode.for_driver());
+        Ok(PostgresTarget {
+            config,
+            sslmode: options.mode,
+            root_cert: options.root_cert.map(PathBuf::from),
+        })
+    }
+}
+
+/// Printed as `<redacted>`: the URL holds the password.
+impl Serialize for PostgresTarget {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Secret::new(()).serialize(serializer)
+    }
+}
+
+/// libpq's `sslmode`, as the operator wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// `disable`: plain text only.
+    Disable,
+    /// `prefer` (and `allow`), libpq's default: TLS when the server offers it, plain
+    /// otherwise; the certificate is not verified.
+    Prefer,
+    /// `require`: TLS or no connection; the certificate is not verified.
+    Require,
+    /// `verify-full` (and `verify-ca`, treated as it): TLS with the chain and the host name
+    /// verified against `sslrootcert` or the Mozilla roots.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(value: &str) -> Result<SslMode, String> {
+        match value {
+            "disable" => Ok(SslMode::Disable),
+            // libpq's `allow` (plain first, TLS if required) is closest to prefer for a prober.
+            "allow" | "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" | "verify-full" => Ok(SslMode::VerifyFull),
+            other => Err(format!(
+                "sslmode must be disable, allow, prefer, require, verify-ca or verify-full, got {other:?}"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// The mode tokio-postgres negotiates with.
+    pub fn for_driver(self) -> PgSslMode {
+        match self {
+            SslMode::Disable => PgSslMode::Disable,
+            SslMode::Prefer => PgSslMode::Prefer,
+            SslMode::Require | SslMode::VerifyFull => PgSslMode::Require,
+        }
+    }
+}
+
+/// A URL split into what tokio-postgres parses and the TLS options vigil handles itself.
+#[derive(Debug, PartialEq, Eq)]
+struct TlsOptions {
+    /// `sslmode`; `prefer` without one.
+    mode: SslMode,
+    /// `sslrootcert`, if given.
+    root_cert: Option<String>,
+    /// The URL (or key=value string) without `sslmode` and `sslrootcert`.
+    rest: String,
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a `postgres://` URL's query or a key=value string.
+fn split_tls_options(url: &str) -> Result<TlsOptions, String> {
+    let mut mode = SslMode::Prefer;
+    let mut root_cert = None;
+    let mut take = |key: &str, value: &str| -> Result<bool, String> {
+        match key {
+            "sslmode" => {
+                mode = SslMode::parse(value)?;
+                Ok(true)
+            }
+            "sslrootcert" => {
+                root_cert = Some(value.to_owned());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    };
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_owned(),
+            Some((base, query)) => {
+                let mut kept = Vec::new();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    if !take(key, value)? {
+                        kept.push(pair);
+                    }
+                }
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        let mut kept = Vec::new();
+        for pair in url.split_whitespace() {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if !take(key, value)? {
+                kept.push(pair);
+            }
+        }
+        kept.join(" ")
+    };
+    Ok(TlsOptions { mode, root_cert, rest })
+}
+
+/// Replaces the URL's password, should a parser ever echo it.
+fn redact(message: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => message.replace(p, "<redacted>"),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_is_taken_out_of_the_url() {
+        let o = split_tls_options("postgres://u:p@h:5432/db?sslmode=verify-full&connect_timeout=3").unwrap();
+        assert_eq!(o.mode, SslMode::VerifyFull);
+        assert_eq!(o.rest, "postgres://u:p@h:5432/db?connect_timeout=3");
+        let o = split_tls_options("postgresql://h/db?sslmode=require&sslrootcert=/ca.pem").unwrap();
+        assert_eq!((o.mode, o.root_cert.as_deref()), (SslMode::Require, Some("/ca.pem")));
+        assert_eq!(o.rest, "postgresql://h/db");
+        let o = split_tls_options("postgres://h/db").unwrap();
+        assert_eq!(o.mode, SslMode::Prefer, "libpq's default");
+        let o = split_tls_options("host=h user=u sslmode=disable dbname=d").unwrap();
+        assert_eq!((o.mode, o.rest.as_str()), (SslMode::Disable, "host=h user=u dbname=d"));
+        assert_eq!(SslMode::parse("verify-ca").unwrap(), SslMode::VerifyFull);
+        assert!(
+            split_tls_options("postgres://h/db?sslmode=bogus")
+                .unwrap_err()
+                .contains("bogus")
+        );
+    }
+
+    #[test]
+    fn the_target_is_parsed_with_the_driver_mode_set() {
+        let t = PostgresTarget::parse(
+            "postgres://gw:s3cr3t-pw@db.example:6432/gateway?sslmode=verify-ca&sslrootcert=/ca.pem",
+        )
+        .unwrap();
+        assert_eq!(t.sslmode, SslMode::VerifyFull);
+        assert_eq!(t.root_cert, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(t.config.get_ssl_mode(), PgSslMode::Require);
+        assert_eq!(t.config.get_ports(), [6432]);
+        assert_eq!(t.config.get_dbname(), Some("gateway"));
+        assert_eq!(t.config.get_password(), Some(&b"s3cr3t-pw"[..]));
+        assert!(!format!("{t:?}").contains("s3cr3t"), "{t:?}");
+        let t = PostgresTarget::parse("host=/run/postgresql user=gw").unwrap();
+        assert_eq!((t.sslmode, t.config.get_user()), (SslMode::Prefer, Some("gw")));
+    }
+
+    #[test]
+    fn errors_never_show_the_password() {
+        for url in [
+            "mysql://root:hunter2@db/x",
+            "postgres://u:hunter2@h/db?sslmode=hunter2",
+            "postgres://u:hunter2@h:notaport/db",
+        ] {
+            let message = PostgresTarget::parse(url).unwrap_err().to_string();
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
+
+    #[test]
+    fn redact_hides_the_password() {
+        assert_eq!(
+            redact("bad postgres://u:s3cret@h/db s3cret", "postgres://u:s3cret@h/db"),
+            "bad postgres://u:<redacted>@h/db <redacted>"
+        );
+        assert_eq!(redact("fine", "postgres://u@h/db"), "fine");
+    }
+}
