@@ -300,6 +300,18 @@ impl Outcome {
     }
 }
 
+/// The threshold a figure crossed, where higher is worse: `fail` from `fail` on, else `warn`
+/// from `warn` on. Gives the status, its word for reasons (`"warn at 80%"`) and the threshold.
+pub fn crossed(value: f64, warn: f64, fail: f64) -> Option<(Status, &'static str, f64)> {
+    if value >= fail {
+        Some((Status::Fail, "fail", fail))
+    } else if value >= warn {
+        Some((Status::Warn, "warn", warn))
+    } else {
+        None
+    }
+}
+
 /// One thing a run found wrong.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {

@@ -18,7 +18,7 @@ use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::{ExpectStatus, Upstream};
 use crate::fmt;
 use crate::metrics::series::{self, UpstreamSeries};
-use crate::outcome::{FailureKind, Observation, Outcome, Unit};
+use crate::outcome::{FailureKind, Finding, Findings, Observation, Outcome, Status, Unit};
 
 const LATENCY_HINT: &str = "the upstream answers slowly: kubectl top pods and kubectl logs for the upstream; \
                             check its database and connection pool (runbook: High Latency)";
@@ -155,29 +155,22 @@ impl UpstreamCheck {
             )
             .with_hint(DOWN_HINT)
         } else {
-            match percentiles {
-                Some(p) if p.p95 > self.latency_fail => Outcome::fail(
-                    FailureKind::Threshold,
-                    format!(
-                        "p95 {} over {} exceeds {}",
-                        fmt::seconds(p.p95),
-                        fmt::duration(self.window_span),
-                        fmt::duration(self.latency_fail)
-                    ),
-                )
-                .with_hint(LATENCY_HINT),
-                Some(p) if p.p95 > self.latency_warn => Outcome::warn(
-                    FailureKind::Threshold,
-                    format!(
-                        "p95 {} over {} exceeds {}",
-                        fmt::seconds(p.p95),
-                        fmt::duration(self.window_span),
-                        fmt::duration(self.latency_warn)
-                    ),
-                )
-                .with_hint(LATENCY_HINT),
-                _ => Outcome::pass(),
-            }
+            let slow = percentiles.and_then(|p| {
+                let (fail, warn) = (self.latency_fail, self.latency_warn);
+                let (status, limit) = match p.p95 {
+                    p95 if p95 > fail => (Status::Fail, fail),
+                    p95 if p95 > warn => (Status::Warn, warn),
+                    _ => return None,
+                };
+                let reason = format!(
+                    "p95 {} over {} exceeds {}",
+                    fmt::seconds(p.p95),
+                    fmt::duration(self.window_span),
+                    fmt::duration(limit)
+                );
+                Some(Finding::of(status, FailureKind::Threshold, reason).with_hint(LATENCY_HINT))
+            });
+            slow.into_iter().collect::<Findings>().into_outcome()
         };
         outcome.with_observations(observations).with_details(details)
     }

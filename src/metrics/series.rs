@@ -115,24 +115,12 @@ impl SeriesSet {
     /// The series of check `name`, created at 0 on the first call so that dashboards see
     /// every configured check before its first run ends.
     pub fn check(&self, name: &str) -> Arc<CheckSeries> {
-        let mut checks = lock(&self.checks);
-        if let Some(series) = checks.iter().find(|s| &*s.name == name) {
-            return Arc::clone(series);
-        }
-        let series = Arc::new(CheckSeries::new(name));
-        checks.push(Arc::clone(&series));
-        series
+        find_or_add(&self.checks, name, |s| &s.name, CheckSeries::new)
     }
 
     /// The series of upstream `name` (the `upstream` label), created at 0 on the first call.
     pub fn upstream(&self, name: &str) -> Arc<UpstreamSeries> {
-        let mut upstreams = lock(&self.upstreams);
-        if let Some(series) = upstreams.iter().find(|s| &*s.name == name) {
-            return Arc::clone(series);
-        }
-        let series = Arc::new(UpstreamSeries::new(name));
-        upstreams.push(Arc::clone(&series));
-        series
+        find_or_add(&self.upstreams, name, |s| &s.name, UpstreamSeries::new)
     }
 
     /// Appends the families to `out` in the text exposition format. `statuses` are the checks'
@@ -298,6 +286,17 @@ fn write_labels(out: &mut String, labels: &[(&str, &str)], le: Option<&str>) {
         separator = ',';
     }
     out.push('}');
+}
+
+/// The series named `name` in `list`, added by `new` if it is not there yet.
+fn find_or_add<T>(list: &Mutex<Vec<Arc<T>>>, name: &str, name_of: fn(&T) -> &str, new: fn(&str) -> T) -> Arc<T> {
+    let mut list = lock(list);
+    if let Some(series) = list.iter().find(|s| name_of(s) == name) {
+        return Arc::clone(series);
+    }
+    let series = Arc::new(new(name));
+    list.push(Arc::clone(&series));
+    series
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -10,7 +10,7 @@ use serde_json::{Value as Json, json};
 use crate::config::{Gateway, PoolPreset};
 use crate::fmt;
 use crate::metrics::GatewayMetrics;
-use crate::outcome::{FailureKind, Figure, Finding, Report, Status, Unit};
+use crate::outcome::{self, FailureKind, Figure, Finding, Report, Unit};
 use crate::promtext::{Exposition, MetricType};
 
 pub const POOL_HINT: &str = "the gateway's DB pool is full: curl <gateway>/metrics | grep connection_pool; \
@@ -199,14 +199,7 @@ impl Pool {
     }
 
     fn judge_saturation(&self, in_use: f64, max: f64, saturation: f64, report: &mut Report) {
-        let crossed = if saturation >= self.fail {
-            Some((Status::Fail, "fail", self.fail))
-        } else if saturation >= self.warn {
-            Some((Status::Warn, "warn", self.warn))
-        } else {
-            None
-        };
-        if let Some((status, word, at)) = crossed {
+        if let Some((status, word, at)) = outcome::crossed(saturation, self.warn, self.fail) {
             let reason = format!(
                 "DB pool {in_use} of {max} in use ({}, {word} at {})",
                 fmt::percent(saturation),

@@ -44,7 +44,7 @@ use crate::config::Postgres;
 use crate::fmt;
 use crate::metrics::{Metrics, POSTGRES_CONNECTION_STATES, PostgresMetrics};
 use crate::outcome::{
-    ComponentType, FailureKind, Figure, Finding, Findings, Observation, Outcome, Rerun, Status, Unit,
+    self, ComponentType, FailureKind, Figure, Finding, Findings, Observation, Outcome, Rerun, Status, Unit,
 };
 
 /// The `application_name` of every connection the agent opens, so that it can be told apart
@@ -415,14 +415,9 @@ impl PostgresCheck {
     fn assess(&self, s: &Stats) -> Outcome {
         let saturation = s.saturation();
         let mut findings = Findings::new();
-        let crossed = if saturation >= self.saturation_fail {
-            Some((Status::Fail, "fail", self.saturation_fail))
-        } else if saturation >= self.saturation_warn {
-            Some((Status::Warn, "warn", self.saturation_warn))
-        } else {
-            None
-        };
-        if let Some((status, word, threshold)) = crossed {
+        if let Some((status, word, threshold)) =
+            outcome::crossed(saturation, self.saturation_warn, self.saturation_fail)
+        {
             findings.push(
                 Finding::of(
                     status,
