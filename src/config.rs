@@ -36,26 +36,49 @@ pub struct Sources {
     pub file: Option<PathBuf>,
     /// The process environment (only `VIGIL_*` and `DATABASE_URL` are read).
     pub env: Vec<(String, String)>,
+    /// Variables vigil reads whose name or value is not UTF-8: refused by [`load`], naming them.
+    /// Other non-UTF-8 variables (vigil never reads them) are left alone.
+    pub not_utf8: Vec<String>,
 }
 
 impl Sources {
     /// The real environment, with `flag_file` (from `--config`) winning over `VIGIL_CONFIG`.
     pub fn from_process(flag_file: Option<PathBuf>) -> Self {
-        let env: Vec<(String, String)> = std::env::vars().collect();
+        let mut env = Vec::new();
+        let mut not_utf8 = Vec::new();
+        // `vars()` panics on the first variable that is not UTF-8, even one vigil never reads.
+        for (name, value) in std::env::vars_os() {
+            match (name.into_string(), value.into_string()) {
+                (Ok(name), Ok(value)) => env.push((name, value)),
+                (Ok(name), Err(_)) if is_read(&name) => not_utf8.push(name),
+                (Err(name), _) if is_read(&name.to_string_lossy()) => {
+                    not_utf8.push(name.to_string_lossy().into_owned());
+                }
+                _ => {}
+            }
+        }
         let file = flag_file.or_else(|| {
             env.iter()
                 .find(|(k, v)| k == "VIGIL_CONFIG" && !v.is_empty())
                 .map(|(_, v)| PathBuf::from(v))
         });
-        Sources { file, env }
+        Sources { file, env, not_utf8 }
     }
+}
+
+/// Whether vigil reads the environment variable `name`.
+fn is_read(name: &str) -> bool {
+    name.starts_with("VIGIL_") || name == "DATABASE_URL"
 }
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read the configuration file: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: crate::files::FileError,
+    },
     #[error("{path}:{line}:{column}: invalid TOML: {message}")]
     Syntax {
         path: String,
@@ -1051,6 +1074,12 @@ const COMMON_KEYS: [&str; 5] = [
 
 /// Loads and validates the configuration.
 pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+    if let Some(name) = sources.not_utf8.first() {
+        return Err(ConfigError::Invalid {
+            key: name.clone(),
+            message: "the environment variable is not UTF-8 text".to_owned(),
+        });
+    }
     let mut root = match &sources.file {
         Some(path) => read_toml(path)?,
         None => toml::Table::new(),
@@ -1062,7 +1091,7 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
 
 fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = crate::files::read_text(path, crate::files::CONFIG_CAP).map_err(|source| ConfigError::Read {
         path: shown.clone(),
         source,
     })?;

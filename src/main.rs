@@ -67,10 +67,19 @@ fn main() -> ExitCode {
         Err(error) => return config_error(&error),
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::Validate => {
-            print!("{}", config.to_redacted_toml());
-            ExitCode::SUCCESS
-        }
+        Command::Validate => match build(&config) {
+            // The same build as `run` (CA files read and parsed, TLS connectors made; nothing
+            // connects), so that what validate accepts, run starts.
+            Ok(Ok(_)) => {
+                print!("{}", config.to_redacted_toml());
+                ExitCode::SUCCESS
+            }
+            Ok(Err(error)) => config_error(&error),
+            Err(error) => {
+                eprintln!("vigil: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { output } => with_runtime(|| check_once(config, output)),
         Command::Run => with_runtime(|| run(config)),
     }

@@ -2,10 +2,11 @@
 //! token): every formatter, serializer and log field sees `<redacted>`.
 
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 
 use serde::{Serialize, Serializer};
+
+use crate::files::{self, FileError};
 use subtle::ConstantTimeEq as _;
 
 /// A value that must never be printed, logged, exported or returned.
@@ -64,49 +65,28 @@ impl Secret<String> {
     }
 }
 
-/// The most a secret file may hold: a path pointing at something huge or endless must not
-/// take the memory.
-const FILE_CAP: u64 = 64 * 1024;
-
 /// A secret file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretFileError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    File { path: String, source: FileError },
     #[error("{path} is empty")]
     Empty { path: String },
 }
 
-/// The bytes of a secret file, as stored. Refuses what is not a regular file (a FIFO or a
-/// device would block the reading thread, or never end) and what holds more than 64 KiB.
-pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?.take(FILE_CAP + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > FILE_CAP {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {FILE_CAP} bytes: not a secret"),
-        ));
-    }
-    Ok(bytes)
+/// The bytes of a secret file, as stored, through the one file reader (regular files of at most
+/// 64 KiB).
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
+    files::read(path, files::SECRET_CAP)
 }
 
 /// Reads a secret from a file (the `*_file` keys, a Kubernetes Secret volume): UTF-8, surrounding
 /// whitespace trimmed, never empty.
 pub fn read_file(path: &Path) -> Result<Secret<String>, SecretFileError> {
-    let io_error = |source| SecretFileError::Io {
+    let text = files::read_text(path, files::SECRET_CAP).map_err(|source| SecretFileError::File {
         path: path.display().to_string(),
         source,
-    };
-    let bytes = read_bytes(path).map_err(io_error)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| io_error(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
+    })?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(SecretFileError::Empty {

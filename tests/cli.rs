@@ -152,3 +152,95 @@ fn the_example_deployment_configuration_is_valid() {
     let output = run_cli(&["validate"], Some(&toml), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+/// A FIFO given as `--config` hung start-up (and SIGTERM with it), `/dev/zero` read until the
+/// allocation failed: every file vigil reads goes through one reader that refuses what is not a
+/// regular file, and `validate` refuses what `run` would.
+#[test]
+fn special_files_are_refused_at_once_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fifo = fifo.to_str().unwrap().to_owned();
+    let dir_path = dir.path().to_str().unwrap().to_owned();
+    for (path, what) in [
+        (fifo.as_str(), "FIFO"),
+        ("/dev/zero", "device"),
+        (dir_path.as_str(), "directory"),
+    ] {
+        let output = run_cli(&["validate", "--config", path], None, &[]);
+        assert_refused(
+            &output,
+            &format!(
+                "vigil: {path}: cannot read the configuration file: not a regular file (a {what}): point it at a file"
+            ),
+        );
+    }
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let not_pem = not_pem.to_str().unwrap().to_owned();
+    let missing = format!("{dir_path}/missing.pem");
+    let upstream = |ca: &str| {
+        format!(
+            "[system]\nenabled = false\n[[upstream]]\nname = \"orders\"\nurl = \"https://127.0.0.1:1/\"\nca_file = \"{ca}\"\n"
+        )
+    };
+    for (ca, expected) in [
+        (
+            fifo.as_str(),
+            "not a regular file (a FIFO): point it at a file".to_owned(),
+        ),
+        (
+            dir_path.as_str(),
+            "not a regular file (a directory): point it at a file".to_owned(),
+        ),
+        (not_pem.as_str(), "holds no PEM certificate".to_owned()),
+        (missing.as_str(), "No such file or directory (os error 2)".to_owned()),
+    ] {
+        for command in ["validate", "run"] {
+            let output = run_cli(&[command], Some(&upstream(ca)), &[]);
+            assert_refused(&output, &format!("vigil: upstream:orders: ca_file {ca}: {expected}"));
+        }
+    }
+    let postgres = format!(
+        "[system]\nenabled = false\n[postgres]\nurl = \"postgres://gw@127.0.0.1:1/gw?sslmode=verify-full&sslrootcert={fifo}\"\n"
+    );
+    for command in ["validate", "run"] {
+        let output = run_cli(&[command], Some(&postgres), &[]);
+        assert_eq!(output.status.code(), Some(2), "{command}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("not a regular file (a FIFO)"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+/// Any environment variable that is not UTF-8 panicked the agent (exit 101), even one it never
+/// reads. One it does not read is ignored; one it reads is refused, named.
+#[test]
+fn environment_variables_that_are_not_utf8_do_not_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let run = |name: &str| {
+        let mut command = std::process::Command::new(support::vigil::VIGIL_BIN);
+        command
+            .arg("validate")
+            .env_remove("VIGIL_CONFIG")
+            .env(name, std::ffi::OsStr::from_bytes(b"caf\xe9"))
+            .env("VIGIL_SYSTEM__ENABLED", "false");
+        command.output().unwrap()
+    };
+    let ignored = run("SOME_OTHER_TOOL_SETTING");
+    assert_eq!(ignored.status.code(), Some(0), "{}", stderr(&ignored));
+    let refused = run("VIGIL_DEFAULTS__INTERVAL");
+    assert_refused(
+        &refused,
+        "vigil: VIGIL_DEFAULTS__INTERVAL: the environment variable is not UTF-8 text",
+    );
+}

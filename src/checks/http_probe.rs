@@ -24,8 +24,7 @@ use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Body as _;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -62,22 +61,17 @@ impl HttpClient {
         Self::with_roots(webpki_roots_store())
     }
 
-    /// The built-in roots plus the certificates of a PEM file. Reads the file now (this runs
-    /// before any runtime exists, so plain blocking I/O is right).
+    /// The built-in roots plus the certificates of a PEM file, read through the one file
+    /// reader. Reads the file now (this runs before any runtime exists, so plain blocking I/O
+    /// is right).
     pub fn with_ca_file(path: &Path) -> Result<HttpClient, ClientError> {
         let ca_error = |message: String| ClientError::CaFile {
             path: path.display().to_string(),
             message,
         };
         let mut roots = webpki_roots_store();
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
-            let cert = cert.map_err(|e| ca_error(e.to_string()))?;
+        for cert in crate::files::read_certificates(path).map_err(|e| ca_error(e.to_string()))? {
             roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ca_error("holds no PEM certificate".to_owned()));
         }
         Self::with_roots(roots)
     }

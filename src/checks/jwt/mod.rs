@@ -414,7 +414,7 @@ mod tests {
         std::fs::write(&file, toml).unwrap();
         let sources = crate::config::Sources {
             file: Some(file),
-            env: Vec::new(),
+            ..Default::default()
         };
         let config = crate::config::load(&sources).unwrap();
         let metrics = crate::metrics::Metrics::new().unwrap();

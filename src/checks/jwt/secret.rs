@@ -3,7 +3,6 @@
 //!
 //! Nothing here ever formats the secret: findings describe it by length and kind only.
 
-use std::io;
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
@@ -59,7 +58,7 @@ impl Source {
 }
 
 /// `No such file or directory` rather than `No such file or directory (os error 2)`.
-fn describe_io(error: &io::Error) -> String {
+fn describe_io(error: &impl std::fmt::Display) -> String {
     let text = error.to_string();
     match text.find(" (os error") {
         Some(cut) => text[..cut].to_owned(),

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, aws_lc_rs};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -33,10 +32,8 @@ pub fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<MakeRustlsCo
             match root_cert {
                 Some(path) => {
                     let shown = path.display();
-                    let certs = CertificateDer::pem_file_iter(path)
-                        .map_err(|e| format!("sslrootcert {shown}: {e}"))?
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| format!("sslrootcert {shown}: {e}"))?;
+                    let certs =
+                        crate::files::read_certificates(path).map_err(|e| format!("sslrootcert {shown}: {e}"))?;
                     let (added, _) = roots.add_parsable_certificates(certs);
                     if added == 0 {
                         return Err(format!("sslrootcert {shown}: no usable certificate"));

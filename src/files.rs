@@ -1,0 +1,129 @@
+//! The one reader for every file vigil reads because its configuration names it: the
+//! configuration itself, CA bundles (`ca_file`, `sslrootcert`) and secrets (`*_file`).
+//!
+//! Only regular files are read, and only up to a cap: a FIFO would block start-up (and SIGTERM
+//! with it) until someone writes to it, `/dev/zero` would never end, a directory is a mistake.
+//! The file is opened non-blocking and checked on the open handle, so a path swapped for a FIFO
+//! between a check and the open cannot hang the reading thread either.
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// The most a configuration file may hold.
+pub const CONFIG_CAP: u64 = 1024 * 1024;
+/// The most a CA bundle may hold (Mozilla's whole bundle is about 220 KiB).
+pub const CA_CAP: u64 = 1024 * 1024;
+/// The most a secret file may hold.
+pub const SECRET_CAP: u64 = 64 * 1024;
+
+/// Why a file cannot be used. The messages do not name the path: callers say which file it
+/// was and what it was for (`ca_file /etc/ca.pem: …`).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("not a regular file (a {what}): point it at a file")]
+    NotRegular { what: &'static str },
+    #[error("larger than {cap} bytes")]
+    TooLarge { cap: u64 },
+    #[error("not UTF-8 text")]
+    NotUtf8,
+    #[error("holds no PEM certificate")]
+    NoCertificate,
+    #[error("not a valid PEM certificate: {0}")]
+    BadCertificate(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The bytes of the regular file at `path`, at most `cap` of them.
+pub fn read(path: &Path, cap: u64) -> Result<Vec<u8>, FileError> {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "directory"
+        } else if kind.is_fifo() {
+            "FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "device"
+        } else if kind.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        };
+        return Err(FileError::NotRegular { what });
+    }
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(FileError::TooLarge { cap });
+    }
+    Ok(bytes)
+}
+
+/// [`read`], as UTF-8 text.
+pub fn read_text(path: &Path, cap: u64) -> Result<String, FileError> {
+    String::from_utf8(read(path, cap)?).map_err(|_| FileError::NotUtf8)
+}
+
+/// The certificates of a PEM bundle; at least one.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, FileError> {
+    let bytes = read(path, CA_CAP)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| FileError::BadCertificate(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(FileError::NoCertificate);
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regular_files_are_read_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "12345").unwrap();
+        assert_eq!(read(&path, 5).unwrap(), b"12345");
+        let error = read(&path, 4).unwrap_err().to_string();
+        assert!(error.ends_with("larger than 4 bytes"), "{error}");
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(read_text(&path, 5).unwrap_err().to_string().ends_with("not UTF-8 text"));
+    }
+
+    #[test]
+    fn special_files_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = read(dir.path(), CONFIG_CAP).unwrap_err().to_string();
+        assert!(error.contains("not a regular file (a directory)"), "{error}");
+        let error = read(Path::new("/dev/zero"), CONFIG_CAP).unwrap_err().to_string();
+        assert!(error.contains("not a regular file (a device)"), "{error}");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let error = read(&fifo, CONFIG_CAP).unwrap_err().to_string();
+        assert!(error.contains("not a regular file (a FIFO)"), "{error}");
+        let error = read(&dir.path().join("missing"), CONFIG_CAP).unwrap_err().to_string();
+        assert!(error.starts_with("No such file or directory"), "{error}");
+    }
+
+    #[test]
+    fn a_bundle_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let error = read_certificates(&path).unwrap_err().to_string();
+        assert!(error.ends_with("holds no PEM certificate"), "{error}");
+    }
+}
