@@ -47,12 +47,29 @@ impl PostgresTarget {
         if !scheme_ok && !keyword_form {
             return Err(PostgresUrlError::Scheme);
         }
-        let options = split_tls_options(url).map_err(|e| PostgresUrlError::SslMode(redact(&e, url)))?;
+        let options = split_tls_options(url).map_err(PostgresUrlError::SslMode)?;
         let mut config: tokio_postgres::Config = options
             .rest
             .parse()
-            .map_err(|e: tokio_postgres::Error| PostgresUrlError::Parse(redact(&e.to_string(), url)))?;
-        config.ssl_mode(options.mode.for_driver());
+            .map_err(|e: tokio_postgres::Error| PostgresUrlError::Parse(describe_parse_error(&e, keyword_form)))?;
+        // PostgreSQL offers no TLS on a Unix socket: libpq's `prefer` then means plain, and
+        // asking for TLS there can never work.
+        let only_sockets = !config.get_hosts().is_empty()
+            && config
+                .get_hosts()
+                .iter()
+                .all(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
+        let driver_mode = match (options.mode, only_sockets) {
+            (SslMode::Prefer, true) => PgSslMode::Disable,
+            (SslMode::Require | SslMode::VerifyFull, true) => {
+                return Err(PostgresUrlError::SslMode(format!(
+                    "sslmode={} over a Unix socket: PostgreSQL offers no TLS there; use prefer or disable, or a TCP host",
+                    options.mode.as_str()
+                )));
+            }
+            (mode, _) => mode.for_driver(),
+        };
+        config.ssl_mode(driver_mode);
         Ok(PostgresTarget {
             config,
             sslmode: options.mode,
@@ -91,9 +108,12 @@ impl SslMode {
             "allow" | "prefer" => Ok(SslMode::Prefer),
             "require" => Ok(SslMode::Require),
             "verify-ca" | "verify-full" => Ok(SslMode::VerifyFull),
-            other => Err(format!(
+            // The value is not quoted: it stands in the URL beside the password, and a value of
+            // letters only (a typo) is quoted, anything else is described.
+            other if other.len() <= 16 && other.chars().all(|c| c.is_ascii_lowercase() || c == '-') => Err(format!(
                 "sslmode must be disable, allow, prefer, require, verify-ca or verify-full, got {other:?}"
             )),
+            _ => Err("sslmode must be disable, allow, prefer, require, verify-ca or verify-full".to_owned()),
         }
     }
 
@@ -175,18 +195,29 @@ fn split_tls_options(url: &str) -> Result<TlsOptions, String> {
     Ok(TlsOptions { mode, root_cert, rest })
 }
 
-/// Replaces the URL's password, should a parser ever echo it.
-fn redact(message: &str, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password)
-        .filter(|p| !p.is_empty());
-    match password {
-        Some(p) => message.replace(p, "<redacted>"),
-        None => message.to_owned(),
+/// tokio-postgres' complaint about a connection string, rebuilt from what is known to hold no
+/// secret: the option names it cites (its own static names, or a keyword of letters and `_`).
+/// Anything else it says may quote the string's text (a character, a value), so it becomes a
+/// fixed description instead. A substring replace of the password would corrupt unrelated words
+/// (`dis<redacted>ble` for a password `a`) and show where the password stands.
+fn describe_parse_error(error: &tokio_postgres::Error, keyword_form: bool) -> String {
+    // tokio-postgres' Display says only "invalid configuration"; the cause is its source.
+    let text = std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string);
+    let cited = |prefix: &str| {
+        text.split_once(prefix)
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(name, _)| name)
+            .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic() || c == '_'))
+            .map(str::to_owned)
+    };
+    if let Some(option) = cited("unknown option `") {
+        format!("unknown option `{option}`")
+    } else if let Some(option) = cited("invalid value for option `") {
+        format!("invalid value for option `{option}`")
+    } else if keyword_form {
+        "not a valid key=value connection string (values with spaces need single quotes)".to_owned()
+    } else {
+        "not a valid postgres URL (percent-encode special characters in the user, password and database)".to_owned()
     }
 }
 
@@ -244,11 +275,25 @@ mod tests {
     }
 
     #[test]
-    fn redact_hides_the_password() {
+    fn parse_errors_name_options_never_the_password() {
+        let error = |url: &str| PostgresTarget::parse(url).unwrap_err().to_string();
+        // A one-letter password used to turn "disable" into "dis<redacted>ble".
         assert_eq!(
-            redact("bad postgres://u:s3cret@h/db s3cret", "postgres://u:s3cret@h/db"),
-            "bad postgres://u:<redacted>@h/db <redacted>"
+            error("postgres://u:a@h/db?sslmode=disable&frobnicate=1"),
+            "cannot be parsed: unknown option `frobnicate`"
         );
-        assert_eq!(redact("fine", "postgres://u@h/db"), "fine");
+        assert_eq!(
+            error("postgres://u:s3cret@h:notaport/db"),
+            "cannot be parsed: invalid value for option `port`"
+        );
+        let keyword = error("host=h user=u password='s3cret");
+        assert!(!keyword.contains("s3cret"), "{keyword}");
+        assert!(keyword.contains("key=value"), "{keyword}");
+        let keyword = error("host=h password=s3cret port=x");
+        assert_eq!(keyword, "cannot be parsed: invalid value for option `port`");
+        assert!(matches!(
+            PostgresTarget::parse("host=h user=u password=s3cret sslmode=verify-full").map(|t| t.sslmode),
+            Ok(SslMode::VerifyFull)
+        ));
     }
 }
