@@ -19,7 +19,7 @@ use crate::checks::Scheduled;
 use crate::http::diag_token::{self, DiagToken};
 use crate::http::{self, App};
 use crate::metrics::Metrics;
-use crate::scheduler;
+use crate::scheduler::{self, Loops};
 use crate::secret::Secret;
 use crate::state::State;
 
@@ -41,7 +41,10 @@ pub struct Agent {
     pub local_addr: SocketAddr,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
-    loops: Vec<JoinHandle<()>>,
+    loops: Loops,
+    /// The agent's own background tasks (the diag token's re-reads).
+    background: Vec<JoinHandle<()>>,
+    metrics: Metrics,
     /// Where the check loops run; `None` once stopped.
     checks_runtime: Option<Runtime>,
 }
@@ -67,14 +70,15 @@ impl Agent {
             .enable_all()
             .build()?;
         let state = Arc::new(State::new(scheduler::specs(&checks)));
-        let mut loops = scheduler::start(checks_runtime.handle(), &state, &metrics, checks);
+        let loops = Loops::start(checks_runtime.handle(), &state, &metrics, checks);
         let diag_token = Arc::new(DiagToken::new(options.diag_token, options.diag_token_file));
+        let mut background = Vec::new();
         if diag_token.file().is_some() {
-            loops.push(checks_runtime.spawn(diag_token::keep_reloading(Arc::clone(&diag_token))));
+            background.push(checks_runtime.spawn(diag_token::keep_reloading(Arc::clone(&diag_token))));
         }
         let app = Arc::new(App {
             state: Arc::clone(&state),
-            metrics,
+            metrics: metrics.clone(),
             diag_token: Arc::clone(&diag_token),
             config: options.config,
             service_id: options.service_id,
@@ -90,6 +94,8 @@ impl Agent {
             stop,
             server,
             loops,
+            background,
+            metrics,
             checks_runtime: Some(checks_runtime),
         })
     }
@@ -109,7 +115,8 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        for task in &self.loops {
+        self.loops.abort_all();
+        for task in &self.background {
             task.abort();
         }
         // Not `drop`: dropping a runtime from async code panics; this returns at once.

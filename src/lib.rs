@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outcome;
 pub mod promtext;
+pub mod reload;
 pub mod render;
 pub mod scheduler;
 pub mod secret;

@@ -173,8 +173,8 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
             duration: started.elapsed(),
         }
     });
-    for (index, run) in futures_util::future::join_all(runs).await.into_iter().enumerate() {
-        state.record(index, run);
+    for (slot, run) in state.slots().iter().zip(futures_util::future::join_all(runs).await) {
+        state.record(slot, run);
     }
 
     let readiness = state.readiness(Instant::now(), &[]);

@@ -49,17 +49,87 @@ pub fn specs(checks: &[Scheduled]) -> Vec<CheckSpec> {
         .collect()
 }
 
-/// Starts one loop per check on `runtime`. `state` must have been built from [`specs`] of the
-/// same list.
-pub fn start(runtime: &Handle, state: &Arc<State>, metrics: &Metrics, checks: Vec<Scheduled>) -> Vec<JoinHandle<()>> {
-    checks
-        .into_iter()
-        .enumerate()
-        .map(|(index, scheduled)| {
-            let series = metrics.register_check(&scheduled.name);
-            runtime.spawn(check_loop(index, scheduled, Arc::clone(state), series))
-        })
-        .collect()
+/// The running check loops, one per check, in the state's order.
+pub struct Loops {
+    runtime: Handle,
+    running: Vec<Running>,
+}
+
+struct Running {
+    slot: Arc<CheckSlot>,
+    task: JoinHandle<()>,
+}
+
+impl Loops {
+    /// Starts one loop per check on `runtime`. `state` must have been built from [`specs`] of
+    /// the same list.
+    pub fn start(runtime: &Handle, state: &Arc<State>, metrics: &Metrics, checks: Vec<Scheduled>) -> Loops {
+        let running = state
+            .slots()
+            .iter()
+            .zip(checks)
+            .map(|(slot, scheduled)| spawn_loop(runtime, state, metrics, Arc::clone(slot), scheduled))
+            .collect();
+        Loops {
+            runtime: runtime.clone(),
+            running,
+        }
+    }
+
+    /// Makes `order` the checks from now on: the ones in `order` that are not in `started`
+    /// keep their loop and slot (their state, their schedule); every other running check's
+    /// loop stops (its future dropped at an await point: runs are cancel-safe); `started`
+    /// begin with fresh slots.
+    pub fn replace(&mut self, state: &Arc<State>, metrics: &Metrics, order: &[String], started: Vec<Scheduled>) {
+        let mut started: Vec<Option<Scheduled>> = started.into_iter().map(Some).collect();
+        let mut old = std::mem::take(&mut self.running);
+        for name in order {
+            let fresh = started
+                .iter_mut()
+                .find(|s| s.as_ref().is_some_and(|s| &s.name == name))
+                .and_then(Option::take);
+            let kept = match fresh {
+                Some(_) => None,
+                None => old
+                    .iter()
+                    .position(|r| r.slot.name() == name)
+                    .map(|at| old.swap_remove(at)),
+            };
+            match (fresh, kept) {
+                (Some(scheduled), _) => {
+                    let spec = specs(std::slice::from_ref(&scheduled)).remove(0);
+                    let slot = Arc::new(CheckSlot::new(spec));
+                    self.running
+                        .push(spawn_loop(&self.runtime, state, metrics, slot, scheduled));
+                }
+                (None, Some(running)) => self.running.push(running),
+                (None, None) => tracing::error!(check = %name, "Reload: a check to keep is not running"),
+            }
+        }
+        for gone in old {
+            gone.task.abort();
+        }
+        state.set_slots(self.running.iter().map(|r| Arc::clone(&r.slot)).collect());
+    }
+
+    /// Stops every loop.
+    pub fn abort_all(&self) {
+        for running in &self.running {
+            running.task.abort();
+        }
+    }
+}
+
+fn spawn_loop(
+    runtime: &Handle,
+    state: &Arc<State>,
+    metrics: &Metrics,
+    slot: Arc<CheckSlot>,
+    scheduled: Scheduled,
+) -> Running {
+    let series = metrics.register_check(&scheduled.name);
+    let task = runtime.spawn(check_loop(Arc::clone(&slot), scheduled, Arc::clone(state), series));
+    Running { slot, task }
 }
 
 /// Why the loop woke for the next run.
@@ -115,8 +185,8 @@ impl Plan {
     }
 }
 
-async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, series: Arc<CheckSeries>) {
-    let Some(slot) = state.slots().get(index) else { return };
+async fn check_loop(slot: Arc<CheckSlot>, mut scheduled: Scheduled, state: Arc<State>, series: Arc<CheckSeries>) {
+    let slot = &*slot;
     let wake = scheduled.check.wake();
     let mut plan = Plan::new(scheduled.settings);
     let mut planned = Instant::now() + scheduled.first_run_delay;
@@ -130,7 +200,7 @@ async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, s
         // (RUST_LOG=vigil::scheduler=trace); free when the level is off.
         let lag_us = u64::try_from(started.saturating_duration_since(planned).as_micros()).unwrap_or(u64::MAX);
         tracing::trace!(check = %scheduled.name, lag_us, "Run started");
-        let ended = run_and_record(index, &mut scheduled, &state, slot, &series).await;
+        let ended = run_and_record(&mut scheduled, &state, slot, &series).await;
         planned = plan.next(started, ended, jitter(scheduled.settings.interval));
         if wait(planned, wake.as_ref()).await == Cause::Woken {
             tracing::debug!(check = %scheduled.name, "Running again early: the check saw its dependency change");
@@ -145,7 +215,6 @@ async fn check_loop(index: usize, mut scheduled: Scheduled, state: Arc<State>, s
 /// One guarded run, recorded in the state and the check's series; returns the raw status and
 /// what the run asked for next.
 async fn run_and_record(
-    index: usize,
     scheduled: &mut Scheduled,
     state: &State,
     slot: &CheckSlot,
@@ -163,7 +232,7 @@ async fn run_and_record(
         duration,
     };
     let ended = (run.outcome.status, run.outcome.rerun);
-    if let Some(transition) = state.record(index, run) {
+    if let Some(transition) = state.record(slot, run) {
         log_transition(&transition);
     }
     slot.beat();
@@ -315,7 +384,8 @@ mod tests {
         let metrics = Metrics::new().unwrap();
         let series = metrics.register_check("dep");
         let t0 = Instant::now();
-        tokio::spawn(check_loop(0, scheduled, state, series));
+        let slot = Arc::clone(&state.slots()[0]);
+        tokio::spawn(check_loop(slot, scheduled, state, series));
         (t0, starts, wake)
     }
 
@@ -419,7 +489,8 @@ mod tests {
         let state = Arc::new(State::new(specs(std::slice::from_ref(&scheduled))));
         let series = Metrics::new().unwrap().register_check("dep");
         let t0 = Instant::now();
-        tokio::spawn(check_loop(0, scheduled, state, series));
+        let slot = Arc::clone(&state.slots()[0]);
+        tokio::spawn(check_loop(slot, scheduled, state, series));
         tokio::time::sleep(Duration::from_secs(12)).await;
         let runs = offsets(t0, &starts);
         assert_eq!(runs[0], Duration::from_millis(700));

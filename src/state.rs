@@ -104,7 +104,7 @@ impl CheckView {
 }
 
 impl CheckSlot {
-    fn new(spec: CheckSpec) -> Self {
+    pub fn new(spec: CheckSpec) -> Self {
         CheckSlot {
             spec,
             record: RwLock::new(Record::default()),
@@ -114,6 +114,10 @@ impl CheckSlot {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    pub fn spec(&self) -> &CheckSpec {
+        &self.spec
     }
 
     /// Notes that the check's loop is alive.
@@ -236,7 +240,9 @@ impl CheckSlot {
 /// The whole agent's state.
 #[derive(Debug)]
 pub struct State {
-    checks: Vec<CheckSlot>,
+    /// In the order `/readyz` lists them. Replaced whole by a reload (kept checks keep their
+    /// slot); readers take the list, not the lock, for as long as they need it.
+    checks: RwLock<Arc<[Arc<CheckSlot>]>>,
     started: Instant,
     started_at: SystemTime,
     draining: AtomicBool,
@@ -255,7 +261,7 @@ pub struct Readiness {
 impl State {
     pub fn new(specs: impl IntoIterator<Item = CheckSpec>) -> Self {
         State {
-            checks: specs.into_iter().map(CheckSlot::new).collect(),
+            checks: RwLock::new(specs.into_iter().map(|spec| Arc::new(CheckSlot::new(spec))).collect()),
             started: Instant::now(),
             started_at: SystemTime::now(),
             draining: AtomicBool::new(false),
@@ -264,12 +270,18 @@ impl State {
         }
     }
 
-    pub fn slots(&self) -> &[CheckSlot] {
-        &self.checks
+    /// The checks now, in order.
+    pub fn slots(&self) -> Arc<[Arc<CheckSlot>]> {
+        Arc::clone(&self.checks.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    pub fn slot(&self, name: &str) -> Option<&CheckSlot> {
-        self.checks.iter().find(|c| c.name() == name)
+    pub fn slot(&self, name: &str) -> Option<Arc<CheckSlot>> {
+        self.slots().iter().find(|c| c.name() == name).cloned()
+    }
+
+    /// The checks from now on (a reload): kept ones are the same slots, with their state.
+    pub fn set_slots(&self, slots: Vec<Arc<CheckSlot>>) {
+        *self.checks.write().unwrap_or_else(PoisonError::into_inner) = slots.into();
     }
 
     pub fn started_at(&self) -> SystemTime {
@@ -280,9 +292,9 @@ impl State {
         self.started.elapsed()
     }
 
-    /// Records a run of the check at `index` and keeps its status change, if any.
-    pub fn record(&self, index: usize, run: Run) -> Option<Transition> {
-        let transition = self.checks.get(index)?.record(run)?;
+    /// Records a run of the check of `slot` and keeps its status change, if any.
+    pub fn record(&self, slot: &CheckSlot, run: Run) -> Option<Transition> {
+        let transition = slot.record(run)?;
         let mut ring = lock(&self.transitions);
         if ring.len() == TRANSITIONS_KEPT {
             ring.pop_front();
@@ -309,18 +321,19 @@ impl State {
     pub fn is_ready(&self, now: Instant, excluded: &[&str]) -> bool {
         !self.is_draining()
             && !self
-                .checks
+                .slots()
                 .iter()
                 .any(|c| !excluded.contains(&c.name()) && blocks_readiness(c.status(now), c.spec.settings.critical))
     }
 
     /// Each check's status and readiness from one reading, without building views: what
     /// `/metrics` shows, so that `vigil_ready` and `vigil_check_status` never disagree.
-    pub fn statuses(&self, now: Instant) -> (bool, Vec<(&str, Option<Status>)>) {
-        let statuses: Vec<(&str, Option<Status>)> = self.checks.iter().map(|c| (c.name(), c.status(now))).collect();
+    pub fn statuses(&self, now: Instant) -> (bool, Vec<(String, Option<Status>)>) {
+        let slots = self.slots();
+        let statuses: Vec<(String, Option<Status>)> =
+            slots.iter().map(|c| (c.name().to_owned(), c.status(now))).collect();
         let ready = !self.is_draining()
-            && !self
-                .checks
+            && !slots
                 .iter()
                 .zip(&statuses)
                 .any(|(check, (_, status))| blocks_readiness(*status, check.spec.settings.critical));
@@ -329,7 +342,7 @@ impl State {
 
     /// Readiness over every check except `excluded`.
     pub fn readiness(&self, now: Instant, excluded: &[&str]) -> Readiness {
-        let checks: Vec<CheckView> = self.checks.iter().map(|c| c.view(now)).collect();
+        let checks: Vec<CheckView> = self.slots().iter().map(|c| c.view(now)).collect();
         let draining = self.is_draining();
         let ready = !draining
             && !checks
@@ -343,11 +356,11 @@ impl State {
     }
 
     /// The checks whose loops have stopped making progress.
-    pub fn stalled_loops(&self, now: Instant) -> Vec<&str> {
-        self.checks
+    pub fn stalled_loops(&self, now: Instant) -> Vec<String> {
+        self.slots()
             .iter()
             .filter(|c| !c.loop_on_schedule(now))
-            .map(CheckSlot::name)
+            .map(|c| c.name().to_owned())
             .collect()
     }
 
@@ -430,20 +443,20 @@ mod tests {
         let state = state(2, 1);
         assert!(!state.readiness(Instant::now(), &[]).ready);
         assert_eq!(reported(&state), None);
-        state.record(0, run(Status::Pass, "ok"));
+        state.record(&state.slots()[0], run(Status::Pass, "ok"));
         assert!(state.readiness(Instant::now(), &[]).ready);
     }
 
     #[test]
     fn fail_is_reported_only_after_failure_threshold_runs() {
         let state = state(3, 1);
-        state.record(0, run(Status::Pass, "ok"));
-        assert!(state.record(0, run(Status::Fail, "refused")).is_none());
-        assert!(state.record(0, run(Status::Fail, "refused")).is_none());
+        state.record(&state.slots()[0], run(Status::Pass, "ok"));
+        assert!(state.record(&state.slots()[0], run(Status::Fail, "refused")).is_none());
+        assert!(state.record(&state.slots()[0], run(Status::Fail, "refused")).is_none());
         assert_eq!(reported(&state), Some(Status::Pass));
         assert_eq!(state.slots()[0].view(Instant::now()).consecutive_failures, 2);
         let change = state
-            .record(0, run(Status::Fail, "refused"))
+            .record(&state.slots()[0], run(Status::Fail, "refused"))
             .expect("third failure reports fail");
         assert_eq!(
             (change.from, change.to, change.reason.as_str()),
@@ -455,19 +468,23 @@ mod tests {
     #[test]
     fn a_pass_between_failures_resets_the_count() {
         let state = state(2, 1);
-        state.record(0, run(Status::Pass, "ok"));
-        state.record(0, run(Status::Fail, "refused"));
-        state.record(0, run(Status::Pass, "ok"));
-        state.record(0, run(Status::Fail, "refused"));
+        state.record(&state.slots()[0], run(Status::Pass, "ok"));
+        state.record(&state.slots()[0], run(Status::Fail, "refused"));
+        state.record(&state.slots()[0], run(Status::Pass, "ok"));
+        state.record(&state.slots()[0], run(Status::Fail, "refused"));
         assert_eq!(reported(&state), Some(Status::Pass));
     }
 
     #[test]
     fn a_failing_check_shows_the_latest_cause_since_the_first_failure() {
         let state = state(1, 1);
-        state.record(0, run(Status::Fail, "connection refused"));
+        state.record(&state.slots()[0], run(Status::Fail, "connection refused"));
         let since = state.slots()[0].view(Instant::now()).since;
-        assert!(state.record(0, run(Status::Fail, "authentication failed")).is_none());
+        assert!(
+            state
+                .record(&state.slots()[0], run(Status::Fail, "authentication failed"))
+                .is_none()
+        );
         let view = state.slots()[0].view(Instant::now());
         assert_eq!(view.reason, "authentication failed");
         assert_eq!(view.since, since);
@@ -476,20 +493,22 @@ mod tests {
     #[test]
     fn recovery_needs_success_threshold_runs() {
         let state = state(1, 2);
-        state.record(0, run(Status::Fail, "refused"));
+        state.record(&state.slots()[0], run(Status::Fail, "refused"));
         assert_eq!(reported(&state), Some(Status::Fail));
-        assert!(state.record(0, run(Status::Pass, "ok")).is_none());
+        assert!(state.record(&state.slots()[0], run(Status::Pass, "ok")).is_none());
         assert_eq!(reported(&state), Some(Status::Fail));
-        let change = state.record(0, run(Status::Pass, "ok")).expect("second pass recovers");
+        let change = state
+            .record(&state.slots()[0], run(Status::Pass, "ok"))
+            .expect("second pass recovers");
         assert_eq!((change.from, change.to), (Some(Status::Fail), Status::Pass));
     }
 
     #[test]
     fn warn_never_fails_readiness_and_changes_at_once() {
         let state = state(2, 2);
-        state.record(0, run(Status::Pass, "ok"));
+        state.record(&state.slots()[0], run(Status::Pass, "ok"));
         let change = state
-            .record(0, run(Status::Warn, "slow"))
+            .record(&state.slots()[0], run(Status::Warn, "slow"))
             .expect("pass to warn is immediate");
         assert_eq!(change.to, Status::Warn);
         assert!(state.readiness(Instant::now(), &[]).ready);
@@ -499,10 +518,10 @@ mod tests {
     fn the_first_result_is_a_transition_and_repeats_are_not() {
         let state = state(1, 1);
         let first = state
-            .record(0, run(Status::Pass, "ok"))
+            .record(&state.slots()[0], run(Status::Pass, "ok"))
             .expect("first result is logged");
         assert_eq!(first.from, None);
-        assert!(state.record(0, run(Status::Pass, "ok")).is_none());
+        assert!(state.record(&state.slots()[0], run(Status::Pass, "ok")).is_none());
         assert_eq!(state.transitions().len(), 1);
     }
 
@@ -511,7 +530,7 @@ mod tests {
         let state = state(1, 1);
         for i in 0..(TRANSITIONS_KEPT + 10) {
             let status = if i % 2 == 0 { Status::Pass } else { Status::Fail };
-            state.record(0, run(status, &format!("run {i}")));
+            state.record(&state.slots()[0], run(status, &format!("run {i}")));
         }
         let kept = state.transitions();
         assert_eq!(kept.len(), TRANSITIONS_KEPT);
@@ -521,7 +540,7 @@ mod tests {
     #[test]
     fn a_result_older_than_three_intervals_is_stale() {
         let state = state(1, 1);
-        state.record(0, run(Status::Pass, "ok"));
+        state.record(&state.slots()[0], run(Status::Pass, "ok"));
         let later = Instant::now() + Duration::from_millis(3100);
         let view = state.slots()[0].view(later);
         assert_eq!(view.status, Some(Status::Fail));
@@ -536,7 +555,7 @@ mod tests {
     #[test]
     fn excluded_and_non_critical_failures_keep_readiness() {
         let state = state(1, 1);
-        state.record(0, run(Status::Fail, "refused"));
+        state.record(&state.slots()[0], run(Status::Fail, "refused"));
         assert!(!state.readiness(Instant::now(), &[]).ready);
         assert!(!state.is_ready(Instant::now(), &[]));
         assert!(state.readiness(Instant::now(), &["dep"]).ready);

@@ -7,9 +7,11 @@
 
 pub mod series;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use prometheus::core::Collector;
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -29,8 +31,33 @@ pub struct Metrics {
     series: Arc<SeriesSet>,
     /// The size of the last exposition, to size the next one's buffer.
     last_render_len: Arc<AtomicUsize>,
-    /// Registered by the gateway check: absent unless `[gateway]` is configured.
-    gateway: Arc<OnceLock<GatewayMetrics>>,
+    /// What each check kind registered (see [`Group`]), so that a check rebuilt by a reload
+    /// replaces its own series and a check removed by one takes them with it.
+    groups: Arc<Mutex<HashMap<Group, Vec<Box<dyn Collector>>>>>,
+}
+
+/// A check kind's metrics in the registry, registered by the check when it is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    Postgres,
+    Gateway,
+    JwtSecret,
+    JwtGateway,
+    Jwks,
+    System,
+}
+
+impl Group {
+    /// The groups of a check named `check` (`postgres`, `jwt`, …).
+    pub fn of_check(check: &str) -> &'static [Group] {
+        match check {
+            "postgres" => &[Group::Postgres],
+            "gateway" => &[Group::Gateway],
+            "jwt" => &[Group::JwtSecret, Group::JwtGateway, Group::Jwks],
+            "system" => &[Group::System],
+            _ => &[],
+        }
+    }
 }
 
 /// The gateway check's figures.
@@ -141,7 +168,7 @@ impl Metrics {
             kubelet_last_probe_timestamp_seconds,
             series: Arc::default(),
             last_render_len: Arc::default(),
-            gateway: Arc::new(OnceLock::new()),
+            groups: Arc::default(),
         })
     }
 
@@ -151,11 +178,8 @@ impl Metrics {
         self.series.upstream(name)
     }
 
-    /// The gateway metrics, registered on the first call (by the gateway check).
+    /// Creates and registers the gateway's series (replacing those of an earlier gateway check).
     pub fn gateway(&self) -> Result<GatewayMetrics, MetricsError> {
-        if let Some(metrics) = self.gateway.get() {
-            return Ok(metrics.clone());
-        }
         let metrics = GatewayMetrics {
             registry: self.registry.clone(),
             up: IntGauge::new(
@@ -184,11 +208,62 @@ impl Metrics {
             error_ratio_registered: Arc::new(OnceLock::new()),
             p95_registered: Arc::new(OnceLock::new()),
         };
-        self.registry.register(Box::new(metrics.up.clone()))?;
-        self.registry
-            .register(Box::new(metrics.pool_saturation_ratio.clone()))?;
-        self.registry.register(Box::new(metrics.pool_connections.clone()))?;
-        Ok(self.gateway.get_or_init(|| metrics).clone())
+        let m = metrics.clone();
+        let collectors = move || -> Vec<Box<dyn Collector>> {
+            vec![
+                Box::new(m.up.clone()),
+                Box::new(m.pool_saturation_ratio.clone()),
+                Box::new(m.pool_connections.clone()),
+                Box::new(m.error_ratio.clone()),
+                Box::new(m.request_duration_p95_seconds.clone()),
+            ]
+        };
+        // The last two register themselves at their first measurement.
+        self.register_group(Group::Gateway, collectors().into_iter().take(3).collect(), collectors())?;
+        Ok(metrics)
+    }
+
+    /// Registers `now` as `group`'s series, first removing what an earlier check of the kind
+    /// registered; `all` is everything the group may register later too (removed with it).
+    fn register_group(
+        &self,
+        group: Group,
+        now: Vec<Box<dyn Collector>>,
+        all: Vec<Box<dyn Collector>>,
+    ) -> Result<(), MetricsError> {
+        self.retire(group);
+        for collector in now {
+            self.registry.register(collector)?;
+        }
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(group, all);
+        Ok(())
+    }
+
+    /// Removes `group`'s series from the registry: its check is gone (or about to be rebuilt).
+    pub fn retire(&self, group: Group) {
+        let removed = self
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&group);
+        for collector in removed.into_iter().flatten() {
+            // A lazily registered series that never was is not an error here.
+            let _ = self.registry.unregister(collector);
+        }
+    }
+
+    /// Removes the run figures of check `name` (and its upstream figures): its check is gone.
+    pub fn retire_check(&self, name: &str) {
+        self.series.remove_check(name);
+        if let Some(upstream) = name.strip_prefix("upstream:") {
+            self.series.remove_upstream(upstream);
+        }
+        for group in Group::of_check(name) {
+            self.retire(*group);
+        }
     }
 
     /// The run figures of check `name`, created at 0 at start so that dashboards see every
@@ -199,7 +274,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything, with `statuses` (each check's reported
     /// status now, in order) as `vigil_check_status`.
-    pub fn render(&self, statuses: &[(&str, Option<Status>)]) -> String {
+    pub fn render(&self, statuses: &[(String, Option<Status>)]) -> String {
         // The last exposition's size plus a little: one allocation instead of a dozen doublings
         // of a buffer that reaches megabytes with a thousand upstreams.
         let mut out = String::with_capacity(self.last_render_len.load(Ordering::Relaxed) / 8 * 9 + 1024);
@@ -250,7 +325,9 @@ pub struct JwtGatewayMetrics {
 impl JwtMetrics {
     /// Registers the groups asked for in `metrics`' registry.
     pub fn register(metrics: &Metrics, secret: bool, gateway: bool, jwks: bool) -> Result<JwtMetrics, MetricsError> {
-        let registry = metrics.registry();
+        for group in Group::of_check("jwt") {
+            metrics.retire(*group);
+        }
         let secret = if secret {
             let group = JwtSecretMetrics {
                 valid: IntGauge::new(
@@ -269,9 +346,14 @@ impl JwtMetrics {
                     "Changes of the mounted JWT secret seen since the agent started.",
                 )?,
             };
-            registry.register(Box::new(group.valid.clone()))?;
-            registry.register(Box::new(group.info.clone()))?;
-            registry.register(Box::new(group.rotations_total.clone()))?;
+            let collectors = || -> Vec<Box<dyn Collector>> {
+                vec![
+                    Box::new(group.valid.clone()),
+                    Box::new(group.info.clone()),
+                    Box::new(group.rotations_total.clone()),
+                ]
+            };
+            metrics.register_group(Group::JwtSecret, collectors(), collectors())?;
             Some(group)
         } else {
             None
@@ -287,8 +369,13 @@ impl JwtMetrics {
                     "1 when the gateway rejected (401/403) a token signed with a random key, 0 when it accepted it.",
                 )?,
             };
-            registry.register(Box::new(group.accepts_valid_token.clone()))?;
-            registry.register(Box::new(group.rejects_forged_token.clone()))?;
+            let collectors = || -> Vec<Box<dyn Collector>> {
+                vec![
+                    Box::new(group.accepts_valid_token.clone()),
+                    Box::new(group.rejects_forged_token.clone()),
+                ]
+            };
+            metrics.register_group(Group::JwtGateway, collectors(), collectors())?;
             Some(group)
         } else {
             None
@@ -298,7 +385,11 @@ impl JwtMetrics {
                 "vigil_jwks_keys",
                 "Keys in the last good JWKS fetched from the auth service.",
             )?;
-            registry.register(Box::new(gauge.clone()))?;
+            metrics.register_group(
+                Group::Jwks,
+                vec![Box::new(gauge.clone())],
+                vec![Box::new(gauge.clone())],
+            )?;
             Some(gauge)
         } else {
             None
@@ -365,12 +456,16 @@ impl SystemMetrics {
             )?,
         };
 
-        let registry = &metrics.registry;
-        registry.register(Box::new(system.cpu_usage_ratio.clone()))?;
-        registry.register(Box::new(system.memory_working_set_bytes.clone()))?;
-        registry.register(Box::new(system.memory_limit_bytes.clone()))?;
-        registry.register(Box::new(system.cpu_throttled_seconds_total.clone()))?;
-        registry.register(Box::new(system.oom_kills_total.clone()))?;
+        let collectors = || -> Vec<Box<dyn Collector>> {
+            vec![
+                Box::new(system.cpu_usage_ratio.clone()),
+                Box::new(system.memory_working_set_bytes.clone()),
+                Box::new(system.memory_limit_bytes.clone()),
+                Box::new(system.cpu_throttled_seconds_total.clone()),
+                Box::new(system.oom_kills_total.clone()),
+            ]
+        };
+        metrics.register_group(Group::System, collectors(), collectors())?;
         Ok(system)
     }
 }
@@ -419,13 +514,17 @@ impl PostgresMetrics {
         for state in ["in_use", "idle", "waiting"] {
             pg.pool_connections.with_label_values(&[state]);
         }
-        let registry = metrics.registry();
-        registry.register(Box::new(pg.up.clone()))?;
-        registry.register(Box::new(pg.query_duration_seconds.clone()))?;
-        registry.register(Box::new(pg.connections.clone()))?;
-        registry.register(Box::new(pg.max_connections.clone()))?;
-        registry.register(Box::new(pg.connection_saturation_ratio.clone()))?;
-        registry.register(Box::new(pg.pool_connections.clone()))?;
+        let collectors = || -> Vec<Box<dyn Collector>> {
+            vec![
+                Box::new(pg.up.clone()),
+                Box::new(pg.query_duration_seconds.clone()),
+                Box::new(pg.connections.clone()),
+                Box::new(pg.max_connections.clone()),
+                Box::new(pg.connection_saturation_ratio.clone()),
+                Box::new(pg.pool_connections.clone()),
+            ]
+        };
+        metrics.register_group(Group::Postgres, collectors(), collectors())?;
         Ok(pg)
     }
 }

@@ -123,10 +123,20 @@ impl SeriesSet {
         find_or_add(&self.upstreams, name, |s| &s.name, UpstreamSeries::new)
     }
 
+    /// Forgets check `name`'s figures: it is no longer configured.
+    pub fn remove_check(&self, name: &str) {
+        lock(&self.checks).retain(|s| &*s.name != name);
+    }
+
+    /// Forgets upstream `name`'s figures.
+    pub fn remove_upstream(&self, name: &str) {
+        lock(&self.upstreams).retain(|s| &*s.name != name);
+    }
+
     /// Appends the families to `out` in the text exposition format. `statuses` are the checks'
     /// reported statuses right now (from the state, so that a scrape agrees with `/readyz`).
     /// A family without series is left out, as the crate's registry does.
-    pub fn write_text(&self, statuses: &[(&str, Option<Status>)], out: &mut String) {
+    pub fn write_text(&self, statuses: &[(String, Option<Status>)], out: &mut String) {
         if !statuses.is_empty() {
             family(out, "vigil_check_status", CHECK_STATUS_HELP, "gauge");
             for (check, reported) in statuses {

@@ -1,0 +1,236 @@
+//! Configuration reload: what changed between two configurations, check by check, and when the
+//! file changed.
+//!
+//! A reload keeps every check whose section is the same (its loop, schedule, hysteresis,
+//! latency window and transitions go on), stops the checks whose section is gone, and builds
+//! the changed and added ones afresh. What only a restart can change (`listen`, `[diag]`) is
+//! named in the plan so that it can be logged. The agent applies the plan
+//! (`Agent::reload`); this module decides nothing about timing.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::config::{Config, Gateway, Jwt, Postgres, System, Upstream};
+
+/// A check's section, for telling an unchanged check from a changed one.
+#[derive(Debug, PartialEq)]
+enum Section<'a> {
+    Postgres(&'a Postgres),
+    Jwt(&'a Jwt),
+    Gateway(&'a Gateway),
+    Upstream(&'a Upstream),
+    System(&'a System),
+}
+
+/// Every configured check's name and section, in the order `/readyz` lists them (the order of
+/// `checks::build_all`).
+fn sections(config: &Config) -> Vec<(String, Section<'_>)> {
+    let mut out = Vec::new();
+    if let Some(postgres) = &config.postgres {
+        out.push(("postgres".to_owned(), Section::Postgres(postgres)));
+    }
+    if let Some(jwt) = &config.jwt {
+        out.push(("jwt".to_owned(), Section::Jwt(jwt)));
+    }
+    if let Some(gateway) = &config.gateway {
+        out.push(("gateway".to_owned(), Section::Gateway(gateway)));
+    }
+    for upstream in &config.upstreams {
+        out.push((format!("upstream:{}", upstream.name), Section::Upstream(upstream)));
+    }
+    if let Some(system) = &config.system {
+        out.push(("system".to_owned(), Section::System(system)));
+    }
+    out
+}
+
+/// What a reload does.
+#[derive(Debug)]
+pub struct Plan {
+    /// Every check of the new configuration, in order.
+    pub order: Vec<String>,
+    /// The new configuration with only the changed and added checks' sections: what to build.
+    pub to_build: Config,
+    /// Checks kept as they run.
+    pub kept: Vec<String>,
+    /// Checks built afresh because their section changed.
+    pub changed: Vec<String>,
+    pub added: Vec<String>,
+    /// Checks no longer configured.
+    pub removed: Vec<String>,
+    /// Settings that differ but take effect only after a restart, by key (`listen`, `diag`).
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Plan {
+    /// From the running configuration to `new`.
+    pub fn new(old: &Config, new: &Config) -> Plan {
+        let before = sections(old);
+        let after = sections(new);
+        let find = |name: &str| before.iter().find(|(n, _)| n == name).map(|(_, s)| s);
+        let (mut kept, mut changed, mut added) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, section) in &after {
+            match find(name) {
+                Some(old) if old == section => kept.push(name.clone()),
+                Some(_) => changed.push(name.clone()),
+                None => added.push(name.clone()),
+            }
+        }
+        let removed = before
+            .iter()
+            .filter(|(name, _)| !after.iter().any(|(n, _)| n == name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let rebuild = |name: &str| !kept.iter().any(|k| k == name);
+        let mut to_build = new.clone();
+        to_build.postgres.take_if(|_| !rebuild("postgres"));
+        to_build.jwt.take_if(|_| !rebuild("jwt"));
+        to_build.gateway.take_if(|_| !rebuild("gateway"));
+        to_build.system.take_if(|_| !rebuild("system"));
+        to_build.upstreams.retain(|u| rebuild(&format!("upstream:{}", u.name)));
+        let mut needs_restart = Vec::new();
+        if old.listen != new.listen {
+            needs_restart.push("listen");
+        }
+        if old.diag != new.diag {
+            needs_restart.push("diag");
+        }
+        Plan {
+            order: after.into_iter().map(|(name, _)| name).collect(),
+            to_build,
+            kept,
+            changed,
+            added,
+            removed,
+            needs_restart,
+        }
+    }
+}
+
+/// What identifies one version of a file: a ConfigMap update swaps the `..data` symlink, so the
+/// path then leads to another inode; an editor's save changes the size or the time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    device: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+/// Watches the configuration file by looking at it (a `stat` through its links) when asked:
+/// no inotify, one system call per look.
+#[derive(Debug)]
+pub struct FileWatch {
+    path: PathBuf,
+    last: Option<Stamp>,
+}
+
+impl FileWatch {
+    pub fn new(path: &Path) -> FileWatch {
+        FileWatch {
+            path: path.to_owned(),
+            last: stamp(path),
+        }
+    }
+
+    /// Whether the file is another version than at the last look. A file that cannot be read
+    /// now is no change (the reload would only fail; the next look sees it back).
+    pub fn changed(&mut self) -> bool {
+        match stamp(&self.path) {
+            Some(now) if self.last.as_ref() != Some(&now) => {
+                self.last = Some(now);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        inode: meta.ino(),
+        device: meta.dev(),
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Sources, load};
+
+    fn config(toml: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.toml");
+        std::fs::write(&file, toml).unwrap();
+        load(&Sources {
+            file: Some(file),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    const UPSTREAMS: &str = "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n\
+                             [[upstream]]\nname = \"b\"\nurl = \"http://127.0.0.1:2/\"\n";
+
+    #[test]
+    fn unchanged_checks_are_kept_and_only_the_rest_is_built() {
+        let old = config(&format!("[system]\nenabled = true\n{UPSTREAMS}"));
+        let new = config(
+            "[system]\nenabled = false\n[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n\
+             [[upstream]]\nname = \"b\"\nurl = \"http://127.0.0.1:2/\"\ntimeout = \"1s\"\n\
+             [[upstream]]\nname = \"c\"\nurl = \"http://127.0.0.1:3/\"\n",
+        );
+        let plan = Plan::new(&old, &new);
+        assert_eq!(plan.order, ["upstream:a", "upstream:b", "upstream:c"]);
+        assert_eq!(plan.kept, ["upstream:a"]);
+        assert_eq!(plan.changed, ["upstream:b"]);
+        assert_eq!(plan.added, ["upstream:c"]);
+        assert_eq!(plan.removed, ["system"]);
+        let built: Vec<&str> = plan.to_build.upstreams.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(built, ["b", "c"]);
+        assert!(plan.to_build.system.is_none());
+        assert!(plan.needs_restart.is_empty());
+    }
+
+    #[test]
+    fn a_changed_default_changes_every_check_that_inherits_it() {
+        let old = config(UPSTREAMS);
+        let new = config(&format!("[defaults]\ninterval = \"10s\"\n{UPSTREAMS}"));
+        let plan = Plan::new(&old, &new);
+        assert!(plan.kept.is_empty(), "{plan:?}");
+        assert_eq!(plan.changed, ["upstream:a", "upstream:b", "system"]);
+    }
+
+    #[test]
+    fn listen_and_diag_need_a_restart() {
+        let old = config("");
+        let new = config("listen = \"127.0.0.1:9999\"\n");
+        assert_eq!(Plan::new(&old, &new).needs_restart, ["listen"]);
+    }
+
+    #[test]
+    fn a_swapped_configmap_is_a_change_and_a_look_without_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("..2026_1");
+        let second = dir.path().join("..2026_2");
+        std::fs::create_dir(&first).unwrap();
+        std::fs::create_dir(&second).unwrap();
+        std::fs::write(first.join("vigil.toml"), "a").unwrap();
+        std::fs::write(second.join("vigil.toml"), "a").unwrap();
+        std::os::unix::fs::symlink(&first, dir.path().join("..data")).unwrap();
+        let path = dir.path().join("vigil.toml");
+        std::os::unix::fs::symlink("..data/vigil.toml", &path).unwrap();
+        let mut watch = FileWatch::new(&path);
+        assert!(!watch.changed());
+        // The kubelet's swap: a new ..data link renamed over the old one.
+        let tmp = dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(&second, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.path().join("..data")).unwrap();
+        assert!(watch.changed(), "same size and content, another inode");
+        assert!(!watch.changed());
+    }
+}
