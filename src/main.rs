@@ -77,7 +77,7 @@ fn main() -> ExitCode {
 }
 
 fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("vigil: {error}");
+    logging::to_stderr(error);
     ExitCode::from(EXIT_CONFIG)
 }
 
@@ -103,7 +103,7 @@ fn with_runtime<F: Future<Output = anyhow::Result<Ended>>>(command: impl FnOnce(
         Ok(Ended::Config(error)) => config_error(&error),
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "vigil stopped");
-            eprintln!("vigil: {error:#}");
+            logging::to_stderr(format_args!("{error:#}"));
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,79 @@ use std::time::{Duration, Instant};
 use support::vigil::VIGIL_BIN;
 use support::{FakeServer, Response, Vigil, client, free_port, poll_until, refused_addr, run_cli, wait_until};
 
+// ----- closed stderr -----
+
+/// Runs the agent with `stderr` as its standard error until a status change has happened (and
+/// been logged), then SIGTERMs it; returns how it exited.
+fn run_with_stderr(stderr: Stdio) -> ExitStatus {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let config = dir.path().join("vigil.toml");
+    let toml = format!(
+        "listen = \"{addr}\"\n[system]\nenabled = false\n[shutdown]\ndrain = \"300ms\"\n\
+         [[upstream]]\nname = \"down\"\nurl = \"http://{}/\"\ncritical = true\n\
+         interval = \"100ms\"\ntimeout = \"100ms\"\nfailure_threshold = 1\n",
+        refused_addr()
+    );
+    fs::write(&config, toml).expect("write config");
+    let mut child = Command::new(VIGIL_BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("VIGIL_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env_remove("VIGIL_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn vigil");
+    let mut exited = None;
+    let failing = poll_until(Duration::from_secs(10), || {
+        exited = child.try_wait().ok().flatten();
+        exited.is_some()
+            || client::try_request(addr, "GET", "/diag?format=json", &[], &[])
+                .ok()
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+                .and_then(|doc| doc["vigil"]["transitions"].as_array().map(|t| !t.is_empty()))
+                .unwrap_or(false)
+    });
+    if let Some(status) = exited {
+        return status;
+    }
+    assert!(failing, "the upstream never changed status");
+    // The status change and a few more runs have been logged, into the broken stderr.
+    let status = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let mut exited = None;
+    poll_until(Duration::from_secs(10), || {
+        exited = child.try_wait().ok().flatten();
+        exited.is_some()
+    });
+    exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("vigil did not exit within 10 s of SIGTERM");
+    })
+}
+
+#[test]
+fn a_closed_or_full_stderr_never_turns_a_log_line_into_an_abort() {
+    // A pipe whose reader is gone: every write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let status = run_with_stderr(Stdio::from(writer));
+    assert_eq!(status.code(), Some(0), "stderr a broken pipe: {status}");
+    // /dev/full: every write fails with ENOSPC.
+    if let Ok(full) = fs::OpenOptions::new().write(true).open("/dev/full") {
+        let status = run_with_stderr(Stdio::from(full));
+        assert_eq!(status.code(), Some(0), "stderr /dev/full: {status}");
+    }
+}
+
 // ----- /diag status code -----
 
 #[test]
