@@ -7,6 +7,8 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
@@ -67,12 +69,27 @@ fn main() -> ExitCode {
         Err(error) => return config_error(&error),
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::Validate => {
-            print!("{}", config.to_redacted_toml());
-            ExitCode::SUCCESS
-        }
+        Command::Validate => match print_report(&config.to_redacted_toml()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                logging::to_stderr(format_args!("{error:#}"));
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { output } => with_runtime(|| check_once(config, output)),
         Command::Run => with_runtime(|| run(config)),
+    }
+}
+
+/// Writes a command's report to stdout. A reader that has gone away (`vigil validate | head`)
+/// is not an error: the rest of the report was not wanted, and the command's exit status stands.
+fn print_report(report: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(report.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("cannot write the report to stdout"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -170,7 +187,7 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
 
     let readiness = state.readiness(Instant::now(), &[]);
     match output {
-        Output::Text => print!("{}", render::readyz_verbose(&readiness, &[], true)),
+        Output::Text => print_report(&render::readyz_verbose(&readiness, &[], true))?,
         Output::Json => {
             let transitions = state.transitions();
             let input = DiagInput {
@@ -184,7 +201,10 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
                 service_id: "vigil check",
                 config: &serde_json::value::to_raw_value(&config).unwrap_or_default(),
             };
-            println!("{}", serde_json::to_string_pretty(&render::diag_json(&input))?);
+            let mut document = serde_json::to_string_pretty(&render::diag_json(&input))
+                .context("cannot serialize the /diag document")?;
+            document.push('\n');
+            print_report(&document)?;
         }
     }
     Ok(Ended::Ok(if readiness.ready {

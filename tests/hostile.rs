@@ -87,6 +87,63 @@ fn a_closed_or_full_stderr_never_turns_a_log_line_into_an_abort() {
     }
 }
 
+// ----- closed stdout -----
+
+/// Runs `vigil args…` with a stdout whose reader is already gone; returns (exit code, stderr).
+fn run_into_closed_stdout(args: &[&str], toml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("vigil.toml");
+    fs::write(&config, toml).expect("write config");
+    let stderr_path = dir.path().join("stderr");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut child = Command::new(VIGIL_BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("VIGIL_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(fs::File::create(&stderr_path).expect("stderr file")))
+        .spawn()
+        .expect("spawn vigil");
+    let mut exited = None;
+    poll_until(Duration::from_secs(20), || {
+        exited = child.try_wait().ok().flatten();
+        exited.is_some()
+    });
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("vigil {args:?} did not exit within 20 s");
+    };
+    (status.code(), fs::read_to_string(&stderr_path).unwrap_or_default())
+}
+
+#[test]
+fn validate_and_check_into_a_closed_pipe_exit_quietly() {
+    let server = FakeServer::fixed(Response::text(200, "ok"));
+    let toml = format!(
+        "[system]\nenabled = false\n[[upstream]]\nname = \"orders\"\nurl = \"{}\"\n",
+        server.url("/healthz")
+    );
+    for (args, expected) in [
+        (&["validate"][..], 0),
+        (&["check"][..], 0),
+        (&["check", "--output", "json"][..], 0),
+    ] {
+        let normal = run_cli(args, Some(&toml), &[]);
+        assert_eq!(normal.status.code(), Some(expected), "vigil {args:?} into a file");
+        let (code, stderr) = run_into_closed_stdout(args, &toml);
+        assert_eq!(code, Some(expected), "vigil {args:?} | (closed): stderr {stderr:?}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("failed printing"),
+            "vigil {args:?} | (closed): {stderr}"
+        );
+    }
+}
+
 // ----- /diag status code -----
 
 #[test]
