@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::Notify;
 
 use vigil::agent::{Agent, Options};
 use vigil::checks::{self, Scheduled};
@@ -132,8 +133,12 @@ fn build(config: &Config) -> anyhow::Result<Result<(Metrics, Vec<Scheduled>), ch
 }
 
 async fn run(config: Config) -> anyhow::Result<Ended> {
-    // Listen for signals before anything else, so that none arriving during start-up is lost.
-    let mut signals = Signals::new().context("cannot listen for SIGTERM/SIGINT")?;
+    // Listen for signals before anything else, so that none arriving during start-up is lost
+    // (and a SIGHUP then never takes the default action, an exit without a drain).
+    let mut signals = Signals::new().context("cannot listen for SIGTERM/SIGINT/SIGHUP")?;
+    // The configuration reload hooks in here: each SIGHUP notifies it (a permit is kept until
+    // someone waits on `reload_requested.notified()`).
+    let reload_requested = Notify::new();
     let (metrics, checks) = match build(&config)? {
         Ok(built) => built,
         Err(error) => return Ok(Ended::Config(error)),
@@ -152,13 +157,13 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
     let agent = Agent::start(checks, metrics, listener, options).context("cannot start serving")?;
     tracing::info!(listen = %agent.local_addr, checks = %logging::json(&names), version = env!("CARGO_PKG_VERSION"), "Serving");
 
-    let which = signals.next().await;
+    let which = signals.next_stop(&reload_requested).await;
     agent.start_draining();
     let drain = config.shutdown.drain;
     tracing::info!(signal = which, drain = %vigil::fmt::duration(drain), "Draining: /readyz answers 503 from now on");
     tokio::select! {
         () = tokio::time::sleep(drain) => {}
-        which = signals.next() => tracing::info!(signal = which, "Second signal: stopping without waiting out the drain"),
+        which = signals.next_stop(&reload_requested) => tracing::info!(signal = which, "Second signal: stopping without waiting out the drain"),
     }
     agent.stop().await;
     tracing::info!("Stopped");
@@ -214,10 +219,11 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
     }))
 }
 
-/// SIGTERM (the kubelet stopping the pod) and SIGINT (Ctrl-C).
+/// SIGTERM (the kubelet stopping the pod) and SIGINT (Ctrl-C) stop; SIGHUP asks for a reload.
 struct Signals {
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -225,13 +231,25 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+    /// Waits for SIGTERM or SIGINT and names it; each SIGHUP meanwhile is logged and notifies
+    /// `reload_requested`.
+    async fn next_stop(&mut self, reload_requested: &Notify) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => {
+                    tracing::info!(
+                        signal = "SIGHUP",
+                        "Reload requested; reloading the configuration is not supported yet: the running configuration stays"
+                    );
+                    reload_requested.notify_one();
+                }
+            }
         }
     }
 }

@@ -144,6 +144,25 @@ fn validate_and_check_into_a_closed_pipe_exit_quietly() {
     }
 }
 
+// ----- SIGHUP -----
+
+#[test]
+fn sighup_is_a_reload_request_not_an_exit() {
+    let mut vigil = Vigil::start("[system]\ninterval = \"200ms\"\ntimeout = \"200ms\"\n[shutdown]\ndrain = \"200ms\"\n");
+    vigil.signal("HUP");
+    vigil.wait_for_log("Reload requested", Duration::from_secs(5));
+    vigil.signal("HUP");
+    wait_until(Duration::from_secs(5), "a second reload request logged", || {
+        vigil.logs().matches("Reload requested").count() >= 2
+    });
+    assert!(vigil.is_running(), "SIGHUP ended vigil:\n{}", vigil.logs());
+    assert_eq!(vigil.get("/livez").status, 200);
+    // SIGTERM still drains and exits 0.
+    vigil.signal("TERM");
+    let status = vigil.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", vigil.logs());
+}
+
 // ----- /diag status code -----
 
 #[test]
