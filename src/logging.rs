@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::io::{self, Write as _};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -34,13 +35,20 @@ impl LogFormat {
 
 /// Installs the global subscriber and routes panics through it, so that even a panic is one
 /// JSON line.
+///
+/// A log line that cannot be written (stderr a pipe whose reader has gone, a full disk behind a
+/// redirect) is dropped: never a panic, which the panic hook would try to log again and turn
+/// into an abort, taking the drain after SIGTERM with it.
 pub fn init(format: LogFormat, rust_log: Option<&str>) {
     let filter = rust_log
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // On a failed write tracing-subscriber would report it with `eprintln!`, which panics
+        // when stderr is what failed.
+        .log_internal_errors(false)
+        .with_writer(|| QuietStderr);
     let installed = match format {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
@@ -62,6 +70,29 @@ pub fn init(format: LogFormat, rust_log: Option<&str>) {
             .unwrap_or("no message");
         tracing::error!(%location, panic = message, "Panic caught");
     }));
+}
+
+/// Writes `vigil: <message>` and a newline to stderr, the way the command reports what stopped
+/// it; a stderr that cannot be written is ignored (there is nowhere else to say it).
+pub fn to_stderr(message: impl fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "vigil: {message}");
+}
+
+/// stderr, whose failures are ignored: a log line that cannot be written is lost, and nothing
+/// else happens.
+struct QuietStderr;
+
+impl io::Write for QuietStderr {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        // One line a call: written whole under the lock, so that lines from threads never mix.
+        let _ = io::stderr().lock().write_all(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// A log field that JSON lines carry as JSON (an array, an object), not as the string of its

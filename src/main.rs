@@ -7,10 +7,13 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::Notify;
 
 use vigil::agent::{Agent, Options};
 use vigil::checks::{self, Scheduled};
@@ -70,13 +73,16 @@ fn main() -> ExitCode {
         Command::Validate => match build(&config) {
             // The same build as `run` (CA files read and parsed, TLS connectors made; nothing
             // connects), so that what validate accepts, run starts.
-            Ok(Ok(_)) => {
-                print!("{}", config.to_redacted_toml());
-                ExitCode::SUCCESS
-            }
+            Ok(Ok(_)) => match print_report(&config.to_redacted_toml()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    logging::to_stderr(format_args!("{error:#}"));
+                    ExitCode::FAILURE
+                }
+            },
             Ok(Err(error)) => config_error(&error),
             Err(error) => {
-                eprintln!("vigil: {error:#}");
+                logging::to_stderr(format_args!("{error:#}"));
                 ExitCode::FAILURE
             }
         },
@@ -85,8 +91,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a command's report to stdout. A reader that has gone away (`vigil validate | head`)
+/// is not an error: the rest of the report was not wanted, and the command's exit status stands.
+fn print_report(report: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(report.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("cannot write the report to stdout"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("vigil: {error}");
+    logging::to_stderr(error);
     ExitCode::from(EXIT_CONFIG)
 }
 
@@ -112,7 +130,7 @@ fn with_runtime<F: Future<Output = anyhow::Result<Ended>>>(command: impl FnOnce(
         Ok(Ended::Config(error)) => config_error(&error),
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "vigil stopped");
-            eprintln!("vigil: {error:#}");
+            logging::to_stderr(format_args!("{error:#}"));
             ExitCode::FAILURE
         }
     }
@@ -124,8 +142,12 @@ fn build(config: &Config) -> anyhow::Result<Result<(Metrics, Vec<Scheduled>), ch
 }
 
 async fn run(config: Config) -> anyhow::Result<Ended> {
-    // Listen for signals before anything else, so that none arriving during start-up is lost.
-    let mut signals = Signals::new().context("cannot listen for SIGTERM/SIGINT")?;
+    // Listen for signals before anything else, so that none arriving during start-up is lost
+    // (and a SIGHUP then never takes the default action, an exit without a drain).
+    let mut signals = Signals::new().context("cannot listen for SIGTERM/SIGINT/SIGHUP")?;
+    // The configuration reload hooks in here: each SIGHUP notifies it (a permit is kept until
+    // someone waits on `reload_requested.notified()`).
+    let reload_requested = Notify::new();
     let (metrics, checks) = match build(&config)? {
         Ok(built) => built,
         Err(error) => return Ok(Ended::Config(error)),
@@ -144,13 +166,13 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
     let agent = Agent::start(checks, metrics, listener, options).context("cannot start serving")?;
     tracing::info!(listen = %agent.local_addr, checks = %logging::json(&names), version = env!("CARGO_PKG_VERSION"), "Serving");
 
-    let which = signals.next().await;
+    let which = signals.next_stop(&reload_requested).await;
     agent.start_draining();
     let drain = config.shutdown.drain;
     tracing::info!(signal = which, drain = %vigil::fmt::duration(drain), "Draining: /readyz answers 503 from now on");
     tokio::select! {
         () = tokio::time::sleep(drain) => {}
-        which = signals.next() => tracing::info!(signal = which, "Second signal: stopping without waiting out the drain"),
+        which = signals.next_stop(&reload_requested) => tracing::info!(signal = which, "Second signal: stopping without waiting out the drain"),
     }
     agent.stop().await;
     tracing::info!("Stopped");
@@ -179,7 +201,7 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
 
     let readiness = state.readiness(Instant::now(), &[]);
     match output {
-        Output::Text => print!("{}", render::readyz_verbose(&readiness, &[], true)),
+        Output::Text => print_report(&render::readyz_verbose(&readiness, &[], true))?,
         Output::Json => {
             let transitions = state.transitions();
             let input = DiagInput {
@@ -193,7 +215,10 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
                 service_id: "vigil check",
                 config: &serde_json::value::to_raw_value(&config).unwrap_or_default(),
             };
-            println!("{}", serde_json::to_string_pretty(&render::diag_json(&input))?);
+            let mut document = serde_json::to_string_pretty(&render::diag_json(&input))
+                .context("cannot serialize the /diag document")?;
+            document.push('\n');
+            print_report(&document)?;
         }
     }
     Ok(Ended::Ok(if readiness.ready {
@@ -203,10 +228,11 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
     }))
 }
 
-/// SIGTERM (the kubelet stopping the pod) and SIGINT (Ctrl-C).
+/// SIGTERM (the kubelet stopping the pod) and SIGINT (Ctrl-C) stop; SIGHUP asks for a reload.
 struct Signals {
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -214,13 +240,25 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+    /// Waits for SIGTERM or SIGINT and names it; each SIGHUP meanwhile is logged and notifies
+    /// `reload_requested`.
+    async fn next_stop(&mut self, reload_requested: &Notify) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => {
+                    tracing::info!(
+                        signal = "SIGHUP",
+                        "Reload requested; reloading the configuration is not supported yet: the running configuration stays"
+                    );
+                    reload_requested.notify_one();
+                }
+            }
         }
     }
 }

@@ -187,10 +187,16 @@ fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body>
         service_id: &app.service_id,
         config: &app.config,
     };
+    // The draft's status code, the same for the JSON and the text: 200 for pass and warn, 503
+    // for fail (not ready, draining included).
+    let status = match render::overall_status(&readiness) {
+        Status::Fail => StatusCode::SERVICE_UNAVAILABLE,
+        Status::Pass | Status::Warn => StatusCode::OK,
+    };
     if wants_json(request, query) {
-        json(StatusCode::OK, &render::diag_json(&input), "the /diag JSON document")
+        json(status, &render::diag_json(&input), "the /diag JSON document")
     } else {
-        text(StatusCode::OK, render::diag_text(&input))
+        text(status, render::diag_text(&input))
     }
 }
 

@@ -30,6 +30,7 @@ pub const CLI_DEADLINE: Duration = Duration::from_secs(60);
 pub struct VigilBuilder {
     env: Vec<(String, String)>,
     args: Vec<String>,
+    listen_ip: Option<IpAddr>,
 }
 
 impl VigilBuilder {
@@ -49,6 +50,13 @@ impl VigilBuilder {
     /// Appends command-line arguments after `run --config FILE`.
     pub fn args(mut self, args: &[&str]) -> VigilBuilder {
         self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Listens on `ip` (e.g. `0.0.0.0`, for peers from another network namespace) instead of
+    /// 127.0.0.1; [`Vigil::addr`] stays `127.0.0.1:<port>`, which a wildcard address also serves.
+    pub fn listen_ip(mut self, ip: IpAddr) -> VigilBuilder {
+        self.listen_ip = Some(ip);
         self
     }
 
@@ -91,7 +99,7 @@ impl VigilBuilder {
             .tempdir()
             .expect("Vigil: create temp dir");
         let port = free_port();
-        let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let listen = SocketAddr::new(self.listen_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), port);
         let config_path = dir.path().join("vigil.toml");
         fs::write(&config_path, format!("listen = \"{listen}\"\n{config_toml}")).expect("Vigil: write config");
         let stdout_path = dir.path().join("stdout.log");
@@ -149,6 +157,7 @@ impl Vigil {
         VigilBuilder {
             env: Vec::new(),
             args: Vec::new(),
+            listen_ip: None,
         }
     }
 
