@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::value::RawValue;
 use tokio::net::TcpListener;
@@ -15,13 +15,26 @@ use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::checks::Scheduled;
+use crate::checks::{self, BuildError, Scheduled};
+use crate::config::Config;
 use crate::http::diag_token::{self, DiagToken};
 use crate::http::{self, App};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsError};
+use crate::reload::Plan;
 use crate::scheduler::{self, Loops};
 use crate::secret::Secret;
 use crate::state::State;
+
+/// Why a new configuration was not applied; the running one stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("cannot show the configuration in /diag: {0}")]
+    Show(#[from] serde_json::Error),
+}
 
 /// What the endpoints show beyond the checks.
 #[derive(Debug, Default, Clone)]
@@ -45,6 +58,7 @@ pub struct Agent {
     /// The agent's own background tasks (the diag token's re-reads).
     background: Vec<JoinHandle<()>>,
     metrics: Metrics,
+    app: Arc<App>,
     /// Where the check loops run; `None` once stopped.
     checks_runtime: Option<Runtime>,
 }
@@ -80,12 +94,12 @@ impl Agent {
             state: Arc::clone(&state),
             metrics: metrics.clone(),
             diag_token: Arc::clone(&diag_token),
-            config: options.config,
+            config: RwLock::new(Arc::from(options.config)),
             service_id: options.service_id,
             checks_runtime: Some(checks_runtime.handle().clone()),
         });
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve(listener, app, async {
+        let server = tokio::spawn(http::serve(listener, Arc::clone(&app), async {
             let _ = stopped.await;
         }));
         Ok(Agent {
@@ -96,8 +110,27 @@ impl Agent {
             loops,
             background,
             metrics,
+            app,
             checks_runtime: Some(checks_runtime),
         })
+    }
+
+    /// Applies a new configuration in place of `old` (see [`reload`](crate::reload) for what
+    /// is kept). Every check to build is built first against a scratch registry, so that a
+    /// configuration with a check that cannot be built (a CA file gone) is refused whole, before
+    /// anything running is touched.
+    pub fn reload(&mut self, old: &Config, new: &Config) -> Result<Plan, ReloadError> {
+        let plan = Plan::new(old, new);
+        let scratch = Metrics::new()?;
+        checks::build_all(&plan.to_build, &scratch)?;
+        let built = checks::build_all(&plan.to_build, &self.metrics)?;
+        self.loops.replace(&self.state, &self.metrics, &plan.order, built);
+        for name in &plan.removed {
+            self.metrics.retire_check(name);
+        }
+        let shown = serde_json::value::to_raw_value(new)?;
+        *self.app.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::from(shown);
+        Ok(plan)
     }
 
     /// `/readyz` answers 503 from now on; everything else keeps serving.

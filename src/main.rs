@@ -13,13 +13,13 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::Notify;
 
 use vigil::agent::{Agent, Options};
 use vigil::checks::{self, Scheduled};
 use vigil::config::{self, Config, Sources};
 use vigil::logging::{self, LogFormat};
 use vigil::metrics::Metrics;
+use vigil::reload::FileWatch;
 use vigil::render::{self, DiagInput};
 use vigil::scheduler;
 use vigil::state::{Run, State};
@@ -65,7 +65,8 @@ fn main() -> ExitCode {
     let log_format = LogFormat::from_env_value(std::env::var("VIGIL_LOG_FORMAT").ok().as_deref());
     logging::init(log_format, std::env::var("RUST_LOG").ok().as_deref());
 
-    let config = match config::load(&Sources::from_process(cli.config)) {
+    let sources = Sources::from_process(cli.config);
+    let config = match config::load(&sources) {
         Ok(config) => config,
         Err(error) => return config_error(&error),
     };
@@ -87,7 +88,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { output } => with_runtime(|| check_once(config, output)),
-        Command::Run => with_runtime(|| run(config)),
+        Command::Run => with_runtime(|| run(sources, config)),
     }
 }
 
@@ -141,13 +142,10 @@ fn build(config: &Config) -> anyhow::Result<Result<(Metrics, Vec<Scheduled>), ch
     Ok(checks::build_all(config, &metrics).map(|checks| (metrics, checks)))
 }
 
-async fn run(config: Config) -> anyhow::Result<Ended> {
+async fn run(sources: Sources, mut config: Config) -> anyhow::Result<Ended> {
     // Listen for signals before anything else, so that none arriving during start-up is lost
     // (and a SIGHUP then never takes the default action, an exit without a drain).
     let mut signals = Signals::new().context("cannot listen for SIGTERM/SIGINT/SIGHUP")?;
-    // The configuration reload hooks in here: each SIGHUP notifies it (a permit is kept until
-    // someone waits on `reload_requested.notified()`).
-    let reload_requested = Notify::new();
     let (metrics, checks) = match build(&config)? {
         Ok(built) => built,
         Err(error) => return Ok(Ended::Config(error)),
@@ -163,20 +161,91 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
         config: serde_json::value::to_raw_value(&config).unwrap_or_default(),
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
     };
-    let agent = Agent::start(checks, metrics, listener, options).context("cannot start serving")?;
+    let mut agent = Agent::start(checks, metrics.clone(), listener, options).context("cannot start serving")?;
     tracing::info!(listen = %agent.local_addr, checks = %logging::json(&names), version = env!("CARGO_PKG_VERSION"), "Serving");
 
-    let which = signals.next_stop(&reload_requested).await;
+    // The configuration file is looked at every few seconds: a ConfigMap update reaches the
+    // pod's volume within the kubelet's sync period anyway, and a look is one stat.
+    let mut watch = sources.file.as_deref().map(FileWatch::new);
+    let mut looks = tokio::time::interval(CONFIG_LOOK_EVERY);
+    looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let which = loop {
+        let cause = tokio::select! {
+            event = signals.next() => match event {
+                Event::Stop(which) => break which,
+                Event::Reload => "SIGHUP",
+            },
+            _ = looks.tick() => match watch.as_mut().is_some_and(FileWatch::changed) {
+                true => "the configuration file changed",
+                false => continue,
+            },
+        };
+        reload(&sources, &mut config, &mut agent, &metrics, cause);
+    };
     agent.start_draining();
     let drain = config.shutdown.drain;
     tracing::info!(signal = which, drain = %vigil::fmt::duration(drain), "Draining: /readyz answers 503 from now on");
+    let second = async {
+        loop {
+            if let Event::Stop(which) = signals.next().await {
+                return which;
+            }
+            tracing::info!(
+                signal = "SIGHUP",
+                "Draining: the configuration is not reloaded any more"
+            );
+        }
+    };
     tokio::select! {
         () = tokio::time::sleep(drain) => {}
-        which = signals.next_stop(&reload_requested) => tracing::info!(signal = which, "Second signal: stopping without waiting out the drain"),
+        which = second => tracing::info!(signal = which, "Second signal: stopping without waiting out the drain"),
     }
     agent.stop().await;
     tracing::info!("Stopped");
     Ok(Ended::Ok(ExitCode::SUCCESS))
+}
+
+/// How often the configuration file is looked at for a change.
+const CONFIG_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Loads the configuration again and applies it; an invalid one is refused with the same one
+/// line as at start-up, and the running one stays.
+fn reload(sources: &Sources, config: &mut Config, agent: &mut Agent, metrics: &Metrics, cause: &'static str) {
+    let applied = config::load(sources)
+        .map_err(|error| error.to_string())
+        .and_then(|new| {
+            agent
+                .reload(config, &new)
+                .map(|plan| (plan, new))
+                .map_err(|e| e.to_string())
+        });
+    match applied {
+        Ok((plan, new)) => {
+            for key in &plan.needs_restart {
+                tracing::warn!(
+                    key,
+                    "Configuration reloaded, but a change of this key needs a restart to take effect"
+                );
+            }
+            tracing::info!(
+                cause,
+                kept = %logging::json(&plan.kept),
+                changed = %logging::json(&plan.changed),
+                added = %logging::json(&plan.added),
+                removed = %logging::json(&plan.removed),
+                "Configuration reloaded"
+            );
+            *config = new;
+            metrics.config_last_reload_successful.set(1);
+            metrics
+                .config_last_reload_success_timestamp_seconds
+                .set(vigil::metrics::unix_now());
+        }
+        Err(error) => {
+            tracing::error!(cause, error = %format!("vigil: {error}"), "Configuration reload refused; the running configuration stays");
+            metrics.config_last_reload_successful.set(0);
+        }
+    }
 }
 
 async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
@@ -244,21 +313,18 @@ impl Signals {
         })
     }
 
-    /// Waits for SIGTERM or SIGINT and names it; each SIGHUP meanwhile is logged and notifies
-    /// `reload_requested`.
-    async fn next_stop(&mut self, reload_requested: &Notify) -> &'static str {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return "SIGTERM",
-                _ = self.int.recv() => return "SIGINT",
-                _ = self.hup.recv() => {
-                    tracing::info!(
-                        signal = "SIGHUP",
-                        "Reload requested; reloading the configuration is not supported yet: the running configuration stays"
-                    );
-                    reload_requested.notify_one();
-                }
-            }
+    /// The next signal: SIGTERM or SIGINT stop, SIGHUP asks for a reload.
+    async fn next(&mut self) -> Event {
+        tokio::select! {
+            _ = self.term.recv() => Event::Stop("SIGTERM"),
+            _ = self.int.recv() => Event::Stop("SIGINT"),
+            _ = self.hup.recv() => Event::Reload,
         }
     }
+}
+
+/// What a signal asks for.
+enum Event {
+    Stop(&'static str),
+    Reload,
 }

@@ -405,7 +405,7 @@ fn reasons_and_diag_are_withheld_from_other_peers_without_the_token() {
         state,
         metrics: Metrics::new().unwrap(),
         diag_token: Arc::new(DiagToken::new(Some(Secret::new("s3cret-diag-token".to_owned())), None)),
-        config: serde_json::value::RawValue::NULL.to_owned(),
+        config: std::sync::RwLock::new(std::sync::Arc::from(serde_json::value::RawValue::NULL.to_owned())),
         service_id: "test".to_owned(),
         checks_runtime: None,
     };

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use tokio::time::Instant;
@@ -25,8 +25,8 @@ pub struct App {
     pub state: Arc<State>,
     pub metrics: Metrics,
     pub diag_token: Arc<DiagToken>,
-    /// The effective configuration with secrets redacted, rendered once at start.
-    pub config: Box<RawValue>,
+    /// The effective configuration with secrets redacted, rendered at start and at each reload.
+    pub config: RwLock<Arc<RawValue>>,
     /// `serviceId` in `/diag`: the pod name where Kubernetes sets `HOSTNAME`.
     pub service_id: String,
     /// Where the check loops run, for `/diag`'s task count.
@@ -173,6 +173,7 @@ fn metrics(app: &App) -> Response<Body> {
 }
 
 fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body> {
+    let config = Arc::clone(&app.config.read().unwrap_or_else(PoisonError::into_inner));
     let readiness = app.state.readiness(Instant::now(), &[]);
     let transitions = app.state.transitions();
     let kubelet_probes = app.state.kubelet_probes();
@@ -185,7 +186,7 @@ fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body>
         alive_tasks: Some(alive_tasks(app)),
         now: SystemTime::now(),
         service_id: &app.service_id,
-        config: &app.config,
+        config: &config,
     };
     // The draft's status code, the same for the JSON and the text: 200 for pass and warn, 503
     // for fail (not ready, draining included).

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub build_info: IntGauge,
     pub ready: IntGauge,
     pub kubelet_last_probe_timestamp_seconds: GaugeVec,
+    /// 1 when the last configuration reload (or the start) worked, 0 when it was refused.
+    pub config_last_reload_successful: IntGauge,
+    /// When the running configuration was loaded (at start, then by each successful reload).
+    pub config_last_reload_success_timestamp_seconds: Gauge,
     /// `vigil_check_*` and `vigil_upstream_*`: one set of figures per check and per upstream,
     /// outside the registry (see [`series`] for why).
     series: Arc<SeriesSet>,
@@ -33,8 +37,11 @@ pub struct Metrics {
     last_render_len: Arc<AtomicUsize>,
     /// What each check kind registered (see [`Group`]), so that a check rebuilt by a reload
     /// replaces its own series and a check removed by one takes them with it.
-    groups: Arc<Mutex<HashMap<Group, Vec<Box<dyn Collector>>>>>,
+    groups: Arc<Mutex<Groups>>,
 }
+
+/// Each group's collectors, as registered.
+type Groups = HashMap<Group, Vec<Box<dyn Collector>>>;
 
 /// A check kind's metrics in the registry, registered by the check when it is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,6 +164,18 @@ impl Metrics {
             ),
             &["endpoint"],
         )?;
+        let config_last_reload_successful = IntGauge::new(
+            "vigil_config_last_reload_successful",
+            "1 when the last configuration reload worked (or none was asked since the start), 0 when it was refused.",
+        )?;
+        config_last_reload_successful.set(1);
+        let config_last_reload_success_timestamp_seconds = Gauge::new(
+            "vigil_config_last_reload_success_timestamp_seconds",
+            "Unix time the running configuration was loaded: at start, then at each successful reload.",
+        )?;
+        config_last_reload_success_timestamp_seconds.set(unix_now());
+        registry.register(Box::new(config_last_reload_successful.clone()))?;
+        registry.register(Box::new(config_last_reload_success_timestamp_seconds.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(kubelet_last_probe_timestamp_seconds.clone()))?;
@@ -166,6 +185,8 @@ impl Metrics {
             build_info,
             ready,
             kubelet_last_probe_timestamp_seconds,
+            config_last_reload_successful,
+            config_last_reload_success_timestamp_seconds,
             series: Arc::default(),
             last_render_len: Arc::default(),
             groups: Arc::default(),
@@ -527,6 +548,13 @@ impl PostgresMetrics {
         metrics.register_group(Group::Postgres, collectors(), collectors())?;
         Ok(pg)
     }
+}
+
+/// Now as Unix seconds, for timestamp gauges.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Buckets for durations of checks and requests: fine below 100 ms, reaching 10 s with 2 s
