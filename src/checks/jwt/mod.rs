@@ -15,7 +15,7 @@
 //! The secret and every token are `Secret`s: no reason, observation, detail, metric or log
 //! line built here contains them (the tests grep every output for the secret).
 
-mod jwks;
+pub mod jwks;
 mod secret;
 mod token;
 mod validate;
