@@ -34,7 +34,7 @@ fn app(names: &[String]) -> App {
         state: Arc::new(State::new(specs)),
         metrics: Metrics::new().unwrap(),
         diag_token: Arc::new(DiagToken::new(None, None)),
-        config: serde_json::value::RawValue::NULL.to_owned(),
+        config: std::sync::RwLock::new(std::sync::Arc::from(serde_json::value::RawValue::NULL.to_owned())),
         service_id: "props".to_owned(),
         checks_runtime: None,
     }
@@ -143,7 +143,9 @@ proptest! {
         prop_assume!(uri.parse::<http::Uri>().is_ok());
         let (status, body) = ask(&app, &uri);
         let expected: &[u16] = match path {
-            "/" | "/metrics" | "/diag" => &[200],
+            "/" | "/metrics" => &[200],
+            // Not ready (no check has run): the health+json draft's status code for fail.
+            "/diag" => &[503],
             "/nowhere" => &[404],
             // Never-run critical checks fail readiness; /livez may see loops not yet beating.
             _ => &[200, 503],
