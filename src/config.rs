@@ -1939,9 +1939,7 @@ expect_status = "3xx"
 
     #[test]
     fn syntax_errors_give_line_and_column() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("vigil.toml");
-        std::fs::write(&path, "listen = \"0.0.0.0:9476\"\n[system\n").unwrap();
+        let (_dir, path) = crate::files::temp_file("vigil.toml", "listen = \"0.0.0.0:9476\"\n[system\n");
         let message = read_toml(&path).unwrap_err().to_string();
         assert!(message.starts_with(&format!("{}:2:", path.display())), "{message}");
         assert!(!message.contains('\n'), "one line: {message}");

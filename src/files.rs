@@ -86,15 +86,23 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Fi
     Ok(certs)
 }
 
+/// A file holding `contents` in a fresh temporary directory, for tests (dropping the directory
+/// removes it).
+#[cfg(test)]
+pub fn temp_file(name: &str, contents: impl AsRef<[u8]>) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).expect("write temp file");
+    (dir, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn regular_files_are_read_up_to_the_cap() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, "12345").unwrap();
+        let (_dir, path) = temp_file("f", "12345");
         assert_eq!(read(&path, 5).unwrap(), b"12345");
         let error = read(&path, 4).unwrap_err().to_string();
         assert!(error.ends_with("larger than 4 bytes"), "{error}");
@@ -120,9 +128,7 @@ mod tests {
 
     #[test]
     fn a_bundle_without_certificates_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ca.pem");
-        std::fs::write(&path, "not a certificate\n").unwrap();
+        let (_dir, path) = temp_file("ca.pem", "not a certificate\n");
         let error = read_certificates(&path).unwrap_err().to_string();
         assert!(error.ends_with("holds no PEM certificate"), "{error}");
     }

@@ -102,9 +102,7 @@ mod tests {
 
     #[test]
     fn secret_files_must_be_regular_small_and_not_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        std::fs::write(&path, " token-value\n").unwrap();
+        let (dir, path) = files::temp_file("token", " token-value\n");
         assert_eq!(read_file(&path).unwrap().expose(), "token-value");
         std::fs::write(&path, vec![b'a'; 64 * 1024 + 1]).unwrap();
         assert!(

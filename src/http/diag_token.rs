@@ -98,9 +98,7 @@ mod tests {
 
     #[test]
     fn a_rewritten_file_replaces_the_token_and_a_broken_one_keeps_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        std::fs::write(&path, "first-token\n").unwrap();
+        let (_dir, path) = crate::files::temp_file("token", "first-token\n");
         let token = DiagToken::new(Some(secret::read_file(&path).unwrap()), Some(path.clone()));
         assert!(token.matches(b"first-token"));
         assert!(!token.reload().unwrap(), "unchanged");
