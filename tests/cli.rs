@@ -244,3 +244,28 @@ fn environment_variables_that_are_not_utf8_do_not_panic() {
         "vigil: VIGIL_DEFAULTS__INTERVAL: the environment variable is not UTF-8 text",
     );
 }
+
+/// `validate` accepted what `run` refused: an unknown `sslmode`, a missing `sslrootcert`. One
+/// validation path for every command now: each refuses them with the same one line.
+#[test]
+fn validate_refuses_what_run_refuses_in_the_postgres_url() {
+    let section = |query: &str| {
+        format!("[system]\nenabled = false\n[postgres]\nurl = \"postgres://gw:pw@127.0.0.1:1/gw?{query}\"\n")
+    };
+    let cases = [
+        (
+            "sslmode=sometimes",
+            "vigil: postgres.url: sslmode must be disable, allow, prefer, require, verify-ca or verify-full, got \"sometimes\"",
+        ),
+        (
+            "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            "vigil: postgres: postgres.url: sslrootcert /nonexistent/ca.pem: No such file or directory (os error 2)",
+        ),
+    ];
+    for (query, expected) in cases {
+        for command in ["validate", "run", "check"] {
+            let output = run_cli(&[command], Some(&section(query)), &[]);
+            assert_refused(&output, expected);
+        }
+    }
+}
