@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::http::diag_token::{self, DiagToken};
 use crate::http::{self, App};
 use crate::metrics::{Metrics, MetricsError};
-use crate::reload::Plan;
+use crate::reload::{self, Plan};
 use crate::scheduler::{self, Loops};
 use crate::secret::Secret;
 use crate::state::State;
@@ -116,19 +116,19 @@ impl Agent {
     }
 
     /// Applies a new configuration in place of `old` (see [`reload`](crate::reload) for what
-    /// is kept). Every check to build is built first against a scratch registry, so that a
-    /// configuration with a check that cannot be built (a CA file gone) is refused whole, before
-    /// anything running is touched.
+    /// is kept). The checks to build are built against staging metrics, so that a configuration
+    /// with a check that cannot be built (a CA file gone) is refused whole, before anything
+    /// running or shown is touched; only then do their metrics and loops replace the old ones.
     pub fn reload(&mut self, old: &Config, new: &Config) -> Result<Plan, ReloadError> {
         let plan = Plan::new(old, new);
-        let scratch = Metrics::new()?;
-        checks::build_all(&plan.to_build, &scratch)?;
-        let built = checks::build_all(&plan.to_build, &self.metrics)?;
+        let staging = self.metrics.staging();
+        let built = checks::build_all(&plan.to_build, &staging)?;
+        let shown = serde_json::value::to_raw_value(&reload::in_effect(old, new.clone()))?;
+        self.metrics.adopt(&staging)?;
         self.loops.replace(&self.state, &self.metrics, &plan.order, built);
         for name in &plan.removed {
             self.metrics.retire_check(name);
         }
-        let shown = serde_json::value::to_raw_value(new)?;
         *self.app.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::from(shown);
         Ok(plan)
     }

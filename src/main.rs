@@ -66,6 +66,9 @@ fn main() -> ExitCode {
     logging::init(log_format, std::env::var("RUST_LOG").ok().as_deref());
 
     let sources = Sources::from_process(cli.config);
+    // The file's first look comes before it is read, so that a change during start-up is a
+    // change to reload.
+    let watch = sources.file.as_deref().map(FileWatch::new);
     let config = match config::load(&sources) {
         Ok(config) => config,
         Err(error) => return config_error(&error),
@@ -88,7 +91,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { output } => with_runtime(|| check_once(config, output)),
-        Command::Run => with_runtime(|| run(sources, config)),
+        Command::Run => with_runtime(|| run(sources, watch, config)),
     }
 }
 
@@ -142,7 +145,7 @@ fn build(config: &Config) -> anyhow::Result<Result<(Metrics, Vec<Scheduled>), ch
     Ok(checks::build_all(config, &metrics).map(|checks| (metrics, checks)))
 }
 
-async fn run(sources: Sources, mut config: Config) -> anyhow::Result<Ended> {
+async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config) -> anyhow::Result<Ended> {
     // Listen for signals before anything else, so that none arriving during start-up is lost
     // (and a SIGHUP then never takes the default action, an exit without a drain).
     let mut signals = Signals::new().context("cannot listen for SIGTERM/SIGINT/SIGHUP")?;
@@ -166,7 +169,6 @@ async fn run(sources: Sources, mut config: Config) -> anyhow::Result<Ended> {
 
     // The configuration file is looked at every few seconds: a ConfigMap update reaches the
     // pod's volume within the kubelet's sync period anyway, and a look is one stat.
-    let mut watch = sources.file.as_deref().map(FileWatch::new);
     let mut looks = tokio::time::interval(CONFIG_LOOK_EVERY);
     looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let which = loop {
@@ -235,7 +237,7 @@ fn reload(sources: &Sources, config: &mut Config, agent: &mut Agent, metrics: &M
                 removed = %logging::json(&plan.removed),
                 "Configuration reloaded"
             );
-            *config = new;
+            *config = vigil::reload::in_effect(config, new);
             metrics.config_last_reload_successful.set(1);
             metrics
                 .config_last_reload_success_timestamp_seconds

@@ -107,6 +107,17 @@ impl Plan {
     }
 }
 
+/// The configuration in effect after a reload from `old` to `new`: `new`, but for what only a
+/// restart changes (`listen`, `[diag]`), which stays as it runs, so that `/diag` shows what is
+/// in effect and the next reload still names the pending change.
+pub fn in_effect(old: &Config, new: Config) -> Config {
+    Config {
+        listen: old.listen,
+        diag: old.diag.clone(),
+        ..new
+    }
+}
+
 /// What identifies one version of a file: a ConfigMap update swaps the `..data` symlink, so the
 /// path then leads to another inode; an editor's save changes the size or the time.
 #[derive(Debug, Clone, PartialEq, Eq)]

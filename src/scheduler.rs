@@ -79,7 +79,9 @@ impl Loops {
     /// Makes `order` the checks from now on: the ones in `order` that are not in `started`
     /// keep their loop and slot (their state, their schedule); every other running check's
     /// loop stops (its future dropped at an await point: runs are cancel-safe); `started`
-    /// begin with fresh slots.
+    /// begin in new slots, which for a changed check (one of the same name) go on from the old
+    /// slot's reported status and counts, so that a reload never turns a passing check into
+    /// "no result yet" (which fails readiness) nor a failing one into a fresh start.
     pub fn replace(&mut self, state: &Arc<State>, metrics: &Metrics, order: &[String], started: Vec<Scheduled>) {
         let mut started: Vec<Option<Scheduled>> = started.into_iter().map(Some).collect();
         let mut old = std::mem::take(&mut self.running);
@@ -98,7 +100,11 @@ impl Loops {
             match (fresh, kept) {
                 (Some(scheduled), _) => {
                     let spec = specs(std::slice::from_ref(&scheduled)).remove(0);
-                    let slot = Arc::new(CheckSlot::new(spec));
+                    let slot = CheckSlot::new(spec);
+                    if let Some(previous) = old.iter().find(|r| r.slot.name() == name) {
+                        slot.inherit(&previous.slot);
+                    }
+                    let slot = Arc::new(slot);
                     self.running
                         .push(spawn_loop(&self.runtime, state, metrics, slot, scheduled));
                 }

@@ -120,6 +120,19 @@ impl CheckSlot {
         &self.spec
     }
 
+    /// Takes over `previous`'s results (reported status, counts, last run), for a check rebuilt
+    /// by a reload: its hysteresis goes on, and it is not "no result yet" until its first run.
+    pub fn inherit(&self, previous: &CheckSlot) {
+        let record = previous.record.read().unwrap_or_else(PoisonError::into_inner);
+        *self.record.write().unwrap_or_else(PoisonError::into_inner) = Record {
+            last_run: record.last_run.clone(),
+            reported: record.reported.clone(),
+            consecutive_failures: record.consecutive_failures,
+            consecutive_successes: record.consecutive_successes,
+            runs: record.runs,
+        };
+    }
+
     /// Notes that the check's loop is alive.
     pub fn beat(&self) {
         *lock(&self.heartbeat) = Instant::now();

@@ -204,4 +204,44 @@ fn a_new_listen_address_is_logged_as_needing_a_restart() {
     vigil.signal("HUP");
     vigil.wait_for_log("needs a restart", Duration::from_secs(5));
     assert_eq!(vigil.get("/livez").status, 200, "still serving on the old address");
+    let shown = diag(&vigil)["vigil"]["config"]["listen"].as_str().unwrap().to_owned();
+    assert_eq!(shown, vigil.addr().to_string(), "/diag shows the address in effect");
+    vigil.signal("HUP");
+    assert!(
+        poll_until(Duration::from_secs(5), || vigil
+            .logs()
+            .matches("needs a restart")
+            .count()
+            >= 2),
+        "a second reload says it again:\n{}",
+        vigil.logs()
+    );
+}
+
+/// A changed check is built afresh but goes on from its reported status: a reload never turns a
+/// passing critical check into "no result yet", which would take the pod out of the Service.
+#[test]
+fn a_changed_critical_check_keeps_the_pod_ready_through_the_reload() {
+    let server = FakeServer::start(|_| Response::text(200, "ok"));
+    let critical = |timeout: &str| {
+        format!(
+            "[system]\nenabled = false\n[[upstream]]\nname = \"a\"\nurl = \"{}\"\ncritical = true\ninterval = \"2s\"\ntimeout = \"{timeout}\"\n",
+            server.url("/a")
+        )
+    };
+    let vigil = Vigil::start(&critical("500ms"));
+    vigil.wait_for_status("/readyz", 200, Duration::from_secs(5));
+    rewrite(&vigil, vigil.config_path(), &critical("600ms"));
+    vigil.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        let readyz = vigil.get("/readyz?verbose");
+        assert_eq!(readyz.status, 200, "through the reload:\n{}", readyz.body);
+    }
+    let line = vigil
+        .log_lines()
+        .into_iter()
+        .find(|l| l["message"] == "Configuration reloaded")
+        .expect("reloaded");
+    assert_eq!(line["changed"], serde_json::json!(["upstream:a"]));
 }

@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Body as _;
@@ -173,6 +175,8 @@ pub struct ProbeResponse {
     pub phases: Phases,
     /// How many addresses the host resolved to (1 for an IP literal).
     pub addresses: usize,
+    /// The one the connection was made to (see [`connect_any`]).
+    pub answered: Option<SocketAddr>,
     /// The body as read: at most the caller's limit ([`BODY_LIMIT`] for upstreams).
     pub body: Bytes,
     /// Whether the body went on past the limit.
@@ -284,20 +288,12 @@ impl HttpClient {
             }
         };
         progress.addresses = Some(addresses.len());
-        let Some(&addr) = addresses.first() else {
+        if addresses.is_empty() {
             return Err(ProbeError::NoAddresses { host: host.to_owned() });
-        };
-
-        // One address per run: the one the kernel's resolver order puts first, as a client
-        // library would. The count of the others is what the endpoints hint needs.
+        }
         let connect = Instant::now();
-        let tcp = TcpStream::connect(addr).await.map_err(|source| {
-            if source.kind() == std::io::ErrorKind::ConnectionRefused {
-                ProbeError::Refused
-            } else {
-                ProbeError::Connect { addr, source }
-            }
-        })?;
+        let (tcp, addr) = connect_any(&addresses).await?;
+        progress.answered = Some(addr);
         progress.phases.connect = Some(connect.elapsed());
         // Small requests: do not wait for Nagle.
         let _ = tcp.set_nodelay(true);
@@ -321,6 +317,60 @@ impl HttpClient {
 struct Progress {
     phases: Phases,
     addresses: Option<usize>,
+    /// The address the connection was made to.
+    answered: Option<SocketAddr>,
+}
+
+/// How long an attempt to connect has before the next address is tried beside it (RFC 8305's
+/// "Connection Attempt Delay").
+pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Connects to the first of `addresses` that answers, Happy Eyeballs style (RFC 8305): they are
+/// tried in the resolver's order, the next one as soon as the previous has failed or has not
+/// connected within [`ATTEMPT_DELAY`], the attempts racing; the first connection wins and the
+/// others are dropped. A dual-stack name whose AAAA record leads nowhere then still connects
+/// over IPv4 well within the timeout, where trying the first address alone would read "down".
+/// With every attempt failed, the error is a refusal when any was refused, else the last one.
+async fn connect_any(addresses: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), ProbeError> {
+    async fn attempt(addr: SocketAddr) -> (SocketAddr, std::io::Result<TcpStream>) {
+        (addr, TcpStream::connect(addr).await)
+    }
+    let mut pending = FuturesUnordered::new();
+    let mut waiting = addresses.iter().copied();
+    let mut refused = false;
+    let mut last = None;
+    if let Some(first) = waiting.next() {
+        pending.push(attempt(first));
+    }
+    loop {
+        let more = waiting.len() > 0;
+        tokio::select! {
+            finished = pending.next(), if !pending.is_empty() => match finished {
+                Some((addr, Ok(tcp))) => return Ok((tcp, addr)),
+                Some((addr, Err(source))) => {
+                    refused |= source.kind() == std::io::ErrorKind::ConnectionRefused;
+                    last = Some(ProbeError::Connect { addr, source });
+                    if let Some(next) = waiting.next() {
+                        pending.push(attempt(next));
+                    }
+                }
+                None => {}
+            },
+            () = tokio::time::sleep(ATTEMPT_DELAY), if more => {
+                if let Some(next) = waiting.next() {
+                    pending.push(attempt(next));
+                }
+            }
+        }
+        if pending.is_empty() && waiting.len() == 0 {
+            break;
+        }
+    }
+    Err(match (refused, last) {
+        (true, _) => ProbeError::Refused,
+        (false, Some(error)) => error,
+        (false, None) => ProbeError::Refused,
+    })
 }
 
 async fn http_exchange<S>(
@@ -397,6 +447,7 @@ where
             ..progress.phases
         },
         addresses,
+        answered: progress.answered,
         body,
         truncated,
         date,
@@ -484,5 +535,49 @@ mod tests {
             [(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer s3cr3t"))],
         );
         assert!(!format!("{request:?}").contains("s3cr3t"));
+    }
+
+    /// A loopback address whose SYNs go unanswered: a listener with a backlog of one, filled.
+    async fn hanging_addr() -> (tokio::net::TcpListener, Vec<TcpStream>, SocketAddr) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        // Fill the accept queue; the next connection attempt waits for a SYN-ACK that never comes.
+        for _ in 0..8 {
+            match tokio::time::timeout(Duration::from_millis(100), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => held.push(stream),
+                _ => break,
+            }
+        }
+        (listener, held, addr)
+    }
+
+    #[tokio::test]
+    async fn the_next_address_is_tried_when_the_first_refuses_or_hangs() {
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = up.local_addr().unwrap();
+        let refused = crate::checks::http_probe::tests::refused_addr();
+        let (_hang_listener, _held, hanging) = hanging_addr().await;
+
+        let (_, answered) = connect_any(&[refused, good]).await.unwrap();
+        assert_eq!(answered, good, "a refusal moves on at once");
+
+        let started = Instant::now();
+        let (_, answered) = connect_any(&[hanging, good]).await.unwrap();
+        assert_eq!(answered, good, "a hanging first address does not hold the second back");
+        let took = started.elapsed();
+        assert!(took >= ATTEMPT_DELAY && took < Duration::from_secs(2), "{took:?}");
+
+        let error = connect_any(&[refused, refused]).await.unwrap_err();
+        assert!(matches!(error, ProbeError::Refused), "{error}");
+    }
+
+    fn refused_addr() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        addr
     }
 }

@@ -229,6 +229,7 @@ impl UpstreamCheck {
             "request": self.request.describe(),
             "phases_ms": phases_ms,
             "addresses": addresses,
+            "address": response.and_then(|r| r.answered).map(|a| a.to_string()),
             "window": fmt::duration(self.window_span),
             "percentiles_ms": percentiles.map(|p| json!({
                 "p50": ms(Some(p.p50)),

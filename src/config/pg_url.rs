@@ -183,16 +183,91 @@ fn split_tls_options(url: &str) -> Result<TlsOptions, String> {
             }
         }
     } else {
-        let mut kept = Vec::new();
-        for pair in url.split_whitespace() {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if !take(key, value)? {
-                kept.push(pair);
+        let mut rest = String::with_capacity(url.len());
+        let mut from = 0;
+        for pair in keyword_pairs(url) {
+            if take(&pair.key, &pair.value)? {
+                rest.push_str(&url[from..pair.span.start]);
+                let after = &url[pair.span.end..];
+                from = pair.span.end + (after.len() - after.trim_start().len());
             }
         }
-        kept.join(" ")
+        rest.push_str(&url[from..]);
+        rest.trim().to_owned()
     };
     Ok(TlsOptions { mode, root_cert, rest })
+}
+
+/// One `key = value` of a key=value connection string, with the span it takes in the text.
+struct KeywordPair {
+    key: String,
+    value: String,
+    span: std::ops::Range<usize>,
+}
+
+/// The pairs of a libpq key=value connection string, read as libpq reads them: spaces allowed
+/// around `=`, values either single-quoted (`'a b'`) or bare, `\` escaping the next character
+/// in both. A malformed tail ends the list: tokio-postgres then parses the whole string and
+/// names what is wrong.
+fn keyword_pairs(text: &str) -> Vec<KeywordPair> {
+    let bytes = text.as_bytes();
+    let skip_spaces = |mut at: usize| {
+        while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        at
+    };
+    let mut pairs = Vec::new();
+    let mut at = skip_spaces(0);
+    while at < bytes.len() {
+        let start = at;
+        while at < bytes.len() && !bytes[at].is_ascii_whitespace() && bytes[at] != b'=' {
+            at += 1;
+        }
+        let key = text[start..at].to_owned();
+        at = skip_spaces(at);
+        if key.is_empty() || bytes.get(at) != Some(&b'=') {
+            break;
+        }
+        at = skip_spaces(at + 1);
+        let mut value = String::new();
+        let quoted = bytes.get(at) == Some(&b'\'');
+        if quoted {
+            at += 1;
+        }
+        let mut chars = text[at..].char_indices();
+        let mut closed = !quoted;
+        let mut end = text.len();
+        while let Some((offset, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(escaped);
+                    }
+                }
+                '\'' if quoted => {
+                    closed = true;
+                    end = at + offset + 1;
+                    break;
+                }
+                c if !quoted && c.is_whitespace() => {
+                    end = at + offset;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        if !closed {
+            break;
+        }
+        pairs.push(KeywordPair {
+            key,
+            value,
+            span: start..end,
+        });
+        at = skip_spaces(end);
+    }
+    pairs
 }
 
 /// tokio-postgres' complaint about a connection string, rebuilt from what is known to hold no
@@ -272,6 +347,27 @@ mod tests {
             let message = PostgresTarget::parse(url).unwrap_err().to_string();
             assert!(!message.contains("hunter2"), "{message}");
         }
+    }
+
+    #[test]
+    fn key_value_strings_are_read_as_libpq_reads_them() {
+        let t = PostgresTarget::parse("host=h user=u password='a  b' sslmode = require dbname=d").unwrap();
+        assert_eq!(t.sslmode, SslMode::Require, "spaces around = are allowed");
+        assert_eq!(
+            t.config.get_password(),
+            Some(&b"a  b"[..]),
+            "a quoted value keeps its spaces"
+        );
+        let t = PostgresTarget::parse(r"host=h password='x sslmode=verify-full' user=u").unwrap();
+        assert_eq!(
+            t.sslmode,
+            SslMode::Prefer,
+            "sslmode= inside a quoted value is the value's text"
+        );
+        assert_eq!(t.config.get_password(), Some(&b"x sslmode=verify-full"[..]));
+        let t = PostgresTarget::parse(r"host=h password=a\ b sslrootcert=/ca.pem sslmode=verify-full").unwrap();
+        assert_eq!(t.config.get_password(), Some(&b"a b"[..]), "an escaped space");
+        assert_eq!(t.root_cert.as_deref(), Some(std::path::Path::new("/ca.pem")));
     }
 
     #[test]

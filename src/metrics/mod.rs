@@ -40,8 +40,10 @@ pub struct Metrics {
     groups: Arc<Mutex<Groups>>,
 }
 
-/// Each group's collectors, as registered.
-type Groups = HashMap<Group, Vec<Box<dyn Collector>>>;
+/// Each group's collectors, as a maker of fresh handles to them (a registry takes and gives
+/// back boxes): what registers them, and what unregisters them.
+type Collectors = Arc<dyn Fn() -> Vec<Box<dyn Collector>> + Send + Sync>;
+type Groups = HashMap<Group, Collectors>;
 
 /// A check kind's metrics in the registry, registered by the check when it is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,14 +72,15 @@ impl Group {
 /// The gateway check's figures.
 #[derive(Clone)]
 pub struct GatewayMetrics {
-    registry: Registry,
     pub up: IntGauge,
     pub pool_saturation_ratio: Gauge,
     /// state = in_use | max | waiting.
     pub pool_connections: GaugeVec,
-    error_ratio: Gauge,
-    request_duration_p95_seconds: Gauge,
-    /// Set once each of the two optional gauges above is registered.
+    /// Label-less families: registered with the check, but without a sample (so absent from
+    /// `/metrics`, as SPEC wants) until the gateway first exports what they are made of.
+    error_ratio: GaugeVec,
+    request_duration_p95_seconds: GaugeVec,
+    /// Set once each of the two optional gauges above has a sample.
     error_ratio_registered: Arc<OnceLock<()>>,
     p95_registered: Arc<OnceLock<()>>,
 }
@@ -86,15 +89,17 @@ impl GatewayMetrics {
     /// `vigil_gateway_error_ratio`, registered the first time the gateway exports request
     /// counts (SPEC: only when it does).
     pub fn set_error_ratio(&self, value: f64) {
-        self.register_once(&self.error_ratio_registered, &self.error_ratio);
-        self.error_ratio.set(value);
+        let _ = self.error_ratio_registered.set(());
+        self.error_ratio.with_label_values(&[] as &[&str]).set(value);
     }
 
     /// `vigil_gateway_request_duration_p95_seconds`, registered the first time the gateway
     /// exports a latency histogram.
     pub fn set_request_duration_p95(&self, value: f64) {
-        self.register_once(&self.p95_registered, &self.request_duration_p95_seconds);
-        self.request_duration_p95_seconds.set(value);
+        let _ = self.p95_registered.set(());
+        self.request_duration_p95_seconds
+            .with_label_values(&[] as &[&str])
+            .set(value);
     }
 
     /// The DB pool figures of a run that could not read them (scrape failed, metric missing):
@@ -111,19 +116,13 @@ impl GatewayMetrics {
     /// first measurement).
     pub fn traffic_unknown(&self, error_ratio: bool, p95: bool) {
         if error_ratio && self.error_ratio_registered.get().is_some() {
-            self.error_ratio.set(f64::NAN);
+            self.error_ratio.with_label_values(&[] as &[&str]).set(f64::NAN);
         }
         if p95 && self.p95_registered.get().is_some() {
-            self.request_duration_p95_seconds.set(f64::NAN);
+            self.request_duration_p95_seconds
+                .with_label_values(&[] as &[&str])
+                .set(f64::NAN);
         }
-    }
-
-    fn register_once(&self, flag: &OnceLock<()>, gauge: &Gauge) {
-        flag.get_or_init(|| {
-            if let Err(error) = self.registry.register(Box::new(gauge.clone())) {
-                tracing::error!(%error, "Registering a gateway metric failed");
-            }
-        });
     }
 }
 
@@ -202,7 +201,6 @@ impl Metrics {
     /// Creates and registers the gateway's series (replacing those of an earlier gateway check).
     pub fn gateway(&self) -> Result<GatewayMetrics, MetricsError> {
         let metrics = GatewayMetrics {
-            registry: self.registry.clone(),
             up: IntGauge::new(
                 "vigil_gateway_up",
                 "1 when the gateway's health endpoint answered as expected.",
@@ -218,19 +216,25 @@ impl Metrics {
                 ),
                 &["state"],
             )?,
-            error_ratio: Gauge::new(
-                "vigil_gateway_error_ratio",
-                "Share of the gateway's served requests that answered 5xx over the window.",
+            error_ratio: GaugeVec::new(
+                Opts::new(
+                    "vigil_gateway_error_ratio",
+                    "Share of the gateway's served requests that answered 5xx over the window.",
+                ),
+                &[],
             )?,
-            request_duration_p95_seconds: Gauge::new(
-                "vigil_gateway_request_duration_p95_seconds",
-                "p95 of the gateway's served request durations over the window.",
+            request_duration_p95_seconds: GaugeVec::new(
+                Opts::new(
+                    "vigil_gateway_request_duration_p95_seconds",
+                    "p95 of the gateway's served request durations over the window.",
+                ),
+                &[],
             )?,
             error_ratio_registered: Arc::new(OnceLock::new()),
             p95_registered: Arc::new(OnceLock::new()),
         };
         let m = metrics.clone();
-        let collectors = move || -> Vec<Box<dyn Collector>> {
+        self.register_group(Group::Gateway, move || {
             vec![
                 Box::new(m.up.clone()),
                 Box::new(m.pool_saturation_ratio.clone()),
@@ -238,42 +242,56 @@ impl Metrics {
                 Box::new(m.error_ratio.clone()),
                 Box::new(m.request_duration_p95_seconds.clone()),
             ]
-        };
-        // The last two register themselves at their first measurement.
-        self.register_group(Group::Gateway, collectors().into_iter().take(3).collect(), collectors())?;
+        })?;
         Ok(metrics)
     }
 
-    /// Registers `now` as `group`'s series, first removing what an earlier check of the kind
-    /// registered; `all` is everything the group may register later too (removed with it).
+    /// Registers `group`'s series (what `collectors` makes), first removing what an earlier
+    /// check of the kind registered.
     fn register_group(
         &self,
         group: Group,
-        now: Vec<Box<dyn Collector>>,
-        all: Vec<Box<dyn Collector>>,
+        collectors: impl Fn() -> Vec<Box<dyn Collector>> + Send + Sync + 'static,
     ) -> Result<(), MetricsError> {
+        self.install(group, Arc::new(collectors))
+    }
+
+    fn install(&self, group: Group, collectors: Collectors) -> Result<(), MetricsError> {
         self.retire(group);
-        for collector in now {
+        for collector in collectors() {
             self.registry.register(collector)?;
         }
-        self.groups
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(group, all);
+        lock(&self.groups).insert(group, collectors);
         Ok(())
     }
 
     /// Removes `group`'s series from the registry: its check is gone (or about to be rebuilt).
     pub fn retire(&self, group: Group) {
-        let removed = self
-            .groups
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&group);
-        for collector in removed.into_iter().flatten() {
-            // A lazily registered series that never was is not an error here.
+        let removed = lock(&self.groups).remove(&group);
+        for collector in removed.map(|make| make()).into_iter().flatten() {
             let _ = self.registry.unregister(collector);
         }
+    }
+
+    /// Handles for building checks without touching what `/metrics` shows: a registry of their
+    /// own, the same per-check series. [`Metrics::adopt`] then makes them the live ones, so
+    /// that a reload that fails half-way through its builds changes nothing.
+    pub fn staging(&self) -> Metrics {
+        Metrics {
+            registry: Registry::new(),
+            groups: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Takes the groups registered on `staging` (see [`Metrics::staging`]) into the live
+    /// registry, each replacing the group of the same kind.
+    pub fn adopt(&self, staging: &Metrics) -> Result<(), MetricsError> {
+        let groups: Vec<(Group, Collectors)> = lock(&staging.groups).drain().collect();
+        for (group, collectors) in groups {
+            self.install(group, collectors)?;
+        }
+        Ok(())
     }
 
     /// Removes the run figures of check `name` (and its upstream figures): its check is gone.
@@ -367,14 +385,15 @@ impl JwtMetrics {
                     "Changes of the mounted JWT secret seen since the agent started.",
                 )?,
             };
-            let collectors = || -> Vec<Box<dyn Collector>> {
+            let handles = group.clone();
+            let collectors = move || -> Vec<Box<dyn Collector>> {
                 vec![
-                    Box::new(group.valid.clone()),
-                    Box::new(group.info.clone()),
-                    Box::new(group.rotations_total.clone()),
+                    Box::new(handles.valid.clone()),
+                    Box::new(handles.info.clone()),
+                    Box::new(handles.rotations_total.clone()),
                 ]
             };
-            metrics.register_group(Group::JwtSecret, collectors(), collectors())?;
+            metrics.register_group(Group::JwtSecret, collectors)?;
             Some(group)
         } else {
             None
@@ -390,13 +409,14 @@ impl JwtMetrics {
                     "1 when the gateway rejected (401/403) a token signed with a random key, 0 when it accepted it.",
                 )?,
             };
-            let collectors = || -> Vec<Box<dyn Collector>> {
+            let handles = group.clone();
+            let collectors = move || -> Vec<Box<dyn Collector>> {
                 vec![
-                    Box::new(group.accepts_valid_token.clone()),
-                    Box::new(group.rejects_forged_token.clone()),
+                    Box::new(handles.accepts_valid_token.clone()),
+                    Box::new(handles.rejects_forged_token.clone()),
                 ]
             };
-            metrics.register_group(Group::JwtGateway, collectors(), collectors())?;
+            metrics.register_group(Group::JwtGateway, collectors)?;
             Some(group)
         } else {
             None
@@ -406,11 +426,8 @@ impl JwtMetrics {
                 "vigil_jwks_keys",
                 "Keys in the last good JWKS fetched from the auth service.",
             )?;
-            metrics.register_group(
-                Group::Jwks,
-                vec![Box::new(gauge.clone())],
-                vec![Box::new(gauge.clone())],
-            )?;
+            let handle = gauge.clone();
+            metrics.register_group(Group::Jwks, move || vec![Box::new(handle.clone())])?;
             Some(gauge)
         } else {
             None
@@ -477,16 +494,17 @@ impl SystemMetrics {
             )?,
         };
 
-        let collectors = || -> Vec<Box<dyn Collector>> {
+        let handles = system.clone();
+        let collectors = move || -> Vec<Box<dyn Collector>> {
             vec![
-                Box::new(system.cpu_usage_ratio.clone()),
-                Box::new(system.memory_working_set_bytes.clone()),
-                Box::new(system.memory_limit_bytes.clone()),
-                Box::new(system.cpu_throttled_seconds_total.clone()),
-                Box::new(system.oom_kills_total.clone()),
+                Box::new(handles.cpu_usage_ratio.clone()),
+                Box::new(handles.memory_working_set_bytes.clone()),
+                Box::new(handles.memory_limit_bytes.clone()),
+                Box::new(handles.cpu_throttled_seconds_total.clone()),
+                Box::new(handles.oom_kills_total.clone()),
             ]
         };
-        metrics.register_group(Group::System, collectors(), collectors())?;
+        metrics.register_group(Group::System, collectors)?;
         Ok(system)
     }
 }
@@ -535,19 +553,25 @@ impl PostgresMetrics {
         for state in ["in_use", "idle", "waiting"] {
             pg.pool_connections.with_label_values(&[state]);
         }
-        let collectors = || -> Vec<Box<dyn Collector>> {
+        let handles = pg.clone();
+        let collectors = move || -> Vec<Box<dyn Collector>> {
             vec![
-                Box::new(pg.up.clone()),
-                Box::new(pg.query_duration_seconds.clone()),
-                Box::new(pg.connections.clone()),
-                Box::new(pg.max_connections.clone()),
-                Box::new(pg.connection_saturation_ratio.clone()),
-                Box::new(pg.pool_connections.clone()),
+                Box::new(handles.up.clone()),
+                Box::new(handles.query_duration_seconds.clone()),
+                Box::new(handles.connections.clone()),
+                Box::new(handles.max_connections.clone()),
+                Box::new(handles.connection_saturation_ratio.clone()),
+                Box::new(handles.pool_connections.clone()),
             ]
         };
-        metrics.register_group(Group::Postgres, collectors(), collectors())?;
+        metrics.register_group(Group::Postgres, collectors)?;
         Ok(pg)
     }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the map is whole.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Now as Unix seconds, for timestamp gauges.

@@ -85,7 +85,7 @@ impl Traffic {
             Ok(buckets) => buckets,
             Err(count) => {
                 let reason = format!(
-                    "the gateway's {} has more than {MAX_BUCKETS} buckets ({count} read): its p95 is not computed",
+                    "the gateway's {} has more than {MAX_BUCKETS} buckets (stopped at bucket {count}): its p95 is not computed",
                     self.bucket_metric
                 );
                 report.find(Finding::warn(FailureKind::Protocol, reason).with_hint(TRAFFIC_HINT));
@@ -159,7 +159,7 @@ impl Traffic {
             };
             match by_le.binary_search_by(|(b, _)| b.total_cmp(&le)) {
                 Ok(at) => by_le[at].1 += sample.value,
-                Err(_) if by_le.len() == MAX_BUCKETS => return Err(MAX_BUCKETS + 1),
+                Err(_) if by_le.len() == MAX_BUCKETS => return Err(by_le.len() + 1),
                 Err(at) => by_le.insert(at, (le, sample.value)),
             }
         }
@@ -255,10 +255,11 @@ fn increase_buckets(history: &VecDeque<Snapshot>) -> Option<Vec<(f64, f64)>> {
 }
 
 /// `histogram_quantile`: linear interpolation inside the bucket holding the rank; the highest
-/// finite bound when the rank falls in `+Inf`.
+/// finite bound when the rank falls in `+Inf`; none without a finite bound (as Prometheus' NaN:
+/// a lone `+Inf` bucket says nothing of the latency).
 fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let total = buckets.last().map(|(_, c)| *c)?;
-    if total <= 0.0 {
+    if total <= 0.0 || buckets.iter().all(|(le, _)| le.is_infinite()) {
         return None;
     }
     let rank = q * total;
@@ -316,5 +317,10 @@ mod tests {
         assert!((p95 - 1.5).abs() < 1e-9, "{p95}");
         assert_eq!(quantile(0.5, &[(1.0, 0.0), (f64::INFINITY, 10.0)]), Some(1.0));
         assert_eq!(quantile(0.5, &[(f64::INFINITY, 0.0)]), None);
+        assert_eq!(
+            quantile(0.95, &[(f64::INFINITY, 10.0)]),
+            None,
+            "a lone +Inf is no latency"
+        );
     }
 }
