@@ -235,6 +235,15 @@ fn saturation_by_real_clients_warns_then_fails_while_the_server_stays_up() {
         (top["application_name"].as_str(), top["connections"].as_i64()),
         (Some("orders"), Some(16))
     );
+    let metrics = vigil.get("/metrics").body;
+    assert!(
+        metrics.contains("vigil_postgres_connections_by_application{application_name=\"orders\"} 16"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_postgres_connections_by_application{application_name=\"vigil\"} 1"),
+        "the agent's own kept connection (its pool's was taken away):\n{metrics}"
+    );
 
     // Clients leave: back to pass.
     sessions.clear();
@@ -474,4 +483,42 @@ fn tls_per_sslmode_against_a_server_with_tls() {
          WHERE a.application_name = 'vigil' AND s.ssl",
     );
     assert_ne!(encrypted, "0", "vigil's connections are not encrypted");
+}
+
+/// postgres_exporter's most asked-for breakdown, bounded: the ten application_names with the most
+/// connections get a series each, the others are summed as `other`.
+#[test]
+fn connections_by_application_are_the_top_ten_and_other() {
+    let pg = PgServer::builder().max_connections(40).start();
+    let url = pg.create_user_db("gateway", PASSWORD);
+    let app = pg.create_user_db("app", "app-pw");
+    let mut sessions = Vec::new();
+    // Twelve names with two connections each (and vigil's own): ties are ordered by name, so
+    // app00 … app09 are the ten, and app10, app11 and vigil are "other".
+    for i in 0..12 {
+        sessions.extend(pg.hold_connections(&format!("{app}?application_name=app{i:02}"), 2));
+    }
+    let vigil = Vigil::start(&section(&url, ""));
+    vigil.wait_for_status("/readyz", 200, Duration::from_secs(10));
+    let mut metrics = String::new();
+    let seen = support::poll_until(Duration::from_secs(5), || {
+        metrics = vigil.get("/metrics").body;
+        metrics.contains("vigil_postgres_connections_by_application{application_name=\"other\"}")
+    });
+    assert!(seen, "{metrics}");
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("vigil_postgres_connections_by_application{"))
+        .collect();
+    assert_eq!(series.len(), 11, "ten names and other: {series:#?}");
+    let other: f64 = series
+        .iter()
+        .find(|l| l.contains("\"other\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(series.iter().any(|l| l.contains("\"app09\"} 2")), "{series:#?}");
+    assert!(!series.iter().any(|l| l.contains("\"app10\"")), "{series:#?}");
+    assert!(other >= 4.0, "app10 and app11 (and vigil's own) are other: {series:#?}");
+    drop(sessions);
 }

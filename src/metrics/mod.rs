@@ -449,6 +449,8 @@ pub struct PostgresMetrics {
     pub query_duration_seconds: Histogram,
     /// Client backends by state: active, idle, idle_in_transaction, … (the agent's own included).
     pub connections: IntGaugeVec,
+    /// Client backends by application_name: the top 10, the rest as `other`.
+    pub connections_by_application: IntGaugeVec,
     /// Usable connections: max_connections minus the reserved ones.
     pub max_connections: IntGauge,
     pub connection_saturation_ratio: Gauge,
@@ -531,6 +533,13 @@ impl PostgresMetrics {
                 ),
                 &["state"],
             )?,
+            connections_by_application: IntGaugeVec::new(
+                Opts::new(
+                    "vigil_postgres_connections_by_application",
+                    "Client connections by application_name: the 10 with the most, the others summed as \"other\" (\"\" for none set).",
+                ),
+                &["application_name"],
+            )?,
             max_connections: IntGauge::new(
                 "vigil_postgres_max_connections",
                 "Usable connections: max_connections minus superuser_reserved_connections and reserved_connections.",
@@ -559,6 +568,7 @@ impl PostgresMetrics {
                 Box::new(handles.up.clone()),
                 Box::new(handles.query_duration_seconds.clone()),
                 Box::new(handles.connections.clone()),
+                Box::new(handles.connections_by_application.clone()),
                 Box::new(handles.max_connections.clone()),
                 Box::new(handles.connection_saturation_ratio.clone()),
                 Box::new(handles.pool_connections.clone()),

@@ -340,6 +340,7 @@ impl PostgresCheck {
             // Not read this run: a gap, not the last value (which would keep a saturation
             // alert firing while the server is down).
             self.metrics.connection_saturation_ratio.set(f64::NAN);
+            self.metrics.connections_by_application.reset();
             return;
         };
         for state in POSTGRES_CONNECTION_STATES {
@@ -353,6 +354,16 @@ impl PostgresCheck {
                 .connections
                 .with_label_values(&[*state])
                 .set(s.in_state(pg_name));
+        }
+        // Names come and go: last run's series leave with them, so at most 11 stand.
+        let (top, others) = s.by_application();
+        let by_application = &self.metrics.connections_by_application;
+        by_application.reset();
+        for (name, connections) in &top {
+            by_application.with_label_values(&[name.as_str()]).set(*connections);
+        }
+        if others > 0 || top.len() as i64 == queries::TOP_APPLICATIONS {
+            by_application.with_label_values(&["other"]).set(others);
         }
         self.metrics.max_connections.set(s.usable());
         self.metrics.connection_saturation_ratio.set(s.saturation());

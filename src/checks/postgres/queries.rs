@@ -14,8 +14,12 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use tokio_postgres::{Client, Row};
 
-/// How many application_names and long queries `/diag` lists.
+/// How many long queries `/diag` lists.
 pub const TOP: i64 = 5;
+/// How many application_names are read, shown in `/diag` and exported one series each
+/// (`vigil_postgres_connections_by_application`); the rest are summed as `other`, so that the
+/// series stay bounded whatever connects.
+pub const TOP_APPLICATIONS: i64 = 10;
 /// How much of a long query's text `/diag` shows.
 pub const QUERY_CHARS: i64 = 100;
 
@@ -41,7 +45,7 @@ pub fn stats_sql(long_query: Duration) -> String {
            (SELECT count(*) FROM a), \
            (SELECT coalesce(json_object_agg(state, n), '{{}}') FROM (SELECT state, count(*) AS n FROM a GROUP BY 1) s)::text, \
            (SELECT coalesce(json_agg(json_build_object('application_name', app, 'connections', n) ORDER BY n DESC, app), '[]') \
-              FROM (SELECT app, count(*) AS n FROM a GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP}) t)::text, \
+              FROM (SELECT app, count(*) AS n FROM a GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_APPLICATIONS}) t)::text, \
            (SELECT count(*) FROM l), \
            (SELECT coalesce(json_agg(json_build_object('pid', pid, 'seconds', round(extract(epoch FROM running)::numeric, 1), \
                      'application_name', app, 'state', state, 'query', left(query, {QUERY_CHARS})) ORDER BY running DESC), '[]') \
@@ -81,6 +85,24 @@ impl Stats {
     /// Count of client backends in a state as PostgreSQL names it.
     pub fn in_state(&self, state: &str) -> i64 {
         self.by_state.get(state).and_then(Json::as_i64).unwrap_or(0)
+    }
+
+    /// The top application_names with their connections, and what the others hold together.
+    pub fn by_application(&self) -> (Vec<(String, i64)>, i64) {
+        let top: Vec<(String, i64)> = self
+            .top_applications
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|a| {
+                        let name = a["application_name"].as_str().unwrap_or_default().to_owned();
+                        (name, a["connections"].as_i64().unwrap_or(0))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let listed: i64 = top.iter().map(|(_, n)| n).sum();
+        (top, (self.connections_in_use - listed).max(0))
     }
 
     /// `name=count, …` of a JSON list of `{application_name, connections}`, for the text `/diag`.
