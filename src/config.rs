@@ -782,6 +782,10 @@ pub struct Upstream {
     /// when the check is built. Default none; must hold at least one certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// How close the earliest `notAfter` of the certificate chain an https upstream presents
+    /// may come before the check warns (expired fails). Default `14d`; at most 365d.
+    #[serde(default = "default_cert_warn", with = "duration")]
+    pub cert_warn: Duration,
 }
 
 impl Upstream {
@@ -803,6 +807,12 @@ impl Upstream {
                     crate::fmt::duration(self.latency_fail),
                     crate::fmt::duration(self.latency_warn)
                 ),
+            ));
+        }
+        if self.cert_warn > Duration::from_secs(365 * 86_400) {
+            return Err(Invalid::new(
+                format!("{prefix}.cert_warn"),
+                format!("must be at most 365d, got {}", crate::fmt::duration(self.cert_warn)),
             ));
         }
         window(&format!("{prefix}.window"), self.window, self.settings.interval)
@@ -1024,6 +1034,10 @@ fn default_error_ratio_warn() -> f64 {
 fn default_latency_p95_warn() -> Duration {
     Duration::from_secs(2)
 }
+fn default_cert_warn() -> Duration {
+    Duration::from_secs(14 * 86_400)
+}
+
 fn default_window() -> Duration {
     Duration::from_secs(300)
 }

@@ -22,6 +22,17 @@ pub fn seconds(d: Duration) -> String {
     }
 }
 
+/// How long ago or ahead, in its largest whole unit: `3d`, `5h`, `12m`, `30s`.
+pub fn age(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// A share as a whole percent: `53%`.
 pub fn percent(ratio: f64) -> String {
     format!("{:.0}%", ratio * 100.0)

@@ -275,6 +275,68 @@ fn https_fails_naming_tls_and_passes_with_the_ca_file() {
     assert!(observed(&vigil, "upstream:secure:tls").is_some_and(|s| s > 0.0));
 }
 
+/// Certificate expiry is read from the chain the server presents, also when verification fails:
+/// expiring in 3 days warns, expired yesterday fails naming the expiry (and the metric is still
+/// exported), a self-signed one fails verification and still reports its expiry.
+#[test]
+fn certificate_expiry_warns_near_fails_past_and_is_read_even_when_unverified() {
+    let day = 86_400;
+    let expiry_metric = |vigil: &Vigil| {
+        vigil.get("/metrics").body.lines().find_map(|l| {
+            l.strip_prefix("vigil_tls_cert_expiry_timestamp_seconds{check=\"upstream:secure\"} ")
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let trusting = |server: &TlsServer, dir: &tempfile::TempDir| {
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, server.ca_pem()).unwrap();
+        format!("ca_file = \"{}\"", ca.display())
+    };
+
+    let soon = TlsServer::start_valid_for(Some(3 * day + 3600));
+    let dir = tempfile::tempdir().unwrap();
+    let vigil = Vigil::start(&upstream("secure", &soon.url("/healthz"), &trusting(&soon, &dir)));
+    wait_for_line(
+        &vigil,
+        "[+]upstream:secure warn: certificate expires in 3d (notAfter ",
+        Duration::from_secs(5),
+    );
+    let expiry = expiry_metric(&vigil).expect("the expiry is exported");
+    assert!(
+        (expiry - (now + 3.0 * 86_400.0 + 3600.0)).abs() < 120.0,
+        "{expiry} vs now {now}"
+    );
+    drop(vigil);
+
+    let expired = TlsServer::start_valid_for(Some(-day));
+    let url = expired.url("/healthz");
+    let vigil = Vigil::start(&upstream("secure", &url, &trusting(&expired, &dir)));
+    wait_for_line(
+        &vigil,
+        &format!("[-]upstream:secure failed: GET {url}: certificate expired 1d ago (notAfter "),
+        Duration::from_secs(5),
+    );
+    let expiry = expiry_metric(&vigil).expect("still exported when verification fails");
+    assert!(expiry < now, "{expiry}");
+    drop(vigil);
+
+    // Self-signed from vigil's point of view (no ca_file): verification fails, expiry is read.
+    let untrusted = TlsServer::start_valid_for(Some(200 * day));
+    let url = untrusted.url("/healthz");
+    let vigil = Vigil::start(&upstream("secure", &url, ""));
+    wait_for_line(
+        &vigil,
+        &format!("[-]upstream:secure failed: GET {url}: TLS handshake failed: invalid peer certificate: UnknownIssuer"),
+        Duration::from_secs(5),
+    );
+    let expiry = expiry_metric(&vigil).expect("read from the unverified chain");
+    assert!((expiry - (now + 200.0 * 86_400.0)).abs() < 120.0, "{expiry}");
+}
+
 #[test]
 fn the_measured_latency_of_a_200ms_server_is_200ms() {
     let server = FakeServer::fixed(Response::text(200, "ok").with_delay(Duration::from_millis(200)));

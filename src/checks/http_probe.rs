@@ -30,6 +30,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::checks::cert;
 use crate::config::HttpUrl;
 use crate::outcome::FailureKind;
 
@@ -44,6 +45,8 @@ pub const SCRAPE_LIMIT: usize = 4 * 1024 * 1024;
 #[derive(Clone)]
 pub struct HttpClient {
     tls: Arc<rustls::ClientConfig>,
+    /// The real verifier, built once; each connection wraps it in a [`cert::Recorder`].
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
 }
 
 /// A client that could not be built (an unreadable or empty CA file).
@@ -80,12 +83,29 @@ impl HttpClient {
 
     fn with_roots(roots: rustls::RootCertStore) -> Result<HttpClient, ClientError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .map_err(|e| ClientError::Tls(rustls::Error::General(e.to_string())))?;
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(HttpClient { tls: Arc::new(config) })
+        Ok(HttpClient {
+            tls: Arc::new(config),
+            verifier,
+        })
+    }
+
+    /// The TLS configuration for one connection: the shared one, with a recorder of the
+    /// presented chain's expiry in front of the verifier.
+    fn recording(&self) -> (Arc<rustls::ClientConfig>, Arc<std::sync::Mutex<Option<SystemTime>>>) {
+        let (recorder, seen) = cert::Recorder::new(Arc::clone(&self.verifier));
+        let mut config = (*self.tls).clone();
+        config.dangerous().set_certificate_verifier(Arc::new(recorder));
+        (Arc::new(config), seen)
     }
 }
 
@@ -177,6 +197,8 @@ pub struct ProbeResponse {
     pub addresses: usize,
     /// The one the connection was made to (see [`connect_any`]).
     pub answered: Option<SocketAddr>,
+    /// The earliest `notAfter` of the chain the server presented (https only).
+    pub cert_not_after: Option<SystemTime>,
     /// The body as read: at most the caller's limit ([`BODY_LIMIT`] for upstreams).
     pub body: Bytes,
     /// Whether the body went on past the limit.
@@ -230,6 +252,8 @@ pub struct ProbeFailure {
     pub error: ProbeError,
     pub phases: Phases,
     pub addresses: Option<usize>,
+    /// The presented certificate chain's expiry, read also when verification failed.
+    pub cert_not_after: Option<SystemTime>,
 }
 
 impl HttpClient {
@@ -255,6 +279,7 @@ impl HttpClient {
                 ..progress.phases
             },
             addresses: progress.addresses,
+            cert_not_after: progress.cert_not_after,
         };
         match result {
             Ok(Ok(response)) => Ok(response),
@@ -301,10 +326,10 @@ impl HttpClient {
         if request.is_https() {
             let name = ServerName::try_from(host.to_owned()).map_err(|_| ProbeError::ServerName(host.to_owned()))?;
             let handshake = Instant::now();
-            let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
-                .connect(name, tcp)
-                .await
-                .map_err(ProbeError::Tls)?;
+            let (config, seen) = self.recording();
+            let connected = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await;
+            progress.cert_not_after = *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tls = connected.map_err(ProbeError::Tls)?;
             progress.phases.tls = Some(handshake.elapsed());
             http_exchange(tls, request, started, addresses.len(), body_limit, progress).await
         } else {
@@ -319,6 +344,8 @@ struct Progress {
     addresses: Option<usize>,
     /// The address the connection was made to.
     answered: Option<SocketAddr>,
+    /// The earliest `notAfter` of the chain the server presented (TLS only).
+    cert_not_after: Option<SystemTime>,
 }
 
 /// How long an attempt to connect has before the next address is tried beside it (RFC 8305's
@@ -448,6 +475,7 @@ where
         },
         addresses,
         answered: progress.answered,
+        cert_not_after: progress.cert_not_after,
         body,
         truncated,
         date,

@@ -9,6 +9,7 @@
 //! `fail`. The HTTP checks stop their own request a little inside `timeout` only so that the
 //! reason can name the request; the scheduler's cut stays the rule.
 
+pub mod cert;
 pub mod gateway;
 pub mod http_probe;
 pub mod jwt;

@@ -8,15 +8,17 @@
 //! the window's p95, so one slow answer among many fast ones does not page anyone.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
+use crate::checks::cert;
 use crate::checks::http_probe::{self, HttpClient, Phases, ProbeError, ProbeFailure, ProbeRequest, ProbeResponse};
 use crate::checks::latency::{LatencyWindow, Percentiles};
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::{ExpectStatus, Upstream};
 use crate::fmt;
+use crate::metrics::Metrics;
 use crate::metrics::series::{self, UpstreamSeries};
 use crate::outcome::{FailureKind, Finding, Findings, Observation, Outcome, Status, Unit};
 
@@ -41,6 +43,10 @@ pub struct UpstreamCheck {
     timeout: Duration,
     window: LatencyWindow,
     metrics: Arc<UpstreamSeries>,
+    /// `check` label of `vigil_tls_cert_expiry_timestamp_seconds`, and how close an expiry warns.
+    name: String,
+    cert_expiry: prometheus::GaugeVec,
+    cert_warn: Duration,
 }
 
 /// Builds every `[[upstream]]` check, sharing the one client among all of those without a
@@ -54,7 +60,7 @@ pub fn build_all(upstreams: &[Upstream], cx: &BuildContext<'_>) -> Result<Vec<Sc
         .map(|(index, config)| {
             let name = format!("upstream:{}", config.name);
             let client = cx.http_client(&name, config.ca_file.as_deref())?;
-            let check = UpstreamCheck::new(config, client, cx.metrics.upstream(&config.name));
+            let check = UpstreamCheck::new(config, client, cx.metrics);
             Ok(
                 Scheduled::new(name, config.settings, check).with_first_run_delay(first_run_delay(
                     index,
@@ -86,9 +92,12 @@ pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Durati
 }
 
 impl UpstreamCheck {
-    pub fn new(config: &Upstream, client: HttpClient, metrics: Arc<UpstreamSeries>) -> UpstreamCheck {
+    pub fn new(config: &Upstream, client: HttpClient, metrics: &Metrics) -> UpstreamCheck {
         let request = ProbeRequest::new(config.method.clone(), &config.url, config.headers.iter().cloned());
         UpstreamCheck {
+            name: format!("upstream:{}", config.name),
+            cert_expiry: metrics.tls_cert_expiry_timestamp_seconds.clone(),
+            cert_warn: config.cert_warn,
             client,
             request,
             expect: config.expect_status.clone(),
@@ -97,8 +106,18 @@ impl UpstreamCheck {
             window_span: config.window,
             timeout: config.settings.timeout,
             window: LatencyWindow::new(config.window, config.settings.interval),
-            metrics,
+            metrics: metrics.upstream(&config.name),
         }
+    }
+
+    /// Exports the expiry of the chain the server presented and judges it.
+    fn certificate(&self, not_after: Option<SystemTime>) -> Option<Finding> {
+        let not_after = not_after?;
+        let unix = not_after
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.cert_expiry.with_label_values(&[self.name.as_str()]).set(unix);
+        cert::judge(not_after, SystemTime::now(), self.cert_warn)
     }
 
     async fn run_once(&mut self) -> Outcome {
@@ -143,17 +162,21 @@ impl UpstreamCheck {
             Some(&response),
         );
 
-        let outcome = if !expected {
-            Outcome::fail(
-                FailureKind::HttpStatus,
-                format!(
-                    "{}: status {}, expected {}",
-                    self.request.describe(),
-                    response.status,
-                    describe_expect(&self.expect)
-                ),
-            )
-            .with_hint(DOWN_HINT)
+        let mut findings = Findings::new();
+        findings.extend(self.certificate(response.cert_not_after));
+        if !expected {
+            findings.push(
+                Finding::fail(
+                    FailureKind::HttpStatus,
+                    format!(
+                        "{}: status {}, expected {}",
+                        self.request.describe(),
+                        response.status,
+                        describe_expect(&self.expect)
+                    ),
+                )
+                .with_hint(DOWN_HINT),
+            );
         } else {
             let slow = percentiles.and_then(|p| {
                 let (fail, warn) = (self.latency_fail, self.latency_warn);
@@ -170,9 +193,12 @@ impl UpstreamCheck {
                 );
                 Some(Finding::of(status, FailureKind::Threshold, reason).with_hint(LATENCY_HINT))
             });
-            slow.into_iter().collect::<Findings>().into_outcome()
-        };
-        outcome.with_observations(observations).with_details(details)
+            findings.extend(slow);
+        }
+        findings
+            .into_outcome()
+            .with_observations(observations)
+            .with_details(details)
     }
 
     fn failed(&mut self, failure: ProbeFailure, now: Instant) -> Outcome {
@@ -206,8 +232,22 @@ impl UpstreamCheck {
             ProbeError::NoAddresses { host } => format!("{}: {host} resolves to no addresses", self.request.describe()),
             error => format!("{}: {error}", self.request.describe()),
         };
-        Outcome::fail(failure.error.kind(), reason)
-            .with_hint(hint)
+        // The chain's expiry is read before verification decides: an expired certificate says
+        // so ("certificate expired 3d ago") rather than only "handshake failed".
+        let expiry = self.certificate(failure.cert_not_after);
+        let mut findings = Findings::new();
+        match expiry {
+            Some(expired) if expired.status == Status::Fail => findings.push(Finding {
+                reason: format!("{}: {}", self.request.describe(), expired.reason),
+                ..expired
+            }),
+            expiry => {
+                findings.push(Finding::fail(failure.error.kind(), reason).with_hint(hint));
+                findings.extend(expiry);
+            }
+        }
+        findings
+            .into_outcome()
             .with_observations(observations)
             .with_details(details)
     }
@@ -238,6 +278,7 @@ impl UpstreamCheck {
                 "samples": p.count,
             })),
             "body_truncated": response.map(|r| r.truncated),
+            "cert_not_after": response.and_then(|r| r.cert_not_after).map(fmt::timestamp_seconds),
             "latency_warn": fmt::duration(self.latency_warn),
             "latency_fail": fmt::duration(self.latency_fail),
         })

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub build_info: IntGauge,
     pub ready: IntGauge,
     pub kubelet_last_probe_timestamp_seconds: GaugeVec,
+    /// `vigil_tls_cert_expiry_timestamp_seconds{check}`: a series per check once it has seen a
+    /// certificate.
+    pub tls_cert_expiry_timestamp_seconds: GaugeVec,
     /// 1 when the last configuration reload (or the start) worked, 0 when it was refused.
     pub config_last_reload_successful: IntGauge,
     /// When the running configuration was loaded (at start, then by each successful reload).
@@ -163,6 +166,14 @@ impl Metrics {
             ),
             &["endpoint"],
         )?;
+        let tls_cert_expiry_timestamp_seconds = GaugeVec::new(
+            Opts::new(
+                "vigil_tls_cert_expiry_timestamp_seconds",
+                "Earliest notAfter (Unix time) of the certificate chain the check's server presented, read also when verification failed.",
+            ),
+            &["check"],
+        )?;
+        registry.register(Box::new(tls_cert_expiry_timestamp_seconds.clone()))?;
         let config_last_reload_successful = IntGauge::new(
             "vigil_config_last_reload_successful",
             "1 when the last configuration reload worked (or none was asked since the start), 0 when it was refused.",
@@ -184,6 +195,7 @@ impl Metrics {
             build_info,
             ready,
             kubelet_last_probe_timestamp_seconds,
+            tls_cert_expiry_timestamp_seconds,
             config_last_reload_successful,
             config_last_reload_success_timestamp_seconds,
             series: Arc::default(),
@@ -297,6 +309,7 @@ impl Metrics {
     /// Removes the run figures of check `name` (and its upstream figures): its check is gone.
     pub fn retire_check(&self, name: &str) {
         self.series.remove_check(name);
+        let _ = self.tls_cert_expiry_timestamp_seconds.remove_label_values(&[name]);
         if let Some(upstream) = name.strip_prefix("upstream:") {
             self.series.remove_upstream(upstream);
         }

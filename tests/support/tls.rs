@@ -19,15 +19,25 @@ pub struct TlsServer {
 
 impl TlsServer {
     pub fn start() -> TlsServer {
+        TlsServer::start_valid_for(None)
+    }
+
+    /// The same, with the leaf certificate's `notAfter` `seconds` from now (negative: already
+    /// expired); `None` keeps rcgen's default (far in the future).
+    pub fn start_valid_for(seconds: Option<i64>) -> TlsServer {
         let ca_key = KeyPair::generate().expect("tls: CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("tls: CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("tls: CA cert");
         let leaf_key = KeyPair::generate().expect("tls: leaf key");
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("tls: leaf params")
-            .signed_by(&leaf_key, &ca)
-            .expect("tls: leaf cert");
+        let mut leaf_params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("tls: leaf params");
+        if let Some(seconds) = seconds {
+            let now = time::OffsetDateTime::now_utc();
+            leaf_params.not_before = now - time::Duration::days(30);
+            leaf_params.not_after = now + time::Duration::seconds(seconds);
+        }
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("tls: leaf cert");
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let config =
             rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
