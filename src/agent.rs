@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::checks::Scheduled;
+use crate::fleet::{self, Fleet};
 use crate::http::diag_token::{self, DiagToken};
 use crate::http::{self, App};
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct Options {
     /// values would cost several times as much memory for a page that is rarely asked for.
     pub config: Box<RawValue>,
     pub service_id: String,
+    /// `[fleet]`: the peers asked while a critical shared check fails.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// The check loops and the server, running.
@@ -66,8 +69,11 @@ impl Agent {
             .thread_name("vigil-checks")
             .enable_all()
             .build()?;
-        let state = Arc::new(State::new(scheduler::specs(&checks)));
+        let state = Arc::new(State::new(scheduler::specs(&checks)).with_fleet(options.fleet.clone()));
         let mut loops = scheduler::start(checks_runtime.handle(), &state, &metrics, checks);
+        if let Some(fleet) = options.fleet {
+            loops.push(checks_runtime.spawn(fleet::keep_resolving(fleet)));
+        }
         let diag_token = Arc::new(DiagToken::new(options.diag_token, options.diag_token_file));
         if diag_token.file().is_some() {
             loops.push(checks_runtime.spawn(diag_token::keep_reloading(Arc::clone(&diag_token))));

@@ -140,6 +140,12 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
         diag_token_file: config.diag.token_file.clone(),
         config: serde_json::value::to_raw_value(&config).unwrap_or_default(),
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
+        fleet: match &config.fleet {
+            Some(fleet) => Some(std::sync::Arc::new(
+                vigil::fleet::Fleet::new(fleet, &metrics).context("cannot set up [fleet]")?,
+            )),
+            None => None,
+        },
     };
     let agent = Agent::start(checks, metrics, listener, options).context("cannot start serving")?;
     tracing::info!(listen = %agent.local_addr, checks = %logging::json(&names), version = env!("CARGO_PKG_VERSION"), "Serving");

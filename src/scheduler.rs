@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::checks::{Check, Scheduled, Wake};
 use crate::config::CheckSettings;
+use crate::fleet;
 use crate::fmt;
 use crate::metrics::Metrics;
 use crate::metrics::series::CheckSeries;
@@ -163,8 +164,23 @@ async fn run_and_record(
         duration,
     };
     let ended = (run.outcome.status, run.outcome.rerun);
+    // [fleet] A failing run of a critical shared check asks the peers (at most the check's
+    // timeout) before it is recorded, so that the decision is there when the fail is reported.
+    let fleet = state.fleet().filter(|_| fleet::asks(&scheduled.settings));
+    if let Some(fleet) = fleet.filter(|_| ended.0 == Status::Fail) {
+        slot.beat();
+        if let Some(change) = fleet.consult(&scheduled.name, &scheduled.settings).await {
+            state.note_fleet(&change);
+        }
+    }
     if let Some(transition) = state.record(index, run) {
         log_transition(&transition);
+    }
+    // [fleet] A check that no longer fails here leaves its panic.
+    if let Some(change) =
+        fleet.and_then(|f| f.settle(&scheduled.name, slot.status(Instant::now()) == Some(Status::Fail)))
+    {
+        state.note_fleet(&change);
     }
     slot.beat();
     ended
@@ -295,6 +311,7 @@ mod tests {
             failure_threshold,
             success_threshold: 1,
             critical: true,
+            scope: crate::config::Scope::Local,
         }
     }
 
