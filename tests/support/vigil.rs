@@ -30,6 +30,7 @@ pub const CLI_DEADLINE: Duration = Duration::from_secs(60);
 pub struct VigilBuilder {
     env: Vec<(String, String)>,
     args: Vec<String>,
+    listen: Option<SocketAddr>,
 }
 
 impl VigilBuilder {
@@ -37,6 +38,13 @@ impl VigilBuilder {
     /// `VIGIL_LOG_FORMAT=json`, `RUST_LOG=info`).
     pub fn env(mut self, key: &str, value: &str) -> VigilBuilder {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Listens on exactly `addr` (e.g. `127.0.0.3:<port>`, for several replicas on one port)
+    /// instead of 127.0.0.1 and a free port; no retry with another port.
+    pub fn listen(mut self, addr: SocketAddr) -> VigilBuilder {
+        self.listen = Some(addr);
         self
     }
 
@@ -63,7 +71,11 @@ impl VigilBuilder {
                 Ok(()) => return vigil,
                 Err(exited) => {
                     let logs = vigil.logs();
-                    if exited && logs.to_ascii_lowercase().contains("address already in use") && attempt < 3 {
+                    if exited
+                        && self.listen.is_none()
+                        && logs.to_ascii_lowercase().contains("address already in use")
+                        && attempt < 3
+                    {
                         continue;
                     }
                     panic!(
@@ -90,8 +102,9 @@ impl VigilBuilder {
             .prefix("vigil-test-")
             .tempdir()
             .expect("Vigil: create temp dir");
-        let port = free_port();
-        let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let listen = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()));
         let config_path = dir.path().join("vigil.toml");
         fs::write(&config_path, format!("listen = \"{listen}\"\n{config_toml}")).expect("Vigil: write config");
         let stdout_path = dir.path().join("stdout.log");
@@ -118,7 +131,7 @@ impl VigilBuilder {
             .unwrap_or_else(|e| panic!("Vigil: cannot spawn {VIGIL_BIN}: {e}"));
         Vigil {
             child,
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            addr: listen,
             config_path,
             stdout_path,
             stderr_path,
@@ -149,6 +162,7 @@ impl Vigil {
         VigilBuilder {
             env: Vec::new(),
             args: Vec::new(),
+            listen: None,
         }
     }
 
@@ -169,7 +183,7 @@ impl Vigil {
         }
     }
 
-    /// Where to connect: `127.0.0.1:<port>`.
+    /// Where to connect: `127.0.0.1:<port>` (or the builder's `listen`).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
