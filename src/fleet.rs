@@ -280,12 +280,14 @@ impl Fleet {
                 Some(self.change(check, true, reason))
             }
             (true, false) => {
-                let reason = format!(
-                    "panic over: {check} fails on {} of {} replicas (threshold {}), the failure is this replica's",
-                    tally.fails,
-                    tally.answering(),
-                    crate::fmt::percent(threshold)
-                );
+                let reason = match tally.answering() {
+                    1 => format!("panic over: no peer answered about {check} ({} asked)", tally.asked),
+                    answering => format!(
+                        "panic over: {check} fails on {} of {answering} replicas (threshold {}), the failure is this replica's",
+                        tally.fails,
+                        crate::fmt::percent(threshold)
+                    ),
+                };
                 tracing::info!(
                     check,
                     fails = tally.fails,

@@ -164,10 +164,10 @@ async fn run_and_record(
         duration,
     };
     let ended = (run.outcome.status, run.outcome.rerun);
-    // [fleet] A failing run of a critical shared check asks the peers (at most the check's
-    // timeout) before it is recorded, so that the decision is there when the fail is reported.
+    // [fleet] A failing run of a critical shared check that will report fail asks the peers (at
+    // most the check's timeout) before it is recorded, so that the decision is there with the fail.
     let fleet = state.fleet().filter(|_| fleet::asks(&scheduled.settings));
-    if let Some(fleet) = fleet.filter(|_| ended.0 == Status::Fail) {
+    if let Some(fleet) = fleet.filter(|_| slot.would_report_fail(ended.0)) {
         slot.beat();
         if let Some(change) = fleet.consult(&scheduled.name, &scheduled.settings).await {
             state.note_fleet(&change);

@@ -182,6 +182,17 @@ impl CheckSlot {
         transition
     }
 
+    /// Whether recording a run that ended in `raw` would leave the check reporting fail: the
+    /// rule of [`record`](CheckSlot::record), read ahead (the fleet asks its peers only then).
+    pub fn would_report_fail(&self, raw: Status) -> bool {
+        let record = self.record.read().unwrap_or_else(PoisonError::into_inner);
+        raw == Status::Fail
+            && match record.reported.as_ref().map(|r| r.status) {
+                None | Some(Status::Fail) => true,
+                Some(_) => record.consecutive_failures + 1 >= self.spec.settings.failure_threshold,
+            }
+    }
+
     /// The check as a reader sees it at `now`.
     pub fn view(&self, now: Instant) -> CheckView {
         let record = self.record.read().unwrap_or_else(PoisonError::into_inner);
@@ -586,6 +597,23 @@ mod tests {
         assert!(!state.is_ready(later, &[]));
         assert!(state.readiness(Instant::now(), &[]).ready, "fresh result is not stale");
         assert!(state.is_ready(Instant::now(), &[]));
+    }
+
+    #[test]
+    fn a_failure_is_known_to_be_reported_before_it_is_recorded() {
+        let state = state(2, 1);
+        let slot = &state.slots()[0];
+        assert!(
+            slot.would_report_fail(Status::Fail),
+            "the first result is reported as it is"
+        );
+        state.record(0, run(Status::Pass, "ok"));
+        assert!(!slot.would_report_fail(Status::Fail), "one failure of two");
+        assert!(!slot.would_report_fail(Status::Pass));
+        state.record(0, run(Status::Fail, "refused"));
+        assert!(slot.would_report_fail(Status::Fail), "the second one reports fail");
+        state.record(0, run(Status::Fail, "refused"));
+        assert!(slot.would_report_fail(Status::Fail), "still failing");
     }
 
     #[test]
