@@ -15,6 +15,8 @@
 //!   the dependency works;
 //! - a peer that answers slower than the check's timeout is unknown, not counted; no peer
 //!   answering means no panic (readiness fails as without `[fleet]`);
+//! - leaving a panic takes two decisions in a row that find none (or a pass here), so that the
+//!   replicas recovering last, which see the first ones pass already, stay in the Service;
 //! - a decision is made at most once per run of the check and expires after
 //!   [`EXPIRES_AFTER_INTERVALS`] intervals (more while `success_threshold` keeps a recovering
 //!   check failing), so an old answer never holds readiness;
@@ -146,6 +148,12 @@ pub fn panic_line(check: &str, tally: &Tally, threshold: f64) -> String {
 pub struct Decision {
     pub tally: Tally,
     pub panic: bool,
+    /// A panic kept for one more run although this decision alone would end it: leaving a
+    /// panic takes two decisions in a row, so that replicas recovering a few milliseconds apart
+    /// (the last ones seeing the first ones pass already) do not leave the Service meanwhile.
+    pub confirming: bool,
+    /// The counts of the last decision that found a panic: what the `/readyz` line shows.
+    pub panic_tally: Tally,
     pub at: Instant,
     pub at_wall: SystemTime,
     /// After this the decision holds nothing.
@@ -251,12 +259,23 @@ impl Fleet {
         let asked = chosen.iter().map(|addr| self.ask(*addr, check, left));
         let answers = futures_util::future::join_all(asked).await;
         let tally = Tally::of(&answers);
-        let panic = decide(&tally, self.config.panic_threshold);
+        let decided = decide(&tally, self.config.panic_threshold);
         let now = Instant::now();
+        let previous = read(&self.decisions)
+            .get(check)
+            .filter(|d| d.panic && now < d.expires)
+            .map(|d| (d.confirming, d.panic_tally));
+        let (panic, confirming, panic_tally) = match (decided, previous) {
+            (true, _) => (true, false, tally),
+            (false, Some((false, last))) => (true, true, last),
+            (false, _) => (false, false, tally),
+        };
         let keep = EXPIRES_AFTER_INTERVALS.max(settings.success_threshold + 1);
         let decision = Decision {
             tally,
             panic,
+            confirming,
+            panic_tally,
             at: now,
             at_wall: SystemTime::now(),
             expires: now + keep * settings.interval,
@@ -267,6 +286,17 @@ impl Fleet {
             .is_some_and(|d| d.panic && now < d.expires);
         self.metrics.panic.with_label_values(&[check]).set(i64::from(panic));
         let threshold = self.config.panic_threshold;
+        if confirming {
+            tracing::info!(
+                check,
+                fails = tally.fails,
+                answering = tally.answering(),
+                unknown = tally.unknown,
+                "Fleet panic: {check} fails on {} of {} replicas now; holding one more run to confirm",
+                tally.fails,
+                tally.answering()
+            );
+        }
         match (was, panic) {
             (false, true) => {
                 let reason = panic_line(check, &tally, threshold);
@@ -412,7 +442,10 @@ impl Fleet {
                 check: name.clone(),
                 panic: d.panic,
                 holding: holding.contains(&name.as_str()),
-                line: d.panic.then(|| panic_line(name, &d.tally, self.config.panic_threshold)),
+                line: d
+                    .panic
+                    .then(|| panic_line(name, &d.panic_tally, self.config.panic_threshold)),
+                confirming: d.confirming,
                 tally: d.tally,
                 answering: d.tally.answering(),
                 at: crate::fmt::timestamp(d.at_wall),
@@ -482,6 +515,8 @@ pub struct CheckAnswers {
     pub check: String,
     /// The last decision was a panic.
     pub panic: bool,
+    /// A panic kept one more run to confirm its end.
+    pub confirming: bool,
     /// Readiness is held for this check now.
     pub holding: bool,
     /// The `/readyz?verbose` text while holding.
@@ -615,6 +650,49 @@ mod tests {
         assert_eq!(fleet.snapshot(&[]).problem.as_deref(), Some(problem.as_str()));
     }
 
+    #[tokio::test]
+    async fn leaving_a_panic_takes_two_decisions_in_a_row() {
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let fleet = fleet(&[&refused.to_string()], Some("127.0.0.9"));
+        let settings = CheckSettings {
+            critical: true,
+            scope: Scope::Shared,
+            ..CheckSettings::default()
+        };
+        let now = Instant::now();
+        write(&fleet.decisions).insert(
+            "postgres".to_owned(),
+            Decision {
+                tally: tally(4, 0, 0),
+                panic: true,
+                confirming: false,
+                panic_tally: tally(4, 0, 0),
+                at: now,
+                at_wall: SystemTime::now(),
+                expires: now + Duration::from_secs(10),
+                answers: Vec::new(),
+            },
+        );
+        // The peer is gone: no panic by itself, but the panic holds one more run.
+        assert!(fleet.consult("postgres", &settings).await.is_none());
+        assert!(fleet.holds("postgres", Instant::now()));
+        let shown = fleet.snapshot(&["postgres"]);
+        assert!(shown.checks[0].confirming);
+        assert_eq!(
+            shown.checks[0].line.as_deref(),
+            Some("panic: postgres fails on 5 of 5 replicas (threshold 50%), staying in the Service")
+        );
+        let over = fleet
+            .consult("postgres", &settings)
+            .await
+            .expect("the second decision ends it");
+        assert_eq!(over.reason, "panic over: no peer answered about postgres (1 asked)");
+        assert!(!fleet.holds("postgres", Instant::now()));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_decision_expires_after_two_intervals_and_a_pass_here_ends_it() {
         // Peers that answer nothing: unknown. A panic is planted to test the expiry alone.
@@ -625,6 +703,8 @@ mod tests {
             Decision {
                 tally: tally(4, 0, 0),
                 panic: true,
+                confirming: false,
+                panic_tally: tally(4, 0, 0),
                 at: now,
                 at_wall: SystemTime::now(),
                 expires: now + 2 * Duration::from_secs(1),
