@@ -143,6 +143,17 @@ pub fn panic_line(check: &str, tally: &Tally, threshold: f64) -> String {
     )
 }
 
+/// The `/readyz?verbose` line's text during a tentative hold: `pending: postgres fails on 2 of
+/// 5 replicas (threshold 50%), asking again next run`.
+pub fn pending_line(check: &str, tally: &Tally, threshold: f64) -> String {
+    format!(
+        "pending: {check} fails on {} of {} replicas (threshold {}), asking again next run",
+        tally.fails,
+        tally.answering(),
+        crate::fmt::percent(threshold)
+    )
+}
+
 /// The last decision about one check.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -152,6 +163,10 @@ pub struct Decision {
     /// panic takes two decisions in a row, so that replicas recovering a few milliseconds apart
     /// (the last ones seeing the first ones pass already) do not leave the Service meanwhile.
     pub confirming: bool,
+    /// A hold for one run at the first decision of a failure that found peers failing too, but
+    /// fewer than the threshold: replicas detect a failure milliseconds apart, and a peer that
+    /// has not confirmed its own failure yet still answers 200. The next run asks again.
+    pub tentative: bool,
     /// The counts of the last decision that found a panic: what the `/readyz` line shows.
     pub panic_tally: Tally,
     pub at: Instant,
@@ -263,29 +278,55 @@ impl Fleet {
         let now = Instant::now();
         let previous = read(&self.decisions)
             .get(check)
-            .filter(|d| d.panic && now < d.expires)
-            .map(|d| (d.confirming, d.panic_tally));
-        let (panic, confirming, panic_tally) = match (decided, previous) {
-            (true, _) => (true, false, tally),
-            (false, Some((false, last))) => (true, true, last),
-            (false, _) => (false, false, tally),
+            .filter(|d| now < d.expires)
+            .map(|d| (d.panic && !d.tentative, d.panic, d.confirming, d.panic_tally));
+        let (panic, confirming, tentative, panic_tally) = match (decided, previous) {
+            (true, _) => (true, false, false, tally),
+            // Leaving a panic: one more run to confirm.
+            (false, Some((true, _, false, last))) => (true, true, false, last),
+            // The first decision of a failure, with peers failing too but fewer than the
+            // threshold: they may still be confirming theirs; hold one run and ask again.
+            (false, None) if tally.fails >= 2 => (true, false, true, tally),
+            (false, _) => (false, false, false, tally),
         };
+        let was = previous.is_some_and(|(real, _, _, _)| real);
+        let was_held = previous.is_some_and(|(_, held, _, _)| held);
         let keep = EXPIRES_AFTER_INTERVALS.max(settings.success_threshold + 1);
         let decision = Decision {
             tally,
             panic,
             confirming,
+            tentative,
             panic_tally,
             at: now,
             at_wall: SystemTime::now(),
             expires: now + keep * settings.interval,
             answers: chosen.into_iter().zip(answers).collect(),
         };
-        let was = write(&self.decisions)
-            .insert(check.to_owned(), decision)
-            .is_some_and(|d| d.panic && now < d.expires);
-        self.metrics.panic.with_label_values(&[check]).set(i64::from(panic));
+        write(&self.decisions).insert(check.to_owned(), decision);
+        let real = panic && !tentative;
+        self.metrics.panic.with_label_values(&[check]).set(i64::from(real));
         let threshold = self.config.panic_threshold;
+        if tentative {
+            tracing::info!(
+                check,
+                fails = tally.fails,
+                answering = tally.answering(),
+                unknown = tally.unknown,
+                "Fleet: {check} fails on {} of {} replicas, below the threshold; holding one run to ask again",
+                tally.fails,
+                tally.answering()
+            );
+        } else if was_held && !was && !panic {
+            tracing::info!(
+                check,
+                fails = tally.fails,
+                answering = tally.answering(),
+                "Fleet: {check} fails on {} of {} replicas: the failure is this replica's",
+                tally.fails,
+                tally.answering()
+            );
+        }
         if confirming {
             tracing::info!(
                 check,
@@ -297,7 +338,7 @@ impl Fleet {
                 tally.answering()
             );
         }
-        match (was, panic) {
+        match (was, real) {
             (false, true) => {
                 let reason = panic_line(check, &tally, threshold);
                 tracing::warn!(
@@ -339,7 +380,11 @@ impl Fleet {
         let mut decisions = write(&self.decisions);
         let decision = decisions.get_mut(check).filter(|d| d.panic)?;
         decision.panic = false;
+        let tentative = std::mem::take(&mut decision.tentative);
         drop(decisions);
+        if tentative {
+            return None;
+        }
         self.metrics.panic.with_label_values(&[check]).set(0);
         let reason = format!("panic over: {check} passes here again");
         tracing::info!(check, "Fleet panic ended: {reason}");
@@ -442,9 +487,11 @@ impl Fleet {
                 check: name.clone(),
                 panic: d.panic,
                 holding: holding.contains(&name.as_str()),
-                line: d
-                    .panic
-                    .then(|| panic_line(name, &d.panic_tally, self.config.panic_threshold)),
+                line: d.panic.then(|| match d.tentative {
+                    true => pending_line(name, &d.tally, self.config.panic_threshold),
+                    false => panic_line(name, &d.panic_tally, self.config.panic_threshold),
+                }),
+                tentative: d.tentative,
                 confirming: d.confirming,
                 tally: d.tally,
                 answering: d.tally.answering(),
@@ -517,6 +564,8 @@ pub struct CheckAnswers {
     pub panic: bool,
     /// A panic kept one more run to confirm its end.
     pub confirming: bool,
+    /// A hold for one run at the start of a failure, asking again (see [`Decision::tentative`]).
+    pub tentative: bool,
     /// Readiness is held for this check now.
     pub holding: bool,
     /// The `/readyz?verbose` text while holding.
@@ -650,6 +699,64 @@ mod tests {
         assert_eq!(fleet.snapshot(&[]).problem.as_deref(), Some(problem.as_str()));
     }
 
+    /// A peer answering every request with `status`.
+    async fn peer(status: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0; 1024];
+                let _ = stream.read(&mut request).await;
+                let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    fn shared() -> CheckSettings {
+        CheckSettings {
+            critical: true,
+            scope: Scope::Shared,
+            ..CheckSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_starting_below_the_threshold_with_peers_failing_too_is_held_one_run() {
+        let peers = [peer(503).await, peer(200).await, peer(200).await, peer(200).await];
+        let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
+        let fleet = fleet(&peers, Some("127.0.0.9"));
+        assert!(fleet.consult("postgres", &shared()).await.is_none(), "no panic starts");
+        assert!(
+            fleet.holds("postgres", Instant::now()),
+            "2 of 5, the first decision: held one run"
+        );
+        let shown = fleet.snapshot(&["postgres"]);
+        assert!(shown.checks[0].tentative);
+        assert_eq!(
+            shown.checks[0].line.as_deref(),
+            Some("pending: postgres fails on 2 of 5 replicas (threshold 50%), asking again next run")
+        );
+        assert!(fleet.consult("postgres", &shared()).await.is_none());
+        assert!(
+            !fleet.holds("postgres", Instant::now()),
+            "the second decision: this replica's failure"
+        );
+
+        // Every peer passing: never held, not even once.
+        let passing = [peer(200).await, peer(200).await];
+        let passing: Vec<&str> = passing.iter().map(String::as_str).collect();
+        let alone = fleet_of(&passing);
+        assert!(alone.consult("postgres", &shared()).await.is_none());
+        assert!(!alone.holds("postgres", Instant::now()));
+    }
+
+    fn fleet_of(peers: &[&str]) -> Fleet {
+        fleet(peers, Some("127.0.0.9"))
+    }
+
     #[tokio::test]
     async fn leaving_a_panic_takes_two_decisions_in_a_row() {
         let refused = std::net::TcpListener::bind("127.0.0.1:0")
@@ -669,6 +776,7 @@ mod tests {
                 tally: tally(4, 0, 0),
                 panic: true,
                 confirming: false,
+                tentative: false,
                 panic_tally: tally(4, 0, 0),
                 at: now,
                 at_wall: SystemTime::now(),
@@ -704,6 +812,7 @@ mod tests {
                 tally: tally(4, 0, 0),
                 panic: true,
                 confirming: false,
+                tentative: false,
                 panic_tally: tally(4, 0, 0),
                 at: now,
                 at_wall: SystemTime::now(),
