@@ -15,6 +15,8 @@
 //!   the dependency works;
 //! - a peer that answers slower than the check's timeout is unknown, not counted; no peer
 //!   answering means no panic (readiness fails as without `[fleet]`);
+//! - the first decision of a failure that starts now holds one run when peers answered but no
+//!   panic was found (peers milliseconds behind still answer 200); the next decision stands;
 //! - leaving a panic takes two decisions in a row that find none (or a pass here), so that the
 //!   replicas recovering last, which see the first ones pass already, stay in the Service;
 //! - a decision is made at most once per run of the check and expires after
@@ -163,9 +165,10 @@ pub struct Decision {
     /// panic takes two decisions in a row, so that replicas recovering a few milliseconds apart
     /// (the last ones seeing the first ones pass already) do not leave the Service meanwhile.
     pub confirming: bool,
-    /// A hold for one run at the first decision of a failure that found peers failing too, but
-    /// fewer than the threshold: replicas detect a failure milliseconds apart, and a peer that
-    /// has not confirmed its own failure yet still answers 200. The next run asks again.
+    /// A hold for one run at the first decision of a failure that starts now (the check passed
+    /// until this run) when peers answered but not enough fail: replicas detect a failure
+    /// milliseconds apart, and a peer that has not confirmed its own failure yet still answers
+    /// 200. The next run asks again, and its decision stands.
     pub tentative: bool,
     /// The counts of the last decision that found a panic: what the `/readyz` line shows.
     pub panic_tally: Tally,
@@ -261,7 +264,10 @@ impl Fleet {
 
     /// Asks the peers about `check`, which just failed a run here, and decides. Takes at most
     /// the check's timeout. Returns the panic's start or end, if the decision changed it.
-    pub async fn consult(&self, check: &str, settings: &CheckSettings) -> Option<PanicChange> {
+    ///
+    /// `was_passing`: the check reported pass or warn until this run (a failure starting now,
+    /// not one at start-up or one going on).
+    pub async fn consult(&self, check: &str, settings: &CheckSettings, was_passing: bool) -> Option<PanicChange> {
         let started = Instant::now();
         let deadline = settings.timeout;
         self.consultations.fetch_add(1, Ordering::Relaxed);
@@ -284,9 +290,10 @@ impl Fleet {
             (true, _) => (true, false, false, tally),
             // Leaving a panic: one more run to confirm.
             (false, Some((true, _, false, last))) => (true, true, false, last),
-            // The first decision of a failure, with peers failing too but fewer than the
-            // threshold: they may still be confirming theirs; hold one run and ask again.
-            (false, None) if tally.fails >= 2 => (true, false, true, tally),
+            // The first decision of a failure that starts now, with peers answering: they may
+            // still be confirming theirs (a peer answers 503 only once its hysteresis reports
+            // fail); hold one run and ask again.
+            (false, None) if was_passing && tally.answering() >= 2 => (true, false, true, tally),
             (false, _) => (false, false, false, tally),
         };
         let was = previous.is_some_and(|(real, _, _, _)| real);
@@ -724,11 +731,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failure_starting_below_the_threshold_with_peers_failing_too_is_held_one_run() {
+    async fn a_failure_starting_now_below_the_threshold_is_held_one_run_and_decided_by_the_next() {
         let peers = [peer(503).await, peer(200).await, peer(200).await, peer(200).await];
         let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
-        let fleet = fleet(&peers, Some("127.0.0.9"));
-        assert!(fleet.consult("postgres", &shared()).await.is_none(), "no panic starts");
+        let fleet = fleet_of(&peers);
+        assert!(
+            fleet.consult("postgres", &shared(), true).await.is_none(),
+            "no panic starts"
+        );
         assert!(
             fleet.holds("postgres", Instant::now()),
             "2 of 5, the first decision: held one run"
@@ -739,18 +749,29 @@ mod tests {
             shown.checks[0].line.as_deref(),
             Some("pending: postgres fails on 2 of 5 replicas (threshold 50%), asking again next run")
         );
-        assert!(fleet.consult("postgres", &shared()).await.is_none());
-        assert!(
-            !fleet.holds("postgres", Instant::now()),
-            "the second decision: this replica's failure"
-        );
+        assert!(fleet.consult("postgres", &shared(), false).await.is_none());
+        assert!(!fleet.holds("postgres", Instant::now()), "the second decision stands");
 
-        // Every peer passing: never held, not even once.
+        // Every peer passing: held one run when the failure starts, then out.
         let passing = [peer(200).await, peer(200).await];
         let passing: Vec<&str> = passing.iter().map(String::as_str).collect();
-        let alone = fleet_of(&passing);
-        assert!(alone.consult("postgres", &shared()).await.is_none());
-        assert!(!alone.holds("postgres", Instant::now()));
+        let own = fleet_of(&passing);
+        assert!(own.consult("postgres", &shared(), true).await.is_none());
+        assert!(own.holds("postgres", Instant::now()));
+        assert!(own.consult("postgres", &shared(), false).await.is_none());
+        assert!(!own.holds("postgres", Instant::now()));
+        // A failure at start-up (no pass before) is never held, nor one no peer answers about.
+        let starting = fleet_of(&passing);
+        assert!(starting.consult("postgres", &shared(), false).await.is_none());
+        assert!(!starting.holds("postgres", Instant::now()));
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        let cut_off = fleet_of(&[&refused]);
+        assert!(cut_off.consult("postgres", &shared(), true).await.is_none());
+        assert!(!cut_off.holds("postgres", Instant::now()));
     }
 
     fn fleet_of(peers: &[&str]) -> Fleet {
@@ -785,7 +806,7 @@ mod tests {
             },
         );
         // The peer is gone: no panic by itself, but the panic holds one more run.
-        assert!(fleet.consult("postgres", &settings).await.is_none());
+        assert!(fleet.consult("postgres", &settings, false).await.is_none());
         assert!(fleet.holds("postgres", Instant::now()));
         let shown = fleet.snapshot(&["postgres"]);
         assert!(shown.checks[0].confirming);
@@ -794,7 +815,7 @@ mod tests {
             Some("panic: postgres fails on 5 of 5 replicas (threshold 50%), staying in the Service")
         );
         let over = fleet
-            .consult("postgres", &settings)
+            .consult("postgres", &settings, false)
             .await
             .expect("the second decision ends it");
         assert_eq!(over.reason, "panic over: no peer answered about postgres (1 asked)");

@@ -169,7 +169,8 @@ async fn run_and_record(
     let fleet = state.fleet().filter(|_| fleet::asks(&scheduled.settings));
     if let Some(fleet) = fleet.filter(|_| slot.would_report_fail(ended.0)) {
         slot.beat();
-        if let Some(change) = fleet.consult(&scheduled.name, &scheduled.settings).await {
+        let was_passing = matches!(slot.status(Instant::now()), Some(Status::Pass | Status::Warn));
+        if let Some(change) = fleet.consult(&scheduled.name, &scheduled.settings, was_passing).await {
             state.note_fleet(&change);
         }
     }

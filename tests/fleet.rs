@@ -252,29 +252,24 @@ fn a_replica_with_its_own_wrong_database_url_alone_leaves_the_service() {
     for vigil in &replicas[2..] {
         vigil.wait_for_status("/readyz/postgres", 200, Duration::from_secs(10));
     }
-    // Two decisions made while the others pass: never a panic.
-    let consultations = || {
-        diag(&replicas[0])["vigil"]["fleet"]["consultations"]
-            .as_u64()
-            .unwrap_or(0)
+    // Decided while the others pass: 2 of 5, no panic (a panic at start-up, when every first
+    // run may time out, ends within two decisions).
+    let decided = |vigil: &Vigil| {
+        let fleet = diag(vigil)["vigil"]["fleet"].clone();
+        let postgres = &fleet["checks"][0];
+        postgres["check"] == "postgres"
+            && postgres["panic"] == false
+            && (
+                postgres["fails"].as_u64(),
+                postgres["passes"].as_u64(),
+                postgres["answering"].as_u64(),
+            ) == (Some(2), Some(3), Some(5))
     };
-    let so_far = consultations();
-    wait_until(Duration::from_secs(5), "two decisions of the wrong replica", || {
-        consultations() >= so_far + 2
-    });
-    let fleet = diag(&replicas[0])["vigil"]["fleet"].clone();
-    let postgres = &fleet["checks"][0];
-    assert_eq!(postgres["check"], "postgres", "{fleet}");
-    assert_eq!(postgres["panic"], false, "{fleet}");
-    assert_eq!(
-        (
-            postgres["fails"].as_u64(),
-            postgres["passes"].as_u64(),
-            postgres["answering"].as_u64()
-        ),
-        (Some(2), Some(3), Some(5)),
-        "{fleet}"
-    );
+    for vigil in &replicas[..2] {
+        wait_until(Duration::from_secs(6), "a decision of 2 failing of 5, no panic", || {
+            decided(vigil)
+        });
+    }
     for vigil in &replicas[..2] {
         let (status, body) = readyz(vigil);
         assert_eq!(status, 503, "{body}");
