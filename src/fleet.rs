@@ -293,7 +293,7 @@ impl Fleet {
             // The first decision of a failure that starts now, with peers answering: they may
             // still be confirming theirs (a peer answers 503 only once its hysteresis reports
             // fail); hold one run and ask again.
-            (false, None) if was_passing && tally.answering() >= 2 => (true, false, true, tally),
+            (false, _) if was_passing && tally.answering() >= 2 => (true, false, true, tally),
             (false, _) => (false, false, false, tally),
         };
         let was = previous.is_some_and(|(real, _, _, _)| real);
@@ -776,6 +776,19 @@ mod tests {
 
     fn fleet_of(peers: &[&str]) -> Fleet {
         fleet(peers, Some("127.0.0.9"))
+    }
+
+    #[tokio::test]
+    async fn a_new_failure_soon_after_an_old_one_is_held_one_run_again() {
+        let passing = [peer(200).await];
+        let passing: Vec<&str> = passing.iter().map(String::as_str).collect();
+        let fleet = fleet_of(&passing);
+        assert!(fleet.consult("postgres", &shared(), true).await.is_none());
+        assert!(fleet.consult("postgres", &shared(), false).await.is_none());
+        assert!(fleet.settle("postgres", false).is_none(), "passes here again");
+        // Within the old decision's two intervals, a new failure starts: held one run again.
+        assert!(fleet.consult("postgres", &shared(), true).await.is_none());
+        assert!(fleet.holds("postgres", Instant::now()));
     }
 
     #[tokio::test]
