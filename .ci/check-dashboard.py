@@ -13,6 +13,7 @@ EXPECTED = [
     "Readiness", "Checks over time (status per check)", "DB connection saturation", "Gateway DB pool saturation",
     "Gateway DB pool connections", "Upstream latency percentiles", "JWT secret rotations", "JWT secret fingerprints",
     "CPU against the limit", "Memory against the limit",
+    "Fleet panic (replicas holding readiness, per shared check)",
 ]
 # Series the rules use that come from elsewhere (Prometheus itself, cAdvisor, kube-state-metrics).
 EXTERNAL = {"up", "container_cpu_usage_seconds_total", "kube_pod_container_resource_limits"}

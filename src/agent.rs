@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::checks::{self, BuildError, Scheduled};
 use crate::config::Config;
+use crate::fleet::{self, Fleet};
 use crate::http::diag_token::{self, DiagToken};
 use crate::http::{self, App};
 use crate::metrics::{Metrics, MetricsError};
@@ -46,6 +47,8 @@ pub struct Options {
     /// values would cost several times as much memory for a page that is rarely asked for.
     pub config: Box<RawValue>,
     pub service_id: String,
+    /// `[fleet]`: the peers asked while a critical shared check fails.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// The check loops and the server, running.
@@ -83,10 +86,13 @@ impl Agent {
             .thread_name("vigil-checks")
             .enable_all()
             .build()?;
-        let state = Arc::new(State::new(scheduler::specs(&checks)));
+        let state = Arc::new(State::new(scheduler::specs(&checks)).with_fleet(options.fleet.clone()));
         let loops = Loops::start(checks_runtime.handle(), &state, &metrics, checks);
         let diag_token = Arc::new(DiagToken::new(options.diag_token, options.diag_token_file));
         let mut background = Vec::new();
+        if let Some(fleet) = options.fleet {
+            background.push(checks_runtime.spawn(fleet::keep_resolving(fleet)));
+        }
         if diag_token.file().is_some() {
             background.push(checks_runtime.spawn(diag_token::keep_reloading(Arc::clone(&diag_token))));
         }

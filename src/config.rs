@@ -68,8 +68,11 @@ impl Sources {
 
 /// Whether vigil reads the environment variable `name`.
 fn is_read(name: &str) -> bool {
-    name.starts_with("VIGIL_") || name == "DATABASE_URL"
+    name.starts_with("VIGIL_") || name == "DATABASE_URL" || name == POD_IP
 }
+
+/// The downward API's pod address: `[fleet]` leaves it out of the peers. Read once, at load.
+pub const POD_IP: &str = "POD_IP";
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +141,9 @@ pub struct Config {
     /// `[[upstream]]`, in the order of the file; none by default.
     #[serde(rename = "upstream", skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<Upstream>,
+    /// `[fleet]`; absent: every replica decides alone (no peer is ever asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Fleet>,
 }
 
 /// A turned-off `[system]` prints as `enabled = false`, so that the printed configuration
@@ -210,6 +216,31 @@ pub struct CheckSettings {
     /// Whether a fail of this check fails `/readyz`. Default true for `postgres`, `gateway`
     /// and `jwt`, false for `system` and `upstream`.
     pub critical: bool,
+    /// Whether the dependency is the same for every replica (`shared`: with `[fleet]`, a
+    /// fleet-wide failure of a critical shared check does not take this replica out of the
+    /// Service) or this replica's own (`local`: never held). Default `shared` for `postgres`,
+    /// `jwt` and `upstream`, `local` for `gateway` and `system`.
+    pub scope: Scope,
+}
+
+/// A check's `scope`: see [`CheckSettings::scope`] and `[fleet]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The same dependency for every replica (a database, a JWT secret, an upstream).
+    Shared,
+    /// This replica's own (its gateway container, its CPU and memory).
+    #[default]
+    Local,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Shared => "shared",
+            Scope::Local => "local",
+        }
+    }
 }
 
 impl CheckSettings {
@@ -234,6 +265,7 @@ impl Default for CheckSettings {
             failure_threshold: d.failure_threshold,
             success_threshold: d.success_threshold,
             critical: false,
+            scope: Scope::Local,
         }
     }
 }
@@ -345,6 +377,199 @@ impl Diag {
 
 fn read_secret_file(key: &str, path: &Path) -> Result<Secret<String>, Invalid> {
     crate::secret::read_file(path).map_err(|e| Invalid::new(key, e))
+}
+
+/// `[fleet]`: the other replicas, asked while a critical shared check fails here so that a
+/// failure of the whole fleet does not take every replica out of the Service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fleet {
+    /// The replicas: a DNS name (a headless Service with `publishNotReadyAddresses: true`;
+    /// every address it resolves to is a replica) or a list of them. Each entry is `host` or
+    /// `host:port` (an IP address or a DNS name; IPv6 as `[addr]:port`), the port being
+    /// vigil's `listen` port unless given. Required; a list holds 1 to 256 entries. This
+    /// replica's own address (see `own_ip`) is left out of what they resolve to.
+    pub peers: Peers,
+    /// The share of the answering replicas, this one included, that must fail a shared check
+    /// for the failure to count as the fleet's (this replica then stays ready). Default 0.5;
+    /// above 0, at most 1.
+    pub panic_threshold: f64,
+    /// This replica's own address, left out of the peers: `$POD_IP` (the downward API), read
+    /// once at load, else the `listen` address unless that is unspecified (`0.0.0.0`). Not a
+    /// key: not printed.
+    #[serde(skip)]
+    pub own_ip: Option<std::net::IpAddr>,
+    /// Where the own address came from (`POD_IP`, `listen`), for `/diag`. Not a key.
+    #[serde(skip)]
+    pub own_ip_source: &'static str,
+    /// The port of peers given without one: vigil's `listen` port. Not a key.
+    #[serde(skip)]
+    pub default_port: u16,
+}
+
+/// `fleet.peers`: one DNS name, or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peers {
+    /// `peers = "api-gateway-peers.api-gateway.svc.cluster.local"`.
+    Name(PeerTarget),
+    /// `peers = ["10.0.0.5:9476", "10.0.0.6:9476"]`.
+    List(Vec<PeerTarget>),
+}
+
+impl Peers {
+    /// Every entry, in the order written.
+    pub fn targets(&self) -> &[PeerTarget] {
+        match self {
+            Peers::Name(one) => std::slice::from_ref(one),
+            Peers::List(list) => list,
+        }
+    }
+}
+
+impl Serialize for Peers {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Peers::Name(one) => serializer.serialize_str(&one.text),
+            Peers::List(list) => serializer.collect_seq(list.iter().map(|t| t.text.as_str())),
+        }
+    }
+}
+
+/// One entry of `fleet.peers`: `host` or `host:port`, parsed at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTarget {
+    /// As written.
+    pub text: String,
+    /// An IP address or a DNS name, without brackets.
+    pub host: String,
+    /// As written, else vigil's `listen` port.
+    pub port: u16,
+}
+
+impl PeerTarget {
+    /// Parses `host`, `host:port` or `[v6]:port`; `default_port` when no port is written.
+    pub fn parse(text: &str, default_port: u16) -> Result<PeerTarget, String> {
+        let shown = text;
+        let text = text.trim();
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("expected [address]:port, got {shown:?}"))?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None if after.is_empty() => (host, None),
+                None => return Err(format!("expected [address]:port, got {shown:?}")),
+            }
+        } else if text.parse::<std::net::Ipv6Addr>().is_ok() {
+            (text, None)
+        } else {
+            match text.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (text, None),
+            }
+        };
+        let port = match port {
+            None => default_port,
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("expected host:port with a port from 1 to 65535, got {shown:?}"))?,
+        };
+        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+        let is_name = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+        if !is_ip && !is_name {
+            return Err(format!("expected an IP address or a DNS name, got {shown:?}"));
+        }
+        Ok(PeerTarget {
+            text: text.to_owned(),
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// `[fleet]` as written (see [`Fleet`]'s fields for each key).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetKeys {
+    /// [`Fleet::peers`].
+    peers: PeersKey,
+    /// [`Fleet::panic_threshold`].
+    #[serde(default = "default_panic_threshold")]
+    panic_threshold: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a DNS name such as \"api-gateway-peers\" or a list of \"host:port\""
+)]
+enum PeersKey {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// How many entries `fleet.peers` may list.
+pub const PEERS_LISTED_MAX: usize = 256;
+
+impl FleetKeys {
+    /// Parses the peers and takes the own address: `pod_ip` (from `$POD_IP`) or `listen`'s.
+    fn resolve(self, listen: SocketAddr, pod_ip: Option<&str>) -> Result<Fleet, Invalid> {
+        let port = listen.port();
+        let peers = match self.peers {
+            PeersKey::One(text) => {
+                Peers::Name(PeerTarget::parse(&text, port).map_err(|m| Invalid::new("fleet.peers", m))?)
+            }
+            PeersKey::Many(list) => {
+                if list.is_empty() || list.len() > PEERS_LISTED_MAX {
+                    return Err(Invalid::new(
+                        "fleet.peers",
+                        format!("must list 1 to {PEERS_LISTED_MAX} peers, got {}", list.len()),
+                    ));
+                }
+                let parsed: Result<Vec<PeerTarget>, Invalid> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, text)| {
+                        PeerTarget::parse(text, port).map_err(|m| Invalid::new(format!("fleet.peers[{i}]"), m))
+                    })
+                    .collect();
+                Peers::List(parsed?)
+            }
+        };
+        let (own_ip, own_ip_source) = match pod_ip.map(str::trim).filter(|ip| !ip.is_empty()) {
+            Some(text) => match text.parse::<std::net::IpAddr>() {
+                Ok(ip) => (Some(ip), POD_IP),
+                Err(_) => {
+                    return Err(Invalid::new(
+                        POD_IP,
+                        format!("must be this pod's IP address (the downward API's status.podIP), got {text:?}"),
+                    ));
+                }
+            },
+            None if listen.ip().is_unspecified() => (None, "none"),
+            None => (Some(listen.ip()), "listen"),
+        };
+        let fleet = Fleet {
+            peers,
+            panic_threshold: self.panic_threshold,
+            own_ip,
+            own_ip_source,
+            default_port: port,
+        };
+        fleet.validate()?;
+        Ok(fleet)
+    }
+}
+
+impl Fleet {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        ratio("fleet.panic_threshold", self.panic_threshold)
+    }
 }
 
 /// `[postgres]`: the check named `postgres`.
@@ -1019,6 +1244,9 @@ fn default_saturation_fail() -> f64 {
 fn default_long_query() -> Duration {
     Duration::from_secs(30)
 }
+fn default_panic_threshold() -> f64 {
+    0.5
+}
 fn default_pool_size() -> u32 {
     2
 }
@@ -1076,14 +1304,17 @@ struct CommonKeys {
     success_threshold: Option<u32>,
     /// [`CheckSettings::critical`].
     critical: Option<bool>,
+    /// [`CheckSettings::scope`].
+    scope: Option<Scope>,
 }
 
-const COMMON_KEYS: [&str; 5] = [
+const COMMON_KEYS: [&str; 6] = [
     "interval",
     "timeout",
     "failure_threshold",
     "success_threshold",
     "critical",
+    "scope",
 ];
 
 /// Loads and validates the configuration.
@@ -1134,6 +1365,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 struct Loader {
     /// `postgres.saturation_warn` → `VIGIL_POSTGRES__SATURATION_WARN`.
     env_origin: HashMap<String, String>,
+    /// `$POD_IP`, for `[fleet]`'s own address.
+    pod_ip: Option<String>,
 }
 
 impl Loader {
@@ -1204,6 +1437,7 @@ impl Loader {
             self.env_origin.insert(dotted, name.clone());
         }
 
+        self.pod_ip = env.iter().find(|(k, _)| k == POD_IP).map(|(_, v)| v.clone());
         let database_url = env.iter().find(|(k, v)| k == "DATABASE_URL" && !v.is_empty());
         if let Some((_, url)) = database_url {
             let entry = root
@@ -1244,11 +1478,11 @@ impl Loader {
         let mut diag: Diag = self.table_or_default(&mut root, "diag")?;
         diag.resolve().map_err(|e| self.refuse(e))?;
 
-        let postgres = match self.section::<PostgresKeys>(&mut root, "postgres", &defaults, true)? {
+        let postgres = match self.section::<PostgresKeys>(&mut root, "postgres", &defaults, (true, Scope::Shared))? {
             Some((keys, settings)) => Some(keys.resolve(settings).map_err(|e| self.refuse(e))?),
             None => None,
         };
-        let gateway = match self.section::<Gateway>(&mut root, "gateway", &defaults, true)? {
+        let gateway = match self.section::<Gateway>(&mut root, "gateway", &defaults, (true, Scope::Local))? {
             Some((mut gateway, settings)) => {
                 gateway.settings = settings;
                 gateway.validate().map_err(|e| self.refuse(e))?;
@@ -1256,7 +1490,7 @@ impl Loader {
             }
             None => None,
         };
-        let jwt = match self.section::<Jwt>(&mut root, "jwt", &defaults, true)? {
+        let jwt = match self.section::<Jwt>(&mut root, "jwt", &defaults, (true, Scope::Shared))? {
             Some((mut jwt, settings)) => {
                 jwt.settings = settings;
                 jwt.validate().map_err(|e| self.refuse(e))?;
@@ -1270,16 +1504,28 @@ impl Loader {
             Some(toml::Value::Table(table)) => table,
             Some(_) => return Err(self.invalid("system", "expected a table, such as [system]")),
         };
-        let (mut system, settings): (System, _) = self.parse_section(system_table, "system", &defaults, false)?;
+        let (mut system, settings): (System, _) =
+            self.parse_section(system_table, "system", &defaults, (false, Scope::Local))?;
         system.settings = settings;
         system.validate().map_err(|e| self.refuse(e))?;
         let system = Some(system).filter(|s| s.enabled);
         let upstreams = self.upstreams(&mut root, &defaults)?;
+        let fleet = match root.remove("fleet") {
+            None => None,
+            Some(toml::Value::Table(table)) => {
+                let keys: FleetKeys = self.deserialize(table, "fleet")?;
+                Some(
+                    keys.resolve(listen, self.pod_ip.as_deref())
+                        .map_err(|e| self.refuse(e))?,
+                )
+            }
+            Some(_) => return Err(self.invalid("fleet", "expected a table, such as [fleet]")),
+        };
 
         if let Some(key) = root.keys().next() {
             return Err(self.invalid(
                 key,
-                "unknown key; expected one of listen, defaults, shutdown, diag, postgres, gateway, jwt, system, upstream",
+                "unknown key; expected one of listen, defaults, shutdown, diag, postgres, gateway, jwt, system, upstream, fleet",
             ));
         }
         Ok(Config {
@@ -1292,6 +1538,7 @@ impl Loader {
             jwt,
             system,
             upstreams,
+            fleet,
         })
     }
 
@@ -1329,11 +1576,11 @@ impl Loader {
         root: &mut toml::Table,
         key: &str,
         defaults: &Defaults,
-        critical: bool,
+        section_defaults: (bool, Scope),
     ) -> Result<Option<(T, CheckSettings)>, ConfigError> {
         match root.remove(key) {
             None => Ok(None),
-            Some(toml::Value::Table(table)) => self.parse_section(table, key, defaults, critical).map(Some),
+            Some(toml::Value::Table(table)) => self.parse_section(table, key, defaults, section_defaults).map(Some),
             Some(_) => Err(self.invalid(key, format!("expected a table, such as [{key}]"))),
         }
     }
@@ -1343,7 +1590,7 @@ impl Loader {
         mut table: toml::Table,
         prefix: &str,
         defaults: &Defaults,
-        critical: bool,
+        (critical, scope): (bool, Scope),
     ) -> Result<(T, CheckSettings), ConfigError> {
         let mut common = toml::Table::new();
         for key in COMMON_KEYS {
@@ -1359,6 +1606,7 @@ impl Loader {
             failure_threshold: common.failure_threshold.unwrap_or(defaults.failure_threshold),
             success_threshold: common.success_threshold.unwrap_or(defaults.success_threshold),
             critical: common.critical.unwrap_or(critical),
+            scope: common.scope.unwrap_or(scope),
         };
         settings.validate(prefix).map_err(|e| self.refuse(e))?;
         Ok((section, settings))
@@ -1376,7 +1624,8 @@ impl Loader {
             let toml::Value::Table(table) = entry else {
                 return Err(self.invalid(&prefix, "expected a table, such as [[upstream]]"));
             };
-            let (mut upstream, settings): (Upstream, _) = self.parse_section(table, &prefix, defaults, false)?;
+            let (mut upstream, settings): (Upstream, _) =
+                self.parse_section(table, &prefix, defaults, (false, Scope::Shared))?;
             upstream.settings = settings;
             upstreams.push(upstream);
         }
@@ -1586,6 +1835,118 @@ mod tests {
     }
 
     #[test]
+    fn scope_defaults_per_section_and_can_be_set() {
+        let config = load_str(
+            "[postgres]\nurl = \"postgres://u@db/gw\"\n[gateway]\nhealth_url = \"http://127.0.0.1:8080/\"\n\
+             [jwt]\nsecret_env = \"S\"\nscope = \"local\"\n[[upstream]]\nname = \"a\"\nurl = \"http://a/\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.postgres.as_ref().unwrap().settings.scope, Scope::Shared);
+        assert_eq!(config.gateway.as_ref().unwrap().settings.scope, Scope::Local);
+        assert_eq!(
+            config.jwt.as_ref().unwrap().settings.scope,
+            Scope::Local,
+            "set per section"
+        );
+        assert_eq!(config.upstreams[0].settings.scope, Scope::Shared);
+        assert_eq!(config.system.as_ref().unwrap().settings.scope, Scope::Local);
+        let shown = config.to_redacted_toml();
+        assert!(shown.contains("scope = \"shared\""), "{shown}");
+        assert_eq!(
+            error("[system]\nscope = \"global\"\n", &[]),
+            "system.scope: unknown variant `global`, expected `shared` or `local`"
+        );
+    }
+
+    #[test]
+    fn fleet_peers_are_a_name_or_a_list_and_the_own_address_is_pod_ip_else_listen() {
+        let named = load_str(
+            "[fleet]\npeers = \"api-gateway-peers.gw.svc\"\n",
+            &[("POD_IP", "10.0.0.7")],
+        )
+        .unwrap();
+        let fleet = named.fleet.as_ref().unwrap();
+        assert_eq!(fleet.panic_threshold, 0.5);
+        assert_eq!(fleet.peers.targets()[0].host, "api-gateway-peers.gw.svc");
+        assert_eq!(fleet.peers.targets()[0].port, 9476, "vigil's listen port");
+        assert_eq!(
+            (fleet.own_ip, fleet.own_ip_source),
+            (Some("10.0.0.7".parse().unwrap()), "POD_IP")
+        );
+        assert!(
+            named
+                .to_redacted_toml()
+                .contains("[fleet]\npeers = \"api-gateway-peers.gw.svc\"")
+        );
+        assert_eq!(
+            load_str(&named.to_redacted_toml(), &[("POD_IP", "10.0.0.7")]).unwrap(),
+            named
+        );
+
+        let listed = load_str(
+            "listen = \"127.0.0.2:7000\"\n[fleet]\npeers = [\"127.0.0.3:7000\", \"[::1]:7001\", \"peer-4\"]\npanic_threshold = 0.75\n",
+            &[],
+        )
+        .unwrap();
+        let fleet = listed.fleet.unwrap();
+        let targets: Vec<(&str, u16)> = fleet
+            .peers
+            .targets()
+            .iter()
+            .map(|t| (t.host.as_str(), t.port))
+            .collect();
+        assert_eq!(targets, [("127.0.0.3", 7000), ("::1", 7001), ("peer-4", 7000)]);
+        assert_eq!(
+            (fleet.own_ip, fleet.own_ip_source),
+            (Some("127.0.0.2".parse().unwrap()), "listen")
+        );
+        let unspecified = load_str("[fleet]\npeers = \"p\"\n", &[]).unwrap().fleet.unwrap();
+        assert_eq!(unspecified.own_ip, None, "0.0.0.0 is no address of this replica");
+
+        for (toml, env, expected) in [
+            ("[fleet]\n", &[][..], "fleet: missing field `peers`"),
+            (
+                "[fleet]\npeers = []\n",
+                &[],
+                "fleet.peers: must list 1 to 256 peers, got 0",
+            ),
+            (
+                "[fleet]\npeers = [\"a:0\"]\n",
+                &[],
+                "fleet.peers[0]: expected host:port with a port from 1 to 65535, got \"a:0\"",
+            ),
+            (
+                "[fleet]\npeers = \"a b\"\n",
+                &[],
+                "fleet.peers: expected an IP address or a DNS name, got \"a b\"",
+            ),
+            (
+                "[fleet]\npeers = \"p\"\npanic_threshold = 0\n",
+                &[],
+                "fleet.panic_threshold: must be between 0 and 1, got 0",
+            ),
+            (
+                "[fleet]\npeers = \"p\"\npanic_threshold = 1.5\n",
+                &[],
+                "fleet.panic_threshold: must be between 0 and 1, got 1.5",
+            ),
+            (
+                "[fleet]\npeers = \"p\"\n",
+                &[("POD_IP", "pod-1")],
+                "POD_IP: must be this pod's IP address (the downward API's status.podIP), got \"pod-1\"",
+            ),
+            (
+                "[fleet]\npeers = \"p\"\n",
+                &[("VIGIL_FLEET__PANIC_THRESHOLD", "2")],
+                "fleet.panic_threshold (from VIGIL_FLEET__PANIC_THRESHOLD): must be between 0 and 1, got 2",
+            ),
+        ] {
+            assert_eq!(error(toml, env), expected);
+        }
+    }
+
+    #[test]
     fn defaults_alone_run_the_system_check() {
         let config = load_str("", &[]).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:9476");
@@ -1685,7 +2046,7 @@ mod tests {
             ),
             (
                 "colour = \"blue\"\n",
-                "colour: unknown key; expected one of listen, defaults, shutdown, diag, postgres, gateway, jwt, system, upstream",
+                "colour: unknown key; expected one of listen, defaults, shutdown, diag, postgres, gateway, jwt, system, upstream, fleet",
             ),
             (
                 "[gateway]\nhealth_url = \"ftp://gw/healthz\"\n",

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod checks;
 pub mod config;
 pub mod files;
+pub mod fleet;
 pub mod fmt;
 pub mod http;
 pub mod logging;

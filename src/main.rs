@@ -163,6 +163,12 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
         diag_token_file: config.diag.token_file.clone(),
         config: serde_json::value::to_raw_value(&config).unwrap_or_default(),
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
+        fleet: match &config.fleet {
+            Some(fleet) => Some(std::sync::Arc::new(
+                vigil::fleet::Fleet::new(fleet, &metrics).context("cannot set up [fleet]")?,
+            )),
+            None => None,
+        },
     };
     let mut agent = Agent::start(checks, metrics.clone(), listener, options).context("cannot start serving")?;
     tracing::info!(listen = %agent.local_addr, checks = %logging::json(&names), version = env!("CARGO_PKG_VERSION"), "Serving");

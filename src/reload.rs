@@ -95,6 +95,9 @@ impl Plan {
         if old.diag != new.diag {
             needs_restart.push("diag");
         }
+        if old.fleet != new.fleet {
+            needs_restart.push("fleet");
+        }
         Plan {
             order: after.into_iter().map(|(name, _)| name).collect(),
             to_build,
@@ -108,12 +111,13 @@ impl Plan {
 }
 
 /// The configuration in effect after a reload from `old` to `new`: `new`, but for what only a
-/// restart changes (`listen`, `[diag]`), which stays as it runs, so that `/diag` shows what is
-/// in effect and the next reload still names the pending change.
+/// restart changes (`listen`, `[diag]`, `[fleet]`), which stays as it runs, so that `/diag` shows
+/// what is in effect and the next reload still names the pending change.
 pub fn in_effect(old: &Config, new: Config) -> Config {
     Config {
         listen: old.listen,
         diag: old.diag.clone(),
+        fleet: old.fleet.clone(),
         ..new
     }
 }

@@ -46,6 +46,16 @@ pub fn readyz_verbose(readiness: &Readiness, excluded: &[&str], show_reasons: bo
         ));
         out.push('\n');
     }
+    // [fleet] one line per check whose readiness a fleet-wide failure holds.
+    for check in readiness.fleet.iter().flat_map(|f| &f.checks) {
+        if let Some(line) = check
+            .line
+            .as_ref()
+            .filter(|_| check.holding && !excluded.contains(&check.check.as_str()))
+        {
+            let _ = writeln!(out, "[+]fleet warn: {line}");
+        }
+    }
     if readiness.draining {
         out.push_str("[-]shutdown failed: draining\n");
     }
@@ -192,6 +202,9 @@ impl Serialize for VigilPart<'_> {
             map.serialize_entry("runtime", &RuntimeFigures { alive_tasks: tasks })?;
         }
         map.serialize_entry("checks", &CheckDetails(input))?;
+        if let Some(fleet) = &input.readiness.fleet {
+            map.serialize_entry("fleet", fleet)?;
+        }
         let transitions: Vec<TransitionEntry<'_>> = input.transitions.iter().rev().map(TransitionEntry::new).collect();
         map.serialize_entry("transitions", &transitions)?;
         let probes: Vec<(&str, String)> = input
@@ -237,6 +250,7 @@ struct CheckDetail<'a> {
     kind: Option<&'a str>,
     hint: Option<&'a str>,
     critical: bool,
+    scope: &'static str,
     since: Option<String>,
     for_seconds: Option<u64>,
     consecutive_failures: u32,
@@ -255,6 +269,7 @@ impl<'a> CheckDetail<'a> {
             kind: check.kind.map(|k| k.as_str()),
             hint: check.hint.as_deref(),
             critical: check.settings.critical,
+            scope: check.settings.scope.as_str(),
             since: check.since.map(fmt::timestamp),
             for_seconds: check
                 .since
@@ -380,6 +395,9 @@ pub fn diag_text(input: &DiagInput<'_>) -> String {
         }
     }
 
+    if let Some(fleet) = &readiness.fleet {
+        fleet_block(&mut out, fleet);
+    }
     let notes = notes(input);
     if !notes.is_empty() {
         let _ = writeln!(out);
@@ -448,9 +466,27 @@ fn verdict(readiness: &Readiness) -> String {
         }
         return format!("{status}: not ready: {}", why.join("; "));
     }
-    let failing = names(|c| c.status == Some(Status::Fail));
+    let held: Vec<&str> = readiness
+        .fleet
+        .iter()
+        .flat_map(|f| &f.checks)
+        .filter(|c| c.holding)
+        .map(|c| c.check.as_str())
+        .collect();
+    if !held.is_empty() {
+        why.push(format!(
+            "fleet panic: {} fails on most replicas, readiness held",
+            listed(&held)
+        ));
+    }
+    let failing: Vec<&str> = readiness
+        .checks
+        .iter()
+        .filter(|c| c.status == Some(Status::Fail) && !held.contains(&c.name.as_str()))
+        .map(|c| c.name.as_str())
+        .collect();
     if !failing.is_empty() {
-        why.push(format!("non-critical check failing: {failing}"));
+        why.push(format!("non-critical check failing: {}", listed(&failing)));
     }
     let warning = names(|c| c.status == Some(Status::Warn));
     if !warning.is_empty() {
@@ -513,6 +549,61 @@ fn passing_summary(check: &CheckView) -> String {
     line
 }
 
+/// `[fleet]`: the peers, why none can be asked, and per shared check what they answered last.
+fn fleet_block(out: &mut String, fleet: &crate::fleet::Snapshot) {
+    let _ = writeln!(
+        out,
+        "\nfleet: peers {} ({} known, this replica {} left out), panic threshold {}",
+        fleet.peers.join(", "),
+        fleet.known.len(),
+        fleet.own_address.as_deref().unwrap_or("unknown (set POD_IP):"),
+        fmt::percent(fleet.panic_threshold)
+    );
+    if let Some(at) = &fleet.resolved_at {
+        let _ = writeln!(out, "  resolved at {at}: {}", listed_all(&fleet.known));
+    }
+    for error in &fleet.resolution_errors {
+        let _ = writeln!(out, "  resolution: {error}");
+    }
+    if let Some(problem) = &fleet.problem {
+        let _ = writeln!(out, "  {problem}");
+    }
+    let _ = writeln!(
+        out,
+        "  {} consultation(s), {} peer request(s) since start",
+        fleet.consultations, fleet.peer_requests
+    );
+    for check in &fleet.checks {
+        let state = match (check.holding, check.panic) {
+            (true, _) => "PANIC, readiness held",
+            (false, true) => "panic (not holding now)",
+            (false, false) => "no panic",
+        };
+        let _ = writeln!(
+            out,
+            "  {} at {}: {state}: fails on {} of {} answering replicas, {} passing, {} unknown ({} peers asked)",
+            check.check,
+            check.at,
+            check.tally.fails,
+            check.answering,
+            check.tally.passes,
+            check.tally.unknown,
+            check.tally.asked
+        );
+        for answer in &check.answers {
+            let _ = writeln!(out, "    {} {}", answer.peer, answer.answer);
+        }
+    }
+}
+
+fn listed_all(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// A check in full: status, reason, hint, since when, failed runs, the last run and its figures.
 fn check_block(out: &mut String, check: &CheckView, now: SystemTime, attention: bool) {
     let _ = writeln!(out);
@@ -527,6 +618,7 @@ fn check_block(out: &mut String, check: &CheckView, now: SystemTime, attention: 
         "not critical"
     };
     let _ = writeln!(out, "{} [{status}] ({critical}) {}", check.name, check.reason);
+    let _ = writeln!(out, "  scope: {}", check.settings.scope.as_str());
     if let Some(hint) = &check.hint {
         let _ = writeln!(out, "  hint: {hint}");
     }
@@ -587,6 +679,7 @@ mod tests {
             last_run: None,
         };
         Readiness {
+            fleet: None,
             ready,
             draining: false,
             checks: vec![check],
@@ -704,6 +797,7 @@ mod tests {
         .with_hint("kubectl get endpoints svc-27");
         checks[27] = view("upstream:svc-27", true, Some(Status::Fail), failing, now);
         let readiness = Readiness {
+            fleet: None,
             ready: false,
             draining: false,
             checks,
@@ -764,6 +858,7 @@ mod tests {
         let mut flapping = upstream_pass("upstream:orders", now);
         flapping.consecutive_failures = 1;
         let readiness = Readiness {
+            fleet: None,
             ready: false,
             draining: true,
             checks: vec![
@@ -825,12 +920,14 @@ mod tests {
         pending.status = None;
         pending.last_run = None;
         let ready = Readiness {
+            fleet: None,
             ready: true,
             draining: false,
             checks: vec![pass("a"), pass("b")],
         };
         assert_eq!(verdict(&ready), "pass: ready, every check passes");
         let degraded = Readiness {
+            fleet: None,
             ready: true,
             draining: false,
             checks: vec![
@@ -849,6 +946,7 @@ mod tests {
             "warn: ready, degraded: non-critical check failing: a; warning: b"
         );
         let starting = Readiness {
+            fleet: None,
             ready: false,
             draining: false,
             checks: vec![pass("a"), pending],

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::checks::{Check, Scheduled, Wake};
 use crate::config::CheckSettings;
+use crate::fleet;
 use crate::fmt;
 use crate::metrics::Metrics;
 use crate::metrics::series::CheckSeries;
@@ -238,8 +239,24 @@ async fn run_and_record(
         duration,
     };
     let ended = (run.outcome.status, run.outcome.rerun);
+    // [fleet] A failing run of a critical shared check that will report fail asks the peers (at
+    // most the check's timeout) before it is recorded, so that the decision is there with the fail.
+    let fleet = state.fleet().filter(|_| fleet::asks(&scheduled.settings));
+    if let Some(fleet) = fleet.filter(|_| slot.would_report_fail(ended.0)) {
+        slot.beat();
+        let was_passing = matches!(slot.status(Instant::now()), Some(Status::Pass | Status::Warn));
+        if let Some(change) = fleet.consult(&scheduled.name, &scheduled.settings, was_passing).await {
+            state.note_fleet(&change);
+        }
+    }
     if let Some(transition) = state.record(slot, run) {
         log_transition(&transition);
+    }
+    // [fleet] A check that no longer fails here leaves its panic.
+    if let Some(change) =
+        fleet.and_then(|f| f.settle(&scheduled.name, slot.status(Instant::now()) == Some(Status::Fail)))
+    {
+        state.note_fleet(&change);
     }
     slot.beat();
     ended
@@ -370,6 +387,7 @@ mod tests {
             failure_threshold,
             success_threshold: 1,
             critical: true,
+            scope: crate::config::Scope::Local,
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::config::CheckSettings;
+use crate::fleet::{self, Fleet, PanicChange};
 use crate::fmt;
 use crate::outcome::{ComponentType, FailureKind, Outcome, Status};
 
@@ -99,7 +100,7 @@ pub struct CheckView {
 impl CheckView {
     /// Whether this check, on its own, keeps the agent from being ready.
     pub fn blocks_readiness(&self) -> bool {
-        blocks_readiness(self.status, self.settings.critical)
+        blocks_readiness(self.status, self.settings.critical, false)
     }
 }
 
@@ -198,6 +199,17 @@ impl CheckSlot {
         transition
     }
 
+    /// Whether recording a run that ended in `raw` would leave the check reporting fail: the
+    /// rule of [`record`](CheckSlot::record), read ahead (the fleet asks its peers only then).
+    pub fn would_report_fail(&self, raw: Status) -> bool {
+        let record = self.record.read().unwrap_or_else(PoisonError::into_inner);
+        raw == Status::Fail
+            && match record.reported.as_ref().map(|r| r.status) {
+                None | Some(Status::Fail) => true,
+                Some(_) => record.consecutive_failures + 1 >= self.spec.settings.failure_threshold,
+            }
+    }
+
     /// The check as a reader sees it at `now`.
     pub fn view(&self, now: Instant) -> CheckView {
         let record = self.record.read().unwrap_or_else(PoisonError::into_inner);
@@ -261,6 +273,8 @@ pub struct State {
     draining: AtomicBool,
     transitions: Mutex<VecDeque<Transition>>,
     kubelet_probes: Mutex<Vec<(&'static str, SystemTime)>>,
+    /// `[fleet]`: its decisions hold the readiness of critical shared checks (read only here).
+    fleet: Option<Arc<Fleet>>,
 }
 
 /// The readiness answer, with the view it was derived from.
@@ -269,6 +283,8 @@ pub struct Readiness {
     pub ready: bool,
     pub draining: bool,
     pub checks: Vec<CheckView>,
+    /// With `[fleet]`: the peers and their last answers, and which checks are held.
+    pub fleet: Option<fleet::Snapshot>,
 }
 
 impl State {
@@ -280,7 +296,47 @@ impl State {
             draining: AtomicBool::new(false),
             transitions: Mutex::new(VecDeque::with_capacity(TRANSITIONS_KEPT)),
             kubelet_probes: Mutex::new(Vec::new()),
+            fleet: None,
         }
+    }
+
+    /// `[fleet]`: readiness of critical shared checks follows the fleet's decisions.
+    pub fn with_fleet(mut self, fleet: Option<Arc<Fleet>>) -> Self {
+        if let Some(fleet) = &fleet {
+            for slot in self.slots().iter().filter(|c| fleet::asks(&c.spec.settings)) {
+                fleet.track(slot.name());
+            }
+        }
+        self.fleet = fleet;
+        self
+    }
+
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
+    }
+
+    /// Keeps a fleet panic's start or end in the transition ring, as a change of `fleet`.
+    pub fn note_fleet(&self, change: &PanicChange) {
+        let (from, to) = match change.started {
+            true => (Status::Pass, Status::Warn),
+            false => (Status::Warn, Status::Pass),
+        };
+        let mut ring = lock(&self.transitions);
+        if ring.len() == TRANSITIONS_KEPT {
+            ring.pop_front();
+        }
+        ring.push_back(Transition {
+            check: "fleet".to_owned(),
+            from: Some(from),
+            to,
+            reason: change.reason.clone(),
+            at: change.at,
+        });
+    }
+
+    /// Whether the fleet holds this check's readiness: critical, shared, in a panic.
+    fn held(&self, slot: &CheckSlot, now: Instant) -> bool {
+        fleet::asks(&slot.spec.settings) && self.fleet.as_ref().is_some_and(|f| f.holds(slot.name(), now))
     }
 
     /// The checks now, in order.
@@ -294,6 +350,14 @@ impl State {
 
     /// The checks from now on (a reload): kept ones are the same slots, with their state.
     pub fn set_slots(&self, slots: Vec<Arc<CheckSlot>>) {
+        if let Some(fleet) = &self.fleet {
+            let before = self.slots();
+            for slot in slots.iter().filter(|c| fleet::asks(&c.spec.settings)) {
+                if !before.iter().any(|b| b.name() == slot.name()) {
+                    fleet.track(slot.name());
+                }
+            }
+        }
         *self.checks.write().unwrap_or_else(PoisonError::into_inner) = slots.into();
     }
 
@@ -333,10 +397,10 @@ impl State {
     /// Whether `/readyz` answers 200, without building views.
     pub fn is_ready(&self, now: Instant, excluded: &[&str]) -> bool {
         !self.is_draining()
-            && !self
-                .slots()
-                .iter()
-                .any(|c| !excluded.contains(&c.name()) && blocks_readiness(c.status(now), c.spec.settings.critical))
+            && !self.slots().iter().any(|c| {
+                !excluded.contains(&c.name())
+                    && blocks_readiness(c.status(now), c.spec.settings.critical, self.held(c, now))
+            })
     }
 
     /// Each check's status and readiness from one reading, without building views: what
@@ -346,25 +410,34 @@ impl State {
         let statuses: Vec<(String, Option<Status>)> =
             slots.iter().map(|c| (c.name().to_owned(), c.status(now))).collect();
         let ready = !self.is_draining()
-            && !slots
-                .iter()
-                .zip(&statuses)
-                .any(|(check, (_, status))| blocks_readiness(*status, check.spec.settings.critical));
+            && !slots.iter().zip(&statuses).any(|(check, (_, status))| {
+                blocks_readiness(*status, check.spec.settings.critical, self.held(check, now))
+            });
         (ready, statuses)
     }
 
     /// Readiness over every check except `excluded`.
     pub fn readiness(&self, now: Instant, excluded: &[&str]) -> Readiness {
-        let checks: Vec<CheckView> = self.slots().iter().map(|c| c.view(now)).collect();
+        let slots = self.slots();
+        let checks: Vec<CheckView> = slots.iter().map(|c| c.view(now)).collect();
         let draining = self.is_draining();
+        // [fleet] the failing checks whose readiness the fleet holds.
+        let held: Vec<&str> = slots
+            .iter()
+            .zip(&checks)
+            .filter(|(slot, view)| view.status == Some(Status::Fail) && self.held(slot, now))
+            .map(|(slot, _)| slot.name())
+            .collect();
         let ready = !draining
-            && !checks
-                .iter()
-                .any(|c| c.blocks_readiness() && !excluded.contains(&c.name.as_str()));
+            && !checks.iter().any(|c| {
+                let name = c.name.as_str();
+                blocks_readiness(c.status, c.settings.critical, held.contains(&name)) && !excluded.contains(&name)
+            });
         Readiness {
             ready,
             draining,
             checks,
+            fleet: self.fleet.as_ref().map(|f| f.snapshot(&held)),
         }
     }
 
@@ -392,11 +465,12 @@ impl State {
     }
 }
 
-/// The readiness rule: no result yet, or a critical check failing.
-fn blocks_readiness(status: Option<Status>, critical: bool) -> bool {
+/// The readiness rule: no result yet, or a critical check failing, unless the fleet holds it
+/// (`held`: a critical shared check in a fleet-wide failure, see `fleet`).
+fn blocks_readiness(status: Option<Status>, critical: bool, held: bool) -> bool {
     match status {
         None => true,
-        Some(Status::Fail) => critical,
+        Some(Status::Fail) => critical && !held,
         Some(_) => false,
     }
 }
@@ -422,6 +496,7 @@ mod tests {
             failure_threshold,
             success_threshold,
             critical: true,
+            scope: crate::config::Scope::Shared,
         }
     }
 
@@ -563,6 +638,23 @@ mod tests {
         assert!(!state.is_ready(later, &[]));
         assert!(state.readiness(Instant::now(), &[]).ready, "fresh result is not stale");
         assert!(state.is_ready(Instant::now(), &[]));
+    }
+
+    #[test]
+    fn a_failure_is_known_to_be_reported_before_it_is_recorded() {
+        let state = state(2, 1);
+        let slot = &state.slots()[0];
+        assert!(
+            slot.would_report_fail(Status::Fail),
+            "the first result is reported as it is"
+        );
+        state.record(&state.slots()[0], run(Status::Pass, "ok"));
+        assert!(!slot.would_report_fail(Status::Fail), "one failure of two");
+        assert!(!slot.would_report_fail(Status::Pass));
+        state.record(&state.slots()[0], run(Status::Fail, "refused"));
+        assert!(slot.would_report_fail(Status::Fail), "the second one reports fail");
+        state.record(&state.slots()[0], run(Status::Fail, "refused"));
+        assert!(slot.would_report_fail(Status::Fail), "still failing");
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn app(names: &[String]) -> App {
         failure_threshold: 1,
         success_threshold: 1,
         critical: true,
+        scope: vigil::config::Scope::Local,
     };
     let specs = names.iter().map(|name| CheckSpec {
         name: name.clone(),

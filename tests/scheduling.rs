@@ -74,6 +74,7 @@ fn settings(interval_ms: u64, timeout_ms: u64, failure_threshold: u32, success_t
         failure_threshold,
         success_threshold,
         critical: true,
+        scope: vigil::config::Scope::Local,
     }
 }
 

@@ -31,6 +31,7 @@ pub struct VigilBuilder {
     env: Vec<(String, String)>,
     args: Vec<String>,
     listen_ip: Option<IpAddr>,
+    listen: Option<SocketAddr>,
 }
 
 impl VigilBuilder {
@@ -38,6 +39,13 @@ impl VigilBuilder {
     /// `VIGIL_LOG_FORMAT=json`, `RUST_LOG=info`).
     pub fn env(mut self, key: &str, value: &str) -> VigilBuilder {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Listens on exactly `addr` (e.g. `127.0.0.3:<port>`, for several replicas on one port)
+    /// instead of 127.0.0.1 and a free port; no retry with another port.
+    pub fn listen(mut self, addr: SocketAddr) -> VigilBuilder {
+        self.listen = Some(addr);
         self
     }
 
@@ -71,7 +79,11 @@ impl VigilBuilder {
                 Ok(()) => return vigil,
                 Err(exited) => {
                     let logs = vigil.logs();
-                    if exited && logs.to_ascii_lowercase().contains("address already in use") && attempt < 3 {
+                    if exited
+                        && self.listen.is_none()
+                        && logs.to_ascii_lowercase().contains("address already in use")
+                        && attempt < 3
+                    {
                         continue;
                     }
                     panic!(
@@ -98,8 +110,18 @@ impl VigilBuilder {
             .prefix("vigil-test-")
             .tempdir()
             .expect("Vigil: create temp dir");
-        let port = free_port();
-        let listen = SocketAddr::new(self.listen_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), port);
+        // Clients reach an agent on a wildcard address over 127.0.0.1.
+        let (listen, addr) = match self.listen {
+            Some(listen) => (listen, listen),
+            None => {
+                let port = free_port();
+                let ip = self.listen_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                (
+                    SocketAddr::new(ip, port),
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+                )
+            }
+        };
         let config_path = dir.path().join("vigil.toml");
         fs::write(&config_path, format!("listen = \"{listen}\"\n{config_toml}")).expect("Vigil: write config");
         let stdout_path = dir.path().join("stdout.log");
@@ -126,7 +148,7 @@ impl VigilBuilder {
             .unwrap_or_else(|e| panic!("Vigil: cannot spawn {VIGIL_BIN}: {e}"));
         Vigil {
             child,
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            addr,
             config_path,
             stdout_path,
             stderr_path,
@@ -158,6 +180,7 @@ impl Vigil {
             env: Vec::new(),
             args: Vec::new(),
             listen_ip: None,
+            listen: None,
         }
     }
 
@@ -178,7 +201,7 @@ impl Vigil {
         }
     }
 
-    /// Where to connect: `127.0.0.1:<port>`.
+    /// Where to connect: `127.0.0.1:<port>` (or the builder's `listen`).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
