@@ -1455,8 +1455,9 @@ impl Loader {
         Ok(())
     }
 
-    fn resolve(&self, mut root: toml::Table) -> Result<Config, ConfigError> {
-        let listen = match root.remove("listen") {
+    /// `listen`, the default when absent.
+    fn listen(&self, value: Option<toml::Value>) -> Result<SocketAddr, ConfigError> {
+        let listen = match value {
             None => DEFAULT_LISTEN.parse().map_err(|e| self.invalid("listen", e))?,
             Some(toml::Value::String(text)) => text.parse().map_err(|_| {
                 self.invalid(
@@ -1471,6 +1472,11 @@ impl Loader {
                 ));
             }
         };
+        Ok(listen)
+    }
+
+    fn resolve(&self, mut root: toml::Table) -> Result<Config, ConfigError> {
+        let listen = self.listen(root.remove("listen"))?;
         let defaults: Defaults = self.table_or_default(&mut root, "defaults")?;
         defaults.validate().map_err(|e| self.refuse(e))?;
         let shutdown: Shutdown = self.table_or_default(&mut root, "shutdown")?;

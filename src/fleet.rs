@@ -134,6 +134,36 @@ pub fn decide(tally: &Tally, threshold: f64) -> bool {
     peers_failing >= 1 && tally.fails as f64 + 1e-9 >= threshold * tally.answering() as f64
 }
 
+/// The decisions between a panic's start and end that a person reading the log wants to see.
+fn log_decision(check: &str, tally: &Tally, tentative: bool, confirming: bool, own_fault: bool) {
+    let (fails, answering) = (tally.fails, tally.answering());
+    if tentative {
+        tracing::info!(
+            check,
+            fails,
+            answering,
+            unknown = tally.unknown,
+            "Fleet: {check} fails on {fails} of {answering} replicas, below the threshold; holding one run to ask again"
+        );
+    } else if own_fault {
+        tracing::info!(
+            check,
+            fails,
+            answering,
+            "Fleet: {check} fails on {fails} of {answering} replicas: the failure is this replica's"
+        );
+    }
+    if confirming {
+        tracing::info!(
+            check,
+            fails,
+            answering,
+            unknown = tally.unknown,
+            "Fleet panic: {check} fails on {fails} of {answering} replicas now; holding one more run to confirm"
+        );
+    }
+}
+
 /// The `/readyz?verbose` line's text: `panic: postgres fails on 5 of 5 replicas (threshold
 /// 50%), staying in the Service`.
 pub fn panic_line(check: &str, tally: &Tally, threshold: f64) -> String {
@@ -268,17 +298,7 @@ impl Fleet {
     /// `was_passing`: the check reported pass or warn until this run (a failure starting now,
     /// not one at start-up or one going on).
     pub async fn consult(&self, check: &str, settings: &CheckSettings, was_passing: bool) -> Option<PanicChange> {
-        let started = Instant::now();
-        let deadline = settings.timeout;
-        self.consultations.fetch_add(1, Ordering::Relaxed);
-        let peers = self.peers(settings.interval, deadline).await;
-        let mut chosen = peers;
-        fastrand::shuffle(&mut chosen);
-        chosen.truncate(PEERS_ASKED);
-        let left = deadline.saturating_sub(started.elapsed());
-        self.peer_requests.fetch_add(chosen.len() as u64, Ordering::Relaxed);
-        let asked = chosen.iter().map(|addr| self.ask(*addr, check, left));
-        let answers = futures_util::future::join_all(asked).await;
+        let (chosen, answers) = self.ask_peers(check, settings).await;
         let tally = Tally::of(&answers);
         let decided = decide(&tally, self.config.panic_threshold);
         let now = Instant::now();
@@ -313,41 +333,32 @@ impl Fleet {
         write(&self.decisions).insert(check.to_owned(), decision);
         let real = panic && !tentative;
         self.metrics.panic.with_label_values(&[check]).set(i64::from(real));
+        log_decision(check, &tally, tentative, confirming, was_held && !was && !panic);
+        self.announce(check, &tally, was, real)
+    }
+
+    /// Up to [`PEERS_ASKED`] peers chosen at random, asked about `check` within its timeout
+    /// (resolution included).
+    async fn ask_peers(&self, check: &str, settings: &CheckSettings) -> (Vec<SocketAddr>, Vec<Answer>) {
+        let started = Instant::now();
+        let deadline = settings.timeout;
+        self.consultations.fetch_add(1, Ordering::Relaxed);
+        let mut chosen = self.peers(settings.interval, deadline).await;
+        fastrand::shuffle(&mut chosen);
+        chosen.truncate(PEERS_ASKED);
+        let left = deadline.saturating_sub(started.elapsed());
+        self.peer_requests.fetch_add(chosen.len() as u64, Ordering::Relaxed);
+        let asked = chosen.iter().map(|addr| self.ask(*addr, check, left));
+        let answers = futures_util::future::join_all(asked).await;
+        (chosen, answers)
+    }
+
+    /// The start or end of a panic, logged and returned for the transition ring.
+    fn announce(&self, check: &str, tally: &Tally, was: bool, real: bool) -> Option<PanicChange> {
         let threshold = self.config.panic_threshold;
-        if tentative {
-            tracing::info!(
-                check,
-                fails = tally.fails,
-                answering = tally.answering(),
-                unknown = tally.unknown,
-                "Fleet: {check} fails on {} of {} replicas, below the threshold; holding one run to ask again",
-                tally.fails,
-                tally.answering()
-            );
-        } else if was_held && !was && !panic {
-            tracing::info!(
-                check,
-                fails = tally.fails,
-                answering = tally.answering(),
-                "Fleet: {check} fails on {} of {} replicas: the failure is this replica's",
-                tally.fails,
-                tally.answering()
-            );
-        }
-        if confirming {
-            tracing::info!(
-                check,
-                fails = tally.fails,
-                answering = tally.answering(),
-                unknown = tally.unknown,
-                "Fleet panic: {check} fails on {} of {} replicas now; holding one more run to confirm",
-                tally.fails,
-                tally.answering()
-            );
-        }
         match (was, real) {
             (false, true) => {
-                let reason = panic_line(check, &tally, threshold);
+                let reason = panic_line(check, tally, threshold);
                 tracing::warn!(
                     check,
                     fails = tally.fails,
