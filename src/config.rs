@@ -772,10 +772,27 @@ pub struct Gateway {
     /// The span the error ratio and the p95 cover. Default `5m`; between the interval and 24h.
     #[serde(default = "default_window", with = "duration")]
     pub window: Duration,
+    /// How close the earliest `notAfter` of the certificate chain an https `health_url` or
+    /// `metrics_url` presents may come before the check warns (expired fails). Default `14d`;
+    /// at most 365d.
+    #[serde(default = "default_cert_warn", with = "duration")]
+    pub cert_warn: Duration,
+}
+
+/// `cert_warn`: at most a year.
+fn cert_warn(key: &str, value: Duration) -> Result<(), Invalid> {
+    if value > Duration::from_secs(365 * 86_400) {
+        return Err(Invalid::new(
+            key,
+            format!("must be at most 365d, got {}", crate::fmt::duration(value)),
+        ));
+    }
+    Ok(())
 }
 
 impl Gateway {
     pub fn validate(&self) -> Result<(), Invalid> {
+        cert_warn("gateway.cert_warn", self.cert_warn)?;
         if self.health_url.is_none() && self.metrics_url.is_none() {
             return Err(Invalid::new(
                 "gateway.health_url",
@@ -1034,12 +1051,7 @@ impl Upstream {
                 ),
             ));
         }
-        if self.cert_warn > Duration::from_secs(365 * 86_400) {
-            return Err(Invalid::new(
-                format!("{prefix}.cert_warn"),
-                format!("must be at most 365d, got {}", crate::fmt::duration(self.cert_warn)),
-            ));
-        }
+        cert_warn(&format!("{prefix}.cert_warn"), self.cert_warn)?;
         window(&format!("{prefix}.window"), self.window, self.settings.interval)
     }
 }

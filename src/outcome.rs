@@ -441,6 +441,10 @@ impl Report {
         self.findings.push(finding);
     }
 
+    pub fn find_all(&mut self, findings: impl IntoIterator<Item = Finding>) {
+        self.findings.extend(findings);
+    }
+
     pub fn observe(&mut self, observation: Observation) {
         self.observations.push(observation);
     }

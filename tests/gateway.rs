@@ -428,3 +428,27 @@ fn impossible_pool_figures_warn_naming_the_figure() {
     gateway.set_metrics("connection_pool_in_use 5\nconnection_pool_max 20\n");
     wait_for_line(&vigil, "[+]gateway ok");
 }
+
+/// The gateway's https endpoints report their certificate's expiry like the upstreams do: read
+/// from the presented chain, also when it is not trusted (the gateway section has no ca_file).
+#[test]
+fn an_expired_gateway_certificate_is_named_and_its_expiry_exported() {
+    let server = support::tls::TlsServer::start_valid_for(Some(-2 * 86_400));
+    let config = format!(
+        "[system]\nenabled = false\n[gateway]\nhealth_url = \"{}\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\nfailure_threshold = 1\n",
+        server.url("/healthz")
+    );
+    let vigil = Vigil::start(&config);
+    wait_for_line(&vigil, "certificate expired 2d ago (notAfter ");
+    let metrics = vigil.get("/metrics").body;
+    let expiry: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_tls_cert_expiry_timestamp_seconds{check=\"gateway\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("exported although verification failed");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((expiry - (now - 2.0 * 86_400.0)).abs() < 120.0, "{expiry} vs {now}");
+}

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use self::pool::Pool;
 use self::traffic::Traffic;
+use crate::checks::cert;
 use crate::checks::http_probe::{self, HttpClient, ProbeFailure, ProbeRequest, ProbeResponse};
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::Gateway;
@@ -43,6 +44,8 @@ pub struct GatewayCheck {
     traffic: Traffic,
     /// The metric names the pool and the traffic read: all a scrape keeps.
     wanted: Arc<[String]>,
+    cert_expiry: prometheus::GaugeVec,
+    cert_warn: std::time::Duration,
 }
 
 /// Builds the `gateway` check.
@@ -61,6 +64,8 @@ pub fn build(config: &Gateway, cx: &BuildContext<'_>) -> Result<Scheduled, Build
         pool,
         traffic,
         wanted,
+        cert_expiry: cx.metrics.tls_cert_expiry_timestamp_seconds.clone(),
+        cert_warn: config.cert_warn,
     };
     Ok(Scheduled::new("gateway", config.settings, check))
 }
@@ -80,6 +85,23 @@ impl GatewayCheck {
             ask(self.scrape.as_ref(), http_probe::SCRAPE_LIMIT)
         );
         let mut report = Report::new();
+        // The earliest expiry of the chains either endpoint presented (https), read also when
+        // verification failed.
+        let not_after = [health.as_ref(), scraped.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|result| match result {
+                Ok(response) => response.cert_not_after,
+                Err(failure) => failure.cert_not_after,
+            })
+            .min();
+        if let Some(not_after) = not_after {
+            let unix = not_after
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.cert_expiry.with_label_values(&["gateway"]).set(unix);
+            report.find_all(cert::judge(not_after, std::time::SystemTime::now(), self.cert_warn));
+        }
         let healthy = health.map(|result| self.judge_health(result, &mut report));
         let scraped = match scraped {
             Some(result) => Some(self.read_scrape(result, &mut report).await),
