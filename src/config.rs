@@ -997,8 +997,10 @@ pub struct Upstream {
     /// The check's name after `upstream:`. Required; 1 to 64 letters, digits, `-`, `_`, `.`;
     /// unique among the upstreams.
     pub name: String,
-    /// What each run asks. Required; an `http(s)` URL without credentials.
-    pub url: HttpUrl,
+    /// What each run asks; the scheme picks the protocol. Required; an `http(s)` URL without
+    /// credentials, or `tcp://host:port` (connect only) or `tls://host:port` (connect and TLS
+    /// handshake, certificate read).
+    pub url: UpstreamUrl,
     /// The request's method. Default `GET`; one of `GET`, `HEAD`, `POST`, `PUT`, `OPTIONS`.
     #[serde(default = "default_method", with = "method")]
     pub method: Method,
@@ -1150,6 +1152,92 @@ impl<'de> Deserialize<'de> for HttpUrl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         HttpUrl::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// `upstream[].url`: what the scheme says to speak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamUrl {
+    /// `http://` or `https://`: one request per run.
+    Http(HttpUrl),
+    /// `tcp://host:port`: a connection per run, nothing sent.
+    Tcp(SocketTarget),
+    /// `tls://host:port`: a connection and a TLS handshake per run (the certificate is read).
+    Tls(SocketTarget),
+}
+
+/// A `host:port` to connect to, with the URL as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketTarget {
+    text: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl SocketTarget {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl UpstreamUrl {
+    pub fn parse(text: &str) -> Result<UpstreamUrl, String> {
+        let socket = |rest: &str| -> Result<SocketTarget, String> {
+            let authority = rest.trim_end_matches('/');
+            let uri: http::uri::Authority = authority
+                .parse()
+                .map_err(|e| format!("not a host:port ({e}): {text:?}"))?;
+            if authority.contains('@') {
+                return Err("must not carry credentials (user:password@)".to_owned());
+            }
+            let port = uri
+                .port_u16()
+                .ok_or_else(|| format!("must name a port, such as {text}:6379"))?;
+            let host = uri.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+            if host.is_empty() {
+                return Err(format!("must name a host, got {text:?}"));
+            }
+            Ok(SocketTarget {
+                text: text.to_owned(),
+                host,
+                port,
+            })
+        };
+        if let Some(rest) = text.strip_prefix("tcp://") {
+            return socket(rest).map(UpstreamUrl::Tcp);
+        }
+        if let Some(rest) = text.strip_prefix("tls://") {
+            return socket(rest).map(UpstreamUrl::Tls);
+        }
+        if text.starts_with("grpc://") || text.starts_with("grpcs://") {
+            return Err(format!("gRPC upstreams are not supported yet, got {text:?}"));
+        }
+        HttpUrl::parse(text).map(UpstreamUrl::Http).map_err(|e| {
+            e.replace(
+                "must be an http:// or https:// URL",
+                "must be an http://, https://, tcp:// or tls:// URL",
+            )
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            UpstreamUrl::Http(url) => url.as_str(),
+            UpstreamUrl::Tcp(target) | UpstreamUrl::Tls(target) => target.as_str(),
+        }
+    }
+}
+
+impl Serialize for UpstreamUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        UpstreamUrl::parse(&text).map_err(de::Error::custom)
     }
 }
 

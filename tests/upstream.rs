@@ -351,3 +351,55 @@ fn the_measured_latency_of_a_200ms_server_is_200ms() {
     assert!((p50 - 0.200).abs() < 0.015, "p50 {p50}s is not within 15ms of 200ms");
     assert!(last >= 0.200, "a 200ms answer measured as {last}s");
 }
+
+/// `tcp://` connects (a cache, a broker) and `tls://` adds the handshake, its certificate read:
+/// up when they connect, the same phases and reasons as for HTTP.
+#[test]
+fn tcp_and_tls_upstreams_connect_and_say_why_not() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = format!("tcp://{}", listener.local_addr().unwrap());
+    let vigil = Vigil::start(&upstream("cache", &tcp, ""));
+    wait_for_line(&vigil, "[+]upstream:cache ok", Duration::from_secs(5));
+    assert!(observed(&vigil, "upstream:cache:connect").is_some_and(|s| s > 0.0));
+    assert!(
+        vigil
+            .get("/metrics")
+            .body
+            .contains("vigil_upstream_up{upstream=\"cache\"} 1"),
+        "a connection is up"
+    );
+    drop(vigil);
+    drop(listener);
+
+    let refused = format!("tcp://{}", support::refused_addr());
+    let vigil = Vigil::start(&upstream("cache", &refused, ""));
+    wait_for_line(
+        &vigil,
+        &format!("[-]upstream:cache failed: {refused}: connection refused"),
+        Duration::from_secs(5),
+    );
+    drop(vigil);
+
+    let server = TlsServer::start_valid_for(Some(5 * 86_400));
+    let tls = server.url("").replace("https://", "tls://");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let vigil = Vigil::start(&upstream("broker", &tls, &format!("ca_file = \"{}\"", ca.display())));
+    wait_for_line(
+        &vigil,
+        "[+]upstream:broker warn: certificate expires in 4d (notAfter ",
+        Duration::from_secs(5),
+    );
+    assert!(
+        observed(&vigil, "upstream:broker:tls").is_some_and(|s| s > 0.0),
+        "the handshake is timed"
+    );
+    drop(vigil);
+    let vigil = Vigil::start(&upstream("broker", &tls, ""));
+    wait_for_line(
+        &vigil,
+        &format!("[-]upstream:broker failed: {tls}: TLS handshake failed: invalid peer certificate: UnknownIssuer"),
+        Duration::from_secs(5),
+    );
+}

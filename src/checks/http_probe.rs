@@ -296,46 +296,111 @@ impl HttpClient {
         progress: &mut Progress,
     ) -> Result<ProbeResponse, ProbeError> {
         let host = request.host();
-        let port = request.port();
-        let addresses: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => {
-                let lookup = Instant::now();
-                let found = tokio::net::lookup_host((host, port))
-                    .await
-                    .map_err(|source| ProbeError::Dns {
-                        host: host.to_owned(),
-                        source,
-                    })?
-                    .collect();
-                progress.phases.dns = Some(lookup.elapsed());
-                found
-            }
-        };
-        progress.addresses = Some(addresses.len());
-        if addresses.is_empty() {
-            return Err(ProbeError::NoAddresses { host: host.to_owned() });
-        }
-        let connect = Instant::now();
-        let (tcp, addr) = connect_any(&addresses).await?;
-        progress.answered = Some(addr);
-        progress.phases.connect = Some(connect.elapsed());
-        // Small requests: do not wait for Nagle.
-        let _ = tcp.set_nodelay(true);
-
+        let (tcp, addresses) = connect(host, request.port(), progress).await?;
         if request.is_https() {
-            let name = ServerName::try_from(host.to_owned()).map_err(|_| ProbeError::ServerName(host.to_owned()))?;
-            let handshake = Instant::now();
-            let (config, seen) = self.recording();
-            let connected = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await;
-            progress.cert_not_after = *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let tls = connected.map_err(ProbeError::Tls)?;
-            progress.phases.tls = Some(handshake.elapsed());
-            http_exchange(tls, request, started, addresses.len(), body_limit, progress).await
+            let tls = self.handshake(host, tcp, progress).await?;
+            http_exchange(tls, request, started, addresses, body_limit, progress).await
         } else {
-            http_exchange(tcp, request, started, addresses.len(), body_limit, progress).await
+            http_exchange(tcp, request, started, addresses, body_limit, progress).await
         }
     }
+
+    /// A TLS handshake over `tcp` for `host`, the presented chain's expiry noted in `progress`
+    /// whether or not it verifies.
+    async fn handshake(
+        &self,
+        host: &str,
+        tcp: TcpStream,
+        progress: &mut Progress,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProbeError> {
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| ProbeError::ServerName(host.to_owned()))?;
+        let handshake = Instant::now();
+        let (config, seen) = self.recording();
+        let connected = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await;
+        progress.cert_not_after = *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tls = connected.map_err(ProbeError::Tls)?;
+        progress.phases.tls = Some(handshake.elapsed());
+        Ok(tls)
+    }
+
+    /// A `tcp://` or `tls://` upstream: a connection (and with `tls` a handshake), then closed.
+    /// Phases as for HTTP (no first byte); cut at `deadline` naming `configured`.
+    pub async fn connect_only(
+        &self,
+        host: &str,
+        port: u16,
+        tls: bool,
+        deadline: Duration,
+        configured: Duration,
+    ) -> Result<ProbeResponse, ProbeFailure> {
+        let started = Instant::now();
+        let mut progress = Progress::default();
+        let attempt = async {
+            let (tcp, addresses) = connect(host, port, &mut progress).await?;
+            if tls {
+                drop(self.handshake(host, tcp, &mut progress).await?);
+            }
+            Ok::<_, ProbeError>(addresses)
+        };
+        let result = tokio::time::timeout(deadline, attempt).await;
+        let phases = Phases {
+            total: started.elapsed(),
+            ..progress.phases
+        };
+        let error = match result {
+            Ok(Ok(addresses)) => {
+                return Ok(ProbeResponse {
+                    status: 0,
+                    phases,
+                    addresses,
+                    answered: progress.answered,
+                    cert_not_after: progress.cert_not_after,
+                    body: Bytes::new(),
+                    truncated: false,
+                    date: None,
+                });
+            }
+            Ok(Err(error)) => error,
+            Err(_) => ProbeError::Timeout(crate::fmt::duration(configured)),
+        };
+        Err(ProbeFailure {
+            error,
+            phases,
+            addresses: progress.addresses,
+            cert_not_after: progress.cert_not_after,
+        })
+    }
+}
+
+/// The name resolved (timed, unless it is an address) and connected to, Happy Eyeballs style
+/// ([`connect_any`]); the addresses it resolved to are counted.
+async fn connect(host: &str, port: u16, progress: &mut Progress) -> Result<(TcpStream, usize), ProbeError> {
+    let addresses: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            let lookup = Instant::now();
+            let found = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|source| ProbeError::Dns {
+                    host: host.to_owned(),
+                    source,
+                })?
+                .collect();
+            progress.phases.dns = Some(lookup.elapsed());
+            found
+        }
+    };
+    progress.addresses = Some(addresses.len());
+    if addresses.is_empty() {
+        return Err(ProbeError::NoAddresses { host: host.to_owned() });
+    }
+    let connect = Instant::now();
+    let (tcp, addr) = connect_any(&addresses).await?;
+    progress.answered = Some(addr);
+    progress.phases.connect = Some(connect.elapsed());
+    // Small requests: do not wait for Nagle.
+    let _ = tcp.set_nodelay(true);
+    Ok((tcp, addresses.len()))
 }
 
 #[derive(Debug, Default)]

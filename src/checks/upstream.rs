@@ -16,7 +16,7 @@ use crate::checks::cert;
 use crate::checks::http_probe::{self, HttpClient, Phases, ProbeError, ProbeFailure, ProbeRequest, ProbeResponse};
 use crate::checks::latency::{LatencyWindow, Percentiles};
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
-use crate::config::{ExpectStatus, Upstream};
+use crate::config::{ExpectStatus, Upstream, UpstreamUrl};
 use crate::fmt;
 use crate::metrics::Metrics;
 use crate::metrics::series::{self, UpstreamSeries};
@@ -35,7 +35,7 @@ pub const SPREAD_ABOVE: usize = 32;
 /// One upstream; see the module docs.
 pub struct UpstreamCheck {
     client: HttpClient,
-    request: ProbeRequest,
+    target: Target,
     expect: ExpectStatus,
     latency_warn: Duration,
     latency_fail: Duration,
@@ -47,6 +47,45 @@ pub struct UpstreamCheck {
     name: String,
     cert_expiry: prometheus::GaugeVec,
     cert_warn: Duration,
+}
+
+/// What a run asks, by the URL's scheme.
+enum Target {
+    /// `http(s)://`: one request.
+    Http(ProbeRequest),
+    /// `tcp://` / `tls://`: a connection, with `tls` a handshake.
+    Socket {
+        url: String,
+        host: String,
+        port: u16,
+        tls: bool,
+    },
+}
+
+impl Target {
+    fn of(config: &Upstream) -> Target {
+        match &config.url {
+            UpstreamUrl::Http(url) => Target::Http(ProbeRequest::new(
+                config.method.clone(),
+                url,
+                config.headers.iter().cloned(),
+            )),
+            UpstreamUrl::Tcp(target) | UpstreamUrl::Tls(target) => Target::Socket {
+                url: target.as_str().to_owned(),
+                host: target.host.clone(),
+                port: target.port,
+                tls: matches!(config.url, UpstreamUrl::Tls(_)),
+            },
+        }
+    }
+
+    /// `GET http://…` or `tcp://…`: what reasons start with.
+    fn describe(&self) -> String {
+        match self {
+            Target::Http(request) => request.describe(),
+            Target::Socket { url, .. } => url.clone(),
+        }
+    }
 }
 
 /// Builds every `[[upstream]]` check, sharing the one client among all of those without a
@@ -93,13 +132,12 @@ pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Durati
 
 impl UpstreamCheck {
     pub fn new(config: &Upstream, client: HttpClient, metrics: &Metrics) -> UpstreamCheck {
-        let request = ProbeRequest::new(config.method.clone(), &config.url, config.headers.iter().cloned());
         UpstreamCheck {
+            target: Target::of(config),
             name: format!("upstream:{}", config.name),
             cert_expiry: metrics.tls_cert_expiry_timestamp_seconds.clone(),
             cert_warn: config.cert_warn,
             client,
-            request,
             expect: config.expect_status.clone(),
             latency_warn: config.latency_warn,
             latency_fail: config.latency_fail,
@@ -121,15 +159,19 @@ impl UpstreamCheck {
     }
 
     async fn run_once(&mut self) -> Outcome {
-        let result = self
-            .client
-            .probe(
-                &self.request,
-                http_probe::inner_deadline(self.timeout),
-                self.timeout,
-                http_probe::BODY_LIMIT,
-            )
-            .await;
+        let deadline = http_probe::inner_deadline(self.timeout);
+        let result = match &self.target {
+            Target::Http(request) => {
+                self.client
+                    .probe(request, deadline, self.timeout, http_probe::BODY_LIMIT)
+                    .await
+            }
+            Target::Socket { host, port, tls, .. } => {
+                self.client
+                    .connect_only(host, *port, *tls, deadline, self.timeout)
+                    .await
+            }
+        };
         let now = Instant::now();
         match result {
             Ok(response) => self.answered(response, now),
@@ -138,7 +180,9 @@ impl UpstreamCheck {
     }
 
     fn answered(&mut self, response: ProbeResponse, now: Instant) -> Outcome {
-        let expected = self.expect.accepts(response.status);
+        // A tcp:// or tls:// upstream that connected (and shook hands) is up; it has no status.
+        let http = matches!(self.target, Target::Http(_));
+        let expected = !http || self.expect.accepts(response.status);
         self.metrics.update(|figures| {
             figures.up = expected;
             figures.status_code = response.status;
@@ -148,11 +192,14 @@ impl UpstreamCheck {
         self.window.record(now, response.phases.total);
         let percentiles = self.window.percentiles(now);
 
-        let mut observations = vec![Observation::number(
-            "status_code",
-            f64::from(response.status),
-            Unit::None,
-        )];
+        let mut observations = Vec::new();
+        if http {
+            observations.push(Observation::number(
+                "status_code",
+                f64::from(response.status),
+                Unit::None,
+            ));
+        }
         observations.extend(phase_observations(&response.phases, Some(response.addresses)));
         observations.extend(percentile_observations(percentiles.as_ref()));
         let details = self.details(
@@ -170,7 +217,7 @@ impl UpstreamCheck {
                     FailureKind::HttpStatus,
                     format!(
                         "{}: status {}, expected {}",
-                        self.request.describe(),
+                        self.target.describe(),
                         response.status,
                         describe_expect(&self.expect)
                     ),
@@ -229,8 +276,8 @@ impl UpstreamCheck {
             _ => DOWN_HINT.to_owned(),
         };
         let reason = match &failure.error {
-            ProbeError::NoAddresses { host } => format!("{}: {host} resolves to no addresses", self.request.describe()),
-            error => format!("{}: {error}", self.request.describe()),
+            ProbeError::NoAddresses { host } => format!("{}: {host} resolves to no addresses", self.target.describe()),
+            error => format!("{}: {error}", self.target.describe()),
         };
         // The chain's expiry is read before verification decides: an expired certificate says
         // so ("certificate expired 3d ago") rather than only "handshake failed".
@@ -238,7 +285,7 @@ impl UpstreamCheck {
         let mut findings = Findings::new();
         match expiry {
             Some(expired) if expired.status == Status::Fail => findings.push(Finding {
-                reason: format!("{}: {}", self.request.describe(), expired.reason),
+                reason: format!("{}: {}", self.target.describe(), expired.reason),
                 ..expired
             }),
             expiry => {
@@ -266,7 +313,7 @@ impl UpstreamCheck {
             .collect();
         phases_ms.insert("total".to_owned(), json!(ms(Some(phases.total))));
         json!({
-            "request": self.request.describe(),
+            "request": self.target.describe(),
             "phases_ms": phases_ms,
             "addresses": addresses,
             "address": response.and_then(|r| r.answered).map(|a| a.to_string()),
