@@ -81,6 +81,7 @@ fn a_fast_upstream_passes_with_phases_addresses_and_percentiles() {
     for name in [
         "vigil_upstream_up{upstream=\"orders\"} 1",
         "vigil_upstream_status_code{upstream=\"orders\"} 200",
+        "vigil_upstream_addresses{upstream=\"orders\"} 1",
         "vigil_upstream_request_duration_seconds_bucket{upstream=\"orders\",le=\"2\"}",
         "vigil_upstream_request_duration_seconds_bucket{upstream=\"orders\",le=\"10\"}",
         "vigil_upstream_phase_duration_seconds{phase=\"connect\",upstream=\"orders\"}",

@@ -186,6 +186,7 @@ impl UpstreamCheck {
         self.metrics.update(|figures| {
             figures.up = expected;
             figures.status_code = response.status;
+            figures.addresses = response.addresses;
             figures.phases = phase_seconds(&response.phases);
             figures.request_duration.observe(response.phases.total.as_secs_f64());
         });
@@ -255,6 +256,7 @@ impl UpstreamCheck {
         self.metrics.update(|figures| {
             figures.up = false;
             figures.status_code = 0;
+            figures.addresses = failure.addresses.unwrap_or(0);
             figures.phases = phase_seconds(&failure.phases);
             if timed_out {
                 figures.request_duration.observe(failure.phases.total.as_secs_f64());

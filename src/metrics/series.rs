@@ -80,6 +80,8 @@ pub struct UpstreamFigures {
     /// The last run's phases in [`PHASES`] order; 0 for a phase that did not happen.
     pub phases: [f64; 4],
     pub request_duration: DurationHistogram,
+    /// Addresses the name resolved to at the last run (0: not resolved).
+    pub addresses: usize,
 }
 
 /// The `phase` label values of `vigil_upstream_phase_duration_seconds`, in order.
@@ -222,12 +224,17 @@ impl SeriesSet {
         for (name, f) in &figures {
             sample(out, "vigil_upstream_up", &[("upstream", name)], u8::from(f.up));
         }
+        family(out, "vigil_upstream_addresses", UPSTREAM_ADDRESSES_HELP, "gauge");
+        for (name, f) in &figures {
+            sample(out, "vigil_upstream_addresses", &[("upstream", name)], f.addresses);
+        }
     }
 }
 
 const CHECK_STATUS_HELP: &str = "1 for the status the check reports now, 0 for the others.";
 const CHECK_DURATION_HELP: &str = "Duration of check runs, including runs cut at their timeout.";
 const CHECK_RUNS_HELP: &str = "Check runs by raw result.";
+const UPSTREAM_ADDRESSES_HELP: &str = "Addresses the upstream's name resolved to at the last run (0: not resolved).";
 const UPSTREAM_UP_HELP: &str = "1 when the last request to the upstream got an expected status.";
 const UPSTREAM_DURATION_HELP: &str = "Total duration of upstream requests (DNS to the end of the capped body).";
 const UPSTREAM_PHASE_HELP: &str = "Duration of each phase of the last upstream request.";
