@@ -1030,6 +1030,21 @@ pub struct Upstream {
     /// may come before the check warns (expired fails). Default `14d`; at most 365d.
     #[serde(default = "default_cert_warn", with = "duration")]
     pub cert_warn: Duration,
+    /// `first` (default): connect to the first address that answers (Happy Eyeballs); `all`:
+    /// probe every address the name resolves to (at most 64), each in the same run.
+    #[serde(default)]
+    pub addresses: AddressMode,
+}
+
+/// `upstream[].addresses`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressMode {
+    /// The first address that answers.
+    #[default]
+    First,
+    /// Every address, each probed: pass when all pass, warn naming those that fail, fail when all fail.
+    All,
 }
 
 impl Upstream {

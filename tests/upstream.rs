@@ -404,3 +404,73 @@ fn tcp_and_tls_upstreams_connect_and_say_why_not() {
         Duration::from_secs(5),
     );
 }
+
+/// Names in `/etc/hosts` for the test (root only), removed again on drop.
+struct HostsEntry {
+    name: String,
+    original: String,
+}
+
+impl HostsEntry {
+    fn add(addresses: &[&str]) -> Option<HostsEntry> {
+        let original = std::fs::read_to_string("/etc/hosts").ok()?;
+        let name = format!("vigil-{}-{}.test", std::process::id(), addresses.len());
+        let mut text = original.clone();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        for address in addresses {
+            text.push_str(&format!("{address} {name}\n"));
+        }
+        std::fs::write("/etc/hosts", text).ok()?;
+        Some(HostsEntry { name, original })
+    }
+}
+
+impl Drop for HostsEntry {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/etc/hosts", &self.original);
+    }
+}
+
+/// A name with several addresses, one of them refusing: `addresses = "all"` probes each and
+/// warns naming the one that fails; the default `first` moves on from a refusing first address
+/// to the next and says which answered.
+#[test]
+fn every_address_is_probed_with_all_and_the_next_one_answers_with_first() {
+    let server = FakeServer::fixed(Response::text(200, "ok"));
+    let port = server
+        .url("/")
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches('/')
+        .to_owned();
+    // 127.0.0.2 first: nothing listens there on that port.
+    let Some(hosts) = HostsEntry::add(&["127.0.0.2", "127.0.0.1"]) else {
+        eprintln!("skipped: /etc/hosts is not writable here (the test needs root)");
+        return;
+    };
+    let url = format!("http://{}:{port}/healthz", hosts.name);
+    let vigil = Vigil::start(&upstream("spread", &url, "addresses = \"all\""));
+    wait_for_line(
+        &vigil,
+        &format!("[+]upstream:spread warn: GET {url}: 1 of 2 addresses fail: 127.0.0.2:{port} (connection refused)"),
+        Duration::from_secs(5),
+    );
+    assert!(
+        vigil
+            .get("/metrics")
+            .body
+            .contains("vigil_upstream_addresses{upstream=\"spread\"} 2"),
+        "both addresses counted"
+    );
+    drop(vigil);
+
+    let vigil = Vigil::start(&upstream("spread", &url, ""));
+    wait_for_line(&vigil, "[+]upstream:spread ok", Duration::from_secs(5));
+    let diag = vigil.get("/diag?format=json").json();
+    assert_eq!(
+        diag["vigil"]["checks"]["upstream:spread"]["last_run"]["details"]["address"],
+        format!("127.0.0.1:{port}"),
+        "the refusing first address was passed over"
+    );
+}

@@ -161,7 +161,7 @@ impl ProbeRequest {
         format!("{} {}", self.method, self.uri)
     }
 
-    fn host(&self) -> &str {
+    pub fn host(&self) -> &str {
         let host = self.uri.host().unwrap_or_default();
         host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
     }
@@ -170,7 +170,7 @@ impl ProbeRequest {
         self.uri.scheme_str() == Some("https")
     }
 
-    fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.uri.port_u16().unwrap_or(if self.is_https() { 443 } else { 80 })
     }
 }
@@ -268,8 +268,24 @@ impl HttpClient {
         configured: Duration,
         body_limit: usize,
     ) -> Result<ProbeResponse, ProbeFailure> {
+        self.probe_at(request, None, deadline, configured, body_limit).await
+    }
+
+    /// [`HttpClient::probe`], connecting to `at` (one of the name's addresses, for
+    /// `addresses = "all"`) instead of resolving the name; TLS still checks the name.
+    pub async fn probe_at(
+        &self,
+        request: &ProbeRequest,
+        at: Option<SocketAddr>,
+        deadline: Duration,
+        configured: Duration,
+        body_limit: usize,
+    ) -> Result<ProbeResponse, ProbeFailure> {
         let started = Instant::now();
-        let mut progress = Progress::default();
+        let mut progress = Progress {
+            at,
+            ..Progress::default()
+        };
         let attempt = self.exchange(request, started, body_limit, &mut progress);
         let result = tokio::time::timeout(deadline, attempt).await;
         let fail = |error, progress: Progress| ProbeFailure {
@@ -327,14 +343,17 @@ impl HttpClient {
     /// Phases as for HTTP (no first byte); cut at `deadline` naming `configured`.
     pub async fn connect_only(
         &self,
-        host: &str,
-        port: u16,
+        (host, port): (&str, u16),
+        at: Option<SocketAddr>,
         tls: bool,
         deadline: Duration,
         configured: Duration,
     ) -> Result<ProbeResponse, ProbeFailure> {
         let started = Instant::now();
-        let mut progress = Progress::default();
+        let mut progress = Progress {
+            at,
+            ..Progress::default()
+        };
         let attempt = async {
             let (tcp, addresses) = connect(host, port, &mut progress).await?;
             if tls {
@@ -372,21 +391,32 @@ impl HttpClient {
     }
 }
 
+/// The addresses of `host` (itself when it is an address).
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ProbeError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| ProbeError::Dns {
+            host: host.to_owned(),
+            source,
+        })?
+        .collect();
+    Ok(found)
+}
+
 /// The name resolved (timed, unless it is an address) and connected to, Happy Eyeballs style
 /// ([`connect_any`]); the addresses it resolved to are counted.
 async fn connect(host: &str, port: u16, progress: &mut Progress) -> Result<(TcpStream, usize), ProbeError> {
-    let addresses: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => {
+    let addresses: Vec<SocketAddr> = match progress.at {
+        Some(at) => vec![at],
+        None => {
             let lookup = Instant::now();
-            let found = tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|source| ProbeError::Dns {
-                    host: host.to_owned(),
-                    source,
-                })?
-                .collect();
-            progress.phases.dns = Some(lookup.elapsed());
+            let found = resolve(host, port).await?;
+            if host.parse::<std::net::IpAddr>().is_err() {
+                progress.phases.dns = Some(lookup.elapsed());
+            }
             found
         }
     };
@@ -411,6 +441,8 @@ struct Progress {
     answered: Option<SocketAddr>,
     /// The earliest `notAfter` of the chain the server presented (TLS only).
     cert_not_after: Option<SystemTime>,
+    /// The one address to connect to, the name already resolved (`addresses = "all"`).
+    at: Option<SocketAddr>,
 }
 
 /// How long an attempt to connect has before the next address is tried beside it (RFC 8305's

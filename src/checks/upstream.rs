@@ -7,6 +7,7 @@
 //! `failure_threshold` then decides when the check reports fail); slowness alone is judged on
 //! the window's p95, so one slow answer among many fast ones does not page anyone.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,7 +17,7 @@ use crate::checks::cert;
 use crate::checks::http_probe::{self, HttpClient, Phases, ProbeError, ProbeFailure, ProbeRequest, ProbeResponse};
 use crate::checks::latency::{LatencyWindow, Percentiles};
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
-use crate::config::{ExpectStatus, Upstream, UpstreamUrl};
+use crate::config::{AddressMode, ExpectStatus, Upstream, UpstreamUrl};
 use crate::fmt;
 use crate::metrics::Metrics;
 use crate::metrics::series::{self, UpstreamSeries};
@@ -36,6 +37,8 @@ pub const SPREAD_ABOVE: usize = 32;
 pub struct UpstreamCheck {
     client: HttpClient,
     target: Target,
+    /// `addresses = "all"`.
+    every_address: bool,
     expect: ExpectStatus,
     latency_warn: Duration,
     latency_fail: Duration,
@@ -48,6 +51,9 @@ pub struct UpstreamCheck {
     cert_expiry: prometheus::GaugeVec,
     cert_warn: Duration,
 }
+
+/// The most addresses `addresses = "all"` probes in one run.
+pub const MAX_ADDRESSES: usize = 64;
 
 /// What a run asks, by the URL's scheme.
 enum Target {
@@ -76,6 +82,14 @@ impl Target {
                 port: target.port,
                 tls: matches!(config.url, UpstreamUrl::Tls(_)),
             },
+        }
+    }
+
+    /// The host and port to resolve.
+    fn host_port(&self) -> (&str, u16) {
+        match self {
+            Target::Http(request) => (request.host(), request.port()),
+            Target::Socket { host, port, .. } => (host, *port),
         }
     }
 
@@ -134,6 +148,7 @@ impl UpstreamCheck {
     pub fn new(config: &Upstream, client: HttpClient, metrics: &Metrics) -> UpstreamCheck {
         UpstreamCheck {
             target: Target::of(config),
+            every_address: config.addresses == AddressMode::All,
             name: format!("upstream:{}", config.name),
             cert_expiry: metrics.tls_cert_expiry_timestamp_seconds.clone(),
             cert_warn: config.cert_warn,
@@ -160,18 +175,10 @@ impl UpstreamCheck {
 
     async fn run_once(&mut self) -> Outcome {
         let deadline = http_probe::inner_deadline(self.timeout);
-        let result = match &self.target {
-            Target::Http(request) => {
-                self.client
-                    .probe(request, deadline, self.timeout, http_probe::BODY_LIMIT)
-                    .await
-            }
-            Target::Socket { host, port, tls, .. } => {
-                self.client
-                    .connect_only(host, *port, *tls, deadline, self.timeout)
-                    .await
-            }
-        };
+        if self.every_address {
+            return self.run_every_address(deadline).await;
+        }
+        let result = self.probe(None, deadline).await;
         let now = Instant::now();
         match result {
             Ok(response) => self.answered(response, now),
@@ -179,10 +186,136 @@ impl UpstreamCheck {
         }
     }
 
+    /// One probe, of the name (`at` none) or of one of its addresses.
+    async fn probe(&self, at: Option<SocketAddr>, deadline: Duration) -> Result<ProbeResponse, ProbeFailure> {
+        match &self.target {
+            Target::Http(request) => {
+                self.client
+                    .probe_at(request, at, deadline, self.timeout, http_probe::BODY_LIMIT)
+                    .await
+            }
+            Target::Socket { host, port, tls, .. } => {
+                self.client
+                    .connect_only((host, *port), at, *tls, deadline, self.timeout)
+                    .await
+            }
+        }
+    }
+
+    /// `addresses = "all"`: the name resolved once, every address (at most [`MAX_ADDRESSES`])
+    /// probed side by side within the run; pass when all pass, warn naming the failing ones
+    /// when some fail, fail when all fail. The figures are those of the slowest good answer.
+    async fn run_every_address(&mut self, deadline: Duration) -> Outcome {
+        let started = std::time::Instant::now();
+        let (host, port) = self.target.host_port();
+        let resolved = tokio::time::timeout(deadline, http_probe::resolve(host, port)).await;
+        let addresses: Vec<SocketAddr> = match resolved {
+            Ok(Ok(found)) if !found.is_empty() => found.into_iter().take(MAX_ADDRESSES).collect(),
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(error)) => error,
+                    Err(_) => ProbeError::Timeout(fmt::duration(self.timeout)),
+                    Ok(Ok(_)) => ProbeError::NoAddresses { host: host.to_owned() },
+                };
+                let failure = ProbeFailure {
+                    error,
+                    phases: Phases {
+                        total: started.elapsed(),
+                        ..Phases::default()
+                    },
+                    addresses: Some(0),
+                    cert_not_after: None,
+                };
+                return self.failed(failure, Instant::now());
+            }
+        };
+        let left = deadline.saturating_sub(started.elapsed());
+        let results = futures_util::future::join_all(addresses.iter().map(|a| self.probe(Some(*a), left))).await;
+        let count = addresses.len();
+        let mut good: Option<ProbeResponse> = None;
+        let mut failing: Vec<String> = Vec::new();
+        let mut first_failure = None;
+        let mut line = Vec::new();
+        for (addr, result) in addresses.iter().zip(results) {
+            match result {
+                Ok(response) if self.accepts(&response) => {
+                    line.push(format!("{addr} ok {}", fmt::seconds(response.phases.total)));
+                    if good.as_ref().is_none_or(|g| g.phases.total < response.phases.total) {
+                        good = Some(response);
+                    }
+                }
+                Ok(response) => {
+                    failing.push(format!("{addr} (status {})", response.status));
+                    line.push(format!("{addr} status {}", response.status));
+                }
+                Err(failure) => {
+                    failing.push(format!("{addr} ({})", failure.error));
+                    line.push(format!("{addr} {}", failure.error));
+                    first_failure.get_or_insert(failure);
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut outcome = match (good, first_failure) {
+            (Some(mut response), _) => {
+                response.addresses = count;
+                self.answered(response, now)
+            }
+            (None, Some(mut failure)) => {
+                failure.addresses = Some(count);
+                self.failed(failure, now)
+            }
+            (None, None) => Outcome::fail(FailureKind::HttpStatus, "no address answered as expected"),
+        };
+        self.metrics.update(|figures| figures.addresses = count);
+        if !failing.is_empty() {
+            let share = format!("{} of {count} addresses fail: {}", failing.len(), failing.join(", "));
+            let mut findings = Findings::new();
+            if outcome.status != Status::Pass {
+                findings.push(Finding {
+                    status: outcome.status,
+                    kind: outcome.kind.unwrap_or(FailureKind::Refused),
+                    reason: outcome.reason.clone(),
+                    hint: outcome.hint.clone(),
+                });
+            }
+            let status = if failing.len() == count {
+                Status::Fail
+            } else {
+                Status::Warn
+            };
+            findings.push(
+                Finding::of(
+                    status,
+                    FailureKind::Refused,
+                    format!("{}: {share}", self.target.describe()),
+                )
+                .with_hint(DOWN_HINT),
+            );
+            let reduced = findings.into_outcome();
+            outcome = Outcome {
+                status: reduced.status,
+                reason: reduced.reason,
+                kind: reduced.kind,
+                hint: reduced.hint,
+                ..outcome
+            };
+        }
+        outcome
+            .observations
+            .push(Observation::text("address_results", line.join(", ")));
+        outcome
+    }
+
+    /// Whether an answer counts as up: any connection for tcp/tls, an expected status for HTTP.
+    fn accepts(&self, response: &ProbeResponse) -> bool {
+        !matches!(self.target, Target::Http(_)) || self.expect.accepts(response.status)
+    }
+
     fn answered(&mut self, response: ProbeResponse, now: Instant) -> Outcome {
         // A tcp:// or tls:// upstream that connected (and shook hands) is up; it has no status.
         let http = matches!(self.target, Target::Http(_));
-        let expected = !http || self.expect.accepts(response.status);
+        let expected = self.accepts(&response);
         self.metrics.update(|figures| {
             figures.up = expected;
             figures.status_code = response.status;
