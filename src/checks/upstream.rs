@@ -52,6 +52,15 @@ pub struct UpstreamCheck {
     cert_warn: Duration,
 }
 
+/// What every address of one run answered (`addresses = "all"`).
+#[derive(Default)]
+struct AddressTally {
+    good: Option<ProbeResponse>,
+    first_failure: Option<ProbeFailure>,
+    failing: Vec<String>,
+    line: Vec<String>,
+}
+
 /// The most addresses `addresses = "all"` probes in one run.
 pub const MAX_ADDRESSES: usize = 64;
 
@@ -232,31 +241,9 @@ impl UpstreamCheck {
         let left = deadline.saturating_sub(started.elapsed());
         let results = futures_util::future::join_all(addresses.iter().map(|a| self.probe(Some(*a), left))).await;
         let count = addresses.len();
-        let mut good: Option<ProbeResponse> = None;
-        let mut failing: Vec<String> = Vec::new();
-        let mut first_failure = None;
-        let mut line = Vec::new();
-        for (addr, result) in addresses.iter().zip(results) {
-            match result {
-                Ok(response) if self.accepts(&response) => {
-                    line.push(format!("{addr} ok {}", fmt::seconds(response.phases.total)));
-                    if good.as_ref().is_none_or(|g| g.phases.total < response.phases.total) {
-                        good = Some(response);
-                    }
-                }
-                Ok(response) => {
-                    failing.push(format!("{addr} (status {})", response.status));
-                    line.push(format!("{addr} status {}", response.status));
-                }
-                Err(failure) => {
-                    failing.push(format!("{addr} ({})", failure.error));
-                    line.push(format!("{addr} {}", failure.error));
-                    first_failure.get_or_insert(failure);
-                }
-            }
-        }
+        let tally = self.tally(&addresses, results);
         let now = Instant::now();
-        let mut outcome = match (good, first_failure) {
+        let outcome = match (tally.good, tally.first_failure) {
             (Some(mut response), _) => {
                 response.addresses = count;
                 self.answered(response, now)
@@ -268,43 +255,76 @@ impl UpstreamCheck {
             (None, None) => Outcome::fail(FailureKind::HttpStatus, "no address answered as expected"),
         };
         self.metrics.update(|figures| figures.addresses = count);
-        if !failing.is_empty() {
-            let share = format!("{} of {count} addresses fail: {}", failing.len(), failing.join(", "));
-            let mut findings = Findings::new();
-            if outcome.status != Status::Pass {
-                findings.push(Finding {
-                    status: outcome.status,
-                    kind: outcome.kind.unwrap_or(FailureKind::Refused),
-                    reason: outcome.reason.clone(),
-                    hint: outcome.hint.clone(),
-                });
-            }
-            let status = if failing.len() == count {
-                Status::Fail
-            } else {
-                Status::Warn
-            };
-            findings.push(
-                Finding::of(
-                    status,
-                    FailureKind::Refused,
-                    format!("{}: {share}", self.target.describe()),
-                )
-                .with_hint(DOWN_HINT),
-            );
-            let reduced = findings.into_outcome();
-            outcome = Outcome {
-                status: reduced.status,
-                reason: reduced.reason,
-                kind: reduced.kind,
-                hint: reduced.hint,
-                ..outcome
-            };
-        }
+        let mut outcome = self.with_failing_addresses(outcome, &tally.failing, count);
         outcome
             .observations
-            .push(Observation::text("address_results", line.join(", ")));
+            .push(Observation::text("address_results", tally.line.join(", ")));
         outcome
+    }
+
+    /// The answers of every address: the slowest good one, the first failure, the failing
+    /// addresses with why, and one `address result latency` entry each for `/diag`.
+    fn tally(&self, addresses: &[SocketAddr], results: Vec<Result<ProbeResponse, ProbeFailure>>) -> AddressTally {
+        let mut tally = AddressTally::default();
+        for (addr, result) in addresses.iter().zip(results) {
+            match result {
+                Ok(response) if self.accepts(&response) => {
+                    tally
+                        .line
+                        .push(format!("{addr} ok {}", fmt::seconds(response.phases.total)));
+                    if tally
+                        .good
+                        .as_ref()
+                        .is_none_or(|g| g.phases.total < response.phases.total)
+                    {
+                        tally.good = Some(response);
+                    }
+                }
+                Ok(response) => {
+                    tally.failing.push(format!("{addr} (status {})", response.status));
+                    tally.line.push(format!("{addr} status {}", response.status));
+                }
+                Err(failure) => {
+                    tally.failing.push(format!("{addr} ({})", failure.error));
+                    tally.line.push(format!("{addr} {}", failure.error));
+                    tally.first_failure.get_or_insert(failure);
+                }
+            }
+        }
+        tally
+    }
+
+    /// `outcome` with the failing addresses among `count` as one more finding: a warn when some
+    /// fail, a fail when all do, by the one reducer.
+    fn with_failing_addresses(&self, outcome: Outcome, failing: &[String], count: usize) -> Outcome {
+        if failing.is_empty() {
+            return outcome;
+        }
+        let share = format!("{} of {count} addresses fail: {}", failing.len(), failing.join(", "));
+        let mut findings = Findings::new();
+        if outcome.status != Status::Pass {
+            findings.push(Finding {
+                status: outcome.status,
+                kind: outcome.kind.unwrap_or(FailureKind::Refused),
+                reason: outcome.reason.clone(),
+                hint: outcome.hint.clone(),
+            });
+        }
+        let status = if failing.len() == count {
+            Status::Fail
+        } else {
+            Status::Warn
+        };
+        let reason = format!("{}: {share}", self.target.describe());
+        findings.push(Finding::of(status, FailureKind::Refused, reason).with_hint(DOWN_HINT));
+        let reduced = findings.into_outcome();
+        Outcome {
+            status: reduced.status,
+            reason: reduced.reason,
+            kind: reduced.kind,
+            hint: reduced.hint,
+            ..outcome
+        }
     }
 
     /// Whether an answer counts as up: any connection for tcp/tls, an expected status for HTTP.
