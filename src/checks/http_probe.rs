@@ -287,20 +287,10 @@ impl HttpClient {
             ..Progress::default()
         };
         let attempt = self.exchange(request, started, body_limit, &mut progress);
-        let result = tokio::time::timeout(deadline, attempt).await;
-        let fail = |error, progress: Progress| ProbeFailure {
-            error,
-            phases: Phases {
-                total: started.elapsed(),
-                ..progress.phases
-            },
-            addresses: progress.addresses,
-            cert_not_after: progress.cert_not_after,
-        };
-        match result {
+        match tokio::time::timeout(deadline, attempt).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(fail(error, progress)),
-            Err(_) => Err(fail(ProbeError::Timeout(crate::fmt::duration(configured)), progress)),
+            Ok(Err(error)) => Err(progress.failure(error, started)),
+            Err(_) => Err(progress.failure(ProbeError::Timeout(crate::fmt::duration(configured)), started)),
         }
     }
 
@@ -361,16 +351,14 @@ impl HttpClient {
             }
             Ok::<_, ProbeError>(addresses)
         };
-        let result = tokio::time::timeout(deadline, attempt).await;
-        let phases = Phases {
-            total: started.elapsed(),
-            ..progress.phases
-        };
-        let error = match result {
+        let error = match tokio::time::timeout(deadline, attempt).await {
             Ok(Ok(addresses)) => {
                 return Ok(ProbeResponse {
                     status: 0,
-                    phases,
+                    phases: Phases {
+                        total: started.elapsed(),
+                        ..progress.phases
+                    },
                     addresses,
                     answered: progress.answered,
                     cert_not_after: progress.cert_not_after,
@@ -382,12 +370,7 @@ impl HttpClient {
             Ok(Err(error)) => error,
             Err(_) => ProbeError::Timeout(crate::fmt::duration(configured)),
         };
-        Err(ProbeFailure {
-            error,
-            phases,
-            addresses: progress.addresses,
-            cert_not_after: progress.cert_not_after,
-        })
+        Err(progress.failure(error, started))
     }
 }
 
@@ -443,6 +426,21 @@ struct Progress {
     cert_not_after: Option<SystemTime>,
     /// The one address to connect to, the name already resolved (`addresses = "all"`).
     at: Option<SocketAddr>,
+}
+
+impl Progress {
+    /// What an attempt that ended in `error` got as far as, timed from `started`.
+    fn failure(self, error: ProbeError, started: Instant) -> ProbeFailure {
+        ProbeFailure {
+            error,
+            phases: Phases {
+                total: started.elapsed(),
+                ..self.phases
+            },
+            addresses: self.addresses,
+            cert_not_after: self.cert_not_after,
+        }
+    }
 }
 
 /// How long an attempt to connect has before the next address is tried beside it (RFC 8305's

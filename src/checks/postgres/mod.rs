@@ -363,7 +363,8 @@ impl PostgresCheck {
             by_application.with_label_values(&[name.as_str()]).set(*connections);
         }
         if others > 0 || top.len() as i64 == queries::TOP_APPLICATIONS {
-            by_application.with_label_values(&["other"]).set(others);
+            // Added, not set: an application_name that is itself "other" shares the series.
+            by_application.with_label_values(&["other"]).add(others);
         }
         self.metrics.max_connections.set(s.usable());
         self.metrics.connection_saturation_ratio.set(s.saturation());
