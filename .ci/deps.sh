@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl),
-# promtool (Debian's prometheus package), setpriv, procps and iproute2. Debian/Ubuntu, as root or with sudo.
+# promtool (Debian's prometheus package), setpriv, procps and iproute2; and from PyPI the real peers
+# nobody here wrote: a gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes
+# OpenAPI schema that the fake API server's objects are checked against (kubernetes-validate).
+# Debian/Ubuntu, as root or with sudo.
 set -euo pipefail
 missing=()
 command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
@@ -8,9 +11,18 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)   # the tests' kill and pgrep
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)    # the network namespace of the slowloris test
-((${#missing[@]})) || exit 0
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "installing: ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+python_packages=(grpcio==1.85.3 grpcio-health-checking==1.85.1 kubernetes-validate==1.37.0)
+if ! python3 -c 'import grpc, grpc_health.v1.health, kubernetes_validate' 2>/dev/null; then
+  echo "installing from PyPI: ${python_packages[*]}"
+  # PIP_* variables: quiet as root, and allowed on a Debian python (PEP 668).
+  PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet \
+    --disable-pip-version-check "${python_packages[@]}"
+fi
