@@ -598,6 +598,10 @@ pub struct Postgres {
     /// Connections in the agent's own pool (one more is kept open beside it). Default 2;
     /// 1 to 16.
     pub pool_size: u32,
+    /// How close the earliest `notAfter` of the certificate chain the server presented (any
+    /// `sslmode` but `disable`, when the server speaks TLS) may come before the check warns
+    /// (expired fails). Default `14d`; at most 365d.
+    pub cert_warn: Duration,
 }
 
 /// Prints the keys as written: `url` (redacted) or `url_file`, never both, so that the
@@ -617,6 +621,8 @@ impl Serialize for Postgres {
             #[serde(with = "duration")]
             long_query: Duration,
             pool_size: u32,
+            #[serde(with = "duration")]
+            cert_warn: Duration,
         }
         Shown {
             settings: &self.settings,
@@ -626,6 +632,7 @@ impl Serialize for Postgres {
             saturation_fail: self.saturation_fail,
             long_query: self.long_query,
             pool_size: self.pool_size,
+            cert_warn: self.cert_warn,
         }
         .serialize(serializer)
     }
@@ -653,6 +660,9 @@ struct PostgresKeys {
     /// [`Postgres::pool_size`].
     #[serde(default = "default_pool_size")]
     pool_size: u32,
+    /// [`Postgres::cert_warn`].
+    #[serde(default = "default_cert_warn", with = "duration")]
+    cert_warn: Duration,
 }
 
 impl PostgresKeys {
@@ -678,6 +688,7 @@ impl PostgresKeys {
             saturation_fail: self.saturation_fail,
             long_query: self.long_query,
             pool_size: self.pool_size,
+            cert_warn: self.cert_warn,
         };
         postgres.validate()?;
         Ok(postgres)
@@ -687,6 +698,7 @@ impl PostgresKeys {
 impl Postgres {
     /// The limits of the keys besides the URL (parsed before).
     pub fn validate(&self) -> Result<(), Invalid> {
+        cert_warn("postgres.cert_warn", self.cert_warn)?;
         warn_below_fail(
             "postgres",
             ("saturation_warn", self.saturation_warn),
@@ -887,10 +899,21 @@ pub struct Jwt {
     /// for `RS256` and `ES256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<HttpUrl>,
+    /// A PEM file of extra CA certificates for an https `validate_url` or `jwks_url` (beside the
+    /// built-in Mozilla roots; an in-cluster auth service's private CA), read when the check is
+    /// built. Default none; must hold at least one certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// How close the earliest `notAfter` of the certificate chains an https `validate_url` or
+    /// `jwks_url` presents may come before the check warns (expired fails). Default `14d`; at
+    /// most 365d.
+    #[serde(default = "default_cert_warn", with = "duration")]
+    pub cert_warn: Duration,
 }
 
 impl Jwt {
     pub fn validate(&self) -> Result<(), Invalid> {
+        cert_warn("jwt.cert_warn", self.cert_warn)?;
         if self.algorithm.uses_shared_secret() {
             match (&self.secret_file, &self.secret_env) {
                 (Some(_), Some(_)) => {

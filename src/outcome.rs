@@ -298,6 +298,31 @@ impl Outcome {
         self.rerun = rerun;
         self
     }
+
+    /// This outcome with more findings, reduced by the one rule ([`Findings::into_outcome`]) as
+    /// if they had been found after its own: for a part (a certificate's expiry) that a check
+    /// adds to what its main part decided. Observations, details and rerun stay.
+    pub fn and(self, more: impl IntoIterator<Item = Finding>) -> Outcome {
+        let mut more = more.into_iter().peekable();
+        if more.peek().is_none() {
+            return self;
+        }
+        let own = match (self.status, self.kind) {
+            (Status::Pass, _) => None,
+            (status, kind) => Some(Finding {
+                status,
+                kind: kind.unwrap_or(FailureKind::Protocol),
+                reason: self.reason,
+                hint: self.hint,
+            }),
+        };
+        Outcome {
+            observations: self.observations,
+            details: self.details,
+            rerun: self.rerun,
+            ..own.into_iter().chain(more).collect::<Findings>().into_outcome()
+        }
+    }
 }
 
 /// The threshold a figure crossed, where higher is worse: `fail` from `fail` on, else `warn`
@@ -513,6 +538,35 @@ mod tests {
         assert_eq!(outcome.status, Status::Warn);
         assert_eq!(outcome.reason, "cpu 95%; memory 97%; 1 OOM kill; no hint here");
         assert_eq!(outcome.hint.as_deref(), Some("cpu hint; memory hint"));
+    }
+
+    #[test]
+    fn more_findings_join_an_outcome_by_the_same_rule() {
+        let warned = Outcome::warn(FailureKind::Threshold, "saturation 85%")
+            .with_hint("see the pool")
+            .with_rerun(Rerun::Confirm);
+        let expired = Finding::fail(FailureKind::Tls, "certificate expired 3d ago").with_hint("renew");
+        let outcome = warned.clone().and([expired.clone()]);
+        assert_eq!(
+            (
+                outcome.status,
+                outcome.kind,
+                outcome.reason.as_str(),
+                outcome.hint.as_deref()
+            ),
+            (
+                Status::Fail,
+                Some(FailureKind::Tls),
+                "certificate expired 3d ago",
+                Some("renew")
+            )
+        );
+        assert_eq!(outcome.rerun, Rerun::Confirm, "the outcome's own rerun stays");
+        let failed = Outcome::fail(FailureKind::Refused, "connection refused").and([expired]);
+        assert_eq!(failed.reason, "connection refused; certificate expired 3d ago");
+        assert_eq!(failed.kind, Some(FailureKind::Refused));
+        assert_eq!(warned.clone().and([]), warned, "nothing more changes nothing");
+        assert_eq!(Outcome::pass().and([]).reason, "ok");
     }
 
     #[test]

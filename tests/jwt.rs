@@ -643,3 +643,64 @@ fn clock_skew_against_the_auth_service_warns() {
     let skew = report["checks"]["jwt:clock_skew"][0]["observedValue"].as_f64().unwrap();
     assert!((115.0..125.0).contains(&skew), "{skew}");
 }
+
+/// The auth service's certificate expiry is read like every TLS connection's: near expiry warns
+/// (with `ca_file` trusting its private CA), expired fails naming when, and the metric is exported
+/// under `check="jwt"` even when verification fails.
+#[test]
+fn jwks_over_https_reports_the_certificate_expiry() {
+    let day = 86_400;
+    let expiry_metric = |vigil: &Vigil| {
+        vigil.get("/metrics").body.lines().find_map(|l| {
+            l.strip_prefix("vigil_tls_cert_expiry_timestamp_seconds{check=\"jwt\"} ")
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let dir = tempfile::tempdir().unwrap();
+
+    let soon = support::tls::TlsServer::serving(Some(3 * day + 3600), JWKS);
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, soon.ca_pem()).unwrap();
+    let config = format!(
+        "{}ca_file = \"{}\"\n",
+        jwks_config(&soon.url("/jwks.json"), "RS256"),
+        ca.display()
+    );
+    let vigil = Vigil::start(&config);
+    let warned = support::poll_until(DEADLINE, || {
+        vigil
+            .get("/readyz?verbose")
+            .body
+            .contains("[+]jwt warn: certificate expires in 3d (notAfter ")
+    });
+    assert!(warned, "{}", vigil.get("/readyz?verbose").body);
+    assert_eq!(vigil.get("/readyz").status, 200);
+    assert!(
+        vigil.get("/metrics").body.contains("vigil_jwks_keys 3"),
+        "the set itself was read"
+    );
+    let expiry = expiry_metric(&vigil).expect("the expiry is exported");
+    assert!(
+        (expiry - (now + 3.0 * 86_400.0 + 3600.0)).abs() < 120.0,
+        "{expiry} vs {now}"
+    );
+    drop(vigil);
+
+    // Expired yesterday and not trusted (no ca_file): the reason names the expiry, not only the
+    // failed handshake, and the figure is still exported.
+    let expired = support::tls::TlsServer::serving(Some(-day), JWKS);
+    let vigil = Vigil::start(&jwks_config(&expired.url("/jwks.json"), "RS256"));
+    let failed = support::poll_until(DEADLINE, || {
+        let body = vigil.get("/readyz?verbose").body;
+        body.contains("[-]jwt failed:") && body.contains("certificate expired 1d ago (notAfter ")
+    });
+    assert!(failed, "{}", vigil.get("/readyz?verbose").body);
+    assert!(
+        expiry_metric(&vigil).is_some_and(|e| e < now),
+        "still exported when verification fails"
+    );
+}

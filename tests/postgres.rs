@@ -421,6 +421,21 @@ fn vigil_check_with_database_url_alone_sslmode_require_without_server_tls_and_an
 /// Turns TLS on in a running cluster with a certificate for 127.0.0.1 signed by a throw-away CA,
 /// and returns the CA's PEM file.
 fn enable_server_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf {
+    let ca_file = install_server_certificate(pg, dir, None);
+    pg.psql("ALTER SYSTEM SET ssl_cert_file = 'server.crt'");
+    pg.psql("ALTER SYSTEM SET ssl_key_file = 'server.key'");
+    pg.psql("ALTER SYSTEM SET ssl = on");
+    pg.psql("SELECT pg_reload_conf()");
+    wait_until(Duration::from_secs(5), "the server to turn TLS on", || {
+        pg.psql("SHOW ssl") == "on"
+    });
+    ca_file
+}
+
+/// Writes a new server certificate (for 127.0.0.1, signed by a new throw-away CA, its
+/// `notAfter` `valid_for` seconds from now when given) into the data directory and returns the
+/// CA's PEM file; the server reads it at its next configuration reload.
+fn install_server_certificate(pg: &PgServer, dir: &std::path::Path, valid_for: Option<i64>) -> std::path::PathBuf {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -429,10 +444,13 @@ fn enable_server_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
+    let mut leaf_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    if let Some(seconds) = valid_for {
+        let now = time::OffsetDateTime::now_utc();
+        leaf_params.not_before = now - time::Duration::days(30);
+        leaf_params.not_after = now + time::Duration::seconds(seconds);
+    }
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
 
     let data = pg.data_dir();
     let owner = std::fs::metadata(data).unwrap();
@@ -442,17 +460,61 @@ fn enable_server_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
     }
-    pg.psql("ALTER SYSTEM SET ssl_cert_file = 'server.crt'");
-    pg.psql("ALTER SYSTEM SET ssl_key_file = 'server.key'");
-    pg.psql("ALTER SYSTEM SET ssl = on");
-    pg.psql("SELECT pg_reload_conf()");
-    wait_until(Duration::from_secs(5), "the server to turn TLS on", || {
-        pg.psql("SHOW ssl") == "on"
-    });
-
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
     ca_file
+}
+
+/// The server's certificate expiry is read on every TLS connection vigil makes (also when
+/// verification fails): expired fails naming it, the metric is exported, and once the server has
+/// a renewed certificate the check sees it without a restart (the kept connection is opened
+/// afresh while the certificate it saw is expired).
+#[test]
+fn postgres_certificate_expiry_fails_when_expired_and_clears_after_renewal() {
+    let pg = PgServer::start();
+    let url = pg.create_user_db("gateway", PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    enable_server_tls(&pg, dir.path());
+    let ca_file = install_server_certificate(&pg, dir.path(), Some(-86_400));
+    pg.psql("SELECT pg_reload_conf()");
+
+    // verify-full: the handshake fails, and the reason still says when the certificate expired.
+    let out = support::run_cli(
+        &["check"],
+        None,
+        &[(
+            "DATABASE_URL",
+            &format!("{url}?sslmode=verify-full&sslrootcert={}", ca_file.display()),
+        )],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("certificate expired 1d ago (notAfter "), "{stdout}");
+
+    // require (not verified): connected, and failing on the expiry alone.
+    let vigil = Vigil::start(&section(&format!("{url}?sslmode=require"), ""));
+    let mut verbose = String::new();
+    let failed = support::poll_until(Duration::from_secs(10), || {
+        verbose = vigil.get("/readyz?verbose").body;
+        verbose.contains("[-]postgres failed: certificate expired 1d ago (notAfter ")
+    });
+    assert!(failed, "{verbose}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let expiry = metric(&vigil, "vigil_tls_cert_expiry_timestamp_seconds{check=\"postgres\"}").expect("exported");
+    assert!(expiry < now - 80_000.0, "{expiry} vs {now}");
+
+    // Renewed for 3 days: the next runs see it on a fresh connection; near expiry warns only.
+    install_server_certificate(&pg, dir.path(), Some(3 * 86_400 + 3600));
+    pg.psql("SELECT pg_reload_conf()");
+    let warned = support::poll_until(Duration::from_secs(10), || {
+        verbose = vigil.get("/readyz?verbose").body;
+        verbose.contains("[+]postgres warn: certificate expires in 3d (notAfter ")
+    });
+    assert!(warned, "{verbose}");
+    assert_eq!(vigil.get("/readyz").status, 200, "a warn keeps the replica ready");
 }
 
 #[test]

@@ -83,6 +83,63 @@ impl ServerCertVerifier for Recorder {
     }
 }
 
+/// One check's certificate expiry: its series of `vigil_tls_cert_expiry_timestamp_seconds` and
+/// how close an expiry warns. Every check that speaks TLS judges what it saw through this.
+#[derive(Clone)]
+pub struct Expiry {
+    check: String,
+    gauge: prometheus::GaugeVec,
+    warn: Duration,
+}
+
+impl Expiry {
+    pub fn new(check: impl Into<String>, gauge: &prometheus::GaugeVec, warn: Duration) -> Expiry {
+        Expiry {
+            check: check.into(),
+            gauge: gauge.clone(),
+            warn,
+        }
+    }
+
+    /// Exports the earliest `notAfter` seen (when a chain was seen at all) and judges it.
+    pub fn judge(&self, not_after: Option<SystemTime>) -> Option<Finding> {
+        let not_after = not_after?;
+        let unix = not_after
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.gauge.with_label_values(&[self.check.as_str()]).set(unix);
+        judge(not_after, SystemTime::now(), self.warn)
+    }
+
+    /// Whether `not_after` is within the warning distance or past: the moment to look at the
+    /// server's certificate afresh rather than trust a chain seen on an old connection.
+    pub fn is_near(&self, not_after: SystemTime) -> bool {
+        not_after
+            .duration_since(SystemTime::now())
+            .map_or(true, |left| left < self.warn)
+    }
+}
+
+/// The earliest expiry noted by the several requests of one run (the jwt check's validate and
+/// JWKS requests run side by side, so they note into a shared one).
+#[derive(Debug, Default)]
+pub struct Earliest(Mutex<Option<SystemTime>>);
+
+impl Earliest {
+    pub fn note(&self, not_after: Option<SystemTime>) {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *seen = match (*seen, not_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// What was noted since the last take.
+    pub fn take(&self) -> Option<SystemTime> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
 pub const CERT_HINT: &str = "renew the server's certificate (cert-manager: kubectl describe certificate -A; \
                              or the issuer's renewal job) before it expires";
 

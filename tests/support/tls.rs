@@ -25,6 +25,17 @@ impl TlsServer {
     /// The same, with the leaf certificate's `notAfter` `seconds` from now (negative: already
     /// expired); `None` keeps rcgen's default (far in the future).
     pub fn start_valid_for(seconds: Option<i64>) -> TlsServer {
+        TlsServer::serving(seconds, "ok")
+    }
+
+    /// [`TlsServer::start_valid_for`], answering every request `200` with `body`.
+    pub fn serving(seconds: Option<i64>, body: &str) -> TlsServer {
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes();
+        let answer: Arc<[u8]> = answer.into();
         let ca_key = KeyPair::generate().expect("tls: CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("tls: CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -65,6 +76,7 @@ impl TlsServer {
                         accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                     };
                     let acceptor = acceptor.clone();
+                    let answer = Arc::clone(&answer);
                     tokio::spawn(async move {
                         let Ok(mut tls) = acceptor.accept(tcp).await else {
                             return;
@@ -77,9 +89,7 @@ impl TlsServer {
                                 Ok(n) => head.extend_from_slice(&buf[..n]),
                             }
                         }
-                        let _ = tls
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-                            .await;
+                        let _ = tls.write_all(&answer).await;
                         let _ = tls.shutdown().await;
                     });
                 }

@@ -44,8 +44,7 @@ pub struct GatewayCheck {
     traffic: Traffic,
     /// The metric names the pool and the traffic read: all a scrape keeps.
     wanted: Arc<[String]>,
-    cert_expiry: prometheus::GaugeVec,
-    cert_warn: std::time::Duration,
+    expiry: cert::Expiry,
 }
 
 /// Builds the `gateway` check.
@@ -64,8 +63,11 @@ pub fn build(config: &Gateway, cx: &BuildContext<'_>) -> Result<Scheduled, Build
         pool,
         traffic,
         wanted,
-        cert_expiry: cx.metrics.tls_cert_expiry_timestamp_seconds.clone(),
-        cert_warn: config.cert_warn,
+        expiry: cert::Expiry::new(
+            "gateway",
+            &cx.metrics.tls_cert_expiry_timestamp_seconds,
+            config.cert_warn,
+        ),
     };
     Ok(Scheduled::new("gateway", config.settings, check))
 }
@@ -95,13 +97,7 @@ impl GatewayCheck {
                 Err(failure) => failure.cert_not_after,
             })
             .min();
-        if let Some(not_after) = not_after {
-            let unix = not_after
-                .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            self.cert_expiry.with_label_values(&["gateway"]).set(unix);
-            report.find_all(cert::judge(not_after, std::time::SystemTime::now(), self.cert_warn));
-        }
+        report.find_all(self.expiry.judge(not_after));
         let healthy = health.map(|result| self.judge_health(result, &mut report));
         let scraped = match scraped {
             Some(result) => Some(self.read_scrape(result, &mut report).await),

@@ -4,10 +4,12 @@
 //! service, the usual cause of tokens failing `exp`/`nbf` on one side only.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
+use crate::checks::cert;
 use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, RequestError};
 use crate::config::{HttpUrl, JwtAlgorithm};
 use crate::outcome::FailureKind;
@@ -129,6 +131,8 @@ pub struct Jwks {
     client: HttpClient,
     request: ProbeRequest,
     last_good: Option<Good>,
+    /// Where the expiry of the chain the auth service showed is noted (the check judges it).
+    seen: Arc<cert::Earliest>,
 }
 
 impl Jwks {
@@ -137,6 +141,7 @@ impl Jwks {
         algorithm: JwtAlgorithm,
         interval: Duration,
         client: HttpClient,
+        seen: Arc<cert::Earliest>,
     ) -> Result<Jwks, RequestError> {
         let request = super::get_request(&url)?;
         Ok(Jwks {
@@ -146,6 +151,7 @@ impl Jwks {
             client,
             request,
             last_good: None,
+            seen,
         })
     }
 
@@ -217,7 +223,7 @@ impl Jwks {
 
     async fn fetch(&self, deadline: Duration) -> Result<(Vec<KeyInfo>, Option<SystemTime>), JwksError> {
         let url = self.url.as_str().to_owned();
-        let answer = super::get(&self.client, &self.request, deadline, BODY_CAP)
+        let answer = super::get(&self.client, &self.request, deadline, BODY_CAP, &self.seen)
             .await
             .map_err(|error| JwksError::Fetch {
                 url: url.clone(),

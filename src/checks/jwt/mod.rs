@@ -20,10 +20,12 @@ mod secret;
 mod token;
 mod validate;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value as Json, json};
 
+use crate::checks::cert;
 use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, ProbeResponse, RequestError};
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
 use crate::config::{HttpUrl, Jwt, JwtAlgorithm};
@@ -88,6 +90,9 @@ pub struct JwtCheck {
     budget: Duration,
     rotation: Rotation,
     metrics: JwtMetrics,
+    /// The earliest certificate expiry the run's https requests were shown, and its judge.
+    seen: Arc<cert::Earliest>,
+    expiry: cert::Expiry,
 }
 
 /// Builds the `jwt` check.
@@ -110,22 +115,30 @@ impl JwtCheck {
         };
         // One client (one rustls configuration) for both probes, built only when there is a URL
         // to probe: a check that only watches the secret parses no roots.
+        let seen = Arc::new(cert::Earliest::default());
         let client = match (&config.validate_url, &config.jwks_url) {
             (None, None) => None,
-            _ => Some(cx.http_client("jwt", None)?),
+            _ => Some(cx.http_client("jwt", config.ca_file.as_deref())?),
         };
         // The gateway probe signs with the shared secret; with RS256/ES256 vigil holds no
         // private key, so there is nothing it could sign (the README says so).
         let gateway = match (&config.validate_url, &client) {
-            (Some(url), Some(client)) if source.is_some() => {
-                Some(ValidateProbe::new(url.clone(), client.clone()).map_err(|e| error(format!("validate_url: {e}")))?)
-            }
+            (Some(url), Some(client)) if source.is_some() => Some(
+                ValidateProbe::new(url.clone(), client.clone(), Arc::clone(&seen))
+                    .map_err(|e| error(format!("validate_url: {e}")))?,
+            ),
             _ => None,
         };
         let jwks = match (&config.jwks_url, client) {
             (Some(url), Some(client)) => Some(
-                Jwks::new(url.clone(), config.algorithm, config.settings.interval, client)
-                    .map_err(|e| error(format!("jwks_url: {e}")))?,
+                Jwks::new(
+                    url.clone(),
+                    config.algorithm,
+                    config.settings.interval,
+                    client,
+                    Arc::clone(&seen),
+                )
+                .map_err(|e| error(format!("jwks_url: {e}")))?,
             ),
             _ => None,
         };
@@ -141,6 +154,8 @@ impl JwtCheck {
             budget: config.settings.timeout.mul_f64(0.9),
             rotation: Rotation::default(),
             metrics,
+            seen,
+            expiry: cert::Expiry::new("jwt", &cx.metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn),
         })
     }
 
@@ -167,6 +182,7 @@ impl JwtCheck {
             }
         };
         let (gateway_report, jwks_report) = tokio::join!(gateway_run, jwks_run);
+        report.find_all(self.expiry.judge(self.seen.take()));
         match gateway_report {
             Some(gateway) => self.report_gateway(gateway, &mut report),
             None if self.gateway.is_some() => {
@@ -388,17 +404,28 @@ fn get_request(url: &HttpUrl) -> Result<ProbeRequest, RequestError> {
 /// One request over a fresh connection (the upstream check's rule: the first address the name
 /// resolves to), reading at most `body_limit` bytes, cut at `deadline`. A timeout names the
 /// deadline in whole milliseconds: `360ms`, not the `359ms 996us 274ns` left of a budget.
+/// The expiry of the chain the server presented is noted in `seen`, also when the request failed.
 async fn get(
     client: &HttpClient,
     request: &ProbeRequest,
     deadline: Duration,
     body_limit: usize,
+    seen: &cert::Earliest,
 ) -> Result<ProbeResponse, ProbeError> {
     let millis = u64::try_from(deadline.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-    client
+    let answer = client
         .probe(request, deadline, Duration::from_millis(millis), body_limit)
-        .await
-        .map_err(|failure| failure.error)
+        .await;
+    match answer {
+        Ok(response) => {
+            seen.note(response.cert_not_after);
+            Ok(response)
+        }
+        Err(failure) => {
+            seen.note(failure.cert_not_after);
+            Err(failure.error)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 //! reject, anything else (another status, no answer) is neither and fails the check as such, so
 //! "gateway unreachable" never reads as "gateway rejects valid tokens".
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 use serde_json::{Value, json};
 
+use crate::checks::cert;
 use crate::checks::http_probe::{self, HttpClient, ProbeError, ProbeRequest, ProbeResponse, RequestError};
 use crate::config::HttpUrl;
 use crate::outcome::FailureKind;
@@ -81,12 +83,19 @@ pub struct ValidateProbe {
     /// The request without its token: the `Authorization` header is added per token and run,
     /// so that no token outlives the run that signed it.
     request: ProbeRequest,
+    /// Where the expiry of the chain each request was shown is noted (the check judges it).
+    seen: Arc<cert::Earliest>,
 }
 
 impl ValidateProbe {
-    pub fn new(url: HttpUrl, client: HttpClient) -> Result<ValidateProbe, RequestError> {
+    pub fn new(url: HttpUrl, client: HttpClient, seen: Arc<cert::Earliest>) -> Result<ValidateProbe, RequestError> {
         let request = super::get_request(&url)?;
-        Ok(ValidateProbe { url, client, request })
+        Ok(ValidateProbe {
+            url,
+            client,
+            request,
+            seen,
+        })
     }
 
     /// Sends `token` as `Authorization: Bearer <token>`. The body is read at most as far as an
@@ -102,7 +111,7 @@ impl ValidateProbe {
             }
             Err(error) => return Verdict::Failed(ProbeError::Request(error.into())),
         }
-        Verdict::from(super::get(&self.client, &request, deadline, http_probe::BODY_LIMIT).await)
+        Verdict::from(super::get(&self.client, &request, deadline, http_probe::BODY_LIMIT, &self.seen).await)
     }
 
     /// Sends the valid token, then the forged one, then (only when the valid one was refused)

@@ -39,6 +39,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use self::errors::{LONG_QUERY_HINT, PgFailure, SATURATION_HINT, Target, classify, classify_pool};
 use self::queries::{Stats, read_stats, stats_sql};
 use self::tls::SslMode;
+use crate::checks::cert;
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled, Wake};
 use crate::config::Postgres;
 use crate::fmt;
@@ -79,7 +80,15 @@ pub struct PostgresCheck {
     /// confirmed, and while the port refuses, to look again every `fast_retry`.
     lost: bool,
     fast_retry: Duration,
+    /// The expiry of the chain the server presented on the latest TLS connection, and its judge.
+    seen_expiry: tls::SeenExpiry,
+    expiry: cert::Expiry,
 }
+
+/// While the server's certificate is near its expiry, how old the kept connection may grow
+/// before it is opened afresh to see whether the certificate was renewed (an expired one is
+/// looked at again every run): the chain is only shown at a handshake.
+const CERT_RECHECK: Duration = Duration::from_secs(300);
 
 /// The kept connection.
 struct Kept {
@@ -159,7 +168,7 @@ impl PostgresCheck {
     pub fn new(config: &Postgres, metrics: &Metrics) -> Result<PostgresCheck, BuildError> {
         let error = |message: String| BuildError::new("postgres", message);
         let parsed = &config.target;
-        let connector = tls::connector(parsed.sslmode, parsed.root_cert.as_deref())
+        let (connector, seen_expiry) = tls::connector(parsed.sslmode, parsed.root_cert.as_deref())
             .map_err(|e| error(format!("postgres.url: {e}")))?;
         let settings = config.settings;
         let budget = settings.timeout.mul_f64(0.9);
@@ -182,6 +191,7 @@ impl PostgresCheck {
             .recycle_timeout(Some(budget))
             .build()
             .map_err(|e| error(format!("cannot build the connection pool: {e}")))?;
+        let expiry = cert::Expiry::new("postgres", &metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn);
         let metrics = PostgresMetrics::register(metrics).map_err(|e| error(e.to_string()))?;
 
         Ok(PostgresCheck {
@@ -202,6 +212,8 @@ impl PostgresCheck {
             last_loss: Arc::default(),
             lost: false,
             fast_retry: (settings.interval / 5).min(Duration::from_secs(1)),
+            seen_expiry,
+            expiry,
         })
     }
 
@@ -246,12 +258,15 @@ impl PostgresCheck {
             self.kept = None;
             self.lost = true;
         }
+        self.recheck_certificate();
         let measured = self.measure().await;
         self.export(&measured);
         let details = self.details(&measured);
         let observations = self.observations(&measured);
+        let certificate = self.expiry.judge(self.last_expiry());
         let outcome = self
             .judge(measured)
+            .and(certificate)
             .with_observations(observations)
             .with_details(details);
         let rerun = match (outcome.status, outcome.kind) {
@@ -263,6 +278,29 @@ impl PostgresCheck {
             self.lost = false;
         }
         outcome.with_rerun(rerun)
+    }
+
+    fn last_expiry(&self) -> Option<SystemTime> {
+        *self.seen_expiry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Retires the kept connection when the certificate it was shown is expired, or near its
+    /// expiry and seen more than [`CERT_RECHECK`] ago, so that this run's fresh handshake tells
+    /// whether the server has a renewed one (a server reloads its certificate without dropping
+    /// the connections it has).
+    fn recheck_certificate(&mut self) {
+        let Some(not_after) = self.last_expiry() else { return };
+        if !self.expiry.is_near(not_after) {
+            return;
+        }
+        let expired = not_after <= SystemTime::now();
+        let old = self
+            .kept
+            .as_ref()
+            .is_some_and(|k| k.since.elapsed().unwrap_or_default() >= CERT_RECHECK);
+        if expired || old {
+            self.kept = None;
+        }
     }
 
     /// Opening the kept connection (when it is missing) and the pool's timed query go

@@ -20,13 +20,18 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use crate::config::SslMode;
 
-/// The rustls connector for a mode. Built at start (no runtime needed).
-pub fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<MakeRustlsConnect, String> {
+/// Where the connector leaves the earliest `notAfter` of the chain the server presented on the
+/// latest TLS connection (kept or pooled), read before verification decides.
+pub type SeenExpiry = Arc<std::sync::Mutex<Option<std::time::SystemTime>>>;
+
+/// The rustls connector for a mode, and where it notes the server's certificate expiry. Built
+/// at start (no runtime needed).
+pub fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<(MakeRustlsConnect, SeenExpiry), String> {
     let provider = Arc::new(aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?;
-    let config = match mode {
+    let verifier: Arc<dyn ServerCertVerifier> = match mode {
         SslMode::VerifyFull => {
             let mut roots = RootCertStore::empty();
             match root_cert {
@@ -41,14 +46,20 @@ pub fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<MakeRustlsCo
                 }
                 None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .map_err(|e| format!("TLS setup failed: {e}"))?
         }
-        _ => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
-            .with_no_client_auth(),
+        _ => Arc::new(EncryptOnly(provider)),
     };
-    Ok(MakeRustlsConnect::new(config))
+    // One recorder for every connection of the check: the latest handshake's chain is what
+    // the server presents now.
+    let (recorder, seen) = crate::checks::cert::Recorder::new(verifier);
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(recorder))
+        .with_no_client_auth();
+    Ok((MakeRustlsConnect::new(config), seen))
 }
 
 /// libpq's `prefer`/`require`: the channel is encrypted and the server's signature over the
