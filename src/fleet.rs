@@ -437,11 +437,11 @@ impl Fleet {
             match target.host.parse::<IpAddr>() {
                 Ok(ip) => found.push(SocketAddr::new(ip, target.port)),
                 Err(_) => {
-                    let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
+                    let lookup = crate::dns::lookup(target.host.as_str(), target.port);
                     match tokio::time::timeout(deadline, lookup).await {
-                        Ok(Ok(addresses)) => {
+                        Ok(Ok(answer)) => {
                             let before = found.len();
-                            found.extend(addresses);
+                            found.extend(answer.addresses);
                             if found.len() == before {
                                 errors.push(format!("{} resolves to no address", target.host));
                             }

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod checks;
 pub mod config;
+pub mod dns;
 pub mod files;
 pub mod fleet;
 pub mod fmt;

@@ -543,3 +543,146 @@ fn diag_answers_503_when_failing_and_200_when_passing_or_warning() {
     extra.set_response(Response::text(200, "ok"));
     expect("pass", 200);
 }
+
+// ----- a resolver that never answers -----
+
+/// A network namespace whose resolv.conf (`ip netns exec` mounts `/etc/netns/<name>/resolv.conf`
+/// over the real one) points at a DNS server that reads nothing and answers nothing, with a 20 s
+/// resolver timeout; a TCP port 7777 on its loopback accepts connections (the backlog does).
+/// Deleted on drop with its processes.
+struct SilentDns {
+    name: String,
+    server: Option<Child>,
+}
+
+const SILENT_DNS: &str = r#"
+import socket, sys, time
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 53))
+tcp = socket.socket()
+tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("127.0.0.1", 7777))
+tcp.listen(64)
+print("ready", flush=True)
+time.sleep(float(sys.argv[1]))
+"#;
+
+impl SilentDns {
+    fn create() -> Result<SilentDns, String> {
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| format!("cannot run id: {e}"))?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return Err("not root".to_owned());
+        }
+        let name = format!("vigil-dns-{}", std::process::id());
+        let mut dns = SilentDns { name, server: None };
+        for step in [
+            vec!["netns", "add", dns.name.as_str()],
+            vec!["-n", dns.name.as_str(), "link", "set", "lo", "up"],
+        ] {
+            let out = Command::new("ip")
+                .args(&step)
+                .output()
+                .map_err(|e| format!("cannot run ip: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip {} failed: {}",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        let etc = format!("/etc/netns/{}", dns.name);
+        fs::create_dir_all(&etc).map_err(|e| format!("cannot create {etc}: {e}"))?;
+        fs::write(
+            format!("{etc}/resolv.conf"),
+            "nameserver 127.0.0.1\noptions timeout:20 attempts:1\n",
+        )
+        .map_err(|e| format!("cannot write {etc}/resolv.conf: {e}"))?;
+        let mut server = dns
+            .command("python3")
+            .args(["-c", SILENT_DNS, "120"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the silent DNS server: {e}"))?;
+        let mut line = String::new();
+        let stdout = server.stdout.take().ok_or("no stdout")?;
+        dns.server = Some(server);
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| format!("silent DNS server: {e}"))?;
+        if line.trim() != "ready" {
+            return Err(format!("the silent DNS server did not start: {line:?}"));
+        }
+        Ok(dns)
+    }
+
+    /// `program` to be run inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for SilentDns {
+    fn drop(&mut self) {
+        if let Some(server) = &mut self.server {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = fs::remove_dir_all(format!("/etc/netns/{}", self.name));
+    }
+}
+
+/// A DNS server that never answers (cut lookups cannot be cancelled: each one waits out the
+/// resolver's 20 s) costs only the upstreams that need it: every one of twenty fails at its 1 s
+/// timeout, the `system` check (which reads files on the blocking pool that lookups used to fill)
+/// still passes, a name from /etc/hosts still resolves, and `vigil check` ends at once instead of
+/// waiting for the hung lookups.
+#[test]
+fn a_dns_server_that_never_answers_costs_only_the_lookups_that_need_it() {
+    let dns = match SilentDns::create() {
+        Ok(dns) => dns,
+        Err(why) => {
+            eprintln!("SKIPPED: a network namespace with its own resolv.conf is needed: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = String::from("[system]\ninterval = \"1s\"\ntimeout = \"1s\"\n");
+    for i in 0..20 {
+        config.push_str(&format!(
+            "[[upstream]]\nname = \"hang-{i}\"\nurl = \"http://hang-{i}.vigil.test/healthz\"\ntimeout = \"1s\"\n"
+        ));
+    }
+    config.push_str("[[upstream]]\nname = \"hosts\"\nurl = \"tcp://localhost:7777\"\ntimeout = \"1s\"\n");
+    let path = dir.path().join("vigil.toml");
+    fs::write(&path, config).unwrap();
+
+    let started = Instant::now();
+    let out = dns
+        .command(VIGIL_BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for i in 0..20 {
+        assert!(
+            stdout.contains(&format!(
+                "[-]upstream:hang-{i} failed: GET http://hang-{i}.vigil.test/healthz: timed out after 1s"
+            )),
+            "hang-{i}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("[+]system ok"), "{stdout}");
+    assert!(stdout.contains("[+]upstream:hosts ok"), "{stdout}");
+    assert!(
+        took < Duration::from_secs(6),
+        "vigil check took {took:?}, waiting for hung lookups"
+    );
+}

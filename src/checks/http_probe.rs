@@ -3,7 +3,7 @@
 //!
 //! Each run opens its own connection on purpose: a kept-alive connection would hide a firewall
 //! rule, a dead L4 balancer backend or a DNS change behind a socket opened minutes ago. The
-//! phases are done by hand (`lookup_host`, `TcpStream::connect`, tokio-rustls,
+//! phases are done by hand (`crate::dns`, `TcpStream::connect`, tokio-rustls,
 //! `hyper::client::conn::http1`) because a pooled client cannot tell them apart.
 //!
 //! The one HTTP client of the agent: the upstream and gateway checks probe with it, and the jwt
@@ -374,19 +374,16 @@ impl HttpClient {
     }
 }
 
-/// The addresses of `host` (itself when it is an address).
+/// The addresses of `host` (itself when it is an address), through the one resolver.
 pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ProbeError> {
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|source| ProbeError::Dns {
-            host: host.to_owned(),
-            source,
-        })?
-        .collect();
-    Ok(found)
+    Ok(lookup(host, port).await?.addresses)
+}
+
+async fn lookup(host: &str, port: u16) -> Result<crate::dns::Found, ProbeError> {
+    crate::dns::lookup(host, port).await.map_err(|source| ProbeError::Dns {
+        host: host.to_owned(),
+        source,
+    })
 }
 
 /// The name resolved (timed, unless it is an address) and connected to, Happy Eyeballs style
@@ -395,12 +392,12 @@ async fn connect(host: &str, port: u16, progress: &mut Progress) -> Result<(TcpS
     let addresses: Vec<SocketAddr> = match progress.at {
         Some(at) => vec![at],
         None => {
-            let lookup = Instant::now();
-            let found = resolve(host, port).await?;
+            let found = lookup(host, port).await?;
             if host.parse::<std::net::IpAddr>().is_err() {
-                progress.phases.dns = Some(lookup.elapsed());
+                // The resolver's own time: a wait for a free lookup slot is not DNS time.
+                progress.phases.dns = Some(found.took);
             }
-            found
+            found.addresses
         }
     };
     progress.addresses = Some(addresses.len());
