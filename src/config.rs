@@ -2509,4 +2509,43 @@ expect_status = "3xx"
         assert!(message.starts_with(&format!("{}:2:", path.display())), "{message}");
         assert!(!message.contains('\n'), "one line: {message}");
     }
+
+    #[test]
+    fn grpc_and_http_version_keys_belong_to_their_kinds() {
+        let entry = |url: &str, extra: &str| format!("[[upstream]]\nname = \"a\"\nurl = \"{url}\"\n{extra}\n");
+        let config = load_str(
+            &entry("grpcs://orders:9000", "grpc_service = \"orders.v1.Orders\""),
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(config.upstreams[0].url, UpstreamUrl::Grpcs(ref t) if t.host == "orders" && t.port == 9000));
+        assert_eq!(config.upstreams[0].grpc_service.as_deref(), Some("orders.v1.Orders"));
+        let config = load_str(&entry("https://a/", "http_version = \"2\""), &[]).unwrap();
+        assert_eq!(config.upstreams[0].http_version, Some(HttpVersion::Http2));
+        assert_eq!(
+            load_str(&entry("http://a/", ""), &[]).unwrap().upstreams[0].http_version,
+            None
+        );
+        for (toml, expected) in [
+            (
+                entry("grpc://orders", ""),
+                "upstream[0].url: must name a port, such as grpc://orders:6379",
+            ),
+            (
+                entry("grpc://orders:9000", "http_version = \"2\""),
+                "upstream[0].http_version: applies only to http:// and https:// upstreams, not to grpc://orders:9000",
+            ),
+            (
+                entry("https://a/", "grpc_service = \"\""),
+                "upstream[0].grpc_service: applies only to grpc:// and grpcs:// upstreams, not to https://a/",
+            ),
+            (
+                entry("grpc://orders:9000", "grpc_service = \"a\\nb\""),
+                "upstream[0].grpc_service: must be at most 200 characters without control characters, such as \"orders.v1.Orders\"",
+            ),
+        ] {
+            assert_eq!(error(&toml, &[]), expected, "for {toml:?}");
+        }
+        assert!(error(&entry("http://a/", "http_version = \"3\""), &[]).starts_with("upstream[0].http_version: "));
+    }
 }

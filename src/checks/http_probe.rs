@@ -271,11 +271,13 @@ pub enum ProbeError {
     Tls(std::io::Error),
     #[error("invalid TLS server name {0:?}")]
     ServerName(String),
-    #[error("HTTP exchange failed: {0}")]
+    /// With the error's sources: hyper's HTTP/2 errors say little alone ("connection error").
+    #[error("HTTP exchange failed: {}", with_sources(.0))]
     Http(#[from] hyper::Error),
-    /// `http_version = "2"` or gRPC over TLS, and the server did not choose h2 by ALPN.
-    #[error("the server does not speak HTTP/2: by ALPN it chose {chosen} where h2 was asked for")]
-    NotHttp2 { chosen: String },
+    /// `http_version = "2"` or gRPC over TLS, and the server did not choose h2 by ALPN; `how`
+    /// says what it did instead.
+    #[error("the server does not speak HTTP/2: {how}")]
+    NotHttp2 { how: String },
     /// A gRPC answer that is no health answer (see [`grpc::interpret`]).
     #[error("not a gRPC health answer: {0}")]
     Grpc(#[from] grpc::DecodeError),
@@ -283,6 +285,21 @@ pub enum ProbeError {
     Request(#[from] http::Error),
     #[error("timed out after {0}")]
     Timeout(String),
+}
+
+/// `error: its source: the source's source`, each told once.
+fn with_sources(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl ProbeError {
@@ -387,7 +404,12 @@ impl HttpClient {
         let (config, seen) = self.recording(alpn);
         let connected = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await;
         progress.cert_not_after = *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tls = connected.map_err(ProbeError::Tls)?;
+        let tls = connected.map_err(|error| match refused_alpn(&error) {
+            true if alpn == Alpn::Http2 => ProbeError::NotHttp2 {
+                how: "it refused h2 by ALPN (alert NoApplicationProtocol)".to_owned(),
+            },
+            _ => ProbeError::Tls(error),
+        })?;
         progress.phases.tls = Some(handshake.elapsed());
         Ok(tls)
     }
@@ -570,11 +592,24 @@ fn chose_h2(tls: &TlsStream) -> bool {
 
 /// The refusal of a server that did not choose h2 where it had to.
 fn not_http2(tls: &TlsStream) -> ProbeError {
-    let chosen = match tls.get_ref().1.alpn_protocol() {
-        Some(protocol) => String::from_utf8_lossy(protocol).into_owned(),
-        None => "no protocol".to_owned(),
+    let how = match tls.get_ref().1.alpn_protocol() {
+        Some(protocol) => format!("by ALPN it chose {}, not h2", String::from_utf8_lossy(protocol)),
+        None => "it chose no protocol by ALPN, so not h2".to_owned(),
     };
-    ProbeError::NotHttp2 { chosen }
+    ProbeError::NotHttp2 { how }
+}
+
+/// Whether a handshake failed because the server shares none of the ALPN protocols offered.
+fn refused_alpn(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+            )
+        })
 }
 
 /// The user agent of every request.
