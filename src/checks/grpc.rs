@@ -15,6 +15,9 @@
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 
+// The serving statuses' names by their numbers are the metric's `status` labels.
+use crate::metrics::series::GRPC_SERVING_STATUSES;
+
 /// The method every probe calls.
 pub const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 
@@ -54,9 +57,6 @@ pub enum ServingStatus {
     Other(u64),
 }
 
-/// The `status` label values of `vigil_upstream_grpc_serving_status`, by the enum's numbers.
-pub const SERVING_STATUS_NAMES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
-
 impl ServingStatus {
     fn from_number(number: u64) -> ServingStatus {
         match number {
@@ -68,7 +68,7 @@ impl ServingStatus {
         }
     }
 
-    /// Its place in [`SERVING_STATUS_NAMES`]; `None` for [`ServingStatus::Other`].
+    /// Its place in the serving statuses' names; `None` for [`ServingStatus::Other`].
     pub fn index(self) -> Option<usize> {
         match self {
             ServingStatus::Unknown => Some(0),
@@ -82,7 +82,7 @@ impl ServingStatus {
     /// `SERVING`, `NOT_SERVING`, …; `status 7` for a number the protocol does not define.
     pub fn name(self) -> String {
         match self.index() {
-            Some(index) => SERVING_STATUS_NAMES[index].to_owned(),
+            Some(index) => GRPC_SERVING_STATUSES[index].to_owned(),
             None => match self {
                 ServingStatus::Other(number) => format!("status {number}"),
                 _ => String::new(),

@@ -635,7 +635,7 @@ fn answer_name(answer: &grpc::HealthAnswer) -> String {
     }
 }
 
-/// `vigil_upstream_grpc_serving_status` by [`grpc::SERVING_STATUS_NAMES`]: the last serving
+/// `vigil_upstream_grpc_serving_status` by its `status` labels: the last serving
 /// status set, none for a gRPC error or no answer.
 fn serving_flags(answer: Option<&grpc::HealthAnswer>) -> [bool; 4] {
     let mut flags = [false; 4];

@@ -87,8 +87,9 @@ pub struct UpstreamFigures {
     pub grpc_serving_status: Option<[bool; 4]>,
 }
 
-/// The `status` label values of `vigil_upstream_grpc_serving_status`, in order.
-pub const GRPC_SERVING_STATUSES: [&str; 4] = crate::checks::grpc::SERVING_STATUS_NAMES;
+/// The `status` label values of `vigil_upstream_grpc_serving_status`: the names of
+/// `grpc.health.v1.HealthCheckResponse.ServingStatus`, in the order of their numbers.
+pub const GRPC_SERVING_STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
 /// The `phase` label values of `vigil_upstream_phase_duration_seconds`, in order.
 pub const PHASES: [&str; 4] = ["dns", "connect", "tls", "first_byte"];
