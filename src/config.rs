@@ -1032,11 +1032,11 @@ pub struct Upstream {
     /// The span the latency percentiles cover. Default `5m`; between the interval and 24h.
     #[serde(default = "default_window", with = "duration")]
     pub window: Duration,
-    /// A PEM file of extra CA certificates for https (beside the built-in Mozilla roots), read
+    /// A PEM file of extra CA certificates for https, grpcs and tls (beside the built-in Mozilla roots), read
     /// when the check is built. Default none; must hold at least one certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
-    /// How close the earliest `notAfter` of the certificate chain an https upstream presents
+    /// How close the earliest `notAfter` of the certificate chain an https, grpcs or tls upstream presents
     /// may come before the check warns (expired fails). Default `14d`; at most 365d.
     #[serde(default = "default_cert_warn", with = "duration")]
     pub cert_warn: Duration,

@@ -214,6 +214,11 @@ fn auto_negotiates_h2_by_alpn_and_falls_back_to_http_1_1() {
         silent.last_version().is_none(),
         "no request is sent in a protocol the server did not choose"
     );
+    let text = vigil.get("/diag").body;
+    assert!(
+        text.contains("hint: the server (or a proxy in front of it) does not offer HTTP/2"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body as _;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -382,11 +382,11 @@ impl HttpClient {
             if request.version == HttpVersion::Http2 && !h2 {
                 return Err(not_http2(&tls));
             }
-            http_exchange(tls, h2, request, started, addresses, body_limit, progress).await
+            http_exchange(Box::new(tls), h2, request, started, addresses, body_limit, progress).await
         } else {
             // h2c only when asked for by name: it is never guessed (prior knowledge or nothing).
             let h2 = request.version == HttpVersion::Http2;
-            http_exchange(tcp, h2, request, started, addresses, body_limit, progress).await
+            http_exchange(Box::new(tcp), h2, request, started, addresses, body_limit, progress).await
         }
     }
 
@@ -615,18 +615,24 @@ fn refused_alpn(error: &std::io::Error) -> bool {
 /// The user agent of every request.
 const USER_AGENT: &str = concat!("vigil/", env!("CARGO_PKG_VERSION"));
 
-async fn http_exchange<S>(
-    stream: S,
+/// A connection, plain or TLS, behind one type: hyper's clients are generic over the stream
+/// and the body, and each combination is a copy of them in the binary. One stream type and one
+/// body type ([`Full`], empty for a GET) keep it at one copy of each client.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+type BoxedStream = Box<dyn Stream>;
+
+async fn http_exchange(
+    stream: BoxedStream,
     h2: bool,
     request: &ProbeRequest,
     started: Instant,
     addresses: usize,
     body_limit: usize,
     progress: &mut Progress,
-) -> Result<ProbeResponse, ProbeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> Result<ProbeResponse, ProbeError> {
     let mut builder = Request::builder()
         .method(request.method.clone())
         .header(http::header::USER_AGENT, USER_AGENT);
@@ -646,7 +652,8 @@ where
     for (name, value) in &request.headers {
         builder = builder.header(name, value);
     }
-    let outgoing = builder.body(Empty::<Bytes>::new())?;
+    // An empty `Full` is at its end from the start: sent as no body at all, as `Empty` would be.
+    let outgoing = builder.body(Full::new(Bytes::new()))?;
     let answer = send(stream, h2, outgoing, body_limit).await?;
     progress.phases.first_byte = Some(answer.first_byte);
     let date = answer
@@ -695,12 +702,12 @@ const H2_HEADER_LIMIT: u32 = 64 * 1024;
 /// nothing outlives the run: HTTP/1.1's connection future is polled in a `select!`, HTTP/2's
 /// tasks run in [`http2::in_run`]. When the connection ends first (the server closed), the
 /// request side resolves right after with the data or the error.
-async fn send<S, B>(stream: S, h2: bool, outgoing: Request<B>, body_limit: usize) -> Result<Answer, ProbeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+async fn send(
+    stream: BoxedStream,
+    h2: bool,
+    outgoing: Request<Full<Bytes>>,
+    body_limit: usize,
+) -> Result<Answer, ProbeError> {
     if h2 {
         return http2::in_run(|executor| async move {
             // Flow-control windows the size of what is read: a server cannot make a probe
@@ -823,9 +830,9 @@ impl HttpClient {
                 if !chose_h2(&stream) {
                     return Err(not_http2(&stream));
                 }
-                send(stream, true, outgoing, BODY_LIMIT).await?
+                send(Box::new(stream), true, outgoing, BODY_LIMIT).await?
             } else {
-                send(tcp, true, outgoing, BODY_LIMIT).await?
+                send(Box::new(tcp), true, outgoing, BODY_LIMIT).await?
             };
             progress.phases.first_byte = Some(answer.first_byte);
             let health = grpc::interpret(

@@ -32,6 +32,10 @@ const GRPC_UNIMPLEMENTED_HINT: &str = "the server does not register grpc.health.
                                        or probe the port as tcp://";
 const GRPC_UNKNOWN_SERVICE_HINT: &str = "grpc_service must be a name the server's health service was given a status \
                                          for (HealthServicer.set(name, SERVING)); \"\" asks for the server as a whole";
+const HTTP2_HINT: &str = "the server (or a proxy in front of it) does not offer HTTP/2: for an http(s) upstream set \
+                          http_version = \"auto\" or \"1.1\"; a gRPC server must be reached over HTTP/2 end to end";
+const NOT_GRPC_HINT: &str = "the port does not answer as a gRPC server: check the URL's port, and that nothing in \
+                             between (an HTTP/1.1 proxy, a load balancer) turns gRPC away";
 const TLS_HINT: &str = "the upstream's certificate is not trusted or not valid for its name: \
                         set ca_file to the CA that signed it, or check the certificate's names and dates";
 
@@ -501,6 +505,8 @@ impl UpstreamCheck {
                 endpoints_command(host)
             ),
             ProbeError::Tls(_) | ProbeError::ServerName(_) => TLS_HINT.to_owned(),
+            ProbeError::NotHttp2 { .. } => HTTP2_HINT.to_owned(),
+            ProbeError::Grpc(_) => NOT_GRPC_HINT.to_owned(),
             _ => DOWN_HINT.to_owned(),
         };
         let reason = match &failure.error {
