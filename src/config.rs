@@ -1021,9 +1021,19 @@ pub struct Upstream {
     /// unique among the upstreams.
     pub name: String,
     /// What each run asks; the scheme picks the protocol. Required; an `http(s)` URL without
-    /// credentials, or `tcp://host:port` (connect only) or `tls://host:port` (connect and TLS
+    /// credentials, `grpc://host:port` (gRPC health over h2c) or `grpcs://host:port` (over TLS,
+    /// ALPN h2), or `tcp://host:port` (connect only) or `tls://host:port` (connect and TLS
     /// handshake, certificate read).
     pub url: UpstreamUrl,
+    /// `"1.1"`, `"2"` or `"auto"` (default): which HTTP an http(s) upstream is asked in. `auto`
+    /// offers h2 and http/1.1 by ALPN on https and speaks HTTP/1.1 on plain http (h2c is never
+    /// guessed); `"2"` insists on HTTP/2 (h2c prior knowledge on http). Only on http(s) upstreams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<HttpVersion>,
+    /// The service asked of `grpc.health.v1.Health/Check`. Default `""` (the server as a whole);
+    /// at most 200 characters, no control characters. Only on grpc(s) upstreams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_service: Option<String>,
     /// The request's method. Default `GET`; one of `GET`, `HEAD`, `POST`, `PUT`, `OPTIONS`.
     #[serde(default = "default_method", with = "method")]
     pub method: Method,
@@ -1045,11 +1055,11 @@ pub struct Upstream {
     /// The span the latency percentiles cover. Default `5m`; between the interval and 24h.
     #[serde(default = "default_window", with = "duration")]
     pub window: Duration,
-    /// A PEM file of extra CA certificates for https (beside the built-in Mozilla roots), read
+    /// A PEM file of extra CA certificates for https, grpcs and tls (beside the built-in Mozilla roots), read
     /// when the check is built. Default none; must hold at least one certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
-    /// How close the earliest `notAfter` of the certificate chain an https upstream presents
+    /// How close the earliest `notAfter` of the certificate chain an https, grpcs or tls upstream presents
     /// may come before the check warns (expired fails). Default `14d`; at most 365d.
     #[serde(default = "default_cert_warn", with = "duration")]
     pub cert_warn: Duration,
@@ -1057,6 +1067,22 @@ pub struct Upstream {
     /// probe every address the name resolves to (at most 64), each in the same run.
     #[serde(default)]
     pub addresses: AddressMode,
+}
+
+/// `upstream[].http_version`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/1.1 only (ALPN `http/1.1` on https).
+    #[serde(rename = "1.1")]
+    Http1,
+    /// HTTP/2 only: ALPN `h2` on https (a server that does not choose it fails), h2c with prior
+    /// knowledge on http.
+    #[serde(rename = "2")]
+    Http2,
+    /// ALPN offers `h2` and `http/1.1` on https and the server chooses; HTTP/1.1 on http.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
 }
 
 /// `upstream[].addresses`.
@@ -1092,7 +1118,40 @@ impl Upstream {
             ));
         }
         cert_warn(&format!("{prefix}.cert_warn"), self.cert_warn)?;
+        self.validate_kind_keys(prefix)?;
         window(&format!("{prefix}.window"), self.window, self.settings.interval)
+    }
+
+    /// `http_version` only on http(s), `grpc_service` only on grpc(s): a key that the URL's
+    /// kind would ignore is refused, naming it, rather than silently doing nothing.
+    fn validate_kind_keys(&self, prefix: &str) -> Result<(), Invalid> {
+        let is_http = matches!(self.url, UpstreamUrl::Http(_));
+        let is_grpc = matches!(self.url, UpstreamUrl::Grpc(_) | UpstreamUrl::Grpcs(_));
+        if self.http_version.is_some() && !is_http {
+            return Err(Invalid::new(
+                format!("{prefix}.http_version"),
+                format!(
+                    "applies only to http:// and https:// upstreams, not to {}",
+                    self.url.as_str()
+                ),
+            ));
+        }
+        match &self.grpc_service {
+            Some(_) if !is_grpc => Err(Invalid::new(
+                format!("{prefix}.grpc_service"),
+                format!(
+                    "applies only to grpc:// and grpcs:// upstreams, not to {}",
+                    self.url.as_str()
+                ),
+            )),
+            Some(service) if service.chars().count() > 200 || service.chars().any(char::is_control) => {
+                Err(Invalid::new(
+                    format!("{prefix}.grpc_service"),
+                    "must be at most 200 characters without control characters, such as \"orders.v1.Orders\"",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -1202,6 +1261,10 @@ pub enum UpstreamUrl {
     Tcp(SocketTarget),
     /// `tls://host:port`: a connection and a TLS handshake per run (the certificate is read).
     Tls(SocketTarget),
+    /// `grpc://host:port`: `grpc.health.v1.Health/Check` over HTTP/2 without TLS (h2c).
+    Grpc(SocketTarget),
+    /// `grpcs://host:port`: the same over TLS, ALPN h2 (the certificate is read).
+    Grpcs(SocketTarget),
 }
 
 /// A `host:port` to connect to, with the URL as written.
@@ -1247,13 +1310,16 @@ impl UpstreamUrl {
         if let Some(rest) = text.strip_prefix("tls://") {
             return socket(rest).map(UpstreamUrl::Tls);
         }
-        if text.starts_with("grpc://") || text.starts_with("grpcs://") {
-            return Err(format!("gRPC upstreams are not supported yet, got {text:?}"));
+        if let Some(rest) = text.strip_prefix("grpc://") {
+            return socket(rest).map(UpstreamUrl::Grpc);
+        }
+        if let Some(rest) = text.strip_prefix("grpcs://") {
+            return socket(rest).map(UpstreamUrl::Grpcs);
         }
         HttpUrl::parse(text).map(UpstreamUrl::Http).map_err(|e| {
             e.replace(
                 "must be an http:// or https:// URL",
-                "must be an http://, https://, tcp:// or tls:// URL",
+                "must be an http://, https://, grpc://, grpcs://, tcp:// or tls:// URL",
             )
         })
     }
@@ -1261,7 +1327,10 @@ impl UpstreamUrl {
     pub fn as_str(&self) -> &str {
         match self {
             UpstreamUrl::Http(url) => url.as_str(),
-            UpstreamUrl::Tcp(target) | UpstreamUrl::Tls(target) => target.as_str(),
+            UpstreamUrl::Tcp(target)
+            | UpstreamUrl::Tls(target)
+            | UpstreamUrl::Grpc(target)
+            | UpstreamUrl::Grpcs(target) => target.as_str(),
         }
     }
 }
@@ -2462,5 +2531,44 @@ expect_status = "3xx"
         let message = read_toml(&path).unwrap_err().to_string();
         assert!(message.starts_with(&format!("{}:2:", path.display())), "{message}");
         assert!(!message.contains('\n'), "one line: {message}");
+    }
+
+    #[test]
+    fn grpc_and_http_version_keys_belong_to_their_kinds() {
+        let entry = |url: &str, extra: &str| format!("[[upstream]]\nname = \"a\"\nurl = \"{url}\"\n{extra}\n");
+        let config = load_str(
+            &entry("grpcs://orders:9000", "grpc_service = \"orders.v1.Orders\""),
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(config.upstreams[0].url, UpstreamUrl::Grpcs(ref t) if t.host == "orders" && t.port == 9000));
+        assert_eq!(config.upstreams[0].grpc_service.as_deref(), Some("orders.v1.Orders"));
+        let config = load_str(&entry("https://a/", "http_version = \"2\""), &[]).unwrap();
+        assert_eq!(config.upstreams[0].http_version, Some(HttpVersion::Http2));
+        assert_eq!(
+            load_str(&entry("http://a/", ""), &[]).unwrap().upstreams[0].http_version,
+            None
+        );
+        for (toml, expected) in [
+            (
+                entry("grpc://orders", ""),
+                "upstream[0].url: must name a port, such as grpc://orders:6379",
+            ),
+            (
+                entry("grpc://orders:9000", "http_version = \"2\""),
+                "upstream[0].http_version: applies only to http:// and https:// upstreams, not to grpc://orders:9000",
+            ),
+            (
+                entry("https://a/", "grpc_service = \"\""),
+                "upstream[0].grpc_service: applies only to grpc:// and grpcs:// upstreams, not to https://a/",
+            ),
+            (
+                entry("grpc://orders:9000", "grpc_service = \"a\\nb\""),
+                "upstream[0].grpc_service: must be at most 200 characters without control characters, such as \"orders.v1.Orders\"",
+            ),
+        ] {
+            assert_eq!(error(&toml, &[]), expected, "for {toml:?}");
+        }
+        assert!(error(&entry("http://a/", "http_version = \"3\""), &[]).starts_with("upstream[0].http_version: "));
     }
 }

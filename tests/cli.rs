@@ -46,7 +46,7 @@ fn bad_values_in_the_file_name_their_key() {
         ),
         (
             "[[upstream]]\nname = \"orders\"\nurl = \"orders.svc\"\n",
-            "vigil: upstream[0].url: must be an http://, https://, tcp:// or tls:// URL, got \"orders.svc\"",
+            "vigil: upstream[0].url: must be an http://, https://, grpc://, grpcs://, tcp:// or tls:// URL, got \"orders.svc\"",
         ),
         (
             "[jwt]\nalgorithm = \"HS256\"\n",

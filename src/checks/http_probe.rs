@@ -4,7 +4,12 @@
 //! Each run opens its own connection on purpose: a kept-alive connection would hide a firewall
 //! rule, a dead L4 balancer backend or a DNS change behind a socket opened minutes ago. The
 //! phases are done by hand (`crate::dns`, `TcpStream::connect`, tokio-rustls,
-//! `hyper::client::conn::http1`) because a pooled client cannot tell them apart.
+//! `hyper::client::conn::http1` or `http2`) because a pooled client cannot tell them apart.
+//!
+//! HTTP/2 is spoken when a request asks for it (an upstream's `http_version`): by ALPN on TLS,
+//! with prior knowledge (h2c) on plain http only when `"2"` is set; gRPC health checks
+//! ([`HttpClient::grpc_health`], the codec in [`crate::checks::grpc`]) always go over HTTP/2.
+//! hyper's HTTP/2 tasks are run inside the run ([`crate::checks::http2`]), never spawned.
 //!
 //! The one HTTP client of the agent: the upstream and gateway checks probe with it, and the jwt
 //! check sends its validation requests and fetches the JWKS with it (a `Date` header in
@@ -22,16 +27,16 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use http::{HeaderName, HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Empty};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body as _;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::checks::cert;
-use crate::config::HttpUrl;
+use crate::checks::{cert, grpc, http2};
+use crate::config::{HttpUrl, HttpVersion};
 use crate::outcome::FailureKind;
 
 /// How much of an upstream's response body a probe reads before it drops the connection.
@@ -92,7 +97,7 @@ impl HttpClient {
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = Vec::new();
         Ok(HttpClient {
             tls: Arc::new(config),
             verifier,
@@ -100,12 +105,43 @@ impl HttpClient {
     }
 
     /// The TLS configuration for one connection: the shared one, with a recorder of the
-    /// presented chain's expiry in front of the verifier.
-    fn recording(&self) -> (Arc<rustls::ClientConfig>, Arc<std::sync::Mutex<Option<SystemTime>>>) {
+    /// presented chain's expiry in front of the verifier, offering `alpn` (none for `tls://`).
+    fn recording(&self, alpn: Alpn) -> (Arc<rustls::ClientConfig>, Arc<std::sync::Mutex<Option<SystemTime>>>) {
         let (recorder, seen) = cert::Recorder::new(Arc::clone(&self.verifier));
         let mut config = (*self.tls).clone();
         config.dangerous().set_certificate_verifier(Arc::new(recorder));
+        config.alpn_protocols = alpn.protocols().iter().map(|p| p.to_vec()).collect();
         (Arc::new(config), seen)
+    }
+}
+
+/// What a TLS connection offers by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alpn {
+    /// Nothing: a `tls://` upstream speaks no HTTP.
+    None,
+    Http1,
+    Http2,
+    /// `h2` and `http/1.1`, the server chooses.
+    Either,
+}
+
+impl Alpn {
+    fn protocols(self) -> &'static [&'static [u8]] {
+        match self {
+            Alpn::None => &[],
+            Alpn::Http1 => &[b"http/1.1"],
+            Alpn::Http2 => &[b"h2"],
+            Alpn::Either => &[b"h2", b"http/1.1"],
+        }
+    }
+
+    fn of(version: HttpVersion) -> Alpn {
+        match version {
+            HttpVersion::Http1 => Alpn::Http1,
+            HttpVersion::Http2 => Alpn::Http2,
+            HttpVersion::Auto => Alpn::Either,
+        }
     }
 }
 
@@ -122,6 +158,8 @@ pub struct ProbeRequest {
     pub uri: Uri,
     /// Extra headers; values may be credentials and are never printed.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Which HTTP to speak: `1.1` unless the caller chose (upstreams: `http_version`).
+    pub version: HttpVersion,
 }
 
 /// No longer produced: method, URL and headers are parsed when the configuration loads. Kept
@@ -148,7 +186,13 @@ impl ProbeRequest {
             method,
             uri: url.uri().clone(),
             headers,
+            version: HttpVersion::Http1,
         }
+    }
+
+    /// The same request in `version` (an upstream's `http_version`).
+    pub fn with_version(self, version: HttpVersion) -> ProbeRequest {
+        ProbeRequest { version, ..self }
     }
 
     /// `GET url` (the gateway's and the jwt check's requests).
@@ -206,6 +250,10 @@ pub struct ProbeResponse {
     /// The server's `Date` header, when it sent a valid one: the jwt check measures the clock
     /// skew against the auth service with it.
     pub date: Option<SystemTime>,
+    /// The HTTP the answer came in (`HTTP_11` or `HTTP_2`); `None` for `tcp://` and `tls://`.
+    pub version: Option<Version>,
+    /// A gRPC health check's answer ([`HttpClient::grpc_health`] only).
+    pub grpc: Option<grpc::HealthAnswer>,
 }
 
 /// A request that got no answer. The message never quotes a header value.
@@ -223,12 +271,35 @@ pub enum ProbeError {
     Tls(std::io::Error),
     #[error("invalid TLS server name {0:?}")]
     ServerName(String),
-    #[error("HTTP exchange failed: {0}")]
+    /// With the error's sources: hyper's HTTP/2 errors say little alone ("connection error").
+    #[error("HTTP exchange failed: {}", with_sources(.0))]
     Http(#[from] hyper::Error),
+    /// `http_version = "2"` or gRPC over TLS, and the server did not choose h2 by ALPN; `how`
+    /// says what it did instead.
+    #[error("the server does not speak HTTP/2: {how}")]
+    NotHttp2 { how: String },
+    /// A gRPC answer that is no health answer (see [`grpc::interpret`]).
+    #[error("not a gRPC health answer: {0}")]
+    Grpc(#[from] grpc::DecodeError),
     #[error("invalid request: {0}")]
     Request(#[from] http::Error),
     #[error("timed out after {0}")]
     Timeout(String),
+}
+
+/// `error: its source: the source's source`, each told once.
+fn with_sources(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl ProbeError {
@@ -239,7 +310,9 @@ impl ProbeError {
             ProbeError::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => FailureKind::Timeout,
             ProbeError::Connect { .. } => FailureKind::Refused,
             ProbeError::Tls(_) | ProbeError::ServerName(_) => FailureKind::Tls,
-            ProbeError::Http(_) | ProbeError::Request(_) => FailureKind::Protocol,
+            ProbeError::Http(_) | ProbeError::Request(_) | ProbeError::NotHttp2 { .. } | ProbeError::Grpc(_) => {
+                FailureKind::Protocol
+            }
             ProbeError::Timeout(_) => FailureKind::Timeout,
         }
     }
@@ -304,10 +377,16 @@ impl HttpClient {
         let host = request.host();
         let (tcp, addresses) = connect(host, request.port(), progress).await?;
         if request.is_https() {
-            let tls = self.handshake(host, tcp, progress).await?;
-            http_exchange(tls, request, started, addresses, body_limit, progress).await
+            let tls = self.handshake(host, tcp, Alpn::of(request.version), progress).await?;
+            let h2 = chose_h2(&tls);
+            if request.version == HttpVersion::Http2 && !h2 {
+                return Err(not_http2(&tls));
+            }
+            http_exchange(Box::new(tls), h2, request, started, addresses, body_limit, progress).await
         } else {
-            http_exchange(tcp, request, started, addresses, body_limit, progress).await
+            // h2c only when asked for by name: it is never guessed (prior knowledge or nothing).
+            let h2 = request.version == HttpVersion::Http2;
+            http_exchange(Box::new(tcp), h2, request, started, addresses, body_limit, progress).await
         }
     }
 
@@ -317,14 +396,20 @@ impl HttpClient {
         &self,
         host: &str,
         tcp: TcpStream,
+        alpn: Alpn,
         progress: &mut Progress,
-    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProbeError> {
+    ) -> Result<TlsStream, ProbeError> {
         let name = ServerName::try_from(host.to_owned()).map_err(|_| ProbeError::ServerName(host.to_owned()))?;
         let handshake = Instant::now();
-        let (config, seen) = self.recording();
+        let (config, seen) = self.recording(alpn);
         let connected = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await;
         progress.cert_not_after = *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tls = connected.map_err(ProbeError::Tls)?;
+        let tls = connected.map_err(|error| match refused_alpn(&error) {
+            true if alpn == Alpn::Http2 => ProbeError::NotHttp2 {
+                how: "it refused h2 by ALPN (alert NoApplicationProtocol)".to_owned(),
+            },
+            _ => ProbeError::Tls(error),
+        })?;
         progress.phases.tls = Some(handshake.elapsed());
         Ok(tls)
     }
@@ -347,7 +432,7 @@ impl HttpClient {
         let attempt = async {
             let (tcp, addresses) = connect(host, port, &mut progress).await?;
             if tls {
-                drop(self.handshake(host, tcp, &mut progress).await?);
+                drop(self.handshake(host, tcp, Alpn::None, &mut progress).await?);
             }
             Ok::<_, ProbeError>(addresses)
         };
@@ -365,6 +450,8 @@ impl HttpClient {
                     body: Bytes::new(),
                     truncated: false,
                     date: None,
+                    version: None,
+                    grpc: None,
                 });
             }
             Ok(Err(error)) => error,
@@ -492,75 +579,87 @@ async fn connect_any(addresses: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)
     })
 }
 
-async fn http_exchange<S>(
-    stream: S,
+/// A TLS stream to a server.
+type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Whether the server chose h2 by ALPN.
+fn chose_h2(tls: &TlsStream) -> bool {
+    tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice())
+}
+
+/// The refusal of a server that did not choose h2 where it had to.
+fn not_http2(tls: &TlsStream) -> ProbeError {
+    let how = match tls.get_ref().1.alpn_protocol() {
+        Some(protocol) => format!("by ALPN it chose {}, not h2", String::from_utf8_lossy(protocol)),
+        None => "it chose no protocol by ALPN, so not h2".to_owned(),
+    };
+    ProbeError::NotHttp2 { how }
+}
+
+/// Whether a handshake failed because the server shares none of the ALPN protocols offered.
+fn refused_alpn(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+            )
+        })
+}
+
+/// The user agent of every request.
+const USER_AGENT: &str = concat!("vigil/", env!("CARGO_PKG_VERSION"));
+
+/// A connection, plain or TLS, behind one type: hyper's clients are generic over the stream
+/// and the body, and each combination is a copy of them in the binary. One stream type and one
+/// body type ([`Full`], empty for a GET) keep it at one copy of each client.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+type BoxedStream = Box<dyn Stream>;
+
+async fn http_exchange(
+    stream: BoxedStream,
+    h2: bool,
     request: &ProbeRequest,
     started: Instant,
     addresses: usize,
     body_limit: usize,
     progress: &mut Progress,
-) -> Result<ProbeResponse, ProbeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+) -> Result<ProbeResponse, ProbeError> {
     let mut builder = Request::builder()
         .method(request.method.clone())
-        .uri(request.uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(http::header::USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
-        // A fresh connection per run: say so, so that the server does not keep it waiting.
-        .header(http::header::CONNECTION, "close");
-    if let Some(authority) = request.uri.authority() {
-        builder = builder.header(http::header::HOST, authority.as_str());
-    }
+        .header(http::header::USER_AGENT, USER_AGENT);
+    builder = if h2 {
+        // HTTP/2 carries the authority in its own pseudo-header and has no Connection header.
+        builder.uri(request.uri.clone())
+    } else {
+        let mut builder = builder
+            .uri(request.uri.path_and_query().map_or("/", |p| p.as_str()))
+            // A fresh connection per run: say so, so that the server does not keep it waiting.
+            .header(http::header::CONNECTION, "close");
+        if let Some(authority) = request.uri.authority() {
+            builder = builder.header(http::header::HOST, authority.as_str());
+        }
+        builder
+    };
     for (name, value) in &request.headers {
         builder = builder.header(name, value);
     }
-    let outgoing = builder.body(Empty::<Bytes>::new())?;
-
-    let sent = Instant::now();
-    let work = async {
-        let response = sender.send_request(outgoing).await?;
-        let first_byte = sent.elapsed();
-        let status = response.status().as_u16();
-        let date = response
-            .headers()
-            .get(http::header::DATE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| httpdate::parse_http_date(text).ok());
-        let mut body = response.into_body();
-        let mut read = Vec::new();
-        let mut truncated = false;
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame?.into_data() {
-                let room = body_limit - read.len();
-                if data.len() >= room {
-                    read.extend_from_slice(&data[..room]);
-                    truncated = data.len() > room;
-                    break;
-                }
-                read.extend_from_slice(&data);
-            }
-        }
-        if read.len() == body_limit && !truncated {
-            // Exactly at the limit: whether more follows does not matter, stop here.
-            truncated = !body.is_end_stream();
-        }
-        Ok::<_, ProbeError>((status, date, first_byte, Bytes::from(read), truncated))
-    };
-    let mut work = std::pin::pin!(work);
-    let mut conn = std::pin::pin!(conn);
-    // The connection must be polled for the request to make progress; it is driven here
-    // rather than spawned so that nothing outlives the run. When it ends first (the server
-    // closed), the request side resolves right after with the data or the error.
-    let (status, date, first_byte, body, truncated) = tokio::select! {
-        biased;
-        result = &mut work => result?,
-        _ = &mut conn => work.await?,
-    };
-    progress.phases.first_byte = Some(first_byte);
+    // An empty `Full` is at its end from the start: sent as no body at all, as `Empty` would be.
+    let outgoing = builder.body(Full::new(Bytes::new()))?;
+    let answer = send(stream, h2, outgoing, body_limit).await?;
+    progress.phases.first_byte = Some(answer.first_byte);
+    let date = answer
+        .headers
+        .get(http::header::DATE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| httpdate::parse_http_date(text).ok());
     Ok(ProbeResponse {
-        status,
+        status: answer.status,
         phases: Phases {
             total: started.elapsed(),
             ..progress.phases
@@ -568,10 +667,202 @@ where
         addresses,
         answered: progress.answered,
         cert_not_after: progress.cert_not_after,
-        body,
-        truncated,
+        body: answer.body,
+        truncated: answer.truncated,
         date,
+        version: Some(answer.version),
+        grpc: None,
     })
+}
+
+/// A response as read by [`send`].
+struct Answer {
+    status: u16,
+    version: Version,
+    headers: HeaderMap,
+    /// At most the caller's limit.
+    body: Bytes,
+    truncated: bool,
+    /// The trailers, when the body ended within the limit and the server sent some.
+    trailers: Option<HeaderMap>,
+    /// From the request handed over to the response head read.
+    first_byte: Duration,
+}
+
+/// The largest header block an HTTP/2 answer may have (hyper's default is 16 MiB).
+const H2_HEADER_LIMIT: u32 = 64 * 1024;
+
+/// Sends `outgoing` over `stream` in HTTP/1.1 or (`h2`) HTTP/2 and reads the answer: at most
+/// `body_limit` bytes of its body, and its trailers when the body ends within that.
+///
+/// Either way the connection is driven here, beside the request, rather than spawned, so that
+/// nothing outlives the run: HTTP/1.1's connection future is polled in a `select!`, HTTP/2's
+/// tasks run in [`http2::in_run`]. When the connection ends first (the server closed), the
+/// request side resolves right after with the data or the error.
+async fn send(
+    stream: BoxedStream,
+    h2: bool,
+    outgoing: Request<Full<Bytes>>,
+    body_limit: usize,
+) -> Result<Answer, ProbeError> {
+    if h2 {
+        return http2::in_run(|executor| async move {
+            // Flow-control windows the size of what is read: a server cannot make a probe
+            // buffer more than that (hyper's defaults are megabytes).
+            let window = u32::try_from(body_limit.max(65_535)).unwrap_or(u32::MAX);
+            let (mut sender, conn) = hyper::client::conn::http2::Builder::new(executor.clone())
+                .max_header_list_size(H2_HEADER_LIMIT)
+                .initial_stream_window_size(window)
+                .initial_connection_window_size(window)
+                .handshake(TokioIo::new(stream))
+                .await?;
+            hyper::rt::Executor::execute(&executor, async move {
+                let _ = conn.await;
+            });
+            let sent = Instant::now();
+            let response = sender.send_request(outgoing).await?;
+            read_answer(response, sent.elapsed(), body_limit).await
+        })
+        .await;
+    }
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let work = async {
+        let sent = Instant::now();
+        let response = sender.send_request(outgoing).await?;
+        read_answer(response, sent.elapsed(), body_limit).await
+    };
+    let mut work = std::pin::pin!(work);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        biased;
+        result = &mut work => result,
+        _ = &mut conn => work.await,
+    }
+}
+
+/// The head of `response`, at most `body_limit` bytes of its body and its trailers.
+async fn read_answer(
+    response: http::Response<hyper::body::Incoming>,
+    first_byte: Duration,
+    body_limit: usize,
+) -> Result<Answer, ProbeError> {
+    let (head, mut body) = response.into_parts();
+    let mut read = Vec::new();
+    let mut truncated = false;
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame?.into_data() {
+            Ok(data) => {
+                let room = body_limit - read.len();
+                if data.len() >= room {
+                    read.extend_from_slice(&data[..room]);
+                    truncated = data.len() > room;
+                    break;
+                }
+                read.extend_from_slice(&data);
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(map) = frame.into_trailers() {
+            trailers = Some(map);
+        }
+    }
+    if read.len() == body_limit && !truncated {
+        // Exactly at the limit: whether more follows does not matter, stop here.
+        truncated = !body.is_end_stream();
+    }
+    Ok(Answer {
+        status: head.status.as_u16(),
+        version: head.version,
+        headers: head.headers,
+        body: Bytes::from(read),
+        truncated,
+        trailers,
+        first_byte,
+    })
+}
+
+impl HttpClient {
+    /// One `grpc.health.v1.Health/Check` of `service` at `host:port` (or at `at`, one of its
+    /// addresses) over a fresh HTTP/2 connection: h2c, or with `tls` TLS offering only h2 by
+    /// ALPN (a server that does not choose it fails). Phases as for HTTP; the answer in
+    /// [`ProbeResponse::grpc`], its HTTP status in `status`. A response that is no health
+    /// answer fails with [`ProbeError::Grpc`]. Cut at `deadline` naming `configured`; the server
+    /// is told the deadline too (`grpc-timeout`).
+    pub async fn grpc_health(
+        &self,
+        (host, port): (&str, u16),
+        at: Option<SocketAddr>,
+        tls: bool,
+        service: &str,
+        deadline: Duration,
+        configured: Duration,
+    ) -> Result<ProbeResponse, ProbeFailure> {
+        let started = Instant::now();
+        let mut progress = Progress {
+            at,
+            ..Progress::default()
+        };
+        let attempt = async {
+            let authority = match host.contains(':') {
+                true => format!("[{host}]:{port}"),
+                false => format!("{host}:{port}"),
+            };
+            let scheme = if tls { "https" } else { "http" };
+            let outgoing = Request::builder()
+                .method(Method::POST)
+                .uri(format!("{scheme}://{authority}{}", grpc::HEALTH_CHECK_PATH))
+                .header(http::header::USER_AGENT, USER_AGENT)
+                .header(http::header::CONTENT_TYPE, "application/grpc")
+                .header(http::header::TE, "trailers")
+                .header(
+                    "grpc-timeout",
+                    format!("{}m", deadline.as_millis().clamp(1, 99_999_999)),
+                )
+                .body(Full::new(grpc::encode_request(service)))?;
+            let (tcp, addresses) = connect(host, port, &mut progress).await?;
+            let answer = if tls {
+                let stream = self.handshake(host, tcp, Alpn::Http2, &mut progress).await?;
+                if !chose_h2(&stream) {
+                    return Err(not_http2(&stream));
+                }
+                send(Box::new(stream), true, outgoing, BODY_LIMIT).await?
+            } else {
+                send(Box::new(tcp), true, outgoing, BODY_LIMIT).await?
+            };
+            progress.phases.first_byte = Some(answer.first_byte);
+            let health = grpc::interpret(
+                answer.status,
+                &answer.headers,
+                &answer.body,
+                answer.truncated,
+                answer.trailers.as_ref(),
+                BODY_LIMIT,
+            )?;
+            Ok::<_, ProbeError>(ProbeResponse {
+                status: answer.status,
+                phases: Phases {
+                    total: started.elapsed(),
+                    ..progress.phases
+                },
+                addresses,
+                answered: progress.answered,
+                cert_not_after: progress.cert_not_after,
+                body: Bytes::new(),
+                truncated: answer.truncated,
+                date: None,
+                version: Some(answer.version),
+                grpc: Some(health),
+            })
+        };
+        let error = match tokio::time::timeout(deadline, attempt).await {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(error)) => error,
+            Err(_) => ProbeError::Timeout(crate::fmt::duration(configured)),
+        };
+        Err(progress.failure(error, started))
+    }
 }
 
 /// The scheduler cuts a run at `timeout`; a probe stops a little earlier so that its own

@@ -11,6 +11,8 @@
 
 pub mod cert;
 pub mod gateway;
+pub mod grpc;
+pub mod http2;
 pub mod http_probe;
 pub mod jwt;
 pub mod latency;

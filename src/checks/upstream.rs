@@ -13,10 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
-use crate::checks::cert;
 use crate::checks::http_probe::{self, HttpClient, Phases, ProbeError, ProbeFailure, ProbeRequest, ProbeResponse};
 use crate::checks::latency::{LatencyWindow, Percentiles};
 use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
+use crate::checks::{cert, grpc};
 use crate::config::{AddressMode, ExpectStatus, Upstream, UpstreamUrl};
 use crate::fmt;
 use crate::metrics::Metrics;
@@ -27,6 +27,15 @@ const LATENCY_HINT: &str = "the upstream answers slowly: kubectl top pods and ku
                             check its database and connection pool (runbook: High Latency)";
 const DOWN_HINT: &str = "kubectl get pods and kubectl describe service for the upstream; \
                          kubectl get endpoints <service> (runbook: 503 Service Unavailable)";
+const GRPC_UNIMPLEMENTED_HINT: &str = "the server does not register grpc.health.v1.Health: add the standard health \
+                                       service (grpcio-health-checking, google.golang.org/grpc/health, tonic-health), \
+                                       or probe the port as tcp://";
+const GRPC_UNKNOWN_SERVICE_HINT: &str = "grpc_service must be a name the server's health service was given a status \
+                                         for (HealthServicer.set(name, SERVING)); \"\" asks for the server as a whole";
+const HTTP2_HINT: &str = "the server (or a proxy in front of it) does not offer HTTP/2: for an http(s) upstream set \
+                          http_version = \"auto\" or \"1.1\"; a gRPC server must be reached over HTTP/2 end to end";
+const NOT_GRPC_HINT: &str = "the port does not answer as a gRPC server: check the URL's port, and that nothing in \
+                             between (an HTTP/1.1 proxy, a load balancer) turns gRPC away";
 const TLS_HINT: &str = "the upstream's certificate is not trusted or not valid for its name: \
                         set ca_file to the CA that signed it, or check the certificate's names and dates";
 
@@ -46,10 +55,8 @@ pub struct UpstreamCheck {
     timeout: Duration,
     window: LatencyWindow,
     metrics: Arc<UpstreamSeries>,
-    /// `check` label of `vigil_tls_cert_expiry_timestamp_seconds`, and how close an expiry warns.
-    name: String,
-    cert_expiry: prometheus::GaugeVec,
-    cert_warn: Duration,
+    /// The certificate expiry's series (`check="upstream:<name>"`) and its judge.
+    expiry: cert::Expiry,
 }
 
 /// What every address of one run answered (`addresses = "all"`).
@@ -75,16 +82,30 @@ enum Target {
         port: u16,
         tls: bool,
     },
+    /// `grpc://` / `grpcs://`: one `grpc.health.v1.Health/Check` of `service`.
+    Grpc {
+        url: String,
+        host: String,
+        port: u16,
+        tls: bool,
+        service: String,
+    },
 }
 
 impl Target {
     fn of(config: &Upstream) -> Target {
         match &config.url {
-            UpstreamUrl::Http(url) => Target::Http(ProbeRequest::new(
-                config.method.clone(),
-                url,
-                config.headers.iter().cloned(),
-            )),
+            UpstreamUrl::Http(url) => Target::Http(
+                ProbeRequest::new(config.method.clone(), url, config.headers.iter().cloned())
+                    .with_version(config.http_version.unwrap_or_default()),
+            ),
+            UpstreamUrl::Grpc(target) | UpstreamUrl::Grpcs(target) => Target::Grpc {
+                url: target.as_str().to_owned(),
+                host: target.host.clone(),
+                port: target.port,
+                tls: matches!(config.url, UpstreamUrl::Grpcs(_)),
+                service: config.grpc_service.clone().unwrap_or_default(),
+            },
             UpstreamUrl::Tcp(target) | UpstreamUrl::Tls(target) => Target::Socket {
                 url: target.as_str().to_owned(),
                 host: target.host.clone(),
@@ -98,7 +119,7 @@ impl Target {
     fn host_port(&self) -> (&str, u16) {
         match self {
             Target::Http(request) => (request.host(), request.port()),
-            Target::Socket { host, port, .. } => (host, *port),
+            Target::Socket { host, port, .. } | Target::Grpc { host, port, .. } => (host, *port),
         }
     }
 
@@ -106,7 +127,15 @@ impl Target {
     fn describe(&self) -> String {
         match self {
             Target::Http(request) => request.describe(),
-            Target::Socket { url, .. } => url.clone(),
+            Target::Socket { url, .. } | Target::Grpc { url, .. } => url.clone(),
+        }
+    }
+
+    /// Why an answer that came is not up: `status 503`, `serving status NOT_SERVING`, …
+    fn refusal(&self, response: &ProbeResponse) -> String {
+        match (self, &response.grpc) {
+            (Target::Grpc { service, .. }, Some(answer)) => answer.reason(service).unwrap_or_default(),
+            _ => format!("status {}", response.status),
         }
     }
 }
@@ -155,12 +184,20 @@ pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Durati
 
 impl UpstreamCheck {
     pub fn new(config: &Upstream, client: HttpClient, metrics: &Metrics) -> UpstreamCheck {
+        let target = Target::of(config);
+        let series = metrics.upstream(&config.name);
+        if matches!(target, Target::Grpc { .. }) {
+            // Exported from the start, all 0 until the first answer.
+            series.update(|figures| figures.grpc_serving_status = Some([false; 4]));
+        }
         UpstreamCheck {
-            target: Target::of(config),
+            target,
             every_address: config.addresses == AddressMode::All,
-            name: format!("upstream:{}", config.name),
-            cert_expiry: metrics.tls_cert_expiry_timestamp_seconds.clone(),
-            cert_warn: config.cert_warn,
+            expiry: cert::Expiry::new(
+                format!("upstream:{}", config.name),
+                &metrics.tls_cert_expiry_timestamp_seconds,
+                config.cert_warn,
+            ),
             client,
             expect: config.expect_status.clone(),
             latency_warn: config.latency_warn,
@@ -168,18 +205,13 @@ impl UpstreamCheck {
             window_span: config.window,
             timeout: config.settings.timeout,
             window: LatencyWindow::new(config.window, config.settings.interval),
-            metrics: metrics.upstream(&config.name),
+            metrics: series,
         }
     }
 
     /// Exports the expiry of the chain the server presented and judges it.
     fn certificate(&self, not_after: Option<SystemTime>) -> Option<Finding> {
-        let not_after = not_after?;
-        let unix = not_after
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.cert_expiry.with_label_values(&[self.name.as_str()]).set(unix);
-        cert::judge(not_after, SystemTime::now(), self.cert_warn)
+        self.expiry.judge(not_after)
     }
 
     async fn run_once(&mut self) -> Outcome {
@@ -206,6 +238,17 @@ impl UpstreamCheck {
             Target::Socket { host, port, tls, .. } => {
                 self.client
                     .connect_only((host, *port), at, *tls, deadline, self.timeout)
+                    .await
+            }
+            Target::Grpc {
+                host,
+                port,
+                tls,
+                service,
+                ..
+            } => {
+                self.client
+                    .grpc_health((host, *port), at, *tls, service, deadline, self.timeout)
                     .await
             }
         }
@@ -281,8 +324,9 @@ impl UpstreamCheck {
                     }
                 }
                 Ok(response) => {
-                    tally.failing.push(format!("{addr} (status {})", response.status));
-                    tally.line.push(format!("{addr} status {}", response.status));
+                    let refusal = self.target.refusal(&response);
+                    tally.failing.push(format!("{addr} ({refusal})"));
+                    tally.line.push(format!("{addr} {refusal}"));
                 }
                 Err(failure) => {
                     tally.failing.push(format!("{addr} ({})", failure.error));
@@ -327,19 +371,40 @@ impl UpstreamCheck {
         }
     }
 
-    /// Whether an answer counts as up: any connection for tcp/tls, an expected status for HTTP.
+    /// Whether an answer counts as up: any connection for tcp/tls, an expected status for
+    /// HTTP, `SERVING` for gRPC.
     fn accepts(&self, response: &ProbeResponse) -> bool {
-        !matches!(self.target, Target::Http(_)) || self.expect.accepts(response.status)
+        match self.target {
+            Target::Http(_) => self.expect.accepts(response.status),
+            Target::Socket { .. } => true,
+            Target::Grpc { .. } => response.grpc.as_ref().is_some_and(grpc::HealthAnswer::is_serving),
+        }
+    }
+
+    /// The hint for an answer that is not up.
+    fn refusal_hint(&self, response: &ProbeResponse) -> &'static str {
+        match &response.grpc {
+            Some(grpc::HealthAnswer::Error { code, .. }) if *code == grpc::Code::UNIMPLEMENTED => {
+                GRPC_UNIMPLEMENTED_HINT
+            }
+            Some(grpc::HealthAnswer::Error { code, .. }) if *code == grpc::Code::NOT_FOUND => GRPC_UNKNOWN_SERVICE_HINT,
+            Some(grpc::HealthAnswer::Status(grpc::ServingStatus::ServiceUnknown)) => GRPC_UNKNOWN_SERVICE_HINT,
+            _ => DOWN_HINT,
+        }
     }
 
     fn answered(&mut self, response: ProbeResponse, now: Instant) -> Outcome {
         // A tcp:// or tls:// upstream that connected (and shook hands) is up; it has no status.
         let http = matches!(self.target, Target::Http(_));
         let expected = self.accepts(&response);
+        let serving = serving_flags(response.grpc.as_ref());
         self.metrics.update(|figures| {
             figures.up = expected;
             figures.status_code = response.status;
             figures.addresses = response.addresses;
+            if figures.grpc_serving_status.is_some() {
+                figures.grpc_serving_status = Some(serving);
+            }
             figures.phases = phase_seconds(&response.phases);
             figures.request_duration.observe(response.phases.total.as_secs_f64());
         });
@@ -354,6 +419,12 @@ impl UpstreamCheck {
                 Unit::None,
             ));
         }
+        if let Some(version) = response.version.filter(|_| http) {
+            observations.push(Observation::text("protocol", protocol_name(version)));
+        }
+        if let Some(answer) = &response.grpc {
+            observations.push(Observation::text("grpc_status", answer_name(answer)));
+        }
         observations.extend(phase_observations(&response.phases, Some(response.addresses)));
         observations.extend(percentile_observations(percentiles.as_ref()));
         let details = self.details(
@@ -366,18 +437,16 @@ impl UpstreamCheck {
         let mut findings = Findings::new();
         findings.extend(self.certificate(response.cert_not_after));
         if !expected {
-            findings.push(
-                Finding::fail(
-                    FailureKind::HttpStatus,
-                    format!(
-                        "{}: status {}, expected {}",
-                        self.target.describe(),
-                        response.status,
-                        describe_expect(&self.expect)
-                    ),
-                )
-                .with_hint(DOWN_HINT),
-            );
+            let reason = match self.target {
+                Target::Http(_) => format!(
+                    "{}: status {}, expected {}",
+                    self.target.describe(),
+                    response.status,
+                    describe_expect(&self.expect)
+                ),
+                _ => format!("{}: {}", self.target.describe(), self.target.refusal(&response)),
+            };
+            findings.push(Finding::fail(FailureKind::HttpStatus, reason).with_hint(self.refusal_hint(&response)));
         } else {
             let slow = percentiles.and_then(|p| {
                 let (fail, warn) = (self.latency_fail, self.latency_warn);
@@ -409,6 +478,9 @@ impl UpstreamCheck {
         self.metrics.update(|figures| {
             figures.up = false;
             figures.status_code = 0;
+            if figures.grpc_serving_status.is_some() {
+                figures.grpc_serving_status = Some([false; 4]);
+            }
             figures.addresses = failure.addresses.unwrap_or(0);
             figures.phases = phase_seconds(&failure.phases);
             if timed_out {
@@ -428,6 +500,8 @@ impl UpstreamCheck {
                 endpoints_command(host)
             ),
             ProbeError::Tls(_) | ProbeError::ServerName(_) => TLS_HINT.to_owned(),
+            ProbeError::NotHttp2 { .. } => HTTP2_HINT.to_owned(),
+            ProbeError::Grpc(_) => NOT_GRPC_HINT.to_owned(),
             _ => DOWN_HINT.to_owned(),
         };
         let reason = match &failure.error {
@@ -480,6 +554,12 @@ impl UpstreamCheck {
                 "samples": p.count,
             })),
             "body_truncated": response.map(|r| r.truncated),
+            "protocol": response.and_then(|r| r.version).map(protocol_name),
+            "grpc_service": match &self.target {
+                Target::Grpc { service, .. } => Some(service.as_str()),
+                _ => None,
+            },
+            "grpc_status": response.and_then(|r| r.grpc.as_ref()).map(answer_name),
             "cert_not_after": response.and_then(|r| r.cert_not_after).map(fmt::timestamp_seconds),
             "latency_warn": fmt::duration(self.latency_warn),
             "latency_fail": fmt::duration(self.latency_fail),
@@ -537,6 +617,35 @@ fn percentile_observations(percentiles: Option<&Percentiles>) -> Vec<Observation
             Observation::number("p99", p.p99.as_secs_f64(), Unit::Seconds),
         ]
     })
+}
+
+/// `HTTP/1.1` or `HTTP/2`: the protocol an answer came in, as `/diag` shows it.
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// `SERVING`, `NOT_SERVING`, … or the gRPC error's code name (`UNIMPLEMENTED`).
+fn answer_name(answer: &grpc::HealthAnswer) -> String {
+    match answer {
+        grpc::HealthAnswer::Status(status) => status.name(),
+        grpc::HealthAnswer::Error { code, .. } => code.name(),
+    }
+}
+
+/// `vigil_upstream_grpc_serving_status` by its `status` labels: the last serving
+/// status set, none for a gRPC error or no answer.
+fn serving_flags(answer: Option<&grpc::HealthAnswer>) -> [bool; 4] {
+    let mut flags = [false; 4];
+    if let Some(grpc::HealthAnswer::Status(status)) = answer
+        && let Some(index) = status.index()
+    {
+        flags[index] = true;
+    }
+    flags
 }
 
 /// `kubectl get endpoints orders -n shop` for `orders.shop.svc.cluster.local`; the first

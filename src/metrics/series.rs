@@ -82,7 +82,14 @@ pub struct UpstreamFigures {
     pub request_duration: DurationHistogram,
     /// Addresses the name resolved to at the last run (0: not resolved).
     pub addresses: usize,
+    /// gRPC upstreams only (`None` for the others): which of [`GRPC_SERVING_STATUSES`] the last
+    /// answer set (all false: a gRPC error or no answer).
+    pub grpc_serving_status: Option<[bool; 4]>,
 }
+
+/// The `status` label values of `vigil_upstream_grpc_serving_status`: the names of
+/// `grpc.health.v1.HealthCheckResponse.ServingStatus`, in the order of their numbers.
+pub const GRPC_SERVING_STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
 /// The `phase` label values of `vigil_upstream_phase_duration_seconds`, in order.
 pub const PHASES: [&str; 4] = ["dns", "connect", "tls", "first_byte"];
@@ -228,6 +235,23 @@ impl SeriesSet {
         for (name, f) in &figures {
             sample(out, "vigil_upstream_addresses", &[("upstream", name)], f.addresses);
         }
+        let grpc: Vec<(&str, [bool; 4])> = figures
+            .iter()
+            .filter_map(|(name, f)| f.grpc_serving_status.map(|flags| (*name, flags)))
+            .collect();
+        if !grpc.is_empty() {
+            family(out, "vigil_upstream_grpc_serving_status", UPSTREAM_GRPC_HELP, "gauge");
+            for (name, flags) in &grpc {
+                for (status, set) in GRPC_SERVING_STATUSES.iter().zip(flags) {
+                    sample(
+                        out,
+                        "vigil_upstream_grpc_serving_status",
+                        &[("status", status), ("upstream", name)],
+                        u8::from(*set),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -235,6 +259,8 @@ const CHECK_STATUS_HELP: &str = "1 for the status the check reports now, 0 for t
 const CHECK_DURATION_HELP: &str = "Duration of check runs, including runs cut at their timeout.";
 const CHECK_RUNS_HELP: &str = "Check runs by raw result.";
 const UPSTREAM_ADDRESSES_HELP: &str = "Addresses the upstream's name resolved to at the last run (0: not resolved).";
+const UPSTREAM_GRPC_HELP: &str =
+    "1 for the serving status of the last gRPC health answer, 0 for the others (all 0: a gRPC error or no answer).";
 const UPSTREAM_UP_HELP: &str = "1 when the last request to the upstream got an expected status.";
 const UPSTREAM_DURATION_HELP: &str = "Total duration of upstream requests (DNS to the end of the capped body).";
 const UPSTREAM_PHASE_HELP: &str = "Duration of each phase of the last upstream request.";

@@ -8,12 +8,14 @@
 //! - [`vigil::Vigil`]: the built `vigil` binary, running, with its logs captured; [`vigil::run_cli`] for
 //!   one-shot commands;
 //! - [`client`]: a tiny blocking HTTP/1.1 client on `std::net::TcpStream`;
+//! - [`hosts::HostsEntry`]: a name with several loopback addresses in `/etc/hosts` (root only);
 //! - [`wait_until`]: the one way tests wait for something (no sleeps), and [`free_port`].
 //!
 //! Not every test uses every helper, hence the module-wide `allow(dead_code)`.
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod hosts;
 pub mod http;
 pub mod postgres;
 pub mod tls;

@@ -124,3 +124,56 @@ impl Drop for TlsServer {
         }
     }
 }
+
+/// A throw-away CA and a leaf certificate it signed for 127.0.0.1 and localhost, as PEM (for
+/// servers in other languages) and DER (for rustls).
+pub struct Issued {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_der: rustls::pki_types::CertificateDer<'static>,
+    pub key_der: PrivateKeyDer<'static>,
+}
+
+impl Issued {
+    pub fn new() -> Issued {
+        Issued::valid_for(None)
+    }
+
+    /// The same, the leaf's `notAfter` `seconds` from now (`None`: rcgen's default, far off).
+    pub fn valid_for(seconds: Option<i64>) -> Issued {
+        let ca_key = KeyPair::generate().expect("tls: CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("tls: CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("tls: CA cert");
+        let leaf_key = KeyPair::generate().expect("tls: leaf key");
+        let mut leaf_params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("tls: leaf params");
+        if let Some(seconds) = seconds {
+            let now = time::OffsetDateTime::now_utc();
+            leaf_params.not_before = now - time::Duration::days(30);
+            leaf_params.not_after = now + time::Duration::seconds(seconds);
+        }
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("tls: leaf cert");
+        Issued {
+            ca_pem: ca.pem(),
+            cert_pem: leaf.pem(),
+            key_pem: leaf_key.serialize_pem(),
+            cert_der: leaf.der().clone(),
+            key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        }
+    }
+
+    /// A rustls server configuration with this certificate, offering `alpn` (empty: no ALPN).
+    pub fn server_config(&self, alpn: &[&[u8]]) -> rustls::ServerConfig {
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("tls: versions")
+                .with_no_client_auth()
+                .with_single_cert(vec![self.cert_der.clone()], self.key_der.clone_key())
+                .expect("tls: server config");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config
+    }
+}
