@@ -712,9 +712,10 @@ impl KubernetesEnv {
             Ok(_) => format!("[{host}]"),
             Err(_) => host.to_owned(),
         };
-        Some(HttpUrl::parse(&format!("https://{host}:{port}")).map_err(|e| {
-            format!("KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT do not make a URL: {e}")
-        }))
+        Some(
+            HttpUrl::parse(&format!("https://{host}:{port}"))
+                .map_err(|e| format!("KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT do not make a URL: {e}")),
+        )
     }
 }
 
@@ -833,7 +834,10 @@ fn dns_name(key: &str, name: &str, max: usize, dots: bool) -> Result<(), Invalid
         let what = if dots { "a DNS subdomain" } else { "a DNS label" };
         return Err(Invalid::new(
             key,
-            format!("must be {what} (1 to {max} of a-z, 0-9, '-'{}), got {name:?}", if dots { ", '.'" } else { "" }),
+            format!(
+                "must be {what} (1 to {max} of a-z, 0-9, '-'{}), got {name:?}",
+                if dots { ", '.'" } else { "" }
+            ),
         ));
     }
     Ok(())
@@ -2254,39 +2258,105 @@ mod tests {
         let config = load_str("[kubernetes]\nservice = \"api-gateway-service\"\n", &in_pod).unwrap();
         let k = config.kubernetes.as_ref().unwrap();
         assert_eq!(k.api_url.as_str(), "https://[fd00::1]:6443", "IPv6 bracketed");
-        assert_eq!((k.namespace.as_str(), k.pod.as_str()), ("api-gateway", "gw-7d9f8-x2x4q"));
+        assert_eq!(
+            (k.namespace.as_str(), k.pod.as_str()),
+            ("api-gateway", "gw-7d9f8-x2x4q")
+        );
         assert_eq!(k.token_file, Path::new(SERVICE_ACCOUNT_TOKEN));
         assert_eq!((k.cpu_warn, k.memory_warn, k.events), (0.8, 0.9, true));
         assert_eq!(k.restart_window, Duration::from_secs(900));
         assert_eq!((k.settings.critical, k.settings.scope), (false, Scope::Local));
         let again = load_str(&config.to_redacted_toml(), &[]).unwrap();
-        assert_eq!(again, config, "the printed configuration loads again, outside the pod too");
+        assert_eq!(
+            again, config,
+            "the printed configuration loads again, outside the pod too"
+        );
 
-        let with_name = load_str("[kubernetes]\n", &[("POD_NAME", "gw-1"), ("HOSTNAME", "h"), ("POD_NAMESPACE", "n"), ("KUBERNETES_SERVICE_HOST", "10.96.0.1")]).unwrap();
+        let with_name = load_str(
+            "[kubernetes]\n",
+            &[
+                ("POD_NAME", "gw-1"),
+                ("HOSTNAME", "h"),
+                ("POD_NAMESPACE", "n"),
+                ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ],
+        )
+        .unwrap();
         let k = with_name.kubernetes.unwrap();
         assert_eq!((k.pod.as_str(), k.api_url.as_str()), ("gw-1", "https://10.96.0.1:443"));
 
         let (dir, token) = crate::files::temp_file("token", "t");
         std::fs::write(dir.path().join("namespace"), "from-file\n").unwrap();
         let from_file = load_str(
-            &format!("[kubernetes]\napi_url = \"https://k8s.local\"\npod = \"p\"\ntoken_file = {:?}\n", token.display().to_string()),
+            &format!(
+                "[kubernetes]\napi_url = \"https://k8s.local\"\npod = \"p\"\ntoken_file = {:?}\n",
+                token.display().to_string()
+            ),
             &[],
         )
         .unwrap();
         assert_eq!(from_file.kubernetes.unwrap().namespace, "from-file");
 
         for (toml, env, expected) in [
-            ("[kubernetes]\npod = \"p\"\nnamespace = \"n\"\n", &[][..], "kubernetes.api_url: required outside a pod"),
-            ("[kubernetes]\napi_url = \"http://k8s\"\npod = \"p\"\nnamespace = \"n\"\n", &[][..], "kubernetes.api_url: must be an https:// URL"),
-            ("[kubernetes]\napi_url = \"https://k8s/api\"\npod = \"p\"\nnamespace = \"n\"\n", &[][..], "kubernetes.api_url: must name the server only"),
-            ("[kubernetes]\napi_url = \"https://k8s\"\nnamespace = \"n\"\n", &[][..], "kubernetes.pod: required"),
-            ("[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\ntoken_file = \"/nonexistent/token\"\n", &[][..], "kubernetes.namespace: required"),
-            ("[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"Bad_NS\"\n", &[][..], "kubernetes.namespace: must be a DNS label"),
-            ("[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nservice = \"a/b\"\n", &[][..], "kubernetes.service: must be a DNS label"),
-            ("[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\ncpu_warn = 1.5\n", &[][..], "kubernetes.cpu_warn: must be between 0 and 1, got 1.5"),
-            ("[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nrestart_window = \"10s\"\n", &[][..], "kubernetes.restart_window: must be between 1m and 24h, got 10s"),
-            ("[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nwatch = true\n", &[][..], "kubernetes.watch: unknown key"),
-            ("[kubernetes]\n", &[("POD_NAMESPACE", "n"), ("POD_NAME", "UPPER"), ("KUBERNETES_SERVICE_HOST", "h")][..], "kubernetes.pod: must be a DNS subdomain"),
+            (
+                "[kubernetes]\npod = \"p\"\nnamespace = \"n\"\n",
+                &[][..],
+                "kubernetes.api_url: required outside a pod",
+            ),
+            (
+                "[kubernetes]\napi_url = \"http://k8s\"\npod = \"p\"\nnamespace = \"n\"\n",
+                &[][..],
+                "kubernetes.api_url: must be an https:// URL",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s/api\"\npod = \"p\"\nnamespace = \"n\"\n",
+                &[][..],
+                "kubernetes.api_url: must name the server only",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\nnamespace = \"n\"\n",
+                &[][..],
+                "kubernetes.pod: required",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\ntoken_file = \"/nonexistent/token\"\n",
+                &[][..],
+                "kubernetes.namespace: required",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"Bad_NS\"\n",
+                &[][..],
+                "kubernetes.namespace: must be a DNS label",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nservice = \"a/b\"\n",
+                &[][..],
+                "kubernetes.service: must be a DNS label",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\ncpu_warn = 1.5\n",
+                &[][..],
+                "kubernetes.cpu_warn: must be between 0 and 1, got 1.5",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nrestart_window = \"10s\"\n",
+                &[][..],
+                "kubernetes.restart_window: must be between 1m and 24h, got 10s",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nwatch = true\n",
+                &[][..],
+                "kubernetes.watch: unknown key",
+            ),
+            (
+                "[kubernetes]\n",
+                &[
+                    ("POD_NAMESPACE", "n"),
+                    ("POD_NAME", "UPPER"),
+                    ("KUBERNETES_SERVICE_HOST", "h"),
+                ][..],
+                "kubernetes.pod: must be a DNS subdomain",
+            ),
         ] {
             let message = error(toml, env);
             assert!(message.starts_with(expected), "{toml}: {message}");

@@ -2,8 +2,8 @@
 //! one-shot check, or a validation. `anyhow` lives here only.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
@@ -147,7 +147,12 @@ type Built = (Metrics, Vec<Scheduled>, Option<Arc<Cluster>>);
 
 fn build(config: &Config) -> anyhow::Result<Result<Built, checks::BuildError>> {
     let metrics = Metrics::new().context("cannot set up metrics")?;
-    let cluster = match config.kubernetes.as_ref().map(|k| Cluster::build(k, &metrics)).transpose() {
+    let cluster = match config
+        .kubernetes
+        .as_ref()
+        .map(|k| Cluster::build(k, &metrics))
+        .transpose()
+    {
         Ok(cluster) => cluster,
         Err(error) => return Ok(Err(error)),
     };

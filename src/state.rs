@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use crate::config::CheckSettings;
 use crate::fleet::{self, Fleet, PanicChange};
-use crate::kubernetes::events::EventSink;
 use crate::fmt;
+use crate::kubernetes::events::EventSink;
 use crate::outcome::{ComponentType, FailureKind, Outcome, Status};
 
 /// How many status changes `/diag` keeps.

@@ -153,7 +153,11 @@ impl BuildError {
 /// `[kubernetes]` set up at start (`Cluster::build`), for the `pod` check.
 ///
 /// Adding a check is one module plus one line here.
-pub fn build_all(config: &Config, metrics: &Metrics, cluster: Option<&Arc<Cluster>>) -> Result<Vec<Scheduled>, BuildError> {
+pub fn build_all(
+    config: &Config,
+    metrics: &Metrics,
+    cluster: Option<&Arc<Cluster>>,
+) -> Result<Vec<Scheduled>, BuildError> {
     let cx = BuildContext::new(metrics);
     let mut checks = Vec::new();
     checks.extend(config.postgres.as_ref().map(|c| postgres::build(c, &cx)).transpose()?);

@@ -49,7 +49,7 @@ pub enum ApiError {
     #[error("timed out after {0}")]
     Timeout(String),
     #[error("status {code}{}", status_suffix(.status))]
-    Status { code: u16, status: Status },
+    Status { code: u16, status: Box<Status> },
     #[error("the connection failed: {0}")]
     Http(#[from] hyper::Error),
     #[error("invalid request: {0}")]
@@ -147,7 +147,8 @@ pub struct Problem {
     pub hint: String,
 }
 
-type Connection = hyper::client::conn::http1::Connection<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, Full<Bytes>>;
+type Connection =
+    hyper::client::conn::http1::Connection<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, Full<Bytes>>;
 
 /// The API server and the credentials to ask it with.
 pub struct ApiClient {
@@ -221,7 +222,12 @@ impl ApiClient {
 
     /// Sends the request and reads the answer's head; a status other than 2xx becomes
     /// [`ApiError::Status`] with the Status the server sent.
-    async fn open(&self, method: Method, path: &str, body: Option<(&'static str, Vec<u8>)>) -> Result<Exchange, ApiError> {
+    async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<Exchange, ApiError> {
         let token = self.token().await?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
             ApiError::Token(format!(
@@ -276,7 +282,10 @@ impl ApiClient {
         if !(200..300).contains(&code) {
             let text = exchange.read_all(SMALL_LIMIT).await.unwrap_or_default();
             let status = serde_json::from_slice::<Status>(&text).unwrap_or_default();
-            return Err(ApiError::Status { code, status });
+            return Err(ApiError::Status {
+                code,
+                status: Box::new(status),
+            });
         }
         Ok(exchange)
     }
@@ -388,7 +397,7 @@ mod tests {
     fn each_failure_names_what_failed() {
         let forbidden = ApiError::Status {
             code: 403,
-            status: Status::default(),
+            status: Box::default(),
         };
         assert_eq!(
             forbidden.problem("get", "pods/metrics", "api-gateway").reason,
@@ -396,7 +405,7 @@ mod tests {
         );
         let expired = ApiError::Status {
             code: 401,
-            status: Status::default(),
+            status: Box::default(),
         };
         let problem = expired.problem("watch", "pods", "gw");
         assert_eq!(problem.kind, FailureKind::Auth);
@@ -405,14 +414,17 @@ mod tests {
         assert_eq!(slow.reason, "kubernetes API: get pods/metrics timed out after 2s");
         let odd = ApiError::Status {
             code: 500,
-            status: Status {
+            status: Box::new(Status {
                 reason: Some("InternalError".to_owned()),
                 message: Some("x".repeat(500)),
                 ..Status::default()
-            },
+            }),
         };
         let reason = odd.problem("list", "pods", "gw").reason;
-        assert!(reason.starts_with("kubernetes API: list pods: status 500 InternalError: xxx"), "{reason}");
+        assert!(
+            reason.starts_with("kubernetes API: list pods: status 500 InternalError: xxx"),
+            "{reason}"
+        );
         assert!(reason.chars().count() < 300, "an API server's message is cut: {reason}");
     }
 }

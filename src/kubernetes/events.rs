@@ -129,8 +129,16 @@ struct Key {
 /// The Event a change becomes, if any.
 fn key_of(change: &Change) -> Option<Key> {
     let (kind, reason, note) = match (change.from, change.to) {
-        (_, Status::Fail) => ("Warning", "CheckFailed", format!("{} failed: {}", change.check, change.reason)),
-        (_, Status::Warn) => ("Warning", "CheckWarning", format!("{} warn: {}", change.check, change.reason)),
+        (_, Status::Fail) => (
+            "Warning",
+            "CheckFailed",
+            format!("{} failed: {}", change.check, change.reason),
+        ),
+        (_, Status::Warn) => (
+            "Warning",
+            "CheckWarning",
+            format!("{} warn: {}", change.check, change.reason),
+        ),
         (Some(from @ (Status::Fail | Status::Warn)), Status::Pass) => (
             "Normal",
             "CheckRecovered",
@@ -313,9 +321,20 @@ impl Poster {
         self.checks.entry(check.to_owned()).or_default()
     }
 
-    async fn create(&mut self, check: &str, key: Key, count: u32, at: SystemTime) -> Result<(), (&'static str, ApiError)> {
+    async fn create(
+        &mut self,
+        check: &str,
+        key: Key,
+        count: u32,
+        at: SystemTime,
+    ) -> Result<(), (&'static str, ApiError)> {
         let name = event_name(&self.pod, at);
-        let uid = self.pod_view.view().items.first().and_then(|pod| pod.metadata.uid.clone());
+        let uid = self
+            .pod_view
+            .view()
+            .items
+            .first()
+            .and_then(|pod| pod.metadata.uid.clone());
         let mut regarding = json!({"apiVersion": "v1", "kind": "Pod", "namespace": self.namespace, "name": self.pod});
         if let Some(uid) = uid {
             regarding["uid"] = json!(uid);

@@ -304,7 +304,13 @@ mod tests {
         let c: Vec<(bool, bool, bool)> = slice
             .endpoints
             .iter()
-            .map(|e| (e.conditions.is_ready(), e.conditions.is_serving(), e.conditions.is_terminating()))
+            .map(|e| {
+                (
+                    e.conditions.is_ready(),
+                    e.conditions.is_serving(),
+                    e.conditions.is_terminating(),
+                )
+            })
             .collect();
         assert_eq!(c, [(true, true, false), (false, false, true), (false, true, true)]);
         let empty: EndpointSlice = serde_json::from_str(r#"{"metadata":{"name":"s"},"endpoints":null}"#).unwrap();

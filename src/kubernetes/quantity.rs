@@ -95,9 +95,14 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused() {
-        for text in ["", "m", "Mi", "1.2.3", "12 Mi", "1mi", "1KiB", "1x", "1e", "1e99", "abc", "--1"] {
+        for text in [
+            "", "m", "Mi", "1.2.3", "12 Mi", "1mi", "1KiB", "1x", "1e", "1e99", "abc", "--1",
+        ] {
             assert!(parse(text).is_err(), "{text:?} parsed");
         }
-        assert_eq!(parse("1x").unwrap_err().to_string(), "not a Kubernetes quantity: \"1x\"");
+        assert_eq!(
+            parse("1x").unwrap_err().to_string(),
+            "not a Kubernetes quantity: \"1x\""
+        );
     }
 }

@@ -54,7 +54,8 @@ impl Resource {
     }
 
     fn watch_path(&self, version: &str, seconds: u64) -> String {
-        let version: String = percent_encoding::utf8_percent_encode(version, percent_encoding::NON_ALPHANUMERIC).collect();
+        let version: String =
+            percent_encoding::utf8_percent_encode(version, percent_encoding::NON_ALPHANUMERIC).collect();
         format!(
             "{}?{}&watch=true&resourceVersion={version}&allowWatchBookmarks=true&timeoutSeconds={seconds}",
             self.path, self.selector
@@ -236,7 +237,9 @@ impl Backoff {
 /// How one watch ended.
 enum Ended {
     /// The server closed it (its `timeoutSeconds`), after `events` events.
-    Closed { events: u64 },
+    Closed {
+        events: u64,
+    },
     /// The version to watch from is gone: list again.
     Gone,
     Failed(ApiError),
@@ -293,7 +296,10 @@ pub async fn run<T: Object>(client: Arc<ApiClient>, resource: Resource, store: A
                 }
                 Ended::Gone => {
                     store.disconnected();
-                    tracing::debug!(resource = resource.name, "Watch: resourceVersion too old (410 Gone), listing again");
+                    tracing::debug!(
+                        resource = resource.name,
+                        "Watch: resourceVersion too old (410 Gone), listing again"
+                    );
                     break;
                 }
                 Ended::Failed(error) => {
@@ -363,10 +369,11 @@ async fn watch<T: Object>(
             }
             "BOOKMARK" => {
                 if let Ok(Bookmark {
-                    metadata: ObjectMeta {
-                        resource_version: Some(seen),
-                        ..
-                    },
+                    metadata:
+                        ObjectMeta {
+                            resource_version: Some(seen),
+                            ..
+                        },
                 }) = serde_json::from_str(object)
                 {
                     *version = seen;
@@ -378,7 +385,7 @@ async fn watch<T: Object>(
                     Some(410) => Ended::Gone,
                     code => Ended::Failed(ApiError::Status {
                         code: code.unwrap_or(500),
-                        status,
+                        status: Box::new(status),
                     }),
                 };
             }

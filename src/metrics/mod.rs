@@ -639,11 +639,17 @@ impl KubernetesMetrics {
                 "1 when the last request or watch of every part vigil asks the Kubernetes API for (its pod, the Service's EndpointSlices, the metrics API, Events) worked, else 0.",
             )?,
             container_ready: IntGaugeVec::new(
-                Opts::new("vigil_pod_container_ready", "1 when the watched container of this pod is ready (its status in the pod)."),
+                Opts::new(
+                    "vigil_pod_container_ready",
+                    "1 when the watched container of this pod is ready (its status in the pod).",
+                ),
                 &["container"],
             )?,
             container_restarts_total: IntCounterVec::new(
-                Opts::new("vigil_pod_container_restarts_total", "The kubelet's restart count of the watched container."),
+                Opts::new(
+                    "vigil_pod_container_restarts_total",
+                    "The kubelet's restart count of the watched container.",
+                ),
                 &["container"],
             )?,
             container_last_termination_info: IntGaugeVec::new(

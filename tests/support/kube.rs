@@ -30,7 +30,10 @@ pub struct FakeKube {
 impl FakeKube {
     /// Starts the fake accepting the token `token`, which is also written to [`FakeKube::token_file`].
     pub fn start(token: &str) -> FakeKube {
-        let dir = tempfile::Builder::new().prefix("fake-kube-").tempdir().expect("fake kube: temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("fake-kube-")
+            .tempdir()
+            .expect("fake kube: temp dir");
         let ca_key = KeyPair::generate().expect("fake kube: CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("fake kube: CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -114,8 +117,14 @@ impl FakeKube {
     #[track_caller]
     pub fn control(&self, path: &str, body: Value) {
         let body = serde_json::to_vec(&body).expect("control body");
-        let answer = client::try_request(self.control, "POST", path, &[("Content-Type", "application/json")], &body)
-            .unwrap_or_else(|e| panic!("fake kube: control {path}: {e}"));
+        let answer = client::try_request(
+            self.control,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .unwrap_or_else(|e| panic!("fake kube: control {path}: {e}"));
         assert_eq!(answer.status, 200, "fake kube: control {path}: {}", answer.body);
     }
 

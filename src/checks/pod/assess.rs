@@ -214,13 +214,20 @@ fn container(inputs: &Inputs<'_>, pod: &Pod, describe: &str, report: &mut Report
         detail.insert("state".to_owned(), json!(state_text(status)));
         if let Some(waiting) = status.state.waiting.as_ref().and_then(|w| w.reason.as_deref()) {
             let waiting = shorten(waiting, 64);
-            let hint = if waiting.contains("ImagePull") || waiting == "ErrImageNeverPull" || waiting == "InvalidImageName" {
-                format!("{describe} (its Events: the image name, tag or the registry's credentials)")
-            } else {
-                format!("{logs}; {describe}")
-            };
+            let hint =
+                if waiting.contains("ImagePull") || waiting == "ErrImageNeverPull" || waiting == "InvalidImageName" {
+                    format!("{describe} (its Events: the image name, tag or the registry's credentials)")
+                } else {
+                    format!("{logs}; {describe}")
+                };
             report.observe(Observation::text("container_waiting", waiting.clone()));
-            report.find(Finding::warn(FailureKind::Misconfigured, format!("container {name} waiting: {waiting}")).with_hint(hint));
+            report.find(
+                Finding::warn(
+                    FailureKind::Misconfigured,
+                    format!("container {name} waiting: {waiting}"),
+                )
+                .with_hint(hint),
+            );
         }
         if let Some(last) = &status.last_state.terminated {
             exported.last_termination = Some(shorten(last.reason.as_deref().unwrap_or("Unknown"), 64));
@@ -234,8 +241,12 @@ fn container(inputs: &Inputs<'_>, pod: &Pod, describe: &str, report: &mut Report
     match inputs.usage {
         Usage::Figures(metrics) => {
             let usage = metrics.containers.iter().find(|c| c.name == name);
-            let cpu = usage.and_then(|u| u.usage.cpu.as_deref()).and_then(|q| quantity::parse(q).ok());
-            let memory = usage.and_then(|u| u.usage.memory.as_deref()).and_then(|q| quantity::parse(q).ok());
+            let cpu = usage
+                .and_then(|u| u.usage.cpu.as_deref())
+                .and_then(|q| quantity::parse(q).ok());
+            let memory = usage
+                .and_then(|u| u.usage.memory.as_deref())
+                .and_then(|q| quantity::parse(q).ok());
             exported.cpu_usage = cpu;
             exported.memory_usage = memory;
             let mut usage_detail = json!({
@@ -250,7 +261,12 @@ fn container(inputs: &Inputs<'_>, pod: &Pod, describe: &str, report: &mut Report
             let memory_hint = format!(
                 "the gateway is near its memory limit (an OOM kill comes next): kubectl top pod {pod_name} --containers -n {ns}; raise the {name} container's memory limit or find what grows"
             );
-            let mut judge = |value: Option<f64>, limit: Option<f64>, figures: (Figure, Figure, Figure), warn: f64, key: &str, hint: String| {
+            let mut judge = |value: Option<f64>,
+                             limit: Option<f64>,
+                             figures: (Figure, Figure, Figure),
+                             warn: f64,
+                             key: &str,
+                             hint: String| {
                 let (usage_figure, limit_figure, ratio_figure) = figures;
                 if let Some(value) = value {
                     report.observe(usage_figure.of(value));
@@ -270,7 +286,11 @@ fn container(inputs: &Inputs<'_>, pod: &Pod, describe: &str, report: &mut Report
                         Unit::Cores => (fmt::figure(value, Unit::Cores), fmt::figure(limit, Unit::Cores)),
                         _ => (fmt::bytes(value as u64), fmt::bytes(limit as u64)),
                     };
-                    let what = if usage_figure.unit == Unit::Cores { "CPU" } else { "memory" };
+                    let what = if usage_figure.unit == Unit::Cores {
+                        "CPU"
+                    } else {
+                        "memory"
+                    };
                     report.find(
                         Finding::warn(
                             FailureKind::Threshold,
@@ -284,7 +304,14 @@ fn container(inputs: &Inputs<'_>, pod: &Pod, describe: &str, report: &mut Report
                     );
                 }
             };
-            judge(cpu, cpu_limit, (CPU_USAGE, CPU_LIMIT, CPU_RATIO), config.cpu_warn, "cpu_ratio", cpu_hint);
+            judge(
+                cpu,
+                cpu_limit,
+                (CPU_USAGE, CPU_LIMIT, CPU_RATIO),
+                config.cpu_warn,
+                "cpu_ratio",
+                cpu_hint,
+            );
             judge(
                 memory,
                 memory_limit,
@@ -296,7 +323,10 @@ fn container(inputs: &Inputs<'_>, pod: &Pod, describe: &str, report: &mut Report
             detail.insert("usage".to_owned(), usage_detail);
         }
         Usage::NotYet => {
-            detail.insert("usage".to_owned(), json!("no figures yet from the metrics API for this pod"));
+            detail.insert(
+                "usage".to_owned(),
+                json!("no figures yet from the metrics API for this pod"),
+            );
         }
         Usage::Failed(problem) => {
             detail.insert("usage".to_owned(), json!(problem.reason));
@@ -315,7 +345,11 @@ fn restart(
     (logs, describe): (&str, &str),
     report: &mut Report,
 ) {
-    let Some(finished) = last.finished_at.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
+    let Some(finished) = last
+        .finished_at
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    else {
         return;
     };
     let ago = inputs.now.duration_since(finished).unwrap_or(Duration::ZERO);
@@ -351,9 +385,15 @@ fn limit(text: Option<&str>) -> Option<f64> {
 fn state_text(status: &ContainerStatus) -> String {
     let state = &status.state;
     if let Some(waiting) = &state.waiting {
-        format!("waiting: {}", shorten(waiting.reason.as_deref().unwrap_or("unknown"), 64))
+        format!(
+            "waiting: {}",
+            shorten(waiting.reason.as_deref().unwrap_or("unknown"), 64)
+        )
     } else if let Some(terminated) = &state.terminated {
-        format!("terminated: {}", shorten(terminated.reason.as_deref().unwrap_or("unknown"), 64))
+        format!(
+            "terminated: {}",
+            shorten(terminated.reason.as_deref().unwrap_or("unknown"), 64)
+        )
     } else if state.running.is_some() {
         "running".to_owned()
     } else {
@@ -406,9 +446,8 @@ fn endpoints(service: &str, ns: &str, slices: &View<EndpointSlice>, report: &mut
         "kubectl get endpointslices -l kubernetes.io/service-name={service} -n {ns}; kubectl get pods -n {ns} (which replicas are not ready, and kubectl describe pod for why)"
     );
     if total == 0 {
-        report.find(
-            Finding::warn(FailureKind::Threshold, format!("service {service} has no endpoints")).with_hint(hint),
-        );
+        report
+            .find(Finding::warn(FailureKind::Threshold, format!("service {service} has no endpoints")).with_hint(hint));
     } else if ready * 2 < total {
         report.find(
             Finding::warn(
@@ -491,7 +530,11 @@ mod tests {
         }
     }
 
-    fn run(pod: &View<Pod>, slices: Option<&View<EndpointSlice>>, usage: &Usage) -> (crate::outcome::Outcome, Exported) {
+    fn run(
+        pod: &View<Pod>,
+        slices: Option<&View<EndpointSlice>>,
+        usage: &Usage,
+    ) -> (crate::outcome::Outcome, Exported) {
         let config = config();
         let (report, exported) = assess(&Inputs {
             config: &config,
@@ -513,12 +556,20 @@ mod tests {
             &usage("250m", "128Mi"),
         );
         assert_eq!(outcome.status, Status::Pass, "{}", outcome.reason);
-        assert_eq!(exported.container.as_deref(), Some("api-gateway"), "the first regular container");
+        assert_eq!(
+            exported.container.as_deref(),
+            Some("api-gateway"),
+            "the first regular container"
+        );
         assert_eq!((exported.cpu_usage, exported.cpu_limit), (Some(0.25), Some(1.0)));
         assert_eq!(exported.memory_limit, Some(536_870_912.0));
         assert_eq!(exported.endpoints, Some((3, 3, 0)));
         assert!(exported.api_up);
-        let ratio = outcome.observations.iter().find(|o| o.name == "container_cpu_usage_ratio").unwrap();
+        let ratio = outcome
+            .observations
+            .iter()
+            .find(|o| o.name == "container_cpu_usage_ratio")
+            .unwrap();
         assert_eq!(ratio.value, crate::outcome::Value::Number(0.25));
     }
 
@@ -533,8 +584,14 @@ mod tests {
             "container api-gateway restarted 3m ago: OOMKilled (exit code 137) at 2026-12-01T11:57:00Z; 2 restarts"
         );
         let hint = outcome.hint.unwrap();
-        assert!(hint.contains("raise the api-gateway container's memory limit (512MiB"), "{hint}");
-        assert!(hint.contains("kubectl logs gw-1 -c api-gateway --previous -n api-gateway"), "{hint}");
+        assert!(
+            hint.contains("raise the api-gateway container's memory limit (512MiB"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("kubectl logs gw-1 -c api-gateway --previous -n api-gateway"),
+            "{hint}"
+        );
         assert_eq!(exported.last_termination.as_deref(), Some("OOMKilled"));
         assert_eq!(exported.restarts, Some(2));
     }
@@ -544,7 +601,12 @@ mod tests {
         let old = r#"{"name":"api-gateway","ready":true,"restartCount":1,"state":{"running":{}},
             "lastState":{"terminated":{"reason":"Error","exitCode":1,"finishedAt":"2026-12-01T10:00:00Z"}}}"#;
         let (outcome, _) = run(&pod("{}", old), None, &Usage::NotYet);
-        assert_eq!(outcome.status, Status::Pass, "two hours ago is outside 15m: {}", outcome.reason);
+        assert_eq!(
+            outcome.status,
+            Status::Pass,
+            "two hours ago is outside 15m: {}",
+            outcome.reason
+        );
         let waiting = r#"{"name":"api-gateway","ready":false,"restartCount":5,"state":{"waiting":{"reason":"CrashLoopBackOff"}}}"#;
         let (outcome, exported) = run(&pod("{}", waiting), None, &Usage::NotYet);
         assert_eq!(outcome.reason, "container api-gateway waiting: CrashLoopBackOff");
@@ -554,16 +616,32 @@ mod tests {
 
     #[test]
     fn cpu_over_its_share_of_the_limit_warns_and_no_limit_gives_no_ratio() {
-        let (outcome, _) = run(&pod(r#"{"cpu":"500m","memory":"1Gi"}"#, RUNNING), None, &usage("450m", "100Mi"));
+        let (outcome, _) = run(
+            &pod(r#"{"cpu":"500m","memory":"1Gi"}"#, RUNNING),
+            None,
+            &usage("450m", "100Mi"),
+        );
         assert_eq!(outcome.status, Status::Warn);
-        assert_eq!(outcome.reason, "container api-gateway CPU 0.45 cores of its 0.5 cores limit (90%, warn at 80%)");
-        assert!(outcome.hint.unwrap().contains("kubectl top pod gw-1 --containers -n api-gateway"));
+        assert_eq!(
+            outcome.reason,
+            "container api-gateway CPU 0.45 cores of its 0.5 cores limit (90%, warn at 80%)"
+        );
+        assert!(
+            outcome
+                .hint
+                .unwrap()
+                .contains("kubectl top pod gw-1 --containers -n api-gateway")
+        );
 
         let (outcome, exported) = run(&pod("{}", RUNNING), None, &usage("3", "2Gi"));
         assert_eq!(outcome.status, Status::Pass);
         assert_eq!(exported.cpu_limit, None);
         assert!(outcome.observations.iter().all(|o| !o.name.ends_with("_ratio")));
-        let shown = outcome.observations.iter().find(|o| o.name == "container_cpu_limit").unwrap();
+        let shown = outcome
+            .observations
+            .iter()
+            .find(|o| o.name == "container_cpu_limit")
+            .unwrap();
         assert_eq!(shown.value, crate::outcome::Value::Text("no limit".to_owned()));
     }
 
@@ -574,7 +652,10 @@ mod tests {
         assert_eq!(outcome.status, Status::Pass);
         let one_of_three = slices(&[(true, true, false), (false, true, true), (false, false, true)]);
         let (outcome, exported) = run(&pod("{}", RUNNING), Some(&one_of_three), &Usage::NotYet);
-        assert_eq!(outcome.reason, "service api-gateway-service: 1 of 3 endpoints ready (2 serving, 2 terminating)");
+        assert_eq!(
+            outcome.reason,
+            "service api-gateway-service: 1 of 3 endpoints ready (2 serving, 2 terminating)"
+        );
         assert_eq!(exported.endpoints, Some((1, 2, 2)));
     }
 
@@ -611,7 +692,10 @@ mod tests {
             now: now(),
         });
         assert_eq!(report.findings().len(), 0);
-        assert_eq!((exported.container.as_deref(), exported.ready), (Some("vigil"), Some(true)));
+        assert_eq!(
+            (exported.container.as_deref(), exported.ready),
+            (Some("vigil"), Some(true))
+        );
         config.container = Some("nope".to_owned());
         let (report, _) = assess(&Inputs {
             config: &config,

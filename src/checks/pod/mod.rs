@@ -102,7 +102,9 @@ impl PodCheck {
         {
             return usage.clone();
         }
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
         let answer = client::within(
             left,
             self.cluster
@@ -125,7 +127,9 @@ impl PodCheck {
             Err(error) => {
                 let mut problem = error.problem("get", "pods/metrics", &config.namespace);
                 if error.code() == Some(404) {
-                    problem.reason.push_str(" (is metrics-server installed? kubectl top pod needs it too)");
+                    problem
+                        .reason
+                        .push_str(" (is metrics-server installed? kubectl top pod needs it too)");
                 }
                 Usage::Failed(problem)
             }
@@ -176,7 +180,8 @@ impl PodCheck {
                 }
             }
         }
-        if let (Some(service), Some((ready, serving, terminating))) = (&self.cluster.config.service, exported.endpoints) {
+        if let (Some(service), Some((ready, serving, terminating))) = (&self.cluster.config.service, exported.endpoints)
+        {
             for (condition, count) in ENDPOINT_CONDITIONS.iter().zip([ready, serving, terminating]) {
                 metrics
                     .service_endpoints
