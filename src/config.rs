@@ -68,7 +68,7 @@ impl Sources {
 
 /// Whether vigil reads the environment variable `name`.
 fn is_read(name: &str) -> bool {
-    name.starts_with("VIGIL_") || name == "DATABASE_URL" || name == POD_IP || KUBERNETES_ENV.contains(&name)
+    name.starts_with("VIGIL_") || name == "DATABASE_URL" || name == POD_IP
 }
 
 /// The downward API's pod address: `[fleet]` leaves it out of the peers. Read once, at load.
@@ -576,7 +576,9 @@ impl Fleet {
 }
 
 /// The environment variables `[kubernetes]` takes its defaults from, read once at load: the
-/// API server's address (every pod has them) and the downward API's pod name and namespace.
+/// API server's address (every pod has them) and the downward API's pod name and namespace. One
+/// that is not UTF-8 counts as unset (`HOSTNAME` is everyone's: it must not refuse a
+/// configuration without `[kubernetes]`).
 pub const KUBERNETES_ENV: [&str; 5] = [
     "KUBERNETES_SERVICE_HOST",
     "KUBERNETES_SERVICE_PORT",

@@ -148,12 +148,12 @@ impl PodCheck {
             }
             if let Some(count) = exported.restarts {
                 let counter = metrics.container_restarts_total.with_label_values(&label);
-                let rise = match &self.restarts {
-                    Some((seen, before)) if seen == container => u64::from(count.saturating_sub(*before)),
-                    _ => u64::from(count),
+                let (rise, highest) = match &self.restarts {
+                    Some((seen, before)) if seen == container => (count.saturating_sub(*before), count.max(*before)),
+                    _ => (count, count),
                 };
-                counter.inc_by(rise);
-                self.restarts = Some((container.clone(), count.max(self.restarts.as_ref().map_or(0, |r| r.1))));
+                counter.inc_by(u64::from(rise));
+                self.restarts = Some((container.clone(), highest));
             }
             if let Some(reason) = &exported.last_termination {
                 let now = (container.clone(), reason.clone());
