@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::fleet::{self, Fleet};
 use crate::http::diag_token::{self, DiagToken};
 use crate::http::{self, App};
+use crate::kubernetes::Cluster;
 use crate::metrics::{Metrics, MetricsError};
 use crate::reload::{self, Plan};
 use crate::scheduler::{self, Loops};
@@ -49,6 +50,8 @@ pub struct Options {
     pub service_id: String,
     /// `[fleet]`: the peers asked while a critical shared check fails.
     pub fleet: Option<Arc<Fleet>>,
+    /// `[kubernetes]`: its watches and Event poster run beside the loops.
+    pub kubernetes: Option<Arc<Cluster>>,
 }
 
 /// The check loops and the server, running.
@@ -58,10 +61,13 @@ pub struct Agent {
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
     loops: Loops,
-    /// The agent's own background tasks (the diag token's re-reads).
+    /// The agent's own background tasks (the diag token's re-reads, `[kubernetes]`'s watches and
+    /// Event poster).
     background: Vec<JoinHandle<()>>,
     metrics: Metrics,
     app: Arc<App>,
+    /// `[kubernetes]`, for the `pod` check (it needs a restart to change).
+    kubernetes: Option<Arc<Cluster>>,
     /// Where the check loops run; `None` once stopped.
     checks_runtime: Option<Runtime>,
 }
@@ -86,12 +92,22 @@ impl Agent {
             .thread_name("vigil-checks")
             .enable_all()
             .build()?;
-        let state = Arc::new(State::new(scheduler::specs(&checks)).with_fleet(options.fleet.clone()));
+        let events = options.kubernetes.as_ref().and_then(|k| k.event_sink());
+        let state = Arc::new(
+            State::new(scheduler::specs(&checks))
+                .with_fleet(options.fleet.clone())
+                .with_events(events),
+        );
         let loops = Loops::start(checks_runtime.handle(), &state, &metrics, checks);
         let diag_token = Arc::new(DiagToken::new(options.diag_token, options.diag_token_file));
         let mut background = Vec::new();
         if let Some(fleet) = options.fleet {
             background.push(checks_runtime.spawn(fleet::keep_resolving(fleet)));
+        }
+        if let Some(cluster) = &options.kubernetes {
+            for task in cluster.watches().into_iter().chain(cluster.event_poster()) {
+                background.push(checks_runtime.spawn(task));
+            }
         }
         if diag_token.file().is_some() {
             background.push(checks_runtime.spawn(diag_token::keep_reloading(Arc::clone(&diag_token))));
@@ -117,6 +133,7 @@ impl Agent {
             background,
             metrics,
             app,
+            kubernetes: options.kubernetes,
             checks_runtime: Some(checks_runtime),
         })
     }
@@ -128,7 +145,7 @@ impl Agent {
     pub fn reload(&mut self, old: &Config, new: &Config) -> Result<Plan, ReloadError> {
         let plan = Plan::new(old, new);
         let staging = self.metrics.staging();
-        let built = checks::build_all(&plan.to_build, &staging)?;
+        let built = checks::build_all(&plan.to_build, &staging, self.kubernetes.as_ref())?;
         let shown = serde_json::value::to_raw_value(&reload::in_effect(old, new.clone()))?;
         self.metrics.adopt(&staging)?;
         self.loops.replace(&self.state, &self.metrics, &plan.order, built);

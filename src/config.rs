@@ -144,6 +144,9 @@ pub struct Config {
     /// `[fleet]`; absent: every replica decides alone (no peer is ever asked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<Fleet>,
+    /// `[kubernetes]`; absent: vigil never calls the Kubernetes API and there is no `pod` check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<Kubernetes>,
 }
 
 /// A turned-off `[system]` prints as `enabled = false`, so that the printed configuration
@@ -214,12 +217,12 @@ pub struct CheckSettings {
     /// As `defaults.success_threshold` (its default): 1 to 100.
     pub success_threshold: u32,
     /// Whether a fail of this check fails `/readyz`. Default true for `postgres`, `gateway`
-    /// and `jwt`, false for `system` and `upstream`.
+    /// and `jwt`, false for `system`, `upstream` and `pod` (`[kubernetes]`).
     pub critical: bool,
     /// Whether the dependency is the same for every replica (`shared`: with `[fleet]`, a
     /// fleet-wide failure of a critical shared check does not take this replica out of the
     /// Service) or this replica's own (`local`: never held). Default `shared` for `postgres`,
-    /// `jwt` and `upstream`, `local` for `gateway` and `system`.
+    /// `jwt` and `upstream`, `local` for `gateway`, `system` and `pod`.
     pub scope: Scope,
 }
 
@@ -570,6 +573,276 @@ impl Fleet {
     pub fn validate(&self) -> Result<(), Invalid> {
         ratio("fleet.panic_threshold", self.panic_threshold)
     }
+}
+
+/// The environment variables `[kubernetes]` takes its defaults from, read once at load: the
+/// API server's address (every pod has them) and the downward API's pod name and namespace. One
+/// that is not UTF-8 counts as unset (`HOSTNAME` is everyone's: it must not refuse a
+/// configuration without `[kubernetes]`).
+pub const KUBERNETES_ENV: [&str; 5] = [
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "POD_NAMESPACE",
+    "POD_NAME",
+    "HOSTNAME",
+];
+
+/// The service account token's default place (a projected volume mounts it there too).
+pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+/// The cluster CA's default place.
+pub const SERVICE_ACCOUNT_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+
+/// `[kubernetes]`: the Kubernetes API, read for the check named `pod` (the gateway container's
+/// state and use, the Service's endpoints) and written for Events. Parsed once; a change needs
+/// a restart.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kubernetes {
+    /// The `pod` check's `interval` (the metrics API is read once per run), `timeout`,
+    /// `failure_threshold`, `success_threshold` (from `[defaults]`), `critical` (default false)
+    /// and `scope` (default `local`).
+    #[serde(flatten)]
+    pub settings: CheckSettings,
+    /// The API server. Default `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` (an
+    /// IPv6 host bracketed; the port 443 when unset); required when those are not set; an
+    /// `https` URL without credentials or a path.
+    pub api_url: HttpUrl,
+    /// The service account token, read again before every request (projected tokens rotate).
+    /// Default `/var/run/secrets/kubernetes.io/serviceaccount/token`; a missing or unreadable
+    /// token is a warn of the `pod` check, not a start failure.
+    pub token_file: PathBuf,
+    /// The cluster CA (PEM) the API server's certificate must chain to, the only one trusted,
+    /// read when the check is built. Default
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`; must hold a certificate.
+    pub ca_file: PathBuf,
+    /// This pod's namespace. Default `$POD_NAMESPACE`, else the `namespace` file next to
+    /// `token_file`; a DNS label (1 to 63 of `a-z 0-9 -`).
+    pub namespace: String,
+    /// This pod's name. Default `$POD_NAME`, else `$HOSTNAME`; a DNS subdomain (1 to 253 of
+    /// `a-z 0-9 - .`).
+    pub pod: String,
+    /// The gateway container. Default none: the pod's first regular container
+    /// (`spec.containers[0]`); a DNS label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The Service whose EndpointSlices are watched (label `kubernetes.io/service-name`).
+    /// Default none (no endpoints are watched); a DNS label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The container's CPU use / its CPU limit that warns. Default 0.80 (the runbook's 80 %);
+    /// above 0, at most 1.
+    pub cpu_warn: f64,
+    /// The container's memory working set / its memory limit that warns. Default 0.90; above
+    /// 0, at most 1.
+    pub memory_warn: f64,
+    /// A restart or OOM kill of the container this recent warns. Default `15m`; 1m to 24h.
+    #[serde(with = "duration")]
+    pub restart_window: Duration,
+    /// Whether status changes of the checks become Kubernetes Events on this pod. Default true.
+    pub events: bool,
+}
+
+/// `[kubernetes]` as written (see [`Kubernetes`]'s fields for each key).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KubernetesKeys {
+    /// [`Kubernetes::api_url`].
+    #[serde(default)]
+    api_url: Option<HttpUrl>,
+    /// [`Kubernetes::token_file`].
+    #[serde(default = "default_token_file")]
+    token_file: PathBuf,
+    /// [`Kubernetes::ca_file`].
+    #[serde(default = "default_ca_file")]
+    ca_file: PathBuf,
+    /// [`Kubernetes::namespace`].
+    #[serde(default)]
+    namespace: Option<String>,
+    /// [`Kubernetes::pod`].
+    #[serde(default)]
+    pod: Option<String>,
+    /// [`Kubernetes::container`].
+    #[serde(default)]
+    container: Option<String>,
+    /// [`Kubernetes::service`].
+    #[serde(default)]
+    service: Option<String>,
+    /// [`Kubernetes::cpu_warn`].
+    #[serde(default = "default_cpu_warn")]
+    cpu_warn: f64,
+    /// [`Kubernetes::memory_warn`].
+    #[serde(default = "default_memory_warn")]
+    memory_warn: f64,
+    /// [`Kubernetes::restart_window`].
+    #[serde(default = "default_restart_window", with = "duration")]
+    restart_window: Duration,
+    /// [`Kubernetes::events`].
+    #[serde(default = "yes")]
+    events: bool,
+}
+
+/// What `[kubernetes]` takes from the environment (see [`KUBERNETES_ENV`]).
+#[derive(Debug, Default, Clone)]
+struct KubernetesEnv {
+    service_host: Option<String>,
+    service_port: Option<String>,
+    pod_namespace: Option<String>,
+    pod_name: Option<String>,
+    hostname: Option<String>,
+}
+
+impl KubernetesEnv {
+    fn read(env: &[(String, String)]) -> KubernetesEnv {
+        let get = |name: &str| {
+            env.iter()
+                .find(|(k, v)| k == name && !v.trim().is_empty())
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        KubernetesEnv {
+            service_host: get("KUBERNETES_SERVICE_HOST"),
+            service_port: get("KUBERNETES_SERVICE_PORT"),
+            pod_namespace: get("POD_NAMESPACE"),
+            pod_name: get("POD_NAME"),
+            hostname: get("HOSTNAME"),
+        }
+    }
+
+    /// `https://host:port` from the in-cluster variables.
+    fn api_url(&self) -> Option<Result<HttpUrl, String>> {
+        let host = self.service_host.as_deref()?;
+        let port = self.service_port.as_deref().unwrap_or("443");
+        let host = match host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("[{host}]"),
+            Err(_) => host.to_owned(),
+        };
+        Some(
+            HttpUrl::parse(&format!("https://{host}:{port}"))
+                .map_err(|e| format!("KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT do not make a URL: {e}")),
+        )
+    }
+}
+
+impl KubernetesKeys {
+    /// Fills the defaults from the environment and the service account's files, and validates.
+    fn resolve(self, settings: CheckSettings, env: &KubernetesEnv) -> Result<Kubernetes, Invalid> {
+        let api_url = match (self.api_url, env.api_url()) {
+            (Some(url), _) => url,
+            (None, Some(url)) => url.map_err(|m| Invalid::new("kubernetes.api_url", m))?,
+            (None, None) => {
+                return Err(Invalid::new(
+                    "kubernetes.api_url",
+                    "required outside a pod: set api_url (in a pod, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT give it)",
+                ));
+            }
+        };
+        let namespace = match (self.namespace, &env.pod_namespace) {
+            (Some(namespace), _) => namespace,
+            (None, Some(namespace)) => namespace.clone(),
+            (None, None) => {
+                let file = self.token_file.with_file_name("namespace");
+                crate::files::read_text(&file, crate::files::SECRET_CAP)
+                    .map(|text| text.trim().to_owned())
+                    .map_err(|e| {
+                        Invalid::new(
+                            "kubernetes.namespace",
+                            format!(
+                                "required: set namespace, or POD_NAMESPACE from the downward API (metadata.namespace); the service account's {} cannot be read: {e}",
+                                file.display()
+                            ),
+                        )
+                    })?
+            }
+        };
+        let pod = match (self.pod, &env.pod_name, &env.hostname) {
+            (Some(pod), _, _) => pod,
+            (None, Some(pod), _) | (None, None, Some(pod)) => pod.clone(),
+            (None, None, None) => {
+                return Err(Invalid::new(
+                    "kubernetes.pod",
+                    "required: set pod, or POD_NAME from the downward API (metadata.name)",
+                ));
+            }
+        };
+        let kubernetes = Kubernetes {
+            settings,
+            api_url,
+            token_file: self.token_file,
+            ca_file: self.ca_file,
+            namespace,
+            pod,
+            container: self.container,
+            service: self.service,
+            cpu_warn: self.cpu_warn,
+            memory_warn: self.memory_warn,
+            restart_window: self.restart_window,
+            events: self.events,
+        };
+        kubernetes.validate()?;
+        Ok(kubernetes)
+    }
+}
+
+impl Kubernetes {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let url = self.api_url.uri();
+        if url.scheme_str() != Some("https") {
+            return Err(Invalid::new(
+                "kubernetes.api_url",
+                format!(
+                    "must be an https:// URL (vigil sends its service account token), got {:?}",
+                    self.api_url.as_str()
+                ),
+            ));
+        }
+        if url.path_and_query().is_some_and(|p| p.as_str() != "/") {
+            return Err(Invalid::new(
+                "kubernetes.api_url",
+                format!("must name the server only (no path), got {:?}", self.api_url.as_str()),
+            ));
+        }
+        dns_name("kubernetes.namespace", &self.namespace, 63, false)?;
+        dns_name("kubernetes.pod", &self.pod, 253, true)?;
+        if let Some(container) = &self.container {
+            dns_name("kubernetes.container", container, 63, false)?;
+        }
+        if let Some(service) = &self.service {
+            dns_name("kubernetes.service", service, 63, false)?;
+        }
+        ratio("kubernetes.cpu_warn", self.cpu_warn)?;
+        ratio("kubernetes.memory_warn", self.memory_warn)?;
+        if !(Duration::from_secs(60)..=Duration::from_secs(86_400)).contains(&self.restart_window) {
+            return Err(Invalid::new(
+                "kubernetes.restart_window",
+                format!(
+                    "must be between 1m and 24h, got {}",
+                    crate::fmt::duration(self.restart_window)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A Kubernetes object name: a DNS label (`a-z 0-9 -`, alphanumeric at both ends), or with
+/// `dots` a DNS subdomain. Names go into URL paths and selectors, so nothing else may pass.
+fn dns_name(key: &str, name: &str, max: usize, dots: bool) -> Result<(), Invalid> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.');
+    let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty()
+        || name.len() > max
+        || !name.chars().all(allowed)
+        || !ends(name.chars().next())
+        || !ends(name.chars().last())
+    {
+        let what = if dots { "a DNS subdomain" } else { "a DNS label" };
+        return Err(Invalid::new(
+            key,
+            format!(
+                "must be {what} (1 to {max} of a-z, 0-9, '-'{}), got {name:?}",
+                if dots { ", '.'" } else { "" }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `[postgres]`: the check named `postgres`.
@@ -1482,6 +1755,15 @@ fn default_cpu_warn() -> f64 {
 fn default_memory_warn() -> f64 {
     0.90
 }
+fn default_token_file() -> PathBuf {
+    PathBuf::from(SERVICE_ACCOUNT_TOKEN)
+}
+fn default_ca_file() -> PathBuf {
+    PathBuf::from(SERVICE_ACCOUNT_CA)
+}
+fn default_restart_window() -> Duration {
+    Duration::from_secs(15 * 60)
+}
 fn default_cgroup_root() -> PathBuf {
     PathBuf::from("/sys/fs/cgroup")
 }
@@ -1574,6 +1856,8 @@ struct Loader {
     env_origin: HashMap<String, String>,
     /// `$POD_IP`, for `[fleet]`'s own address.
     pod_ip: Option<String>,
+    /// What `[kubernetes]` takes its defaults from.
+    kubernetes_env: KubernetesEnv,
 }
 
 impl Loader {
@@ -1645,6 +1929,7 @@ impl Loader {
         }
 
         self.pod_ip = env.iter().find(|(k, _)| k == POD_IP).map(|(_, v)| v.clone());
+        self.kubernetes_env = KubernetesEnv::read(env);
         let database_url = env.iter().find(|(k, v)| k == "DATABASE_URL" && !v.is_empty());
         if let Some((_, url)) = database_url {
             let entry = root
@@ -1734,11 +2019,19 @@ impl Loader {
             }
             Some(_) => return Err(self.invalid("fleet", "expected a table, such as [fleet]")),
         };
+        let kubernetes =
+            match self.section::<KubernetesKeys>(&mut root, "kubernetes", &defaults, (false, Scope::Local))? {
+                Some((keys, settings)) => Some(
+                    keys.resolve(settings, &self.kubernetes_env)
+                        .map_err(|e| self.refuse(e))?,
+                ),
+                None => None,
+            };
 
         if let Some(key) = root.keys().next() {
             return Err(self.invalid(
                 key,
-                "unknown key; expected one of listen, defaults, shutdown, diag, postgres, gateway, jwt, system, upstream, fleet",
+                "unknown key; expected one of listen, defaults, shutdown, diag, postgres, gateway, jwt, system, upstream, fleet, kubernetes",
             ));
         }
         Ok(Config {
@@ -1752,6 +2045,7 @@ impl Loader {
             system,
             upstreams,
             fleet,
+            kubernetes,
         })
     }
 
@@ -2048,6 +2342,122 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_takes_its_defaults_from_the_pod_and_names_bad_keys() {
+        let in_pod = [
+            ("KUBERNETES_SERVICE_HOST", "fd00::1"),
+            ("KUBERNETES_SERVICE_PORT", "6443"),
+            ("POD_NAMESPACE", "api-gateway"),
+            ("HOSTNAME", "gw-7d9f8-x2x4q"),
+        ];
+        let config = load_str("[kubernetes]\nservice = \"api-gateway-service\"\n", &in_pod).unwrap();
+        let k = config.kubernetes.as_ref().unwrap();
+        assert_eq!(k.api_url.as_str(), "https://[fd00::1]:6443", "IPv6 bracketed");
+        assert_eq!(
+            (k.namespace.as_str(), k.pod.as_str()),
+            ("api-gateway", "gw-7d9f8-x2x4q")
+        );
+        assert_eq!(k.token_file, Path::new(SERVICE_ACCOUNT_TOKEN));
+        assert_eq!((k.cpu_warn, k.memory_warn, k.events), (0.8, 0.9, true));
+        assert_eq!(k.restart_window, Duration::from_secs(900));
+        assert_eq!((k.settings.critical, k.settings.scope), (false, Scope::Local));
+        let again = load_str(&config.to_redacted_toml(), &[]).unwrap();
+        assert_eq!(
+            again, config,
+            "the printed configuration loads again, outside the pod too"
+        );
+
+        let with_name = load_str(
+            "[kubernetes]\n",
+            &[
+                ("POD_NAME", "gw-1"),
+                ("HOSTNAME", "h"),
+                ("POD_NAMESPACE", "n"),
+                ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ],
+        )
+        .unwrap();
+        let k = with_name.kubernetes.unwrap();
+        assert_eq!((k.pod.as_str(), k.api_url.as_str()), ("gw-1", "https://10.96.0.1:443"));
+
+        let (dir, token) = crate::files::temp_file("token", "t");
+        std::fs::write(dir.path().join("namespace"), "from-file\n").unwrap();
+        let from_file = load_str(
+            &format!(
+                "[kubernetes]\napi_url = \"https://k8s.local\"\npod = \"p\"\ntoken_file = {:?}\n",
+                token.display().to_string()
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(from_file.kubernetes.unwrap().namespace, "from-file");
+
+        for (toml, env, expected) in [
+            (
+                "[kubernetes]\npod = \"p\"\nnamespace = \"n\"\n",
+                &[][..],
+                "kubernetes.api_url: required outside a pod",
+            ),
+            (
+                "[kubernetes]\napi_url = \"http://k8s\"\npod = \"p\"\nnamespace = \"n\"\n",
+                &[][..],
+                "kubernetes.api_url: must be an https:// URL",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s/api\"\npod = \"p\"\nnamespace = \"n\"\n",
+                &[][..],
+                "kubernetes.api_url: must name the server only",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\nnamespace = \"n\"\n",
+                &[][..],
+                "kubernetes.pod: required",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\ntoken_file = \"/nonexistent/token\"\n",
+                &[][..],
+                "kubernetes.namespace: required",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"Bad_NS\"\n",
+                &[][..],
+                "kubernetes.namespace: must be a DNS label",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nservice = \"a/b\"\n",
+                &[][..],
+                "kubernetes.service: must be a DNS label",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\ncpu_warn = 1.5\n",
+                &[][..],
+                "kubernetes.cpu_warn: must be between 0 and 1, got 1.5",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nrestart_window = \"10s\"\n",
+                &[][..],
+                "kubernetes.restart_window: must be between 1m and 24h, got 10s",
+            ),
+            (
+                "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nwatch = true\n",
+                &[][..],
+                "kubernetes.watch: unknown key",
+            ),
+            (
+                "[kubernetes]\n",
+                &[
+                    ("POD_NAMESPACE", "n"),
+                    ("POD_NAME", "UPPER"),
+                    ("KUBERNETES_SERVICE_HOST", "h"),
+                ][..],
+                "kubernetes.pod: must be a DNS subdomain",
+            ),
+        ] {
+            let message = error(toml, env);
+            assert!(message.starts_with(expected), "{toml}: {message}");
+        }
+    }
+
+    #[test]
     fn scope_defaults_per_section_and_can_be_set() {
         let config = load_str(
             "[postgres]\nurl = \"postgres://u@db/gw\"\n[gateway]\nhealth_url = \"http://127.0.0.1:8080/\"\n\
@@ -2259,7 +2669,7 @@ mod tests {
             ),
             (
                 "colour = \"blue\"\n",
-                "colour: unknown key; expected one of listen, defaults, shutdown, diag, postgres, gateway, jwt, system, upstream, fleet",
+                "colour: unknown key; expected one of listen, defaults, shutdown, diag, postgres, gateway, jwt, system, upstream, fleet, kubernetes",
             ),
             (
                 "[gateway]\nhealth_url = \"ftp://gw/healthz\"\n",

@@ -13,6 +13,7 @@ pub mod files;
 pub mod fleet;
 pub mod fmt;
 pub mod http;
+pub mod kubernetes;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
@@ -17,6 +18,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use vigil::agent::{Agent, Options};
 use vigil::checks::{self, Scheduled};
 use vigil::config::{self, Config, Sources};
+use vigil::kubernetes::Cluster;
 use vigil::logging::{self, LogFormat};
 use vigil::metrics::Metrics;
 use vigil::reload::FileWatch;
@@ -140,16 +142,28 @@ fn with_runtime<F: Future<Output = anyhow::Result<Ended>>>(command: impl FnOnce(
     }
 }
 
-fn build(config: &Config) -> anyhow::Result<Result<(Metrics, Vec<Scheduled>), checks::BuildError>> {
+/// What `build` makes: the metrics, the checks, and what `[kubernetes]` set up.
+type Built = (Metrics, Vec<Scheduled>, Option<Arc<Cluster>>);
+
+fn build(config: &Config) -> anyhow::Result<Result<Built, checks::BuildError>> {
     let metrics = Metrics::new().context("cannot set up metrics")?;
-    Ok(checks::build_all(config, &metrics).map(|checks| (metrics, checks)))
+    let cluster = match config
+        .kubernetes
+        .as_ref()
+        .map(|k| Cluster::build(k, &metrics))
+        .transpose()
+    {
+        Ok(cluster) => cluster,
+        Err(error) => return Ok(Err(error)),
+    };
+    Ok(checks::build_all(config, &metrics, cluster.as_ref()).map(|checks| (metrics, checks, cluster)))
 }
 
 async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config) -> anyhow::Result<Ended> {
     // Listen for signals before anything else, so that none arriving during start-up is lost
     // (and a SIGHUP then never takes the default action, an exit without a drain).
     let mut signals = Signals::new().context("cannot listen for SIGTERM/SIGINT/SIGHUP")?;
-    let (metrics, checks) = match build(&config)? {
+    let (metrics, checks, kubernetes) = match build(&config)? {
         Ok(built) => built,
         Err(error) => return Ok(Ended::Config(error)),
     };
@@ -169,6 +183,7 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
             )),
             None => None,
         },
+        kubernetes,
     };
     let mut agent = Agent::start(checks, metrics.clone(), listener, options).context("cannot start serving")?;
     tracing::info!(listen = %agent.local_addr, checks = %logging::json(&names), version = env!("CARGO_PKG_VERSION"), "Serving");
@@ -257,10 +272,16 @@ fn reload(sources: &Sources, config: &mut Config, agent: &mut Agent, metrics: &M
 }
 
 async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
-    let (_metrics, mut checks) = match build(&config)? {
+    let (_metrics, mut checks, kubernetes) = match build(&config)? {
         Ok(built) => built,
         Err(error) => return Ok(Ended::Config(error)),
     };
+    // The pod check reads what the watches list; no Events are posted for a one-shot check.
+    let watches: Vec<_> = kubernetes
+        .iter()
+        .flat_map(|cluster| cluster.watches())
+        .map(tokio::spawn)
+        .collect();
     let state = State::new(scheduler::specs(&checks));
     let runs = checks.iter_mut().map(|scheduled| async move {
         let started = Instant::now();
@@ -274,6 +295,9 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
     });
     for (slot, run) in state.slots().iter().zip(futures_util::future::join_all(runs).await) {
         state.record(slot, run);
+    }
+    for watch in watches {
+        watch.abort();
     }
 
     let readiness = state.readiness(Instant::now(), &[]);

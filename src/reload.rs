@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::config::{Config, Gateway, Jwt, Postgres, System, Upstream};
+use crate::config::{Config, Gateway, Jwt, Kubernetes, Postgres, System, Upstream};
 
 /// A check's section, for telling an unchanged check from a changed one.
 #[derive(Debug, PartialEq)]
@@ -20,6 +20,7 @@ enum Section<'a> {
     Gateway(&'a Gateway),
     Upstream(&'a Upstream),
     System(&'a System),
+    Pod(&'a Kubernetes),
 }
 
 /// Every configured check's name and section, in the order `/readyz` lists them (the order of
@@ -40,6 +41,9 @@ fn sections(config: &Config) -> Vec<(String, Section<'_>)> {
     }
     if let Some(system) = &config.system {
         out.push(("system".to_owned(), Section::System(system)));
+    }
+    if let Some(kubernetes) = &config.kubernetes {
+        out.push((crate::checks::pod::NAME.to_owned(), Section::Pod(kubernetes)));
     }
     out
 }
@@ -65,6 +69,22 @@ pub struct Plan {
 impl Plan {
     /// From the running configuration to `new`.
     pub fn new(old: &Config, new: &Config) -> Plan {
+        let mut needs_restart = Vec::new();
+        if old.listen != new.listen {
+            needs_restart.push("listen");
+        }
+        if old.diag != new.diag {
+            needs_restart.push("diag");
+        }
+        if old.fleet != new.fleet {
+            needs_restart.push("fleet");
+        }
+        if old.kubernetes != new.kubernetes {
+            needs_restart.push("kubernetes");
+        }
+        // What a restart changes stays as it runs: `[kubernetes]` (and with it the `pod` check,
+        // whose watches and Events it starts) is kept whole.
+        let new = &in_effect(old, new.clone());
         let before = sections(old);
         let after = sections(new);
         let find = |name: &str| before.iter().find(|(n, _)| n == name).map(|(_, s)| s);
@@ -87,17 +107,8 @@ impl Plan {
         to_build.jwt.take_if(|_| !rebuild("jwt"));
         to_build.gateway.take_if(|_| !rebuild("gateway"));
         to_build.system.take_if(|_| !rebuild("system"));
+        to_build.kubernetes.take_if(|_| !rebuild(crate::checks::pod::NAME));
         to_build.upstreams.retain(|u| rebuild(&format!("upstream:{}", u.name)));
-        let mut needs_restart = Vec::new();
-        if old.listen != new.listen {
-            needs_restart.push("listen");
-        }
-        if old.diag != new.diag {
-            needs_restart.push("diag");
-        }
-        if old.fleet != new.fleet {
-            needs_restart.push("fleet");
-        }
         Plan {
             order: after.into_iter().map(|(name, _)| name).collect(),
             to_build,
@@ -111,13 +122,14 @@ impl Plan {
 }
 
 /// The configuration in effect after a reload from `old` to `new`: `new`, but for what only a
-/// restart changes (`listen`, `[diag]`, `[fleet]`), which stays as it runs, so that `/diag` shows
-/// what is in effect and the next reload still names the pending change.
+/// restart changes (`listen`, `[diag]`, `[fleet]`, `[kubernetes]`), which stays as it runs, so
+/// that `/diag` shows what is in effect and the next reload still names the pending change.
 pub fn in_effect(old: &Config, new: Config) -> Config {
     Config {
         listen: old.listen,
         diag: old.diag.clone(),
         fleet: old.fleet.clone(),
+        kubernetes: old.kubernetes.clone(),
         ..new
     }
 }
@@ -225,6 +237,21 @@ mod tests {
         let old = config("");
         let new = config("listen = \"127.0.0.1:9999\"\n");
         assert_eq!(Plan::new(&old, &new).needs_restart, ["listen"]);
+    }
+
+    #[test]
+    fn kubernetes_needs_a_restart_and_its_pod_check_is_kept_as_it_runs() {
+        const KUBE: &str = "[kubernetes]\napi_url = \"https://127.0.0.1:6443\"\nnamespace = \"gw\"\npod = \"gw-1\"\n";
+        let old = config(KUBE);
+        let new = config(&format!("{KUBE}cpu_warn = 0.5\n"));
+        let plan = Plan::new(&old, &new);
+        assert_eq!(plan.needs_restart, ["kubernetes"]);
+        assert!(plan.kept.iter().any(|k| k == "pod"), "{plan:?}");
+        assert!(plan.to_build.kubernetes.is_none(), "nothing of [kubernetes] is rebuilt");
+        assert_eq!(in_effect(&old, new).kubernetes, old.kubernetes);
+        let added = Plan::new(&config(""), &old);
+        assert_eq!(added.needs_restart, ["kubernetes"]);
+        assert!(added.added.is_empty(), "{added:?}");
     }
 
     #[test]

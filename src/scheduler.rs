@@ -27,6 +27,7 @@ use crate::checks::{Check, Scheduled, Wake};
 use crate::config::CheckSettings;
 use crate::fleet;
 use crate::fmt;
+use crate::kubernetes::events::Change;
 use crate::metrics::Metrics;
 use crate::metrics::series::CheckSeries;
 use crate::outcome::{FailureKind, Outcome, Rerun, Status};
@@ -251,6 +252,15 @@ async fn run_and_record(
     }
     if let Some(transition) = state.record(slot, run) {
         log_transition(&transition);
+        if let Some(events) = state.events() {
+            events.offer(Change {
+                check: transition.check,
+                from: transition.from,
+                to: transition.to,
+                reason: transition.reason,
+                at: transition.at,
+            });
+        }
     }
     // [fleet] A check that no longer fails here leaves its panic.
     if let Some(change) =

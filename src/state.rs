@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::config::CheckSettings;
 use crate::fleet::{self, Fleet, PanicChange};
 use crate::fmt;
+use crate::kubernetes::events::EventSink;
 use crate::outcome::{ComponentType, FailureKind, Outcome, Status};
 
 /// How many status changes `/diag` keeps.
@@ -275,6 +276,8 @@ pub struct State {
     kubelet_probes: Mutex<Vec<(&'static str, SystemTime)>>,
     /// `[fleet]`: its decisions hold the readiness of critical shared checks (read only here).
     fleet: Option<Arc<Fleet>>,
+    /// `[kubernetes] events`: where the scheduler offers each status change.
+    events: Option<EventSink>,
 }
 
 /// The readiness answer, with the view it was derived from.
@@ -297,7 +300,18 @@ impl State {
             transitions: Mutex::new(VecDeque::with_capacity(TRANSITIONS_KEPT)),
             kubelet_probes: Mutex::new(Vec::new()),
             fleet: None,
+            events: None,
         }
+    }
+
+    /// `[kubernetes] events = true`: status changes become Events (offered, never awaited).
+    pub fn with_events(mut self, events: Option<EventSink>) -> Self {
+        self.events = events;
+        self
+    }
+
+    pub fn events(&self) -> Option<&EventSink> {
+        self.events.as_ref()
     }
 
     /// `[fleet]`: readiness of critical shared checks follows the fleet's decisions.

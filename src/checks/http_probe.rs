@@ -86,6 +86,20 @@ impl HttpClient {
         Self::with_roots(roots)
     }
 
+    /// A client that trusts the certificates of a PEM file and nothing else: the Kubernetes API
+    /// server's certificate must chain to the cluster CA, never to a public root.
+    pub fn with_only_ca_file(path: &Path) -> Result<HttpClient, ClientError> {
+        let ca_error = |message: String| ClientError::CaFile {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in crate::files::read_certificates(path).map_err(|e| ca_error(e.to_string()))? {
+            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+        }
+        Self::with_roots(roots)
+    }
+
     fn with_roots(roots: rustls::RootCertStore) -> Result<HttpClient, ClientError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier =
@@ -412,6 +426,18 @@ impl HttpClient {
         })?;
         progress.phases.tls = Some(handshake.elapsed());
         Ok(tls)
+    }
+
+    /// A verified TLS connection to `host:port` (resolved and connected as a probe does), for a
+    /// caller that speaks HTTP over it itself: the Kubernetes API client, whose watches stream.
+    pub async fn connect_tls(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProbeError> {
+        let mut progress = Progress::default();
+        let (tcp, _) = connect(host, port, &mut progress).await?;
+        self.handshake(host, tcp, Alpn::Http1, &mut progress).await
     }
 
     /// A `tcp://` or `tls://` upstream: a connection (and with `tls` a handshake), then closed.

@@ -16,6 +16,7 @@ pub mod http2;
 pub mod http_probe;
 pub mod jwt;
 pub mod latency;
+pub mod pod;
 pub mod postgres;
 pub mod system;
 pub mod upstream;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::{CheckSettings, Config};
+use crate::kubernetes::Cluster;
 use crate::metrics::Metrics;
 use crate::outcome::{ComponentType, Outcome};
 use http_probe::HttpClient;
@@ -149,10 +151,15 @@ impl BuildError {
     }
 }
 
-/// Builds every configured check, in the order `/readyz` lists them.
+/// Builds every configured check, in the order `/readyz` lists them. `cluster` is what
+/// `[kubernetes]` set up at start (`Cluster::build`), for the `pod` check.
 ///
 /// Adding a check is one module plus one line here.
-pub fn build_all(config: &Config, metrics: &Metrics) -> Result<Vec<Scheduled>, BuildError> {
+pub fn build_all(
+    config: &Config,
+    metrics: &Metrics,
+    cluster: Option<&Arc<Cluster>>,
+) -> Result<Vec<Scheduled>, BuildError> {
     let cx = BuildContext::new(metrics);
     let mut checks = Vec::new();
     checks.extend(config.postgres.as_ref().map(|c| postgres::build(c, &cx)).transpose()?);
@@ -160,5 +167,9 @@ pub fn build_all(config: &Config, metrics: &Metrics) -> Result<Vec<Scheduled>, B
     checks.extend(config.gateway.as_ref().map(|c| gateway::build(c, &cx)).transpose()?);
     checks.extend(upstream::build_all(&config.upstreams, &cx)?);
     checks.extend(config.system.as_ref().map(|c| system::build(c, &cx)).transpose()?);
+    if config.kubernetes.is_some() {
+        let cluster = cluster.ok_or_else(|| BuildError::new(pod::NAME, "[kubernetes] was not set up at start"))?;
+        checks.push(pod::build(cluster, &cx)?);
+    }
     Ok(checks)
 }

@@ -7,6 +7,7 @@
 //!   and a server that accepts connections and never answers;
 //! - [`vigil::Vigil`]: the built `vigil` binary, running, with its logs captured; [`vigil::run_cli`] for
 //!   one-shot commands;
+//! - [`kube::FakeKube`]: a fake Kubernetes API server (HTTPS, list/watch, metrics, Events), schema-checked;
 //! - [`client`]: a tiny blocking HTTP/1.1 client on `std::net::TcpStream`;
 //! - [`hosts::HostsEntry`]: a name with several loopback addresses in `/etc/hosts` (root only);
 //! - [`wait_until`]: the one way tests wait for something (no sleeps), and [`free_port`].
@@ -17,6 +18,7 @@
 pub mod client;
 pub mod hosts;
 pub mod http;
+pub mod kube;
 pub mod postgres;
 pub mod tls;
 pub mod vigil;

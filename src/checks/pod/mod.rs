@@ -1,0 +1,193 @@
+//! The `pod` check (with `[kubernetes]`): the runbook's `kubectl top pods`, `kubectl describe
+//! pod` and `kubectl get endpoints`, already answered for the gateway container.
+//!
+//! The pod and the Service's EndpointSlices come from the watches of `kubernetes::watch`, which
+//! ring this check's wake on every change (so a restart is reported within one event, not one
+//! interval); a run reads their last view and asks the metrics API once (a run woken again
+//! within half an interval reuses the previous answer, so that a burst of pod updates does not
+//! become a burst of requests). What it concludes is [`assess`]'s. API failures are warns, never
+//! fails: an API server outage must not empty the Service.
+
+pub mod assess;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use self::assess::{Exported, Inputs, Usage};
+use crate::checks::http_probe::inner_deadline;
+use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled, Wake};
+use crate::kubernetes::Cluster;
+use crate::kubernetes::client::{self, SMALL_LIMIT};
+use crate::kubernetes::objects::PodMetrics;
+use crate::metrics::ENDPOINT_CONDITIONS;
+use crate::outcome::Outcome;
+
+/// The check's name.
+pub const NAME: &str = "pod";
+
+/// Reads the cluster's views and the metrics API; see the module docs.
+pub struct PodCheck {
+    cluster: Arc<Cluster>,
+    timeout: Duration,
+    interval: Duration,
+    /// The last metrics answer and when it came.
+    usage: Option<(Instant, Usage)>,
+    /// The restart count last exported and for which container (the counter rises by the
+    /// difference).
+    restarts: Option<(String, u32)>,
+    /// The last termination reason exported, whose series is replaced by a new one.
+    termination: Option<(String, String)>,
+}
+
+/// Builds the `pod` check over the cluster `[kubernetes]` set up.
+pub fn build(cluster: &Arc<Cluster>, _cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
+    let settings = cluster.config.settings;
+    Ok(Scheduled::new(
+        NAME,
+        settings,
+        PodCheck {
+            cluster: Arc::clone(cluster),
+            timeout: settings.timeout,
+            interval: settings.interval,
+            usage: None,
+            restarts: None,
+            termination: None,
+        },
+    ))
+}
+
+impl Check for PodCheck {
+    fn run(&mut self) -> RunFuture<'_> {
+        Box::pin(self.run_once())
+    }
+
+    fn wake(&self) -> Option<Wake> {
+        Some(self.cluster.wake.clone())
+    }
+}
+
+impl PodCheck {
+    async fn run_once(&mut self) -> Outcome {
+        let deadline = Instant::now() + inner_deadline(self.timeout);
+        // The first run waits (within its timeout) for the watch's first list.
+        let _ = tokio::time::timeout_at(deadline, self.cluster.pod.settled()).await;
+        let usage = self.usage(deadline).await;
+        let pod = self.cluster.pod.view();
+        let slices = self.cluster.slices.as_ref().map(|s| s.view());
+        let (report, exported) = assess::assess(&Inputs {
+            config: &self.cluster.config,
+            pod: &pod,
+            slices: slices.as_ref(),
+            usage: &usage,
+            events: self.cluster.event_stats().and_then(|s| s.problem()),
+            now: SystemTime::now(),
+        });
+        self.export(&exported);
+        let mut outcome = report.into_outcome();
+        if let (Some(stats), Some(details)) = (self.cluster.event_stats(), outcome.details.take()) {
+            let mut value = details.to_value();
+            value["events"] = stats.to_json();
+            outcome = outcome.with_details(value);
+        }
+        outcome
+    }
+
+    /// The metrics API's answer: asked now, or the last one if it is younger than half an
+    /// interval (a woken run).
+    async fn usage(&mut self, deadline: Instant) -> Usage {
+        if let Some((at, usage)) = &self.usage
+            && at.elapsed() < self.interval / 2
+        {
+            return usage.clone();
+        }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
+        let answer = client::within(
+            left,
+            self.cluster
+                .client
+                .get_json::<PodMetrics>(&self.cluster.metrics_path(), SMALL_LIMIT),
+        )
+        .await;
+        let config = &self.cluster.config;
+        let usage = match answer {
+            Ok(figures) => Usage::Figures(figures),
+            // The pipeline has no figures for a pod it has not scraped yet; a 404 about anything
+            // else (the whole API group) is a failure: no metrics-server.
+            Err(error)
+                if error.code() == Some(404)
+                    && matches!(&error, client::ApiError::Status { status, .. }
+                        if status.details.as_ref().and_then(|d| d.name.as_deref()) == Some(config.pod.as_str())) =>
+            {
+                Usage::NotYet
+            }
+            Err(error) => {
+                let mut problem = error.problem("get", "pods/metrics", &config.namespace);
+                if error.code() == Some(404) {
+                    problem
+                        .reason
+                        .push_str(" (is metrics-server installed? kubectl top pod needs it too)");
+                }
+                Usage::Failed(problem)
+            }
+        };
+        self.usage = Some((Instant::now(), usage.clone()));
+        usage
+    }
+
+    fn export(&mut self, exported: &Exported) {
+        let metrics = &self.cluster.metrics;
+        metrics.api_up.set(i64::from(exported.api_up));
+        if let Some(container) = &exported.container {
+            let label = [container.as_str()];
+            if let Some(ready) = exported.ready {
+                metrics.container_ready.with_label_values(&label).set(i64::from(ready));
+            }
+            if let Some(count) = exported.restarts {
+                let counter = metrics.container_restarts_total.with_label_values(&label);
+                let (rise, highest) = match &self.restarts {
+                    Some((seen, before)) if seen == container => (count.saturating_sub(*before), count.max(*before)),
+                    _ => (count, count),
+                };
+                counter.inc_by(u64::from(rise));
+                self.restarts = Some((container.clone(), highest));
+            }
+            if let Some(reason) = &exported.last_termination {
+                let now = (container.clone(), reason.clone());
+                if let Some((c, r)) = self.termination.as_ref().filter(|t| **t != now) {
+                    let _ = metrics.container_last_termination_info.remove_label_values(&[c, r]);
+                }
+                metrics
+                    .container_last_termination_info
+                    .with_label_values(&[container, reason])
+                    .set(1);
+                self.termination = Some(now);
+            }
+            for (gauge, value) in [
+                (&metrics.container_cpu_usage_cores, exported.cpu_usage),
+                (&metrics.container_cpu_limit_cores, exported.cpu_limit),
+                (&metrics.container_memory_usage_bytes, exported.memory_usage),
+                (&metrics.container_memory_limit_bytes, exported.memory_limit),
+            ] {
+                match value {
+                    Some(value) => gauge.with_label_values(&label).set(value),
+                    None => {
+                        let _ = gauge.remove_label_values(&label);
+                    }
+                }
+            }
+        }
+        if let (Some(service), Some((ready, serving, terminating))) = (&self.cluster.config.service, exported.endpoints)
+        {
+            for (condition, count) in ENDPOINT_CONDITIONS.iter().zip([ready, serving, terminating]) {
+                metrics
+                    .service_endpoints
+                    .with_label_values(&[service.as_str(), condition])
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! A small typed client of the Kubernetes API, on the agent's one HTTP stack: the connection is
+//! made by [`HttpClient::connect_tls`] (the cluster CA the only trust), HTTP/1.1 spoken over it
+//! with hyper's client connection, and the connection driven inside the caller's future, so
+//! that dropping a request (a run cut at its timeout, a watch task aborted) drops the
+//! connection with it.
+//!
+//! Every request reads the service account token again from its file (on the blocking pool):
+//! projected tokens rotate, and a cached token that expired would leave vigil blind. Every
+//! answer is bounded: a whole answer is read to a cap ([`LIST_LIMIT`] for lists, [`SMALL_LIMIT`]
+//! for the rest), a watch stream one line at a time to [`LINE_LIMIT`] a line, so that a broken
+//! or hostile API server costs bounded memory.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+
+use super::objects::Status;
+use crate::checks::http_probe::{HttpClient, ProbeError};
+use crate::config::HttpUrl;
+use crate::outcome::FailureKind;
+use crate::secret::Secret;
+
+/// The most one line of a watch stream may hold: the API server stores objects of at most
+/// 1.5 MiB (etcd's request limit), plus the event's envelope.
+pub const LINE_LIMIT: usize = 2 * 1024 * 1024;
+/// The most a list may hold (vigil lists one pod and one Service's slices).
+pub const LIST_LIMIT: usize = 8 * 1024 * 1024;
+/// The most any other answer may hold (PodMetrics, an Event written, an error's Status).
+pub const SMALL_LIMIT: usize = 256 * 1024;
+
+/// Where vigil's rights are granted, named by every 403's reason.
+pub const RBAC_FILE: &str = "deploy/base/rbac.yaml";
+
+/// Why a request got no usable answer. Never holds the token.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Token(String),
+    #[error("cannot reach {url}: {error}")]
+    Unreachable { url: String, error: ProbeError },
+    #[error("timed out after {0}")]
+    Timeout(String),
+    #[error("status {code}{}", status_suffix(.status))]
+    Status { code: u16, status: Box<Status> },
+    #[error("the connection failed: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("invalid request: {0}")]
+    Request(#[from] http::Error),
+    #[error("an answer over {0} bytes")]
+    TooLarge(usize),
+    #[error("an answer vigil cannot read: {0}")]
+    Json(String),
+}
+
+fn status_suffix(status: &Status) -> String {
+    let mut text = String::new();
+    if let Some(reason) = &status.reason {
+        text.push(' ');
+        text.push_str(&shorten(reason, 64));
+    }
+    if let Some(message) = &status.message {
+        text.push_str(": ");
+        text.push_str(&shorten(message, 200));
+    }
+    text
+}
+
+/// `text` cut to at most `max` characters (an API server's words are shown, never trusted).
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+impl ApiError {
+    /// The HTTP status the API answered, if it answered one.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// What failed, for a person: `kubernetes API: forbidden: cannot get pods/metrics in
+    /// namespace api-gateway; grant it with deploy/base/rbac.yaml`, with a hint.
+    pub fn problem(&self, verb: &str, resource: &str, namespace: &str) -> Problem {
+        let (kind, reason, hint) = match self {
+            ApiError::Status { code: 401, .. } => (
+                FailureKind::Auth,
+                "unauthorized: the service account token was refused (expired, or its ServiceAccount is gone)".to_owned(),
+                "projected tokens rotate and vigil reads the file again on every request: check that the token volume is mounted in the vigil container (deploy/base/deployment.yaml) and the ServiceAccount exists".to_owned(),
+            ),
+            ApiError::Status { code: 403, .. } => (
+                FailureKind::Auth,
+                format!("forbidden: cannot {verb} {resource} in namespace {namespace}; grant it with {RBAC_FILE}"),
+                format!("kubectl apply -k deploy/base (the Role in {RBAC_FILE}), then kubectl auth can-i {verb} {resource} -n {namespace} --as=system:serviceaccount:{namespace}:<vigil's service account>"),
+            ),
+            ApiError::Token(message) => (
+                FailureKind::Io,
+                message.clone(),
+                "mount the service account token in the vigil container (a projected volume, deploy/base/deployment.yaml) or set kubernetes.token_file".to_owned(),
+            ),
+            ApiError::Unreachable { error, .. } => (
+                error.kind(),
+                self.to_string(),
+                "the API server or the network to it: kubectl get --raw /readyz; vigil keeps its last view of the pod meanwhile".to_owned(),
+            ),
+            ApiError::Timeout(_) => (
+                FailureKind::Timeout,
+                format!("{verb} {resource} {self}"),
+                "the API server is slow or overloaded: kubectl get --raw /readyz?verbose; vigil keeps its last view of the pod meanwhile".to_owned(),
+            ),
+            ApiError::Status { .. } | ApiError::Http(_) | ApiError::Request(_) | ApiError::TooLarge(_) | ApiError::Json(_) => (
+                match self {
+                    ApiError::Status { .. } => FailureKind::HttpStatus,
+                    _ => FailureKind::Protocol,
+                },
+                format!("{verb} {resource}: {self}"),
+                "see the API server's health (kubectl get --raw /readyz?verbose) and vigil's log".to_owned(),
+            ),
+        };
+        Problem {
+            kind,
+            reason: format!("kubernetes API: {reason}"),
+            hint,
+        }
+    }
+}
+
+/// An API failure as the `pod` check reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: FailureKind,
+    /// Starts with `kubernetes API: `.
+    pub reason: String,
+    pub hint: String,
+}
+
+type Connection =
+    hyper::client::conn::http1::Connection<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, Full<Bytes>>;
+
+/// The API server and the credentials to ask it with.
+pub struct ApiClient {
+    url: HttpUrl,
+    host: String,
+    port: u16,
+    tls: HttpClient,
+    token_file: PathBuf,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("url", &self.url.as_str())
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+impl ApiClient {
+    pub fn new(url: &HttpUrl, tls: HttpClient, token_file: &Path) -> ApiClient {
+        let uri = url.uri();
+        let host = uri.host().unwrap_or_default();
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        ApiClient {
+            url: url.clone(),
+            host: host.to_owned(),
+            port: uri.port_u16().unwrap_or(443),
+            tls,
+            token_file: token_file.to_owned(),
+        }
+    }
+
+    /// `GET path`, the answer parsed as `T`, read to at most `limit` bytes.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str, limit: usize) -> Result<T, ApiError> {
+        let exchange = self.open(Method::GET, path, None).await?;
+        let body = exchange.read_all(limit).await?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::Json(e.to_string()))
+    }
+
+    /// `method path` with a JSON body of `content_type`; any 2xx is success.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        let exchange = self.open(method, path, Some((content_type, body))).await?;
+        exchange.read_all(SMALL_LIMIT).await.map(drop)
+    }
+
+    /// `GET path` whose answer is a stream of JSON lines (a watch).
+    pub async fn stream(&self, path: &str) -> Result<Lines, ApiError> {
+        let exchange = self.open(Method::GET, path, None).await?;
+        Ok(Lines {
+            exchange,
+            buffer: Vec::new(),
+            scanned: 0,
+        })
+    }
+
+    /// The token, read again now (off the runtime's threads).
+    async fn token(&self) -> Result<Secret<String>, ApiError> {
+        let path = self.token_file.clone();
+        tokio::task::spawn_blocking(move || crate::secret::read_file(&path))
+            .await
+            .map_err(|e| ApiError::Token(format!("reading the service account token failed: {e}")))?
+            .map_err(|e| ApiError::Token(format!("cannot read the service account token: {e}")))
+    }
+
+    /// Sends the request and reads the answer's head; a status other than 2xx becomes
+    /// [`ApiError::Status`] with the Status the server sent.
+    async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<Exchange, ApiError> {
+        let token = self.token().await?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+            ApiError::Token(format!(
+                "the service account token in {} holds characters a header cannot carry",
+                self.token_file.display()
+            ))
+        })?;
+        authorization.set_sensitive(true);
+        let tls = self
+            .tls
+            .connect_tls(&self.host, self.port)
+            .await
+            .map_err(|error| ApiError::Unreachable {
+                url: self.url.as_str().to_owned(),
+                error,
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let mut conn: Pin<Box<Connection>> = Box::pin(conn);
+        let authority = self.url.uri().authority().map_or(self.host.as_str(), |a| a.as_str());
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, authority)
+            .header(http::header::USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::AUTHORIZATION, authorization);
+        let body = match body {
+            Some((content_type, bytes)) => {
+                builder = builder.header(http::header::CONTENT_TYPE, content_type);
+                Full::new(Bytes::from(bytes))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let request = builder.body(body)?;
+        let send = sender.send_request(request);
+        tokio::pin!(send);
+        let mut conn_done = false;
+        let response = tokio::select! {
+            biased;
+            response = &mut send => response?,
+            _ = &mut conn => {
+                conn_done = true;
+                send.await?
+            }
+        };
+        let code = response.status().as_u16();
+        let exchange = Exchange {
+            body: response.into_body(),
+            conn,
+            conn_done,
+        };
+        if !(200..300).contains(&code) {
+            let text = exchange.read_all(SMALL_LIMIT).await.unwrap_or_default();
+            let status = serde_json::from_slice::<Status>(&text).unwrap_or_default();
+            return Err(ApiError::Status {
+                code,
+                status: Box::new(status),
+            });
+        }
+        Ok(exchange)
+    }
+}
+
+/// An answer being read, with its connection.
+struct Exchange {
+    body: Incoming,
+    conn: Pin<Box<Connection>>,
+    conn_done: bool,
+}
+
+impl Exchange {
+    /// The next data of the body; `None` at its end.
+    async fn data(&mut self) -> Option<Result<Bytes, hyper::Error>> {
+        loop {
+            if self.conn_done {
+                return next_data(&mut self.body).await;
+            }
+            tokio::select! {
+                biased;
+                data = next_data(&mut self.body) => return data,
+                _ = &mut self.conn => self.conn_done = true,
+            }
+        }
+    }
+
+    /// The whole body, refused past `limit` bytes.
+    async fn read_all(mut self, limit: usize) -> Result<Vec<u8>, ApiError> {
+        let mut read = Vec::new();
+        while let Some(data) = self.data().await {
+            let data = data?;
+            if read.len() + data.len() > limit {
+                return Err(ApiError::TooLarge(limit));
+            }
+            read.extend_from_slice(&data);
+        }
+        Ok(read)
+    }
+}
+
+async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
+    loop {
+        match body.frame().await? {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    return Some(Ok(data));
+                }
+            }
+            Err(error) => return Some(Err(error)),
+        }
+    }
+}
+
+/// A stream of newline-separated JSON documents, one line at a time.
+pub struct Lines {
+    exchange: Exchange,
+    buffer: Vec<u8>,
+    /// How much of `buffer` holds no newline.
+    scanned: usize,
+}
+
+impl Lines {
+    /// The next non-empty line, without its newline; `None` when the server ended the stream.
+    /// A line longer than [`LINE_LIMIT`] is an error (the stream is then of no further use).
+    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, ApiError> {
+        loop {
+            if let Some(at) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') {
+                let end = self.scanned + at;
+                let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
+                self.scanned = 0;
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Ok(Some(line));
+            }
+            self.scanned = self.buffer.len();
+            if self.buffer.len() > LINE_LIMIT {
+                return Err(ApiError::TooLarge(LINE_LIMIT));
+            }
+            match self.exchange.data().await {
+                Some(data) => self.buffer.extend_from_slice(&data?),
+                None if self.buffer.iter().all(u8::is_ascii_whitespace) => return Ok(None),
+                None => {
+                    self.scanned = 0;
+                    return Ok(Some(std::mem::take(&mut self.buffer)));
+                }
+            }
+        }
+    }
+}
+
+/// A request cut at `after`, the error naming it.
+pub async fn within<T>(after: Duration, request: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+    tokio::time::timeout(after, request)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::Timeout(crate::fmt::duration(after))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_names_what_failed() {
+        let forbidden = ApiError::Status {
+            code: 403,
+            status: Box::default(),
+        };
+        assert_eq!(
+            forbidden.problem("get", "pods/metrics", "api-gateway").reason,
+            "kubernetes API: forbidden: cannot get pods/metrics in namespace api-gateway; grant it with deploy/base/rbac.yaml"
+        );
+        let expired = ApiError::Status {
+            code: 401,
+            status: Box::default(),
+        };
+        let problem = expired.problem("watch", "pods", "gw");
+        assert_eq!(problem.kind, FailureKind::Auth);
+        assert!(problem.reason.contains("token was refused"), "{}", problem.reason);
+        let slow = ApiError::Timeout("2s".to_owned()).problem("get", "pods/metrics", "gw");
+        assert_eq!(slow.reason, "kubernetes API: get pods/metrics timed out after 2s");
+        let odd = ApiError::Status {
+            code: 500,
+            status: Box::new(Status {
+                reason: Some("InternalError".to_owned()),
+                message: Some("x".repeat(500)),
+                ..Status::default()
+            }),
+        };
+        let reason = odd.problem("list", "pods", "gw").reason;
+        assert!(
+            reason.starts_with("kubernetes API: list pods: status 500 InternalError: xxx"),
+            "{reason}"
+        );
+        assert!(reason.chars().count() < 300, "an API server's message is cut: {reason}");
+    }
+}
