@@ -14,6 +14,9 @@ EXPECTED = [
     "Gateway DB pool connections", "Upstream latency percentiles", "JWT secret rotations", "JWT secret fingerprints",
     "CPU against the limit", "Memory against the limit",
     "Fleet panic (replicas holding readiness, per shared check)",
+    "Gateway container CPU against its limit", "Gateway container memory against its limit",
+    "Gateway container restarts", "Gateway container last termination", "Service endpoints by condition",
+    "Kubernetes API up",
 ]
 # Series the rules use that come from elsewhere (Prometheus itself, cAdvisor, kube-state-metrics).
 EXTERNAL = {"up", "container_cpu_usage_seconds_total", "kube_pod_container_resource_limits"}

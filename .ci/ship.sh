@@ -11,6 +11,7 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 apt_missing=()
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)   # a test CA for [kubernetes] ca_file
 python3 -m pip --version >/dev/null 2>&1 || apt_missing+=(python3-pip)
 if ((${#apt_missing[@]})); then
   echo "installing: ${apt_missing[*]}"
@@ -75,15 +76,25 @@ echo "== manifests: render (kubectl kustomize; .ci/mini_kustomize.py without kub
 python3 .ci/validate-manifests.py "$work/manifests"
 
 echo "== the ConfigMap's vigil.toml passes vigil validate (secret files replaced by temporary ones)"
+# [kubernetes] ca_file must hold a CA certificate when the check is built, so a throwaway one is
+# made here; the token file is read only at run time. deploy/base/vigil.toml writes both paths
+# out (they are the defaults) so that they are replaced here like the Secret files.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=vigil-ci-test-ca -days 1 \
+  -keyout "$work/kube-ca.key" -out "$work/kube-ca.crt" 2>/dev/null
 for cfg in "$work"/manifests/*.vigil.toml; do
   printf 'diag-t0ken\n' >"$work/diag-token"
   printf 'postgres://gateway@db.example:5432/gateway\n' >"$work/database-url"
   printf 'k3J9x2mQp8vZr4tYw7nL1sD6fH0gB5cEa9' >"$work/jwt-secret"
+  printf 'eyJhbGciOiJSUzI1NiJ9.e30.c2ln' >"$work/kube-token"
   sed -e "s#/var/run/secrets/vigil/diag/token#$work/diag-token#" \
       -e "s#/var/run/secrets/vigil/database/url#$work/database-url#" \
-      -e "s#/var/run/secrets/jwt/secret#$work/jwt-secret#" "$cfg" >"$work/vigil.toml"
+      -e "s#/var/run/secrets/jwt/secret#$work/jwt-secret#" \
+      -e "s#/var/run/secrets/kubernetes.io/serviceaccount/token#$work/kube-token#" \
+      -e "s#/var/run/secrets/kubernetes.io/serviceaccount/ca.crt#$work/kube-ca.crt#" "$cfg" >"$work/vigil.toml"
   grep -q /var/run/secrets "$work/vigil.toml" && { echo "$cfg: a secret path was not replaced"; exit 1; }
-  "$vigil" validate --config "$work/vigil.toml" >/dev/null
+  # The environment the pod gives vigil (the kubelet's service variables, the downward API).
+  KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 POD_NAME=api-gateway-7d9f8-x2x4q POD_NAMESPACE=api-gateway \
+    "$vigil" validate --config "$work/vigil.toml" >/dev/null
   echo "ok   $(basename "$cfg")"
 done
 

@@ -8,7 +8,8 @@
 - ServiceMonitor / PrometheusRule: JSON schemas derived from cloudcoil's generated
   prometheus-operator models (made strict: unknown fields are errors).
 - What the issue requires of the pod: probes, security context, resources, the Secrets mounted
-  as files, terminationGracePeriodSeconds above vigil's shutdown.drain.
+  as files, terminationGracePeriodSeconds above vigil's shutdown.drain; for [kubernetes], the
+  Role's exact rules, the token in vigil's container only, the downward API variables.
 
 Usage: validate-manifests.py OUTDIR   (writes each rendering and the ConfigMap's vigil.toml there)
 """
@@ -106,12 +107,97 @@ def check_pod(target: str, docs: list[dict], outdir: pathlib.Path) -> None:
         vol = next((n for n, p in mounts.items() if path.startswith(p.rstrip("/") + "/")), None)
         if vol is None or "secret" not in volumes.get(vol, {}):
             fail(f"{target}: {key} = {path} is not on a mounted Secret volume")
+    check_kubernetes(target, docs, pod, vigil, config)
     drain = seconds(config.get("shutdown", {}).get("drain", "5s"))
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if not grace > drain:
         fail(f"{target}: terminationGracePeriodSeconds {grace} must exceed shutdown.drain {drain}s")
     else:
         print(f"ok   {target}: terminationGracePeriodSeconds {grace}s > shutdown.drain {drain:g}s")
+
+
+# What rbac.yaml's Role grants, exactly (SPEC, "Kubernetes": least privilege): (apiGroup, resource) -> verbs.
+ROLE_RULES = {
+    ("", "pods"): {"get", "list", "watch"},
+    ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
+    ("metrics.k8s.io", "pods"): {"get"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+
+
+def check_kubernetes(target: str, docs: list[dict], pod: dict, vigil: dict, config: dict) -> None:
+    """[kubernetes]: vigil's service account is bound to exactly ROLE_RULES, its token and CA are
+    mounted in vigil's container and no other (the gateway must not get vigil's API rights), the
+    downward API gives the pod's name and namespace, and container / service name real objects."""
+    kube = config.get("kubernetes")
+    if kube is None:
+        fail(f"{target}: vigil.toml has no [kubernetes]")
+        return
+    if pod.get("automountServiceAccountToken") is not False:
+        fail(f"{target}: the pod must set automountServiceAccountToken: false (the gateway would get a token)")
+    sa_name = pod.get("serviceAccountName")
+    accounts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
+    if sa_name not in accounts:
+        fail(f"{target}: serviceAccountName {sa_name!r} is not a ServiceAccount of the rendering")
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
+    bound = [
+        roles.get(b["roleRef"]["name"]) for b in docs
+        if b["kind"] == "RoleBinding" and b["roleRef"]["kind"] == "Role"
+        and any(s["kind"] == "ServiceAccount" and s["name"] == sa_name
+                and s.get("namespace") == accounts.get(sa_name, {}).get("metadata", {}).get("namespace")
+                for s in b.get("subjects", []))
+    ]
+    if len(bound) != 1 or bound[0] is None:
+        fail(f"{target}: {sa_name} must be bound (in its own namespace) to exactly one Role of the rendering")
+    else:
+        granted: dict = {}
+        for rule in bound[0]["rules"]:
+            for group in rule.get("apiGroups", []):
+                for res in rule.get("resources", []):
+                    granted.setdefault((group, res), set()).update(rule.get("verbs", []))
+        if granted != ROLE_RULES or any(rule.get("resourceNames") for rule in bound[0]["rules"]):
+            fail(f"{target}: Role {bound[0]['metadata']['name']} grants {granted}, not exactly {ROLE_RULES}")
+        else:
+            print(f"ok   {target}: {sa_name} holds exactly the Role's {len(ROLE_RULES)} rules")
+
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["mountPath"].rstrip("/"): m for m in vigil.get("volumeMounts", [])}
+    default_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    api_volumes = set()
+    for key, default, source in (("token_file", "token", "serviceAccountToken"), ("ca_file", "ca.crt", "configMap")):
+        path = kube.get(key, f"{default_dir}/{default}")
+        directory, _, name = path.rpartition("/")
+        mount = mounts.get(directory)
+        projected = volumes.get(mount["name"], {}).get("projected", {}) if mount else {}
+        items = [s[source] for s in projected.get("sources", []) if source in s]
+        found = any(i.get("path") == name for i in items) or any(
+            it.get("path") == name for i in items for it in i.get("items", []))
+        if not (mount and mount.get("readOnly") and found):
+            fail(f"{target}: kubernetes.{key} = {path} is not a {source} of a projected volume mounted read-only in vigil")
+            continue
+        api_volumes.add(mount["name"])
+        if source == "serviceAccountToken" and not items[0].get("expirationSeconds", 3600) >= 600:
+            fail(f"{target}: the token's expirationSeconds must be at least 600")
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        if c is not vigil and any(m["name"] in api_volumes for m in c.get("volumeMounts", [])):
+            fail(f"{target}: container {c['name']} mounts vigil's API token volume")
+        if c is not vigil and any(m["mountPath"].startswith(default_dir) for m in c.get("volumeMounts", [])):
+            fail(f"{target}: container {c['name']} has a service account token mount")
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in vigil.get("env", [])}
+    for name, field in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"), ("POD_IP", "status.podIP")):
+        if env.get(name) != field:
+            fail(f"{target}: vigil's {name} must come from the downward API ({field})")
+    gateway = kube.get("container")
+    if gateway not in [c["name"] for c in pod["containers"]]:
+        fail(f"{target}: kubernetes.container = {gateway!r} is not a container of the pod")
+    service = kube.get("service")
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    if service is not None:
+        if service not in services:
+            fail(f"{target}: kubernetes.service = {service!r} is not a Service of the rendering")
+        elif services[service]["spec"].get("publishNotReadyAddresses"):
+            fail(f"{target}: kubernetes.service = {service!r} publishes not-ready pods: its endpoints are always ready")
+    print(f"ok   {target}: [kubernetes] token and CA in vigil's container only, container {gateway}, service {service}")
 
 
 def _normal(text: str) -> str:
