@@ -472,3 +472,27 @@ fn steady_state_requests_stay_within_the_documented_bound() {
     assert_eq!(pod_line(&vigil), "[+]pod ok");
     assert_no_fake_errors(&fake);
 }
+
+/// SPEC: never more than one new Event per check per minute. A check flapping between warn and
+/// pass every run writes once; the changes in between wait for the minute's end.
+#[test]
+fn a_flapping_check_writes_one_event_within_its_minute() {
+    let fake = healthy_fake();
+    let vigil = Vigil::start(&fake.section("interval = \"1s\"\ntimeout = \"900ms\"\n"));
+    wait_pod_line(&vigil, "the first run", |l| l == "[+]pod ok");
+    for round in 0..3 {
+        fake.set_metrics(usage("900m", "100Mi"));
+        wait_pod_line(&vigil, &format!("warn {round}"), |l| l.contains("CPU"));
+        fake.set_metrics(usage("100m", "100Mi"));
+        wait_pod_line(&vigil, &format!("pass {round}"), |l| l == "[+]pod ok");
+    }
+    let pod_events: Vec<Value> = fake
+        .event_log()
+        .into_iter()
+        .filter(|e| e[2]["note"].as_str().is_some_and(|n| n.starts_with("pod ")))
+        .collect();
+    assert_eq!(pod_events.len(), 1, "{pod_events:#?}");
+    assert_eq!(pod_events[0][0], "POST");
+    assert_eq!(pod_events[0][2]["reason"], "CheckWarning");
+    assert_no_fake_errors(&fake);
+}
