@@ -405,34 +405,6 @@ fn tcp_and_tls_upstreams_connect_and_say_why_not() {
     );
 }
 
-/// Names in `/etc/hosts` for the test (root only), removed again on drop.
-struct HostsEntry {
-    name: String,
-    original: String,
-}
-
-impl HostsEntry {
-    fn add(addresses: &[&str]) -> Option<HostsEntry> {
-        let original = std::fs::read_to_string("/etc/hosts").ok()?;
-        let name = format!("vigil-{}-{}.test", std::process::id(), addresses.len());
-        let mut text = original.clone();
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        for address in addresses {
-            text.push_str(&format!("{address} {name}\n"));
-        }
-        std::fs::write("/etc/hosts", text).ok()?;
-        Some(HostsEntry { name, original })
-    }
-}
-
-impl Drop for HostsEntry {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/etc/hosts", &self.original);
-    }
-}
-
 /// A name with several addresses, one of them refusing: `addresses = "all"` probes each and
 /// warns naming the one that fails; the default `first` moves on from a refusing first address
 /// to the next and says which answered.
@@ -445,7 +417,7 @@ fn every_address_is_probed_with_all_and_the_next_one_answers_with_first() {
         .trim_end_matches('/')
         .to_owned();
     // 127.0.0.2 first: nothing listens there on that port.
-    let Some(hosts) = HostsEntry::add(&["127.0.0.2", "127.0.0.1"]) else {
+    let Some(hosts) = support::hosts::HostsEntry::add(&["127.0.0.2", "127.0.0.1"]) else {
         eprintln!("skipped: /etc/hosts is not writable here (the test needs root)");
         return;
     };

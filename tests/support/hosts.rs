@@ -1,8 +1,7 @@
 //! Names added to `/etc/hosts` for one test (root only), so that a name resolves to several
 //! loopback addresses without a DNS server.
 
-/// Names in `/etc/hosts` for the test (root only), removed again on drop. (tests/upstream.rs still
-/// has its own copy from before this module.)
+/// Names in `/etc/hosts` for the test (root only), removed again on drop.
 pub struct HostsEntry {
     pub name: String,
     original: String,
