@@ -368,17 +368,10 @@ impl HttpClient {
         configured: Duration,
         body_limit: usize,
     ) -> Result<ProbeResponse, ProbeFailure> {
-        let started = Instant::now();
-        let mut progress = Progress {
-            at,
-            ..Progress::default()
-        };
-        let attempt = self.exchange(request, started, body_limit, &mut progress);
-        match tokio::time::timeout(deadline, attempt).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(progress.failure(error, started)),
-            Err(_) => Err(progress.failure(ProbeError::Timeout(crate::fmt::duration(configured)), started)),
-        }
+        cut_at(at, deadline, configured, async |progress, started| {
+            self.exchange(request, started, body_limit, progress).await
+        })
+        .await
     }
 
     async fn exchange(
@@ -450,40 +443,28 @@ impl HttpClient {
         deadline: Duration,
         configured: Duration,
     ) -> Result<ProbeResponse, ProbeFailure> {
-        let started = Instant::now();
-        let mut progress = Progress {
-            at,
-            ..Progress::default()
-        };
-        let attempt = async {
-            let (tcp, addresses) = connect(host, port, &mut progress).await?;
+        cut_at(at, deadline, configured, async |progress, started| {
+            let (tcp, addresses) = connect(host, port, progress).await?;
             if tls {
-                drop(self.handshake(host, tcp, Alpn::None, &mut progress).await?);
+                drop(self.handshake(host, tcp, Alpn::None, progress).await?);
             }
-            Ok::<_, ProbeError>(addresses)
-        };
-        let error = match tokio::time::timeout(deadline, attempt).await {
-            Ok(Ok(addresses)) => {
-                return Ok(ProbeResponse {
-                    status: 0,
-                    phases: Phases {
-                        total: started.elapsed(),
-                        ..progress.phases
-                    },
-                    addresses,
-                    answered: progress.answered,
-                    cert_not_after: progress.cert_not_after,
-                    body: Bytes::new(),
-                    truncated: false,
-                    date: None,
-                    version: None,
-                    grpc: None,
-                });
-            }
-            Ok(Err(error)) => error,
-            Err(_) => ProbeError::Timeout(crate::fmt::duration(configured)),
-        };
-        Err(progress.failure(error, started))
+            Ok(ProbeResponse {
+                status: 0,
+                phases: Phases {
+                    total: started.elapsed(),
+                    ..progress.phases
+                },
+                addresses,
+                answered: progress.answered,
+                cert_not_after: progress.cert_not_after,
+                body: Bytes::new(),
+                truncated: false,
+                date: None,
+                version: None,
+                grpc: None,
+            })
+        })
+        .await
     }
 }
 
@@ -825,12 +806,7 @@ impl HttpClient {
         deadline: Duration,
         configured: Duration,
     ) -> Result<ProbeResponse, ProbeFailure> {
-        let started = Instant::now();
-        let mut progress = Progress {
-            at,
-            ..Progress::default()
-        };
-        let attempt = async {
+        cut_at(at, deadline, configured, async |progress, started| {
             let authority = match host.contains(':') {
                 true => format!("[{host}]:{port}"),
                 false => format!("{host}:{port}"),
@@ -847,9 +823,9 @@ impl HttpClient {
                     format!("{}m", deadline.as_millis().clamp(1, 99_999_999)),
                 )
                 .body(Full::new(grpc::encode_request(service)))?;
-            let (tcp, addresses) = connect(host, port, &mut progress).await?;
+            let (tcp, addresses) = connect(host, port, progress).await?;
             let answer = if tls {
-                let stream = self.handshake(host, tcp, Alpn::Http2, &mut progress).await?;
+                let stream = self.handshake(host, tcp, Alpn::Http2, progress).await?;
                 if !chose_h2(&stream) {
                     return Err(not_http2(&stream));
                 }
@@ -866,7 +842,7 @@ impl HttpClient {
                 answer.trailers.as_ref(),
                 BODY_LIMIT,
             )?;
-            Ok::<_, ProbeError>(ProbeResponse {
+            Ok(ProbeResponse {
                 status: answer.status,
                 phases: Phases {
                     total: started.elapsed(),
@@ -881,14 +857,31 @@ impl HttpClient {
                 version: Some(answer.version),
                 grpc: Some(health),
             })
-        };
-        let error = match tokio::time::timeout(deadline, attempt).await {
-            Ok(Ok(response)) => return Ok(response),
-            Ok(Err(error)) => error,
-            Err(_) => ProbeError::Timeout(crate::fmt::duration(configured)),
-        };
-        Err(progress.failure(error, started))
+        })
+        .await
     }
+}
+
+/// One attempt of a probe, cut at `deadline` (a timeout names `configured`): `work` is given the
+/// progress to note its phases in and the start, and a failure, cut or not, carries what it got
+/// as far as. `at` is the one address to connect to, the name already resolved.
+async fn cut_at<T>(
+    at: Option<SocketAddr>,
+    deadline: Duration,
+    configured: Duration,
+    work: impl AsyncFnOnce(&mut Progress, Instant) -> Result<T, ProbeError>,
+) -> Result<T, ProbeFailure> {
+    let started = Instant::now();
+    let mut progress = Progress {
+        at,
+        ..Progress::default()
+    };
+    let error = match tokio::time::timeout(deadline, work(&mut progress, started)).await {
+        Ok(Ok(done)) => return Ok(done),
+        Ok(Err(error)) => error,
+        Err(_) => ProbeError::Timeout(crate::fmt::duration(configured)),
+    };
+    Err(progress.failure(error, started))
 }
 
 /// The scheduler cuts a run at `timeout`; a probe stops a little earlier so that its own
