@@ -436,32 +436,19 @@ fn enable_server_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf
 /// `notAfter` `valid_for` seconds from now when given) into the data directory and returns the
 /// CA's PEM file; the server reads it at its next configuration reload.
 fn install_server_certificate(pg: &PgServer, dir: &std::path::Path, valid_for: Option<i64>) -> std::path::PathBuf {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    if let Some(seconds) = valid_for {
-        let now = time::OffsetDateTime::now_utc();
-        leaf_params.not_before = now - time::Duration::days(30);
-        leaf_params.not_after = now + time::Duration::seconds(seconds);
-    }
-    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
-
+    let issued = support::tls::Issued::valid_for(valid_for);
     let data = pg.data_dir();
     let owner = std::fs::metadata(data).unwrap();
-    for (name, pem) in [("server.crt", leaf.pem()), ("server.key", leaf_key.serialize_pem())] {
+    for (name, pem) in [("server.crt", &issued.cert_pem), ("server.key", &issued.key_pem)] {
         let path = data.join(name);
         std::fs::write(&path, pem).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
     }
     let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&ca_file, &issued.ca_pem).unwrap();
     ca_file
 }
 

@@ -36,28 +36,8 @@ impl TlsServer {
         )
         .into_bytes();
         let answer: Arc<[u8]> = answer.into();
-        let ca_key = KeyPair::generate().expect("tls: CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("tls: CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("tls: CA cert");
-        let leaf_key = KeyPair::generate().expect("tls: leaf key");
-        let mut leaf_params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("tls: leaf params");
-        if let Some(seconds) = seconds {
-            let now = time::OffsetDateTime::now_utc();
-            leaf_params.not_before = now - time::Duration::days(30);
-            leaf_params.not_after = now + time::Duration::seconds(seconds);
-        }
-        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("tls: leaf cert");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("tls: versions")
-                .with_no_client_auth()
-                .with_single_cert(vec![leaf.der().clone()], key)
-                .expect("tls: server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let issued = Issued::valid_for(seconds);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(issued.server_config(&[])));
 
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("tls: bind");
         listener.set_nonblocking(true).expect("tls: nonblocking");
@@ -97,7 +77,7 @@ impl TlsServer {
         });
         TlsServer {
             addr,
-            ca_pem: ca.pem(),
+            ca_pem: issued.ca_pem,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
