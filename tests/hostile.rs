@@ -57,6 +57,18 @@ while time.monotonic() < end:
 print("done", flush=True)
 "#;
 
+/// Network namespaces need root; the tests that need one skip, saying why, otherwise.
+fn must_be_root() -> Result<(), String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| format!("cannot run id: {e}"))?;
+    match String::from_utf8_lossy(&uid.stdout).trim() {
+        "0" => Ok(()),
+        _ => Err("not root".to_owned()),
+    }
+}
+
 /// A network namespace with a veth pair into it (`10.201.<k>.1` here, `10.201.<k>.2` there);
 /// deleted on drop, with any process started in it.
 struct Netns {
@@ -69,13 +81,7 @@ struct Netns {
 impl Netns {
     /// `None`, with the reason, when this machine cannot make one (not root, no `ip netns`).
     fn create() -> Result<Netns, String> {
-        let uid = Command::new("id")
-            .arg("-u")
-            .output()
-            .map_err(|e| format!("cannot run id: {e}"))?;
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            return Err("not root".to_owned());
-        }
+        must_be_root()?;
         let pid = std::process::id();
         let k = (pid % 250) as u8 + 1;
         let netns = Netns {
@@ -569,13 +575,7 @@ time.sleep(float(sys.argv[1]))
 
 impl SilentDns {
     fn create() -> Result<SilentDns, String> {
-        let uid = Command::new("id")
-            .arg("-u")
-            .output()
-            .map_err(|e| format!("cannot run id: {e}"))?;
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            return Err("not root".to_owned());
-        }
+        must_be_root()?;
         let name = format!("vigil-dns-{}", std::process::id());
         let mut dns = SilentDns { name, server: None };
         for step in [
