@@ -1,25 +1,23 @@
 //! vigil: a health-probe sidecar for API gateways on Kubernetes.
 //!
-//! Data flows one way: [`config`] → [`checks`] → [`scheduler`] → [`state`] → [`http`] and
-//! [`metrics`]; [`outcome`] (what a run found) and [`fmt`] (how a figure is printed) are leaves
-//! every part uses. Only check tasks do I/O on dependencies; endpoints read the state.
+//! The layers, each importing only from those before it (ARCHITECTURE.md has the code map):
+//! [`core`] (the outcome vocabulary, human units, secrets, the one file reader) ← [`metrics`] and
+//! [`config`] ← [`net`] (the one network engine) ← [`kube`] (the Kubernetes client) ← [`checks`]
+//! (one folder per kind, listed once in the registry) ← [`engine`] (the scheduler, the state,
+//! reload) and [`fleet`] ← [`http`] (the endpoints and their rendering) ← [`agent`] ← `main`.
+//! Only check tasks do I/O on dependencies; endpoints read the state.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod checks;
 pub mod config;
-pub mod dns;
-pub mod files;
+pub mod core;
+pub mod engine;
 pub mod fleet;
-pub mod fmt;
 pub mod http;
-pub mod kubernetes;
+pub mod kube;
 pub mod logging;
 pub mod metrics;
-pub mod outcome;
+pub mod net;
 pub mod promtext;
-pub mod reload;
 pub mod render;
-pub mod scheduler;
-pub mod secret;
-pub mod state;

@@ -17,14 +17,14 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use vigil::agent::{Agent, Options};
 use vigil::checks::{self, Scheduled};
-use vigil::config::{self, Config, Sources};
-use vigil::kubernetes::Cluster;
+use vigil::config::{Config, Sources};
+use vigil::engine::reload::FileWatch;
+use vigil::engine::scheduler;
+use vigil::engine::state::{Run, State};
+use vigil::kube::Cluster;
 use vigil::logging::{self, LogFormat};
 use vigil::metrics::Metrics;
-use vigil::reload::FileWatch;
 use vigil::render::{self, DiagInput};
-use vigil::scheduler;
-use vigil::state::{Run, State};
 
 /// Health-probe sidecar for API gateways on Kubernetes.
 #[derive(Debug, Parser)]
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     // The file's first look comes before it is read, so that a change during start-up is a
     // change to reload.
     let watch = sources.file.as_deref().map(FileWatch::new);
-    let config = match config::load(&sources) {
+    let config = match checks::registry::load(&sources) {
         Ok(config) => config,
         Err(error) => return config_error(&error),
     };
@@ -117,7 +117,9 @@ fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
 /// What a command that needs the runtime ends with.
 enum Ended {
     Ok(ExitCode),
-    Config(checks::BuildError),
+    /// A configuration that loads but cannot be set up (a CA file gone): exit 2 as for any
+    /// configuration error.
+    Config(String),
 }
 
 fn with_runtime<F: Future<Output = anyhow::Result<Ended>>>(command: impl FnOnce() -> F) -> ExitCode {
@@ -145,18 +147,15 @@ fn with_runtime<F: Future<Output = anyhow::Result<Ended>>>(command: impl FnOnce(
 /// What `build` makes: the metrics, the checks, and what `[kubernetes]` set up.
 type Built = (Metrics, Vec<Scheduled>, Option<Arc<Cluster>>);
 
-fn build(config: &Config) -> anyhow::Result<Result<Built, checks::BuildError>> {
+fn build(config: &Config) -> anyhow::Result<Result<Built, String>> {
     let metrics = Metrics::new().context("cannot set up metrics")?;
-    let cluster = match config
-        .kubernetes
-        .as_ref()
-        .map(|k| Cluster::build(k, &metrics))
-        .transpose()
-    {
+    let cluster = match config.kubernetes.as_ref().map(Cluster::build).transpose() {
         Ok(cluster) => cluster,
-        Err(error) => return Ok(Err(error)),
+        Err(error) => return Ok(Err(error.to_string())),
     };
-    Ok(checks::build_all(config, &metrics, cluster.as_ref()).map(|checks| (metrics, checks, cluster)))
+    Ok(checks::build_all(config, &metrics, cluster.as_ref())
+        .map(|checks| (metrics, checks, cluster))
+        .map_err(|e| e.to_string()))
 }
 
 async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config) -> anyhow::Result<Ended> {
@@ -175,7 +174,7 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
     let options = Options {
         diag_token: config.diag.token.clone(),
         diag_token_file: config.diag.token_file.clone(),
-        config: serde_json::value::to_raw_value(&config).unwrap_or_default(),
+        config: serde_json::value::to_raw_value(&config.shown()).unwrap_or_default(),
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
         fleet: match &config.fleet {
             Some(fleet) => Some(std::sync::Arc::new(
@@ -207,7 +206,7 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
     };
     agent.start_draining();
     let drain = config.shutdown.drain;
-    tracing::info!(signal = which, drain = %vigil::fmt::duration(drain), "Draining: /readyz answers 503 from now on");
+    tracing::info!(signal = which, drain = %vigil::core::fmt::duration(drain), "Draining: /readyz answers 503 from now on");
     let second = async {
         loop {
             if let Event::Stop(which) = signals.next().await {
@@ -234,7 +233,7 @@ const CONFIG_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(2)
 /// Loads the configuration again and applies it; an invalid one is refused with the same one
 /// line as at start-up, and the running one stays.
 fn reload(sources: &Sources, config: &mut Config, agent: &mut Agent, metrics: &Metrics, cause: &'static str) {
-    let applied = config::load(sources)
+    let applied = checks::registry::load(sources)
         .map_err(|error| error.to_string())
         .and_then(|new| {
             agent
@@ -258,7 +257,7 @@ fn reload(sources: &Sources, config: &mut Config, agent: &mut Agent, metrics: &M
                 removed = %logging::json(&plan.removed),
                 "Configuration reloaded"
             );
-            *config = vigil::reload::in_effect(config, new);
+            *config = vigil::engine::reload::in_effect(config, new);
             metrics.config_last_reload_successful.set(1);
             metrics
                 .config_last_reload_success_timestamp_seconds
@@ -314,7 +313,7 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
                 alive_tasks: None,
                 now: SystemTime::now(),
                 service_id: "vigil check",
-                config: &serde_json::value::to_raw_value(&config).unwrap_or_default(),
+                config: &serde_json::value::to_raw_value(&config.shown()).unwrap_or_default(),
             };
             let mut document = serde_json::to_string_pretty(&render::diag_json(&input))
                 .context("cannot serialize the /diag document")?;

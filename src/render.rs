@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde::ser::{SerializeMap as _, Serializer};
 use serde_json::value::RawValue;
 
-use crate::fmt;
-use crate::outcome::{ComponentType, Details, Status, Value};
-use crate::state::{CheckView, Readiness, Transition};
+use crate::core::fmt;
+use crate::core::outcome::{ComponentType, Details, Status, Value};
+use crate::engine::state::{CheckView, Readiness, Transition};
 
 /// What replaces a reason for peers that may not read it.
 pub const WITHHELD: &str = "reason withheld";
@@ -660,8 +660,8 @@ mod tests {
     use std::sync::Arc;
 
     use crate::config::CheckSettings;
-    use crate::outcome::{ComponentType, FailureKind, Observation, Outcome, Unit};
-    use crate::state::Run;
+    use crate::core::outcome::{ComponentType, FailureKind, Observation, Outcome, Unit};
+    use crate::engine::state::Run;
 
     fn readiness(ready: bool) -> Readiness {
         let check = CheckView {

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use vigil::config::CheckSettings;
+use vigil::core::outcome::ComponentType;
+use vigil::engine::state::{CheckSpec, State};
 use vigil::http::diag_token::DiagToken;
 use vigil::http::routes::{self, App};
 use vigil::metrics::Metrics;
-use vigil::outcome::ComponentType;
-use vigil::state::{CheckSpec, State};
 
 const CASES: u32 = 256;
 

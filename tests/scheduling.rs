@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use support::client::{get, request};
 use support::wait_until;
 use vigil::agent::{Agent, Options};
-use vigil::checks::{Check, RunFuture, Scheduled, Wake};
+use vigil::checks::{Check, RunFuture, Scheduled};
 use vigil::config::CheckSettings;
+use vigil::core::outcome::{FailureKind, Outcome};
+use vigil::core::wake::Wake;
 use vigil::metrics::Metrics;
-use vigil::outcome::{FailureKind, Outcome};
 
 /// An agent on its own runtime, serving on 127.0.0.1.
 struct Running {
@@ -389,9 +390,9 @@ fn draining_fails_readyz_at_once_and_keeps_the_rest() {
 /// The same router, asked as if from another pod: no network traffic leaves loopback.
 #[test]
 fn reasons_and_diag_are_withheld_from_other_peers_without_the_token() {
+    use vigil::core::secret::Secret;
     use vigil::http::diag_token::DiagToken;
     use vigil::http::routes;
-    use vigil::secret::Secret;
 
     let agent = Running::start_with(
         vec![Scheduled::new("dep", settings(60_000, 60_000, 1, 1), Panics)],

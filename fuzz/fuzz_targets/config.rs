@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use vigil::checks::registry;
 use vigil::config::{self, Sources};
 
 fn path() -> &'static PathBuf {
@@ -16,7 +17,7 @@ fn path() -> &'static PathBuf {
 
 fn load(text: &[u8]) -> Result<config::Config, String> {
     std::fs::write(path(), text).unwrap();
-    config::load(&Sources {
+    registry::load(&Sources {
         file: Some(path().clone()),
         ..Default::default()
     })

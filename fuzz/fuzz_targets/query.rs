@@ -11,8 +11,8 @@ use vigil::config::CheckSettings;
 use vigil::http::diag_token::DiagToken;
 use vigil::http::routes::{self, App};
 use vigil::metrics::Metrics;
-use vigil::outcome::ComponentType;
-use vigil::state::{CheckSpec, State};
+use vigil::core::outcome::ComponentType;
+use vigil::engine::state::{CheckSpec, State};
 
 fn app() -> &'static App {
     static APP: OnceLock<App> = OnceLock::new();

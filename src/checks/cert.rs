@@ -1,87 +1,12 @@
-//! Certificate expiry, read from the chain a server presents during the handshake, also when
-//! verification then fails: an expired certificate still says when it expired (blackbox_exporter
-//! drops the figure the moment verification fails, prometheus/blackbox_exporter#1119).
-//!
-//! [`Recorder`] wraps the real verifier: it notes the earliest `notAfter` of the presented chain,
-//! then lets the real verifier decide. One recorder per connection (the verifier has no other
-//! way to tell connections apart); the verifier it wraps is built once.
+//! What a certificate's expiry means for a check: the one rule for every check that speaks TLS
+//! (upstream, gateway, jwt, postgres). The expiry itself is read during the handshake by the
+//! network layer's recorder (`net::tls::Recorder`), also when verification fails.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use x509_cert::der::Decode as _;
-
-use crate::fmt;
-use crate::outcome::{FailureKind, Finding};
-
-/// The earliest `notAfter` of `chain`; `None` when no certificate in it parses.
-pub fn earliest_not_after<'a>(chain: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> Option<SystemTime> {
-    chain
-        .into_iter()
-        .filter_map(|der| x509_cert::Certificate::from_der(der.as_ref()).ok())
-        .map(|cert| cert.tbs_certificate.validity.not_after.to_system_time())
-        .min()
-}
-
-/// Notes the presented chain's expiry, then asks the real verifier.
-#[derive(Debug)]
-pub struct Recorder {
-    inner: Arc<dyn ServerCertVerifier>,
-    seen: Arc<Mutex<Option<SystemTime>>>,
-}
-
-impl Recorder {
-    /// A recorder for one connection, and where it leaves the expiry it saw.
-    pub fn new(inner: Arc<dyn ServerCertVerifier>) -> (Recorder, Arc<Mutex<Option<SystemTime>>>) {
-        let seen = Arc::new(Mutex::new(None));
-        let recorder = Recorder {
-            inner,
-            seen: Arc::clone(&seen),
-        };
-        (recorder, seen)
-    }
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let earliest = earliest_not_after(std::iter::once(end_entity).chain(intermediates));
-        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = earliest;
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
+use crate::core::fmt;
+use crate::core::outcome::{FailureKind, Finding};
 
 /// One check's certificate expiry: its series of `vigil_tls_cert_expiry_timestamp_seconds` and
 /// how close an expiry warns. Every check that speaks TLS judges what it saw through this.
@@ -178,7 +103,7 @@ mod tests {
         let day = Duration::from_secs(86_400);
         let warn = 14 * day;
         let expired = judge(now - 3 * day, now, warn).unwrap();
-        assert_eq!(expired.status, crate::outcome::Status::Fail);
+        assert_eq!(expired.status, crate::core::outcome::Status::Fail);
         assert!(
             expired
                 .reason
@@ -187,7 +112,7 @@ mod tests {
             expired.reason
         );
         let near = judge(now + 2 * day + Duration::from_secs(3600), now, warn).unwrap();
-        assert_eq!(near.status, crate::outcome::Status::Warn);
+        assert_eq!(near.status, crate::core::outcome::Status::Warn);
         assert!(
             near.reason.starts_with("certificate expires in 2d (notAfter"),
             "{}",

@@ -1,23 +1,25 @@
-//! What a check is, what it is given to build itself, and the one place where configured checks
-//! are built.
+//! What a check is, what it is given to build itself, and the registry of check kinds.
 //!
 //! A check owns its connections and counters; the scheduler owns its timing. A check never
 //! sleeps, spawns to schedule itself, or retries: a run says what it would like next
-//! ([`Rerun`]) and may ring its [`Wake`] between runs; the scheduler decides when. The scheduler
-//! cuts every run at the check's `timeout` (so `run` must be cancel-safe: dropping its future
-//! at any await point must leave the check usable for the next run) and turns a panic into a
-//! `fail`. The HTTP checks stop their own request a little inside `timeout` only so that the
-//! reason can name the request; the scheduler's cut stays the rule.
+//! ([`Rerun`](crate::core::outcome::Rerun)) and may ring its [`Wake`] between runs; the
+//! scheduler decides when. The scheduler cuts every run at the check's `timeout` (so `run` must
+//! be cancel-safe: dropping its future at any await point must leave the check usable for the
+//! next run) and turns a panic into a `fail`. The HTTP checks stop their own request a little
+//! inside `timeout` only so that the reason can name the request; the scheduler's cut stays the
+//! rule.
+//!
+//! Each kind is one folder, listed once in [`registry`]: the loader reads its section, `/metrics`
+//! its series and [`build_all`] its checks through that row.
 
 pub mod cert;
 pub mod gateway;
-pub mod grpc;
-pub mod http2;
-pub mod http_probe;
 pub mod jwt;
+pub(crate) mod kind;
 pub mod latency;
 pub mod pod;
 pub mod postgres;
+pub mod registry;
 pub mod system;
 pub mod upstream;
 
@@ -28,13 +30,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
-use crate::config::{CheckSettings, Config};
-use crate::kubernetes::Cluster;
+use crate::config::{CheckSection, CheckSettings, Config};
+use crate::core::outcome::{ComponentType, Outcome};
+pub use crate::core::wake::Wake;
+use crate::kube::Cluster;
 use crate::metrics::Metrics;
-use crate::outcome::{ComponentType, Outcome};
-use http_probe::HttpClient;
+use crate::net::tls::HttpClient;
+pub(crate) use kind::CheckKind;
 
 /// The future one run of a check returns.
 pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
@@ -56,38 +58,21 @@ pub trait Check: Send + 'static {
     }
 }
 
-/// Rung by a check between runs: "my dependency changed, look again". Rings coalesce; the
-/// scheduler spaces the runs they cause (see `scheduler`).
-#[derive(Debug, Clone, Default)]
-pub struct Wake(Arc<Notify>);
-
-impl Wake {
-    pub fn new() -> Wake {
-        Wake::default()
-    }
-
-    pub fn ring(&self) {
-        self.0.notify_one();
-    }
-
-    /// Resolves at the next ring (or at once for a ring since the last wait).
-    pub async fn rung(&self) {
-        self.0.notified().await;
-    }
-}
-
 /// What every check is given to build itself: built once, shared by all.
 pub struct BuildContext<'a> {
     pub metrics: &'a Metrics,
+    /// What `[kubernetes]` set up at start, for the `pod` check.
+    pub cluster: Option<&'a Arc<Cluster>>,
     /// The one HTTP client (its rustls configuration: built-in roots, crypto provider), built
     /// when a check first asks for it: a configuration without HTTP parses no roots.
     http: OnceCell<HttpClient>,
 }
 
 impl<'a> BuildContext<'a> {
-    pub fn new(metrics: &'a Metrics) -> BuildContext<'a> {
+    pub fn new(metrics: &'a Metrics, cluster: Option<&'a Arc<Cluster>>) -> BuildContext<'a> {
         BuildContext {
             metrics,
+            cluster,
             http: OnceCell::new(),
         }
     }
@@ -127,7 +112,7 @@ impl Scheduled {
         }
     }
 
-    /// Delays the first run by `delay` (see [`upstream::first_run_delay`] for the rule).
+    /// Delays the first run by `delay` (see [`first_run_delay`] for the rule).
     pub fn with_first_run_delay(mut self, delay: Duration) -> Self {
         self.first_run_delay = delay;
         self
@@ -151,25 +136,66 @@ impl BuildError {
     }
 }
 
-/// Builds every configured check, in the order `/readyz` lists them. `cluster` is what
-/// `[kubernetes]` set up at start (`Cluster::build`), for the `pod` check.
-///
-/// Adding a check is one module plus one line here.
+/// Builds every configured check that runs, in the order `/readyz` lists them, each through its
+/// kind's row, and spreads the first runs of a kind with many checks (see
+/// [`first_run_delay`]). `cluster` is what `[kubernetes]` set up at start (`Cluster::build`).
 pub fn build_all(
     config: &Config,
     metrics: &Metrics,
     cluster: Option<&Arc<Cluster>>,
 ) -> Result<Vec<Scheduled>, BuildError> {
-    let cx = BuildContext::new(metrics);
-    let mut checks = Vec::new();
-    checks.extend(config.postgres.as_ref().map(|c| postgres::build(c, &cx)).transpose()?);
-    checks.extend(config.jwt.as_ref().map(|c| jwt::build(c, &cx)).transpose()?);
-    checks.extend(config.gateway.as_ref().map(|c| gateway::build(c, &cx)).transpose()?);
-    checks.extend(upstream::build_all(&config.upstreams, &cx)?);
-    checks.extend(config.system.as_ref().map(|c| system::build(c, &cx)).transpose()?);
-    if config.kubernetes.is_some() {
-        let cluster = cluster.ok_or_else(|| BuildError::new(pod::NAME, "[kubernetes] was not set up at start"))?;
-        checks.push(pod::build(cluster, &cx)?);
+    let cx = BuildContext::new(metrics, cluster);
+    let sections: Vec<&CheckSection> = config.enabled_checks().collect();
+    sections
+        .iter()
+        .map(|section| {
+            let row = registry::row(section.table)
+                .ok_or_else(|| BuildError::new(&section.name, "no check kind reads this section"))?;
+            let of_kind: Vec<&&CheckSection> = sections.iter().filter(|s| s.table == section.table).collect();
+            let index = of_kind.iter().position(|s| s.name == section.name).unwrap_or(0);
+            let delay = first_run_delay(index, of_kind.len(), section.settings.interval);
+            Ok(row.build(section, &cx)?.with_first_run_delay(delay))
+        })
+        .collect()
+}
+
+/// Beyond this many checks of one kind, their first runs are spread over the first interval.
+pub const SPREAD_ABOVE: usize = 32;
+
+/// The longest the first runs are spread over: a pod is not ready before every check has a
+/// result, so spreading over a long interval (5m) would hold a rollout back that long.
+pub const SPREAD_AT_MOST: Duration = Duration::from_secs(2);
+
+/// Up to [`SPREAD_ABOVE`] checks of a kind all run at start (a small configuration is ready at
+/// once); beyond that, check `i` of `n` first runs at `span * i / n`, where `span` is the
+/// interval but at most [`SPREAD_AT_MOST`], so hundreds of them do not fire in the same
+/// millisecond and every one has run within two seconds.
+pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Duration {
+    if count <= SPREAD_ABOVE {
+        return Duration::ZERO;
     }
-    Ok(checks)
+    let (index, count) = (
+        u32::try_from(index).unwrap_or(u32::MAX),
+        u32::try_from(count).unwrap_or(u32::MAX),
+    );
+    interval.min(SPREAD_AT_MOST) / count * index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_runs_spread_only_beyond_a_few_dozen() {
+        let interval = Duration::from_secs(1);
+        assert_eq!(first_run_delay(5, 10, interval), Duration::ZERO);
+        assert_eq!(first_run_delay(0, 1000, interval), Duration::ZERO);
+        assert_eq!(first_run_delay(500, 1000, interval), Duration::from_millis(500));
+        assert!(first_run_delay(999, 1000, interval) < interval);
+        let long = Duration::from_secs(300);
+        assert!(
+            first_run_delay(999, 1000, long) < SPREAD_AT_MOST,
+            "a 5m interval must not hold readiness back 5m"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use crate::secret::{self, Secret, SecretFileError};
+use crate::core::secret::{self, Secret, SecretFileError};
 
 /// How often the token file is read again. The kubelet itself takes up to a minute or so to
 /// update a Secret volume; a few microseconds every 5 s is nothing beside that.
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_rewritten_file_replaces_the_token_and_a_broken_one_keeps_it() {
-        let (_dir, path) = crate::files::temp_file("token", "first-token\n");
+        let (_dir, path) = crate::core::files::temp_file("token", "first-token\n");
         let token = DiagToken::new(Some(secret::read_file(&path).unwrap()), Some(path.clone()));
         assert!(token.matches(b"first-token"));
         assert!(!token.reload().unwrap(), "unchanged");

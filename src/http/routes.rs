@@ -14,11 +14,11 @@ use http_body_util::Full;
 use serde_json::value::RawValue;
 use tokio::runtime::Handle;
 
+use crate::core::outcome::Status;
+use crate::engine::state::State;
 use crate::http::diag_token::DiagToken;
 use crate::metrics::Metrics;
-use crate::outcome::Status;
 use crate::render::{self, DiagInput};
-use crate::state::State;
 
 /// What the endpoints read.
 pub struct App {

@@ -282,7 +282,7 @@ impl Drop for Slot {
 }
 
 fn log_refusal(refusal: Refusal, refused: u64) {
-    let interval = crate::fmt::duration(REFUSAL_LOG_INTERVAL);
+    let interval = crate::core::fmt::duration(REFUSAL_LOG_INTERVAL);
     match refusal {
         Refusal::Peer { ip, limit } => tracing::warn!(
             peer = %ip,

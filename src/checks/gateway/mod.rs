@@ -6,20 +6,26 @@
 //! `error_ratio_fail` / `latency_p95_fail` are set, because every replica sees the same
 //! traffic and failing them all at once would empty the load balancer.
 
+pub mod config;
+pub mod metrics;
 mod pool;
 mod traffic;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use self::config::Gateway;
+use self::metrics::GatewayMetrics;
 use self::pool::Pool;
 use self::traffic::Traffic;
 use crate::checks::cert;
-use crate::checks::http_probe::{self, HttpClient, ProbeFailure, ProbeRequest, ProbeResponse};
-use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
-use crate::config::Gateway;
-use crate::metrics::GatewayMetrics;
-use crate::outcome::{FailureKind, Figure, Finding, Outcome, Report, Status, Unit};
+use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
+use crate::config::{CheckSettings, Invalid, Scope};
+use crate::core::outcome::{FailureKind, Figure, Finding, Outcome, Report, Status, Unit};
+use crate::core::url::HttpUrl;
+use crate::net::attempt::ProbeFailure;
+use crate::net::http::{ProbeRequest, ProbeResponse};
+use crate::net::tls::HttpClient;
 use crate::promtext::{self, Exposition, Keep};
 
 const HEALTH_HINT: &str = "kubectl logs -f deployment/api-gateway -n api-gateway; kubectl describe pod <pod> \
@@ -47,34 +53,60 @@ pub struct GatewayCheck {
     expiry: cert::Expiry,
 }
 
+/// The `gateway` kind: `[gateway]`, critical and local by default.
+pub(crate) struct Kind;
+
+impl CheckKind for Kind {
+    type Keys = Gateway;
+    type Section = Gateway;
+    const TABLE: &'static str = "gateway";
+    const CRITICAL: bool = true;
+    const SCOPE: Scope = Scope::Local;
+
+    fn resolve(keys: Gateway, _at: &str, settings: &CheckSettings) -> Result<Gateway, Invalid> {
+        keys.validate(settings.interval)?;
+        Ok(keys)
+    }
+
+    fn build(
+        section: &Gateway,
+        settings: &CheckSettings,
+        name: &str,
+        cx: &BuildContext<'_>,
+    ) -> Result<Scheduled, BuildError> {
+        build(section, settings, name, cx)
+    }
+}
+
 /// Builds the `gateway` check.
-pub fn build(config: &Gateway, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
-    let client = cx.http_client("gateway", None)?;
-    let metrics = cx.metrics.gateway().map_err(|e| BuildError::new("gateway", e))?;
-    let request = |url: &Option<crate::config::HttpUrl>| url.as_ref().map(|u| ProbeRequest::get(u, []));
-    let (pool, traffic) = (Pool::new(config), Traffic::new(config));
+fn build(
+    config: &Gateway,
+    settings: &CheckSettings,
+    name: &str,
+    cx: &BuildContext<'_>,
+) -> Result<Scheduled, BuildError> {
+    let client = cx.http_client(name, None)?;
+    let metrics = GatewayMetrics::register(cx.metrics, name).map_err(|e| BuildError::new(name, e))?;
+    let request = |url: &Option<HttpUrl>| url.as_ref().map(|u| ProbeRequest::get(u, []));
+    let (pool, traffic) = (Pool::new(config), Traffic::new(config, settings.interval));
     let wanted = pool.names().all().chain(traffic.names()).map(str::to_owned).collect();
     let check = GatewayCheck {
         client,
         health: request(&config.health_url),
         scrape: request(&config.metrics_url),
-        timeout: config.settings.timeout,
+        timeout: settings.timeout,
         metrics,
         pool,
         traffic,
         wanted,
-        expiry: cert::Expiry::new(
-            "gateway",
-            &cx.metrics.tls_cert_expiry_timestamp_seconds,
-            config.cert_warn,
-        ),
+        expiry: cert::Expiry::new(name, &cx.metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn),
     };
-    Ok(Scheduled::new("gateway", config.settings, check))
+    Ok(Scheduled::new(name, *settings, check))
 }
 
 impl GatewayCheck {
     async fn run(&mut self) -> Outcome {
-        let (timeout, deadline) = (self.timeout, http_probe::inner_deadline(self.timeout));
+        let (timeout, deadline) = (self.timeout, crate::net::attempt::inner_deadline(self.timeout));
         // The health probe and the scrape run side by side under the run's deadline: a slow
         // health endpoint must not leave the pool figures unread, nor the other way round.
         let client = &self.client;
@@ -83,8 +115,8 @@ impl GatewayCheck {
             None => None,
         };
         let (health, scraped) = tokio::join!(
-            ask(self.health.as_ref(), http_probe::BODY_LIMIT),
-            ask(self.scrape.as_ref(), http_probe::SCRAPE_LIMIT)
+            ask(self.health.as_ref(), crate::net::http::BODY_LIMIT),
+            ask(self.scrape.as_ref(), crate::net::http::SCRAPE_LIMIT)
         );
         let mut report = Report::new();
         // The earliest expiry of the chains either endpoint presented (https), read also when
@@ -158,7 +190,7 @@ impl GatewayCheck {
     }
 
     /// The scrape's body as an exposition of the wanted metrics. The parse runs on the blocking
-    /// pool: it is linear in the body (at most [`http_probe::SCRAPE_LIMIT`]) but long enough that
+    /// pool: it is linear in the body (at most [`crate::net::http::SCRAPE_LIMIT`]) but long enough that
     /// it must not hold up the runtime the other checks and `/livez` share.
     async fn parse(&self, result: Result<ProbeResponse, ProbeFailure>) -> Result<Exposition, (FailureKind, String)> {
         let what = self.scrape.as_ref().map(ProbeRequest::describe).unwrap_or_default();
@@ -172,7 +204,7 @@ impl GatewayCheck {
         if response.truncated {
             return Err((
                 FailureKind::Protocol,
-                format!("{what}: metrics larger than {} bytes", http_probe::SCRAPE_LIMIT),
+                format!("{what}: metrics larger than {} bytes", crate::net::http::SCRAPE_LIMIT),
             ));
         }
         let wanted = Arc::clone(&self.wanted);

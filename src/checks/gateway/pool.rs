@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use crate::config::{Gateway, PoolPreset};
-use crate::fmt;
-use crate::metrics::GatewayMetrics;
-use crate::outcome::{self, FailureKind, Figure, Finding, Report, Unit};
+use super::metrics::GatewayMetrics;
+use crate::checks::gateway::config::{Gateway, PoolPreset};
+use crate::core::fmt;
+use crate::core::outcome::{self, FailureKind, Figure, Finding, Report, Unit};
 use crate::promtext::{Exposition, MetricType};
 
 pub const POOL_HINT: &str = "the gateway's DB pool is full: curl <gateway>/metrics | grep connection_pool; \

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::config::Gateway;
-use crate::fmt;
-use crate::metrics::GatewayMetrics;
-use crate::outcome::{FailureKind, Figure, Finding, Report, Status, Unit};
+use super::metrics::GatewayMetrics;
+use crate::checks::gateway::config::Gateway;
+use crate::core::fmt;
+use crate::core::outcome::{FailureKind, Figure, Finding, Report, Status, Unit};
 use crate::promtext::Exposition;
 
 pub const TRAFFIC_HINT: &str = "the gateway serves errors or slowly: kubectl logs -f deployment/api-gateway -n api-gateway; \
@@ -55,8 +55,8 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    pub fn new(config: &Gateway) -> Traffic {
-        let per_window = config.window.as_millis() / config.settings.interval.as_millis().max(1);
+    pub fn new(config: &Gateway, interval: std::time::Duration) -> Traffic {
+        let per_window = config.window.as_millis() / interval.as_millis().max(1);
         Traffic {
             requests_metric: config.requests_metric.clone(),
             bucket_metric: format!("{}_bucket", config.duration_metric),

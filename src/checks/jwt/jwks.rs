@@ -10,10 +10,13 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 
 use crate::checks::cert;
-use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, RequestError};
-use crate::config::{HttpUrl, JwtAlgorithm};
-use crate::outcome::FailureKind;
-use crate::outcome::Finding;
+use crate::checks::jwt::config::JwtAlgorithm;
+use crate::core::outcome::FailureKind;
+use crate::core::outcome::Finding;
+use crate::core::url::HttpUrl;
+use crate::net::attempt::ProbeError;
+use crate::net::http::{ProbeRequest, RequestError};
+use crate::net::tls::HttpClient;
 
 /// A JWKS larger than this is not a JWKS.
 pub const BODY_CAP: usize = 1024 * 1024;

@@ -15,7 +15,9 @@
 //! The secret and every token are `Secret`s: no reason, observation, detail, metric or log
 //! line built here contains them (the tests grep every output for the secret).
 
+pub mod config;
 pub mod jwks;
+pub mod metrics;
 mod secret;
 mod token;
 mod validate;
@@ -25,14 +27,18 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value as Json, json};
 
+use self::metrics::JwtMetrics;
 use crate::checks::cert;
-use crate::checks::http_probe::{HttpClient, ProbeError, ProbeRequest, ProbeResponse, RequestError};
-use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
-use crate::config::{HttpUrl, Jwt, JwtAlgorithm};
-use crate::fmt;
-use crate::metrics::JwtMetrics;
-use crate::outcome::{FailureKind, Figure, Finding, Observation, Outcome, Report, Status, Unit};
-use crate::secret::Secret;
+use crate::checks::jwt::config::{Jwt, JwtAlgorithm};
+use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
+use crate::config::{CheckSettings, Invalid, Scope};
+use crate::core::fmt;
+use crate::core::outcome::{FailureKind, Figure, Finding, Observation, Outcome, Report, Status, Unit};
+use crate::core::secret::Secret;
+use crate::core::url::HttpUrl;
+use crate::net::attempt::ProbeError;
+use crate::net::http::{ProbeRequest, ProbeResponse, RequestError};
+use crate::net::tls::HttpClient;
 
 use self::jwks::{Jwks, JwksReport};
 use self::secret::Source;
@@ -95,14 +101,43 @@ pub struct JwtCheck {
     expiry: cert::Expiry,
 }
 
-/// Builds the `jwt` check.
-pub fn build(config: &Jwt, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
-    Ok(Scheduled::new("jwt", config.settings, JwtCheck::new(config, cx)?))
+/// The `jwt` kind: `[jwt]`, critical and shared by default.
+pub(crate) struct Kind;
+
+impl CheckKind for Kind {
+    type Keys = Jwt;
+    type Section = Jwt;
+    const TABLE: &'static str = "jwt";
+    const CRITICAL: bool = true;
+    const SCOPE: Scope = Scope::Shared;
+
+    fn resolve(keys: Jwt, _at: &str, _settings: &CheckSettings) -> Result<Jwt, Invalid> {
+        keys.validate()?;
+        Ok(keys)
+    }
+
+    fn build(
+        section: &Jwt,
+        settings: &CheckSettings,
+        name: &str,
+        cx: &BuildContext<'_>,
+    ) -> Result<Scheduled, BuildError> {
+        Ok(Scheduled::new(
+            name,
+            *settings,
+            JwtCheck::new(section, settings, name, cx)?,
+        ))
+    }
 }
 
 impl JwtCheck {
     /// Builds the check; no I/O (the first run reads the secret).
-    pub fn new(config: &Jwt, cx: &BuildContext<'_>) -> Result<JwtCheck, BuildError> {
+    pub fn new(
+        config: &Jwt,
+        settings: &CheckSettings,
+        name: &str,
+        cx: &BuildContext<'_>,
+    ) -> Result<JwtCheck, BuildError> {
         let error = |message: String| BuildError::new("jwt", message);
         let shared = matches!(
             config.algorithm,
@@ -134,7 +169,7 @@ impl JwtCheck {
                 Jwks::new(
                     url.clone(),
                     config.algorithm,
-                    config.settings.interval,
+                    settings.interval,
                     client,
                     Arc::clone(&seen),
                 )
@@ -142,7 +177,7 @@ impl JwtCheck {
             ),
             _ => None,
         };
-        let metrics = JwtMetrics::register(cx.metrics, source.is_some(), gateway.is_some(), jwks.is_some())
+        let metrics = JwtMetrics::register(cx.metrics, name, source.is_some(), gateway.is_some(), jwks.is_some())
             .map_err(|e| error(e.to_string()))?;
         Ok(JwtCheck {
             algorithm: config.algorithm,
@@ -151,7 +186,7 @@ impl JwtCheck {
             audience: config.audience.clone(),
             gateway,
             jwks,
-            budget: config.settings.timeout.mul_f64(0.9),
+            budget: settings.timeout.mul_f64(0.9),
             rotation: Rotation::default(),
             metrics,
             seen,
@@ -443,9 +478,11 @@ mod tests {
             file: Some(file),
             ..Default::default()
         };
-        let config = crate::config::load(&sources).unwrap();
+        let config = crate::checks::registry::load(&sources).unwrap();
         let metrics = crate::metrics::Metrics::new().unwrap();
-        JwtCheck::new(config.jwt.as_ref().unwrap(), &BuildContext::new(&metrics)).unwrap()
+        let section = config.check("jwt").unwrap();
+        let jwt = section.keys::<crate::checks::kind::Typed<Kind>>().unwrap();
+        JwtCheck::new(&jwt.0, &section.settings, "jwt", &BuildContext::new(&metrics, None)).unwrap()
     }
 
     #[tokio::test]

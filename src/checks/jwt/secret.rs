@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::JwtAlgorithm;
-use crate::outcome::FailureKind;
-use crate::outcome::Finding;
-use crate::secret::Secret;
+use crate::checks::jwt::config::JwtAlgorithm;
+use crate::core::outcome::FailureKind;
+use crate::core::outcome::Finding;
+use crate::core::secret::Secret;
 
 /// Where the secret comes from.
 #[derive(Debug, Clone)]
@@ -36,12 +36,14 @@ impl Source {
     /// Reads the secret as it is now, bytes as stored (a trailing newline included).
     pub fn read(&self) -> Result<Secret<Vec<u8>>, ReadError> {
         match self {
-            Source::File(path) => crate::secret::read_bytes(path)
-                .map(Secret::new)
-                .map_err(|error| ReadError::File {
-                    path: path.display().to_string(),
-                    message: describe_io(&error),
-                }),
+            Source::File(path) => {
+                crate::core::secret::read_bytes(path)
+                    .map(Secret::new)
+                    .map_err(|error| ReadError::File {
+                        path: path.display().to_string(),
+                        message: describe_io(&error),
+                    })
+            }
             Source::Env(name) => std::env::var_os(name)
                 .map(|value| Secret::new(value.into_encoded_bytes()))
                 .ok_or_else(|| ReadError::EnvMissing(name.clone())),
@@ -231,7 +233,7 @@ pub fn assess(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> Vec<Finding>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Status;
+    use crate::core::outcome::Status;
 
     fn judge(secret: &str, algorithm: JwtAlgorithm) -> Vec<(Status, String)> {
         assess(&Secret::new(secret.as_bytes().to_vec()), algorithm)

@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::JwtAlgorithm;
-use crate::secret::Secret;
+use crate::checks::jwt::config::JwtAlgorithm;
+use crate::core::secret::Secret;
 
 /// How long a probe token is valid: long enough for a slow gateway, short enough that a
 /// leaked one is worthless soon.

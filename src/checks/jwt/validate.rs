@@ -12,11 +12,13 @@ use http::HeaderValue;
 use serde_json::{Value, json};
 
 use crate::checks::cert;
-use crate::checks::http_probe::{self, HttpClient, ProbeError, ProbeRequest, ProbeResponse, RequestError};
-use crate::config::HttpUrl;
-use crate::outcome::FailureKind;
-use crate::outcome::Finding;
-use crate::secret::Secret;
+use crate::core::outcome::FailureKind;
+use crate::core::outcome::Finding;
+use crate::core::secret::Secret;
+use crate::core::url::HttpUrl;
+use crate::net::attempt::ProbeError;
+use crate::net::http::{ProbeRequest, ProbeResponse, RequestError};
+use crate::net::tls::HttpClient;
 
 pub const RESTART_HINT: &str = "kubectl rollout restart deployment/api-gateway -n api-gateway";
 const GATEWAY_HINT: &str = "kubectl get pods -n api-gateway; kubectl logs deployment/api-gateway -n api-gateway";
@@ -99,7 +101,7 @@ impl ValidateProbe {
     }
 
     /// Sends `token` as `Authorization: Bearer <token>`. The body is read at most as far as an
-    /// upstream's ([`http_probe::BODY_LIMIT`]): only the status matters.
+    /// upstream's ([`crate::net::http::BODY_LIMIT`]): only the status matters.
     async fn ask(&self, token: &Secret<String>, deadline: Duration) -> Verdict {
         let mut request = self.request.clone();
         // Sensitive: hyper and the request's Debug output never show it. A JWT is base64url and
@@ -111,7 +113,16 @@ impl ValidateProbe {
             }
             Err(error) => return Verdict::Failed(ProbeError::Request(error.into())),
         }
-        Verdict::from(super::get(&self.client, &request, deadline, http_probe::BODY_LIMIT, &self.seen).await)
+        Verdict::from(
+            super::get(
+                &self.client,
+                &request,
+                deadline,
+                crate::net::http::BODY_LIMIT,
+                &self.seen,
+            )
+            .await,
+        )
     }
 
     /// Sends the valid token, then the forged one, then (only when the valid one was refused)

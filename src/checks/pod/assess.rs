@@ -6,13 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
+use super::config::PodKeys;
 use crate::config::Kubernetes;
-use crate::fmt;
-use crate::kubernetes::client::{Problem, shorten};
-use crate::kubernetes::objects::{ContainerSpec, ContainerStatus, EndpointSlice, Pod, PodMetrics, Terminated};
-use crate::kubernetes::quantity;
-use crate::kubernetes::watch::View;
-use crate::outcome::{FailureKind, Figure, Finding, Observation, Report, Unit};
+use crate::core::fmt;
+use crate::core::outcome::{FailureKind, Figure, Finding, Observation, Report, Unit};
+use crate::kube::client::{Problem, shorten};
+use crate::kube::objects::{ContainerSpec, ContainerStatus, EndpointSlice, Pod, PodMetrics, Terminated};
+use crate::kube::quantity;
+use crate::kube::watch::View;
 
 pub const READY: Figure = Figure::new("container_ready", Unit::Flag);
 pub const RESTARTS: Figure = Figure::new("container_restarts", Unit::Count);
@@ -39,6 +40,7 @@ pub enum Usage {
 /// Everything one run judges.
 pub struct Inputs<'a> {
     pub config: &'a Kubernetes,
+    pub keys: &'a PodKeys,
     pub pod: &'a View<Pod>,
     pub slices: Option<&'a View<EndpointSlice>>,
     pub usage: &'a Usage,
@@ -308,7 +310,7 @@ fn container(inputs: &Inputs<'_>, pod: &Pod, describe: &str, report: &mut Report
                 cpu,
                 cpu_limit,
                 (CPU_USAGE, CPU_LIMIT, CPU_RATIO),
-                config.cpu_warn,
+                inputs.keys.cpu_warn,
                 "cpu_ratio",
                 cpu_hint,
             );
@@ -316,7 +318,7 @@ fn container(inputs: &Inputs<'_>, pod: &Pod, describe: &str, report: &mut Report
                 memory,
                 memory_limit,
                 (MEMORY_USAGE, MEMORY_LIMIT, MEMORY_RATIO),
-                config.memory_warn,
+                inputs.keys.memory_warn,
                 "memory_ratio",
                 memory_hint,
             );
@@ -353,7 +355,7 @@ fn restart(
         return;
     };
     let ago = inputs.now.duration_since(finished).unwrap_or(Duration::ZERO);
-    if ago > inputs.config.restart_window {
+    if ago > inputs.keys.restart_window {
         return;
     }
     let reason = shorten(last.reason.as_deref().unwrap_or("Unknown"), 64);
@@ -462,12 +464,19 @@ fn endpoints(service: &str, ns: &str, slices: &View<EndpointSlice>, report: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CheckSettings, HttpUrl};
-    use crate::outcome::Status;
+    use crate::core::outcome::Status;
+    use crate::core::url::HttpUrl;
+
+    fn keys() -> PodKeys {
+        PodKeys {
+            cpu_warn: 0.8,
+            memory_warn: 0.9,
+            restart_window: Duration::from_secs(900),
+        }
+    }
 
     fn config() -> Kubernetes {
         Kubernetes {
-            settings: CheckSettings::default(),
             api_url: HttpUrl::parse("https://10.96.0.1:443").unwrap(),
             token_file: "/t".into(),
             ca_file: "/c".into(),
@@ -475,9 +484,6 @@ mod tests {
             pod: "gw-1".to_owned(),
             container: None,
             service: Some("api-gateway-service".to_owned()),
-            cpu_warn: 0.8,
-            memory_warn: 0.9,
-            restart_window: Duration::from_secs(900),
             events: true,
         }
     }
@@ -534,10 +540,11 @@ mod tests {
         pod: &View<Pod>,
         slices: Option<&View<EndpointSlice>>,
         usage: &Usage,
-    ) -> (crate::outcome::Outcome, Exported) {
+    ) -> (crate::core::outcome::Outcome, Exported) {
         let config = config();
         let (report, exported) = assess(&Inputs {
             config: &config,
+            keys: &keys(),
             pod,
             slices,
             usage,
@@ -570,7 +577,7 @@ mod tests {
             .iter()
             .find(|o| o.name == "container_cpu_usage_ratio")
             .unwrap();
-        assert_eq!(ratio.value, crate::outcome::Value::Number(0.25));
+        assert_eq!(ratio.value, crate::core::outcome::Value::Number(0.25));
     }
 
     #[test]
@@ -642,7 +649,7 @@ mod tests {
             .iter()
             .find(|o| o.name == "container_cpu_limit")
             .unwrap();
-        assert_eq!(shown.value, crate::outcome::Value::Text("no limit".to_owned()));
+        assert_eq!(shown.value, crate::core::outcome::Value::Text("no limit".to_owned()));
     }
 
     #[test]
@@ -685,6 +692,7 @@ mod tests {
         let view = pod("{}", RUNNING);
         let (report, exported) = assess(&Inputs {
             config: &config,
+            keys: &keys(),
             pod: &view,
             slices: None,
             usage: &Usage::NotYet,
@@ -699,6 +707,7 @@ mod tests {
         config.container = Some("nope".to_owned());
         let (report, _) = assess(&Inputs {
             config: &config,
+            keys: &keys(),
             pod: &view,
             slices: None,
             usage: &Usage::NotYet,

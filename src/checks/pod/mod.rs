@@ -9,6 +9,8 @@
 //! fails: an API server outage must not empty the Service.
 
 pub mod assess;
+pub mod config;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,20 +18,21 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use self::assess::{Exported, Inputs, Usage};
-use crate::checks::http_probe::inner_deadline;
-use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled, Wake};
-use crate::kubernetes::Cluster;
-use crate::kubernetes::client::{self, SMALL_LIMIT};
-use crate::kubernetes::objects::PodMetrics;
-use crate::metrics::ENDPOINT_CONDITIONS;
-use crate::outcome::Outcome;
-
-/// The check's name.
-pub const NAME: &str = "pod";
+use self::config::PodKeys;
+use self::metrics::{ENDPOINT_CONDITIONS, KubernetesMetrics};
+use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled, Wake};
+use crate::config::{CheckSettings, Invalid, Scope};
+use crate::core::outcome::Outcome;
+use crate::kube::Cluster;
+use crate::kube::client::{self, SMALL_LIMIT};
+use crate::kube::objects::PodMetrics;
+use crate::net::attempt::inner_deadline;
 
 /// Reads the cluster's views and the metrics API; see the module docs.
 pub struct PodCheck {
     cluster: Arc<Cluster>,
+    keys: PodKeys,
+    metrics: KubernetesMetrics,
     timeout: Duration,
     interval: Duration,
     /// The last metrics answer and when it came.
@@ -41,21 +44,50 @@ pub struct PodCheck {
     termination: Option<(String, String)>,
 }
 
-/// Builds the `pod` check over the cluster `[kubernetes]` set up.
-pub fn build(cluster: &Arc<Cluster>, _cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
-    let settings = cluster.config.settings;
-    Ok(Scheduled::new(
-        NAME,
-        settings,
-        PodCheck {
-            cluster: Arc::clone(cluster),
-            timeout: settings.timeout,
-            interval: settings.interval,
-            usage: None,
-            restarts: None,
-            termination: None,
-        },
-    ))
+/// The `pod` kind: with `[kubernetes]`, the check named `pod` (its thresholds and timing are
+/// the keys of the table that are not the cluster's); not critical, local by default.
+pub(crate) struct Kind;
+
+impl CheckKind for Kind {
+    type Keys = PodKeys;
+    type Section = PodKeys;
+    const TABLE: &'static str = "kubernetes";
+    const CRITICAL: bool = false;
+    const SCOPE: Scope = Scope::Local;
+
+    fn name(_section: &PodKeys) -> String {
+        "pod".to_owned()
+    }
+
+    fn resolve(keys: PodKeys, _at: &str, _settings: &CheckSettings) -> Result<PodKeys, Invalid> {
+        keys.validate()?;
+        Ok(keys)
+    }
+
+    fn build(
+        section: &PodKeys,
+        settings: &CheckSettings,
+        name: &str,
+        cx: &BuildContext<'_>,
+    ) -> Result<Scheduled, BuildError> {
+        let cluster = cx
+            .cluster
+            .ok_or_else(|| BuildError::new(name, "[kubernetes] was not set up at start"))?;
+        Ok(Scheduled::new(
+            name,
+            *settings,
+            PodCheck {
+                cluster: Arc::clone(cluster),
+                keys: section.clone(),
+                metrics: KubernetesMetrics::register(cx.metrics, name).map_err(|e| BuildError::new(name, e))?,
+                timeout: settings.timeout,
+                interval: settings.interval,
+                usage: None,
+                restarts: None,
+                termination: None,
+            },
+        ))
+    }
 }
 
 impl Check for PodCheck {
@@ -78,6 +110,7 @@ impl PodCheck {
         let slices = self.cluster.slices.as_ref().map(|s| s.view());
         let (report, exported) = assess::assess(&Inputs {
             config: &self.cluster.config,
+            keys: &self.keys,
             pod: &pod,
             slices: slices.as_ref(),
             usage: &usage,
@@ -139,7 +172,7 @@ impl PodCheck {
     }
 
     fn export(&mut self, exported: &Exported) {
-        let metrics = &self.cluster.metrics;
+        let metrics = &self.metrics;
         metrics.api_up.set(i64::from(exported.api_up));
         if let Some(container) = &exported.container {
             let label = [container.as_str()];

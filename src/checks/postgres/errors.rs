@@ -11,8 +11,8 @@ use std::time::Duration;
 use deadpool_postgres::{PoolError, TimeoutType};
 use tokio_postgres::error::SqlState;
 
-use crate::fmt;
-use crate::outcome::{FailureKind, Outcome};
+use crate::core::fmt;
+use crate::core::outcome::{FailureKind, Outcome};
 
 pub const NETSTAT_HINT: &str = "kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
 pub const SATURATION_HINT: &str = "who holds the connections: SELECT usename, application_name, client_addr, state, count(*) \

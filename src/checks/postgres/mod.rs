@@ -21,9 +21,12 @@
 //! connection dropped by a cut run is retired quietly), and the pool hands connections back on
 //! drop.
 
+pub mod config;
 mod errors;
+pub mod metrics;
 mod queries;
 mod tls;
+pub mod url;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,17 +39,19 @@ use tokio_postgres::Client;
 use tokio_postgres::config::Host;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use self::config::{Postgres, PostgresKeys};
 use self::errors::{LONG_QUERY_HINT, PgFailure, SATURATION_HINT, Target, classify, classify_pool};
+use self::metrics::{POSTGRES_CONNECTION_STATES, PostgresMetrics};
 use self::queries::{Stats, read_stats, stats_sql};
 use self::tls::SslMode;
 use crate::checks::cert;
-use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled, Wake};
-use crate::config::Postgres;
-use crate::fmt;
-use crate::metrics::{Metrics, POSTGRES_CONNECTION_STATES, PostgresMetrics};
-use crate::outcome::{
+use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled, Wake};
+use crate::config::{CheckSettings, EnvAlias, Invalid, Scope};
+use crate::core::fmt;
+use crate::core::outcome::{
     self, ComponentType, FailureKind, Figure, Finding, Findings, Observation, Outcome, Rerun, Status, Unit,
 };
+use crate::metrics::Metrics;
 
 /// The `application_name` of every connection the agent opens, so that it can be told apart
 /// in `pg_stat_activity` (and left out of a DBA's "who holds the connections").
@@ -153,24 +158,53 @@ const MAX_CONNECTIONS: Figure = Figure::new("max_connections", Unit::Count);
 const SATURATION: Figure = Figure::new("saturation", Unit::Ratio);
 const LONG_QUERIES: Figure = Figure::new("long_queries", Unit::Count);
 
-/// Builds the `postgres` check.
-pub fn build(config: &Postgres, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
-    Ok(Scheduled::new(
-        "postgres",
-        config.settings,
-        PostgresCheck::new(config, cx.metrics)?,
-    ))
+/// The `postgres` kind: `[postgres]`, or `DATABASE_URL` alone; critical and shared by default.
+pub(crate) struct Kind;
+
+impl CheckKind for Kind {
+    type Keys = PostgresKeys;
+    type Section = Postgres;
+    const TABLE: &'static str = "postgres";
+    const CRITICAL: bool = true;
+    const SCOPE: Scope = Scope::Shared;
+    const ENV_ALIAS: Option<&'static EnvAlias> = Some(&EnvAlias {
+        var: "DATABASE_URL",
+        key: "url",
+        unless: &["url", "url_file"],
+    });
+    const SECRET_KEYS: &'static [&'static str] = &["url"];
+
+    fn resolve(keys: PostgresKeys, _at: &str, _settings: &CheckSettings) -> Result<Postgres, Invalid> {
+        keys.resolve()
+    }
+
+    fn build(
+        section: &Postgres,
+        settings: &CheckSettings,
+        name: &str,
+        cx: &BuildContext<'_>,
+    ) -> Result<Scheduled, BuildError> {
+        Ok(Scheduled::new(
+            name,
+            *settings,
+            PostgresCheck::new(section, settings, name, cx.metrics)?,
+        ))
+    }
 }
 
 impl PostgresCheck {
     /// Builds the check without connecting (there is no runtime yet): connections open in
     /// the first run.
-    pub fn new(config: &Postgres, metrics: &Metrics) -> Result<PostgresCheck, BuildError> {
+    pub fn new(
+        config: &Postgres,
+        settings: &CheckSettings,
+        name: &str,
+        metrics: &Metrics,
+    ) -> Result<PostgresCheck, BuildError> {
         let error = |message: String| BuildError::new("postgres", message);
         let parsed = &config.target;
         let (connector, seen_expiry) = tls::connector(parsed.sslmode, parsed.root_cert.as_deref())
             .map_err(|e| error(format!("postgres.url: {e}")))?;
-        let settings = config.settings;
         let budget = settings.timeout.mul_f64(0.9);
         let mut pg_config = parsed.config.clone();
         pg_config.application_name(APPLICATION_NAME).connect_timeout(budget);
@@ -192,7 +226,7 @@ impl PostgresCheck {
             .build()
             .map_err(|e| error(format!("cannot build the connection pool: {e}")))?;
         let expiry = cert::Expiry::new("postgres", &metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn);
-        let metrics = PostgresMetrics::register(metrics).map_err(|e| error(e.to_string()))?;
+        let metrics = PostgresMetrics::register(metrics, name).map_err(|e| error(e.to_string()))?;
 
         Ok(PostgresCheck {
             pg_config,

@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub use crate::config::SslMode;
+pub use crate::checks::postgres::url::SslMode;
 
 /// Where the connector leaves the earliest `notAfter` of the chain the server presented on the
 /// latest TLS connection (kept or pooled), read before verification decides.
@@ -38,7 +38,7 @@ pub fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<(MakeRustlsC
                 Some(path) => {
                     let shown = path.display();
                     let certs =
-                        crate::files::read_certificates(path).map_err(|e| format!("sslrootcert {shown}: {e}"))?;
+                        crate::core::files::read_certificates(path).map_err(|e| format!("sslrootcert {shown}: {e}"))?;
                     let (added, _) = roots.add_parsable_certificates(certs);
                     if added == 0 {
                         return Err(format!("sslrootcert {shown}: no usable certificate"));
@@ -54,7 +54,7 @@ pub fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<(MakeRustlsC
     };
     // One recorder for every connection of the check: the latest handshake's chain is what
     // the server presents now.
-    let (recorder, seen) = crate::checks::cert::Recorder::new(verifier);
+    let (recorder, seen) = crate::net::tls::Recorder::new(verifier);
     let config = builder
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(recorder))

@@ -14,6 +14,8 @@
 //! check half-updated.
 
 mod cgroup;
+pub mod config;
+pub mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,11 +25,12 @@ use serde_json::json;
 use sysinfo::MemoryRefreshKind;
 
 use self::cgroup::{Layout, Sample};
-use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
-use crate::config::System;
-use crate::fmt;
-use crate::metrics::SystemMetrics;
-use crate::outcome::{ComponentType, FailureKind, Finding, Findings, Observation, Outcome, Unit};
+use self::metrics::SystemMetrics;
+use crate::checks::system::config::System;
+use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
+use crate::config::{CheckSettings, Invalid, Scope, Shape};
+use crate::core::fmt;
+use crate::core::outcome::{ComponentType, FailureKind, Finding, Findings, Observation, Outcome, Unit};
 
 // vigil's own container, never the gateway's: these hints are about vigil starving (late probes).
 const CPU_HINT: &str = "vigil's own container is short of CPU, so its probes may run late: kubectl top pod <pod> \
@@ -61,14 +64,36 @@ struct Previous {
     cpu_usage_ns: Option<u64>,
 }
 
-/// Builds the `system` check.
-pub fn build(config: &System, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError> {
-    let metrics = SystemMetrics::register(cx.metrics).map_err(|e| BuildError::new("system", e))?;
-    Ok(Scheduled::new(
-        "system",
-        config.settings,
-        SystemCheck::new(config, metrics),
-    ))
+/// The `system` kind: `[system]`, which runs with every default when absent (`enabled =
+/// false` turns it off); not critical, local by default.
+pub(crate) struct Kind;
+
+impl CheckKind for Kind {
+    type Keys = System;
+    type Section = System;
+    const TABLE: &'static str = "system";
+    const SHAPE: Shape = Shape::OnByDefault;
+    const CRITICAL: bool = false;
+    const SCOPE: Scope = Scope::Local;
+
+    fn enabled(section: &System) -> bool {
+        section.enabled
+    }
+
+    fn resolve(keys: System, _at: &str, _settings: &CheckSettings) -> Result<System, Invalid> {
+        keys.validate()?;
+        Ok(keys)
+    }
+
+    fn build(
+        section: &System,
+        settings: &CheckSettings,
+        name: &str,
+        cx: &BuildContext<'_>,
+    ) -> Result<Scheduled, BuildError> {
+        let metrics = SystemMetrics::register(cx.metrics, name).map_err(|e| BuildError::new(name, e))?;
+        Ok(Scheduled::new(name, *settings, SystemCheck::new(section, metrics)))
+    }
 }
 
 impl SystemCheck {
@@ -523,9 +548,9 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::config::CheckSettings;
+
+    use crate::core::outcome::{Status, Value};
     use crate::metrics::Metrics;
-    use crate::outcome::{Status, Value};
 
     const MIB: u64 = 1024 * 1024;
     const SECOND: Duration = Duration::from_secs(1);
@@ -546,7 +571,6 @@ mod tests {
 
     fn config(root: &Path) -> System {
         System {
-            settings: CheckSettings::default(),
             enabled: true,
             cpu_warn: 0.8,
             memory_warn: 0.9,
@@ -555,7 +579,7 @@ mod tests {
     }
 
     fn check(root: &tempfile::TempDir) -> (SystemCheck, SystemMetrics) {
-        let metrics = SystemMetrics::register(&Metrics::new().unwrap()).unwrap();
+        let metrics = SystemMetrics::register(&Metrics::new().unwrap(), "system").unwrap();
         let check = SystemCheck::with_self_cgroup(&config(root.path()), metrics.clone(), Some("0::/\n"));
         (check, metrics)
     }
@@ -846,7 +870,7 @@ mod tests {
             ),
         ]);
         fs::remove_file(root.path().join("cpuacct")).unwrap();
-        let metrics = SystemMetrics::register(&Metrics::new().unwrap()).unwrap();
+        let metrics = SystemMetrics::register(&Metrics::new().unwrap(), "system").unwrap();
         let self_cgroup = "4:memory:/kubepods/pod1\n2:cpu,cpuacct:/kubepods/pod1\n1:name=systemd:/kubepods/pod1\n";
         let mut check = SystemCheck::with_self_cgroup(&config(root.path()), metrics.clone(), Some(self_cgroup));
         let start = Instant::now();
@@ -952,7 +976,7 @@ mod tests {
 
     #[tokio::test]
     async fn this_machines_cgroup_passes_or_warns_with_real_figures() {
-        let metrics = SystemMetrics::register(&Metrics::new().unwrap()).unwrap();
+        let metrics = SystemMetrics::register(&Metrics::new().unwrap(), "system").unwrap();
         let mut check = SystemCheck::new(&config(Path::new(DEFAULT_CGROUP_ROOT)), metrics.clone());
         assert_eq!(check.component_type(), ComponentType::System);
         for _ in 0..2 {

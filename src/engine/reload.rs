@@ -10,43 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::config::{Config, Gateway, Jwt, Kubernetes, Postgres, System, Upstream};
-
-/// A check's section, for telling an unchanged check from a changed one.
-#[derive(Debug, PartialEq)]
-enum Section<'a> {
-    Postgres(&'a Postgres),
-    Jwt(&'a Jwt),
-    Gateway(&'a Gateway),
-    Upstream(&'a Upstream),
-    System(&'a System),
-    Pod(&'a Kubernetes),
-}
-
-/// Every configured check's name and section, in the order `/readyz` lists them (the order of
-/// `checks::build_all`).
-fn sections(config: &Config) -> Vec<(String, Section<'_>)> {
-    let mut out = Vec::new();
-    if let Some(postgres) = &config.postgres {
-        out.push(("postgres".to_owned(), Section::Postgres(postgres)));
-    }
-    if let Some(jwt) = &config.jwt {
-        out.push(("jwt".to_owned(), Section::Jwt(jwt)));
-    }
-    if let Some(gateway) = &config.gateway {
-        out.push(("gateway".to_owned(), Section::Gateway(gateway)));
-    }
-    for upstream in &config.upstreams {
-        out.push((format!("upstream:{}", upstream.name), Section::Upstream(upstream)));
-    }
-    if let Some(system) = &config.system {
-        out.push(("system".to_owned(), Section::System(system)));
-    }
-    if let Some(kubernetes) = &config.kubernetes {
-        out.push((crate::checks::pod::NAME.to_owned(), Section::Pod(kubernetes)));
-    }
-    out
-}
+use crate::config::Config;
 
 /// What a reload does.
 #[derive(Debug)]
@@ -66,6 +30,10 @@ pub struct Plan {
     pub needs_restart: Vec<&'static str>,
 }
 
+/// The table whose change needs a restart: the sections read from it (the `pod` check's) stay
+/// as they run with it.
+const RESTART_TABLE: &str = "kubernetes";
+
 impl Plan {
     /// From the running configuration to `new`.
     pub fn new(old: &Config, new: &Config) -> Plan {
@@ -79,38 +47,38 @@ impl Plan {
         if old.fleet != new.fleet {
             needs_restart.push("fleet");
         }
-        if old.kubernetes != new.kubernetes {
+        let of_table = |config: &Config| -> Vec<_> {
+            config
+                .checks
+                .iter()
+                .filter(|c| c.table == RESTART_TABLE)
+                .cloned()
+                .collect()
+        };
+        if old.kubernetes != new.kubernetes || of_table(old) != of_table(new) {
             needs_restart.push("kubernetes");
         }
-        // What a restart changes stays as it runs: `[kubernetes]` (and with it the `pod` check,
-        // whose watches and Events it starts) is kept whole.
         let new = &in_effect(old, new.clone());
-        let before = sections(old);
-        let after = sections(new);
-        let find = |name: &str| before.iter().find(|(n, _)| n == name).map(|(_, s)| s);
+        let before: Vec<_> = old.enabled_checks().collect();
+        let after: Vec<_> = new.enabled_checks().collect();
+        let find = |name: &str| before.iter().find(|c| c.name == name);
         let (mut kept, mut changed, mut added) = (Vec::new(), Vec::new(), Vec::new());
-        for (name, section) in &after {
-            match find(name) {
-                Some(old) if old == section => kept.push(name.clone()),
-                Some(_) => changed.push(name.clone()),
-                None => added.push(name.clone()),
+        for section in &after {
+            match find(&section.name) {
+                Some(old) if old == section => kept.push(section.name.clone()),
+                Some(_) => changed.push(section.name.clone()),
+                None => added.push(section.name.clone()),
             }
         }
         let removed = before
             .iter()
-            .filter(|(name, _)| !after.iter().any(|(n, _)| n == name))
-            .map(|(name, _)| name.clone())
+            .filter(|old| !after.iter().any(|c| c.name == old.name))
+            .map(|old| old.name.clone())
             .collect();
-        let rebuild = |name: &str| !kept.iter().any(|k| k == name);
         let mut to_build = new.clone();
-        to_build.postgres.take_if(|_| !rebuild("postgres"));
-        to_build.jwt.take_if(|_| !rebuild("jwt"));
-        to_build.gateway.take_if(|_| !rebuild("gateway"));
-        to_build.system.take_if(|_| !rebuild("system"));
-        to_build.kubernetes.take_if(|_| !rebuild(crate::checks::pod::NAME));
-        to_build.upstreams.retain(|u| rebuild(&format!("upstream:{}", u.name)));
+        to_build.checks.retain(|c| !kept.contains(&c.name));
         Plan {
-            order: after.into_iter().map(|(name, _)| name).collect(),
+            order: after.iter().map(|c| c.name.clone()).collect(),
             to_build,
             kept,
             changed,
@@ -122,14 +90,21 @@ impl Plan {
 }
 
 /// The configuration in effect after a reload from `old` to `new`: `new`, but for what only a
-/// restart changes (`listen`, `[diag]`, `[fleet]`, `[kubernetes]`), which stays as it runs, so
-/// that `/diag` shows what is in effect and the next reload still names the pending change.
+/// restart changes (`listen`, `[diag]`, `[fleet]`, `[kubernetes]` and the sections read from
+/// it), which stays as it runs, so that `/diag` shows what is in effect and the next reload
+/// still names the pending change.
 pub fn in_effect(old: &Config, new: Config) -> Config {
+    let mut checks: Vec<_> = new.checks.into_iter().filter(|c| c.table != RESTART_TABLE).collect();
+    for kept in old.checks.iter().filter(|c| c.table == RESTART_TABLE) {
+        // In the registry's order: the restart table's checks come last, as they are read.
+        checks.push(kept.clone());
+    }
     Config {
         listen: old.listen,
         diag: old.diag.clone(),
         fleet: old.fleet.clone(),
         kubernetes: old.kubernetes.clone(),
+        checks,
         ..new
     }
 }
@@ -187,7 +162,8 @@ fn stamp(path: &Path) -> Option<Stamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Sources, load};
+    use crate::checks::registry::load;
+    use crate::config::Sources;
 
     fn config(toml: &str) -> Config {
         let dir = tempfile::tempdir().unwrap();
@@ -217,9 +193,8 @@ mod tests {
         assert_eq!(plan.changed, ["upstream:b"]);
         assert_eq!(plan.added, ["upstream:c"]);
         assert_eq!(plan.removed, ["system"]);
-        let built: Vec<&str> = plan.to_build.upstreams.iter().map(|u| u.name.as_str()).collect();
-        assert_eq!(built, ["b", "c"]);
-        assert!(plan.to_build.system.is_none());
+        let built: Vec<&str> = plan.to_build.enabled_checks().map(|c| c.name.as_str()).collect();
+        assert_eq!(built, ["upstream:b", "upstream:c"]);
         assert!(plan.needs_restart.is_empty());
     }
 
@@ -247,7 +222,10 @@ mod tests {
         let plan = Plan::new(&old, &new);
         assert_eq!(plan.needs_restart, ["kubernetes"]);
         assert!(plan.kept.iter().any(|k| k == "pod"), "{plan:?}");
-        assert!(plan.to_build.kubernetes.is_none(), "nothing of [kubernetes] is rebuilt");
+        assert!(
+            plan.to_build.check("pod").is_none(),
+            "nothing of [kubernetes] is rebuilt"
+        );
         assert_eq!(in_effect(&old, new).kubernetes, old.kubernetes);
         let added = Plan::new(&config(""), &old);
         assert_eq!(added.needs_restart, ["kubernetes"]);

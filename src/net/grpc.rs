@@ -6,17 +6,27 @@
 //! the 5-byte gRPC message header (a compressed flag and a big-endian length) and the
 //! `grpc-status` / `grpc-message` trailers. That is a page of code; tonic, tonic-health and prost
 //! would bring a code generator's output, tower and a second HTTP stack for it. The request goes
-//! out through the one HTTP client ([`crate::checks::http_probe`]) over HTTP/2; this module
+//! out through the one HTTP client ([`crate::net::http`]) over HTTP/2; this module
 //! only encodes and decodes, so that it can be tested byte by byte.
 //!
 //! Everything read is bounded: a message whose header announces more than the caller's limit is
 //! refused before anything is decoded, and `grpc-message` is cut to a line.
 
-use bytes::{BufMut as _, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-// The serving statuses' names by their numbers are the metric's `status` labels.
-use crate::metrics::series::GRPC_SERVING_STATUSES;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::Full;
+
+use super::attempt::{Phases, ProbeFailure, cut_at};
+use super::connect::connect;
+use super::http::{BODY_LIMIT, ProbeResponse, USER_AGENT, send};
+use super::tls::{Alpn, HttpClient, chose_h2, not_http2};
+
+/// The serving statuses by their numbers: the names `vigil_upstream_grpc_serving_status` labels
+/// its series with.
+pub const GRPC_SERVING_STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
 /// The method every probe calls.
 pub const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
@@ -328,6 +338,78 @@ fn readable_message(raw: &[u8]) -> String {
         out.push('…');
     }
     out.trim().to_owned()
+}
+
+impl HttpClient {
+    /// One `grpc.health.v1.Health/Check` of `service` at `host:port` (or at `at`, one of its
+    /// addresses) over a fresh HTTP/2 connection: h2c, or with `tls` TLS offering only h2 by
+    /// ALPN (a server that does not choose it fails). Phases as for HTTP; the answer in
+    /// [`ProbeResponse::grpc`], its HTTP status in `status`. A response that is no health
+    /// answer fails with [`ProbeError::Grpc`]. Cut at `deadline` naming `configured`; the server
+    /// is told the deadline too (`grpc-timeout`).
+    pub async fn grpc_health(
+        &self,
+        (host, port): (&str, u16),
+        at: Option<SocketAddr>,
+        tls: bool,
+        service: &str,
+        deadline: Duration,
+        configured: Duration,
+    ) -> Result<ProbeResponse, ProbeFailure> {
+        cut_at(at, deadline, configured, async |progress, started| {
+            let authority = match host.contains(':') {
+                true => format!("[{host}]:{port}"),
+                false => format!("{host}:{port}"),
+            };
+            let scheme = if tls { "https" } else { "http" };
+            let outgoing = Request::builder()
+                .method(Method::POST)
+                .uri(format!("{scheme}://{authority}{}", HEALTH_CHECK_PATH))
+                .header(http::header::USER_AGENT, USER_AGENT)
+                .header(http::header::CONTENT_TYPE, "application/grpc")
+                .header(http::header::TE, "trailers")
+                .header(
+                    "grpc-timeout",
+                    format!("{}m", deadline.as_millis().clamp(1, 99_999_999)),
+                )
+                .body(Full::new(encode_request(service)))?;
+            let (tcp, addresses) = connect(host, port, progress).await?;
+            let answer = if tls {
+                let stream = self.handshake(host, tcp, Alpn::Http2, progress).await?;
+                if !chose_h2(&stream) {
+                    return Err(not_http2(&stream));
+                }
+                send(Box::new(stream), true, outgoing, BODY_LIMIT).await?
+            } else {
+                send(Box::new(tcp), true, outgoing, BODY_LIMIT).await?
+            };
+            progress.phases.first_byte = Some(answer.first_byte);
+            let health = interpret(
+                answer.status,
+                &answer.headers,
+                &answer.body,
+                answer.truncated,
+                answer.trailers.as_ref(),
+                BODY_LIMIT,
+            )?;
+            Ok(ProbeResponse {
+                status: answer.status,
+                phases: Phases {
+                    total: started.elapsed(),
+                    ..progress.phases
+                },
+                addresses,
+                answered: progress.answered,
+                cert_not_after: progress.cert_not_after,
+                body: Bytes::new(),
+                truncated: answer.truncated,
+                date: None,
+                version: Some(answer.version),
+                grpc: Some(health),
+            })
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

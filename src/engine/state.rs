@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::config::CheckSettings;
+use crate::core::fmt;
+use crate::core::outcome::{ComponentType, FailureKind, Outcome, Status};
 use crate::fleet::{self, Fleet, PanicChange};
-use crate::fmt;
-use crate::kubernetes::events::EventSink;
-use crate::outcome::{ComponentType, FailureKind, Outcome, Status};
+use crate::kube::events::EventSink;
 
 /// How many status changes `/diag` keeps.
 pub const TRANSITIONS_KEPT: usize = 50;

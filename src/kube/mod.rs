@@ -28,10 +28,18 @@ use self::client::ApiClient;
 use self::events::{Change, EventSink, EventStats, Poster};
 use self::objects::{EndpointSlice, Pod};
 use self::watch::{Resource, Store};
-use crate::checks::http_probe::{ClientError, HttpClient};
-use crate::checks::{BuildError, Wake};
 use crate::config::Kubernetes;
-use crate::metrics::{KubernetesMetrics, Metrics};
+use crate::core::wake::Wake;
+use crate::net::tls::{ClientError, HttpClient};
+
+/// Why `[kubernetes]` could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("kubernetes.ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
+    #[error("kubernetes.ca_file: {0}")]
+    Tls(String),
+}
 
 /// A background task of the cluster's.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -46,7 +54,6 @@ pub struct Cluster {
     pub slices: Option<Arc<Store<EndpointSlice>>>,
     /// Rung by the watches on every change: the `pod` check's wake.
     pub wake: Wake,
-    pub metrics: KubernetesMetrics,
     /// With `events = true`.
     events: Option<Events>,
 }
@@ -69,17 +76,12 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Reads the cluster CA (an error names `kubernetes.ca_file`) and registers the metrics.
-    /// Connects to nothing.
-    pub fn build(config: &Kubernetes, metrics: &Metrics) -> Result<Arc<Cluster>, BuildError> {
-        let check = crate::checks::pod::NAME;
+    /// Reads the cluster CA (an error names `kubernetes.ca_file`). Connects to nothing.
+    pub fn build(config: &Kubernetes) -> Result<Arc<Cluster>, SetupError> {
         let tls = HttpClient::with_only_ca_file(&config.ca_file).map_err(|e| match e {
-            ClientError::CaFile { path, message } => {
-                BuildError::new(check, format!("kubernetes.ca_file {path}: {message}"))
-            }
-            other => BuildError::new(check, format!("kubernetes.ca_file: {other}")),
+            ClientError::CaFile { path, message } => SetupError::CaFile { path, message },
+            other => SetupError::Tls(other.to_string()),
         })?;
-        let metrics = KubernetesMetrics::register(metrics).map_err(|e| BuildError::new(check, e))?;
         let events = config.events.then(|| {
             let (sink, queue, stats) = events::channel();
             Events {
@@ -93,7 +95,6 @@ impl Cluster {
             pod: Arc::default(),
             slices: config.service.as_ref().map(|_| Arc::default()),
             wake: Wake::new(),
-            metrics,
             events,
             config: config.clone(),
         }))

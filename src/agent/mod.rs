@@ -17,15 +17,15 @@ use tokio::task::JoinHandle;
 
 use crate::checks::{self, BuildError, Scheduled};
 use crate::config::Config;
+use crate::core::secret::Secret;
+use crate::engine::reload::{self, Plan};
+use crate::engine::scheduler::{self, Loops};
+use crate::engine::state::State;
 use crate::fleet::{self, Fleet};
 use crate::http::diag_token::{self, DiagToken};
 use crate::http::{self, App};
-use crate::kubernetes::Cluster;
+use crate::kube::Cluster;
 use crate::metrics::{Metrics, MetricsError};
-use crate::reload::{self, Plan};
-use crate::scheduler::{self, Loops};
-use crate::secret::Secret;
-use crate::state::State;
 
 /// Why a new configuration was not applied; the running one stays.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,7 @@ impl Agent {
         })
     }
 
-    /// Applies a new configuration in place of `old` (see [`reload`](crate::reload) for what
+    /// Applies a new configuration in place of `old` (see [`reload`](crate::engine::reload) for what
     /// is kept). The checks to build are built against staging metrics, so that a configuration
     /// with a check that cannot be built (a CA file gone) is refused whole, before anything
     /// running or shown is touched; only then do their metrics and loops replace the old ones.
@@ -146,7 +146,7 @@ impl Agent {
         let plan = Plan::new(old, new);
         let staging = self.metrics.staging();
         let built = checks::build_all(&plan.to_build, &staging, self.kubernetes.as_ref())?;
-        let shown = serde_json::value::to_raw_value(&reload::in_effect(old, new.clone()))?;
+        let shown = serde_json::value::to_raw_value(&reload::in_effect(old, new.clone()).shown())?;
         self.metrics.adopt(&staging)?;
         self.loops.replace(&self.state, &self.metrics, &plan.order, built);
         for name in &plan.removed {

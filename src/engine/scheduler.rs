@@ -25,13 +25,13 @@ use tokio::time::Instant;
 
 use crate::checks::{Check, Scheduled, Wake};
 use crate::config::CheckSettings;
+use crate::core::fmt;
+use crate::core::outcome::{FailureKind, Outcome, Rerun, Status};
+use crate::engine::state::{CheckSlot, CheckSpec, Run, State, Transition};
 use crate::fleet;
-use crate::fmt;
-use crate::kubernetes::events::Change;
+use crate::kube::events::Change;
 use crate::metrics::Metrics;
 use crate::metrics::series::CheckSeries;
-use crate::outcome::{FailureKind, Outcome, Rerun, Status};
-use crate::state::{CheckSlot, CheckSpec, Run, State, Transition};
 
 /// The least time between two runs caused by wakes.
 pub const WAKE_SPACING: Duration = Duration::from_secs(1);

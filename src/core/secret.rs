@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Serialize, Serializer};
 
-use crate::files::{self, FileError};
+use crate::core::files::{self, FileError};
 use subtle::ConstantTimeEq as _;
 
 /// A value that must never be printed, logged, exported or returned.

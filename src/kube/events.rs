@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::client::{self, ApiClient, ApiError, Problem};
 use super::objects::Pod;
 use super::watch::Store;
-use crate::outcome::Status;
+use crate::core::outcome::Status;
 
 /// Changes waiting to be written; past this, changes are dropped (and counted).
 pub const QUEUE: usize = 64;

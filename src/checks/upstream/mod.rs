@@ -7,21 +7,28 @@
 //! `failure_threshold` then decides when the check reports fail); slowness alone is judged on
 //! the window's p95, so one slow answer among many fast ones does not page anyone.
 
+pub mod config;
+pub mod metrics;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
-use crate::checks::http_probe::{self, HttpClient, Phases, ProbeError, ProbeFailure, ProbeRequest, ProbeResponse};
+use self::config::{AddressMode, ExpectStatus, Upstream, UpstreamUrl, validate_names};
+use self::metrics::{PHASES, UpstreamFamilies, UpstreamSeries};
+use crate::checks::cert;
 use crate::checks::latency::{LatencyWindow, Percentiles};
-use crate::checks::{BuildContext, BuildError, Check, RunFuture, Scheduled};
-use crate::checks::{cert, grpc};
-use crate::config::{AddressMode, ExpectStatus, Upstream, UpstreamUrl};
-use crate::fmt;
+use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
+use crate::config::{CheckSettings, Invalid, Scope, Shape};
+use crate::core::fmt;
+use crate::core::outcome::{FailureKind, Finding, Findings, Observation, Outcome, Status, Unit};
 use crate::metrics::Metrics;
-use crate::metrics::series::{self, UpstreamSeries};
-use crate::outcome::{FailureKind, Finding, Findings, Observation, Outcome, Status, Unit};
+use crate::net::attempt::{Phases, ProbeError, ProbeFailure};
+use crate::net::grpc;
+use crate::net::http::{ProbeRequest, ProbeResponse};
+use crate::net::tls::HttpClient;
 
 const LATENCY_HINT: &str = "the upstream answers slowly: kubectl top pods and kubectl logs for the upstream; \
                             check its database and connection pool (runbook: High Latency)";
@@ -38,9 +45,6 @@ const NOT_GRPC_HINT: &str = "the port does not answer as a gRPC server: check th
                              between (an HTTP/1.1 proxy, a load balancer) turns gRPC away";
 const TLS_HINT: &str = "the upstream's certificate is not trusted or not valid for its name: \
                         set ca_file to the CA that signed it, or check the certificate's names and dates";
-
-/// Beyond this many upstreams, first runs are spread over the first interval.
-pub const SPREAD_ABOVE: usize = 32;
 
 /// One upstream; see the module docs.
 pub struct UpstreamCheck {
@@ -140,52 +144,54 @@ impl Target {
     }
 }
 
-/// Builds every `[[upstream]]` check, sharing the one client among all of those without a
-/// `ca_file`, and spreads their first runs when there are many (see
-/// [`first_run_delay`]).
-pub fn build_all(upstreams: &[Upstream], cx: &BuildContext<'_>) -> Result<Vec<Scheduled>, BuildError> {
-    let count = upstreams.len();
-    upstreams
-        .iter()
-        .enumerate()
-        .map(|(index, config)| {
-            let name = format!("upstream:{}", config.name);
-            let client = cx.http_client(&name, config.ca_file.as_deref())?;
-            let check = UpstreamCheck::new(config, client, cx.metrics);
-            Ok(
-                Scheduled::new(name, config.settings, check).with_first_run_delay(first_run_delay(
-                    index,
-                    count,
-                    config.settings.interval,
-                )),
-            )
-        })
-        .collect()
-}
+/// The `upstream` kind: `[[upstream]]`, one check `upstream:<name>` per entry; not critical,
+/// shared by default.
+pub(crate) struct Kind;
 
-/// The longest the first runs are spread over: a pod is not ready before every check has a
-/// result, so spreading over a long interval (5m) would hold a rollout back that long.
-pub const SPREAD_AT_MOST: Duration = Duration::from_secs(2);
+impl CheckKind for Kind {
+    type Keys = Upstream;
+    type Section = Upstream;
+    const TABLE: &'static str = "upstream";
+    const SHAPE: Shape = Shape::List;
+    const CRITICAL: bool = false;
+    const SCOPE: Scope = Scope::Shared;
 
-/// Up to [`SPREAD_ABOVE`] upstreams all run at start (a small configuration is ready at
-/// once); beyond that, upstream `i` of `n` first runs at `span * i / n`, where `span` is the
-/// interval but at most [`SPREAD_AT_MOST`], so hundreds of them do not fire in the same
-/// millisecond and every one has run within two seconds.
-pub fn first_run_delay(index: usize, count: usize, interval: Duration) -> Duration {
-    if count <= SPREAD_ABOVE {
-        return Duration::ZERO;
+    fn name(section: &Upstream) -> String {
+        format!("upstream:{}", section.name)
     }
-    let (index, count) = (
-        u32::try_from(index).unwrap_or(u32::MAX),
-        u32::try_from(count).unwrap_or(u32::MAX),
-    );
-    interval.min(SPREAD_AT_MOST) / count * index
+
+    fn resolve(keys: Upstream, at: &str, settings: &CheckSettings) -> Result<Upstream, Invalid> {
+        keys.validate(at, settings.interval)?;
+        Ok(keys)
+    }
+
+    fn validate_all(sections: &[&Upstream]) -> Result<(), Invalid> {
+        validate_names(sections)
+    }
+
+    /// Every upstream without a `ca_file` shares the one client.
+    fn build(
+        section: &Upstream,
+        settings: &CheckSettings,
+        name: &str,
+        cx: &BuildContext<'_>,
+    ) -> Result<Scheduled, BuildError> {
+        let client = cx.http_client(name, section.ca_file.as_deref())?;
+        let check = UpstreamCheck::new(section, settings, name, client, cx.metrics);
+        Ok(Scheduled::new(name, *settings, check))
+    }
 }
 
 impl UpstreamCheck {
-    pub fn new(config: &Upstream, client: HttpClient, metrics: &Metrics) -> UpstreamCheck {
+    pub fn new(
+        config: &Upstream,
+        settings: &CheckSettings,
+        name: &str,
+        client: HttpClient,
+        metrics: &Metrics,
+    ) -> UpstreamCheck {
         let target = Target::of(config);
-        let series = metrics.upstream(&config.name);
+        let series = metrics.family::<UpstreamFamilies>().upstream(&config.name);
         if matches!(target, Target::Grpc { .. }) {
             // Exported from the start, all 0 until the first answer.
             series.update(|figures| figures.grpc_serving_status = Some([false; 4]));
@@ -193,18 +199,14 @@ impl UpstreamCheck {
         UpstreamCheck {
             target,
             every_address: config.addresses == AddressMode::All,
-            expiry: cert::Expiry::new(
-                format!("upstream:{}", config.name),
-                &metrics.tls_cert_expiry_timestamp_seconds,
-                config.cert_warn,
-            ),
+            expiry: cert::Expiry::new(name, &metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn),
             client,
             expect: config.expect_status.clone(),
             latency_warn: config.latency_warn,
             latency_fail: config.latency_fail,
             window_span: config.window,
-            timeout: config.settings.timeout,
-            window: LatencyWindow::new(config.window, config.settings.interval),
+            timeout: settings.timeout,
+            window: LatencyWindow::new(config.window, settings.interval),
             metrics: series,
         }
     }
@@ -215,7 +217,7 @@ impl UpstreamCheck {
     }
 
     async fn run_once(&mut self) -> Outcome {
-        let deadline = http_probe::inner_deadline(self.timeout);
+        let deadline = crate::net::attempt::inner_deadline(self.timeout);
         if self.every_address {
             return self.run_every_address(deadline).await;
         }
@@ -232,7 +234,7 @@ impl UpstreamCheck {
         match &self.target {
             Target::Http(request) => {
                 self.client
-                    .probe_at(request, at, deadline, self.timeout, http_probe::BODY_LIMIT)
+                    .probe_at(request, at, deadline, self.timeout, crate::net::http::BODY_LIMIT)
                     .await
             }
             Target::Socket { host, port, tls, .. } => {
@@ -260,7 +262,7 @@ impl UpstreamCheck {
     async fn run_every_address(&mut self, deadline: Duration) -> Outcome {
         let started = std::time::Instant::now();
         let (host, port) = self.target.host_port();
-        let resolved = tokio::time::timeout(deadline, http_probe::resolve(host, port)).await;
+        let resolved = tokio::time::timeout(deadline, crate::net::connect::resolve(host, port)).await;
         let addresses: Vec<SocketAddr> = match resolved {
             Ok(Ok(found)) if !found.is_empty() => found.into_iter().take(MAX_ADDRESSES).collect(),
             outcome => {
@@ -574,10 +576,10 @@ impl Check for UpstreamCheck {
 }
 
 /// The phases, each described once by its name: the `phase` label of
-/// `vigil_upstream_phase_duration_seconds` (in [`series::PHASES`] order), its observation and
+/// `vigil_upstream_phase_duration_seconds` (in [`PHASES`] order), its observation and
 /// its key under `phases_ms` in `/diag`. `None`: the phase did not happen.
 fn phase_list(phases: &Phases) -> [(&'static str, Option<Duration>); 4] {
-    let [dns, connect, tls, first_byte] = series::PHASES;
+    let [dns, connect, tls, first_byte] = PHASES;
     [
         (dns, phases.dns),
         (connect, phases.connect),
@@ -677,19 +679,5 @@ mod tests {
             "kubectl get endpoints orders -n shop"
         );
         assert_eq!(endpoints_command("ghost.invalid"), "kubectl get endpoints ghost");
-    }
-
-    #[test]
-    fn first_runs_spread_only_beyond_a_few_dozen() {
-        let interval = Duration::from_secs(1);
-        assert_eq!(first_run_delay(5, 10, interval), Duration::ZERO);
-        assert_eq!(first_run_delay(0, 1000, interval), Duration::ZERO);
-        assert_eq!(first_run_delay(500, 1000, interval), Duration::from_millis(500));
-        assert!(first_run_delay(999, 1000, interval) < interval);
-        let long = Duration::from_secs(300);
-        assert!(
-            first_run_delay(999, 1000, long) < SPREAD_AT_MOST,
-            "a 5m interval must not hold readiness back 5m"
-        );
     }
 }

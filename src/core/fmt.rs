@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::outcome::Unit;
+use crate::core::outcome::Unit;
 
 /// A configured duration as it is written in the configuration: `5s`, `250ms`, `2m`.
 pub fn duration(d: Duration) -> String {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Serialize, Serializer};
 use tokio_postgres::config::SslMode as PgSslMode;
 
-use crate::secret::Secret;
+use crate::core::secret::Secret;
 
 /// The server the postgres check watches, as parsed from `postgres.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]

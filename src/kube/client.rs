@@ -23,10 +23,11 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
 use super::objects::Status;
-use crate::checks::http_probe::{HttpClient, ProbeError};
-use crate::config::HttpUrl;
-use crate::outcome::FailureKind;
-use crate::secret::Secret;
+use crate::core::outcome::FailureKind;
+use crate::core::secret::Secret;
+use crate::core::url::HttpUrl;
+use crate::net::attempt::ProbeError;
+use crate::net::tls::HttpClient;
 
 /// The most one line of a watch stream may hold: the API server stores objects of at most
 /// 1.5 MiB (etcd's request limit), plus the event's envelope.
@@ -214,7 +215,7 @@ impl ApiClient {
     /// The token, read again now (off the runtime's threads).
     async fn token(&self) -> Result<Secret<String>, ApiError> {
         let path = self.token_file.clone();
-        tokio::task::spawn_blocking(move || crate::secret::read_file(&path))
+        tokio::task::spawn_blocking(move || crate::core::secret::read_file(&path))
             .await
             .map_err(|e| ApiError::Token(format!("reading the service account token failed: {e}")))?
             .map_err(|e| ApiError::Token(format!("cannot read the service account token: {e}")))
@@ -386,7 +387,7 @@ impl Lines {
 pub async fn within<T>(after: Duration, request: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
     tokio::time::timeout(after, request)
         .await
-        .unwrap_or_else(|_| Err(ApiError::Timeout(crate::fmt::duration(after))))
+        .unwrap_or_else(|_| Err(ApiError::Timeout(crate::core::fmt::duration(after))))
 }
 
 #[cfg(test)]

@@ -38,9 +38,13 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::checks::http_probe::{ClientError, HttpClient, ProbeRequest};
-use crate::config::{self, CheckSettings, HttpUrl, Scope};
-use crate::metrics::{FleetMetrics, Metrics, MetricsError};
+use crate::config::{self, CheckSettings, Scope};
+use crate::core::url::HttpUrl;
+use crate::net::http::ProbeRequest;
+use crate::net::tls::{ClientError, HttpClient};
+use prometheus::{IntGauge, IntGaugeVec, Opts};
+
+use crate::metrics::{Metrics, MetricsError};
 
 /// At most this many peers are asked per run.
 pub const PEERS_ASKED: usize = 16;
@@ -171,7 +175,7 @@ pub fn panic_line(check: &str, tally: &Tally, threshold: f64) -> String {
         "panic: {check} fails on {} of {} replicas (threshold {}), staying in the Service",
         tally.fails,
         tally.answering(),
-        crate::fmt::percent(threshold)
+        crate::core::fmt::percent(threshold)
     )
 }
 
@@ -182,7 +186,7 @@ pub fn pending_line(check: &str, tally: &Tally, threshold: f64) -> String {
         "pending: {check} fails on {} of {} replicas (threshold {}), asking again next run",
         tally.fails,
         tally.answering(),
-        crate::fmt::percent(threshold)
+        crate::core::fmt::percent(threshold)
     )
 }
 
@@ -374,7 +378,7 @@ impl Fleet {
                     answering => format!(
                         "panic over: {check} fails on {} of {answering} replicas (threshold {}), the failure is this replica's",
                         tally.fails,
-                        crate::fmt::percent(threshold)
+                        crate::core::fmt::percent(threshold)
                     ),
                 };
                 tracing::info!(
@@ -437,7 +441,7 @@ impl Fleet {
             match target.host.parse::<IpAddr>() {
                 Ok(ip) => found.push(SocketAddr::new(ip, target.port)),
                 Err(_) => {
-                    let lookup = crate::dns::lookup(target.host.as_str(), target.port);
+                    let lookup = crate::net::dns::lookup(target.host.as_str(), target.port);
                     match tokio::time::timeout(deadline, lookup).await {
                         Ok(Ok(answer)) => {
                             let before = found.len();
@@ -450,7 +454,7 @@ impl Fleet {
                         Err(_) => errors.push(format!(
                             "DNS lookup of {} timed out after {}",
                             target.host,
-                            crate::fmt::duration(deadline)
+                            crate::core::fmt::duration(deadline)
                         )),
                     }
                 }
@@ -513,7 +517,7 @@ impl Fleet {
                 confirming: d.confirming,
                 tally: d.tally,
                 answering: d.tally.answering(),
-                at: crate::fmt::timestamp(d.at_wall),
+                at: crate::core::fmt::timestamp(d.at_wall),
                 answers: d
                     .answers
                     .iter()
@@ -530,7 +534,7 @@ impl Fleet {
             panic_threshold: self.config.panic_threshold,
             own_address: self.own_address().map(|a| a.to_string()),
             own_address_from: self.config.own_ip_source,
-            resolved_at: resolved.at.map(crate::fmt::timestamp),
+            resolved_at: resolved.at.map(crate::core::fmt::timestamp),
             known: resolved.peers.iter().map(ToString::to_string).collect(),
             resolution_errors: resolved.errors.clone(),
             problem: resolved.problem(),
@@ -876,5 +880,35 @@ mod tests {
         assert_eq!(over.reason, "panic over: postgres passes here again");
         assert!(!fleet.holds("postgres", now));
         assert!(fleet.settle("postgres", false).is_none(), "ended once");
+    }
+}
+/// `[fleet]`'s figures; registered only when `[fleet]` is configured.
+#[derive(Clone)]
+pub struct FleetMetrics {
+    /// Peers known after the last resolution, this replica left out.
+    pub peers: IntGauge,
+    /// 1 while this replica stays ready through a fleet-wide failure of `check`.
+    pub panic: IntGaugeVec,
+}
+
+impl FleetMetrics {
+    /// Creates and registers `vigil_fleet_peers` and `vigil_fleet_panic{check}`.
+    pub fn register(metrics: &Metrics) -> Result<FleetMetrics, MetricsError> {
+        let fleet = FleetMetrics {
+            peers: IntGauge::new(
+                "vigil_fleet_peers",
+                "Peers known from fleet.peers at the last resolution, this replica left out.",
+            )?,
+            panic: IntGaugeVec::new(
+                Opts::new(
+                    "vigil_fleet_panic",
+                    "1 while this replica stays ready through a fleet-wide failure of the shared check, else 0.",
+                ),
+                &["check"],
+            )?,
+        };
+        metrics.registry().register(Box::new(fleet.peers.clone()))?;
+        metrics.registry().register(Box::new(fleet.panic.clone()))?;
+        Ok(fleet)
     }
 }

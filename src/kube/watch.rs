@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::client::{self, ApiClient, ApiError, LIST_LIMIT, Problem};
 use super::objects::{List, Object, ObjectMeta, Status};
-use crate::checks::Wake;
+use crate::core::wake::Wake;
 
 /// How long a list, or the opening of a watch, may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -341,7 +341,7 @@ async fn watch<T: Object>(
     let mut events = 0;
     loop {
         let line = match tokio::time::timeout(idle, lines.next_line()).await {
-            Err(_) => return Ended::Failed(ApiError::Timeout(crate::fmt::duration(idle))),
+            Err(_) => return Ended::Failed(ApiError::Timeout(crate::core::fmt::duration(idle))),
             Ok(Err(error)) => return Ended::Failed(error),
             Ok(Ok(None)) => return Ended::Closed { events },
             Ok(Ok(Some(line))) => line,
@@ -397,7 +397,7 @@ async fn watch<T: Object>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubernetes::objects::Pod;
+    use crate::kube::objects::Pod;
 
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter_and_resets() {

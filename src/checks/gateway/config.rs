@@ -1,0 +1,158 @@
+//! `[gateway]`: the check named `gateway`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Invalid;
+use crate::config::de::{duration, opt_duration};
+use crate::config::limits::{
+    cert_warn, default_cert_warn, default_saturation_fail, default_saturation_warn, default_window, metric_name, ratio,
+    warn_below_fail, window,
+};
+use crate::core::url::HttpUrl;
+
+/// `[gateway]`: the check named `gateway`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    /// The gateway's health endpoint, asked with `GET` on every run. Default none; an
+    /// `http(s)` URL without credentials; `health_url`, `metrics_url` or both are required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<HttpUrl>,
+    /// The gateway's Prometheus endpoint, scraped for its DB pool and served traffic. Default
+    /// none; an `http(s)` URL without credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_url: Option<HttpUrl>,
+    /// Which metric names carry the DB pool figures: `generic` (default), `hikaricp` or
+    /// `go_sql`; the `pool_*_metric` keys override single names.
+    #[serde(default)]
+    pub pool_metrics: PoolPreset,
+    /// The pool's connections in use, instead of the preset's name. Default none (the
+    /// preset's); a Prometheus metric name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_in_use_metric: Option<String>,
+    /// The pool's maximum size, instead of the preset's name. Default none; a metric name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_max_metric: Option<String>,
+    /// The pool's waiting requests, instead of the preset's name. Default none; a metric name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_waiting_metric: Option<String>,
+    /// Pool in use / max at which the check warns. Default 0.80; above 0, at most 1, below
+    /// `pool_saturation_fail`.
+    #[serde(default = "default_saturation_warn")]
+    pub pool_saturation_warn: f64,
+    /// Pool in use / max at which the check fails. Default 0.95; above 0, at most 1.
+    #[serde(default = "default_saturation_fail")]
+    pub pool_saturation_fail: f64,
+    /// The gateway's request counter, with a `status` label. Default `http_requests_total`;
+    /// a metric name.
+    #[serde(default = "default_requests_metric")]
+    pub requests_metric: String,
+    /// The gateway's request duration histogram. Default `http_request_duration_seconds`;
+    /// a metric name.
+    #[serde(default = "default_duration_metric")]
+    pub duration_metric: String,
+    /// 5xx / all over `window` at which the check warns (the runbook's 5%). Default 0.05;
+    /// above 0, at most 1.
+    #[serde(default = "default_error_ratio_warn")]
+    pub error_ratio_warn: f64,
+    /// The error ratio at which the check fails readiness. Default none (it only warns);
+    /// above 0, at most 1, above `error_ratio_warn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_ratio_fail: Option<f64>,
+    /// p95 of served requests over `window` at which the check warns (the runbook's 2 s).
+    /// Default `2s`.
+    #[serde(default = "default_latency_p95_warn", with = "duration")]
+    pub latency_p95_warn: Duration,
+    /// The p95 at which the check fails. Default none (it only warns); above
+    /// `latency_p95_warn`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub latency_p95_fail: Option<Duration>,
+    /// The span the error ratio and the p95 cover. Default `5m`; between the interval and 24h.
+    #[serde(default = "default_window", with = "duration")]
+    pub window: Duration,
+    /// How close the earliest `notAfter` of the certificate chain an https `health_url` or
+    /// `metrics_url` presents may come before the check warns (expired fails). Default `14d`;
+    /// at most 365d.
+    #[serde(default = "default_cert_warn", with = "duration")]
+    pub cert_warn: Duration,
+}
+
+impl Gateway {
+    pub fn validate(&self, interval: Duration) -> Result<(), Invalid> {
+        cert_warn("gateway.cert_warn", self.cert_warn)?;
+        if self.health_url.is_none() && self.metrics_url.is_none() {
+            return Err(Invalid::new(
+                "gateway.health_url",
+                "required: set health_url, metrics_url or both",
+            ));
+        }
+        warn_below_fail(
+            "gateway",
+            ("pool_saturation_warn", self.pool_saturation_warn),
+            ("pool_saturation_fail", self.pool_saturation_fail),
+        )?;
+        ratio("gateway.error_ratio_warn", self.error_ratio_warn)?;
+        if let Some(fail) = self.error_ratio_fail {
+            warn_below_fail(
+                "gateway",
+                ("error_ratio_warn", self.error_ratio_warn),
+                ("error_ratio_fail", fail),
+            )?;
+        }
+        if let Some(fail) = self.latency_p95_fail
+            && fail <= self.latency_p95_warn
+        {
+            return Err(Invalid::new(
+                "gateway.latency_p95_fail",
+                format!(
+                    "must exceed latency_p95_warn ({}), got {}",
+                    crate::core::fmt::duration(self.latency_p95_warn),
+                    crate::core::fmt::duration(fail)
+                ),
+            ));
+        }
+        for (key, name) in [
+            ("gateway.pool_in_use_metric", &self.pool_in_use_metric),
+            ("gateway.pool_max_metric", &self.pool_max_metric),
+            ("gateway.pool_waiting_metric", &self.pool_waiting_metric),
+        ] {
+            if let Some(name) = name {
+                metric_name(key, name)?;
+            }
+        }
+        metric_name("gateway.requests_metric", &self.requests_metric)?;
+        metric_name("gateway.duration_metric", &self.duration_metric)?;
+        window("gateway.window", self.window, interval)
+    }
+}
+
+/// Which metric names carry the gateway's DB pool figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolPreset {
+    /// `connection_pool_in_use` / `_max` / `_waiting`.
+    #[default]
+    Generic,
+    /// `hikaricp_connections_active` / `_max` / `_pending`.
+    Hikaricp,
+    /// `go_sql_in_use_connections` / `go_sql_max_open_connections` / `go_sql_wait_count_total`.
+    GoSql,
+}
+
+fn default_requests_metric() -> String {
+    "http_requests_total".to_owned()
+}
+
+fn default_duration_metric() -> String {
+    "http_request_duration_seconds".to_owned()
+}
+
+fn default_error_ratio_warn() -> f64 {
+    0.05
+}
+
+fn default_latency_p95_warn() -> Duration {
+    Duration::from_secs(2)
+}

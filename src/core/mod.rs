@@ -1,0 +1,10 @@
+//! What every part of the agent shares and that imports nothing from the crate: the outcome
+//! vocabulary, how a figure is printed for a person, secrets, the one file reader, and the wake a
+//! check rings between runs.
+
+pub mod files;
+pub mod fmt;
+pub mod outcome;
+pub mod secret;
+pub mod url;
+pub mod wake;

@@ -1,0 +1,7 @@
+//! What runs the checks and keeps what they found: the scheduler (the only place that decides
+//! when a check runs), the state (a store of results with one hysteresis rule and one readiness
+//! rule), the observers of status changes, and reload.
+
+pub mod reload;
+pub mod scheduler;
+pub mod state;

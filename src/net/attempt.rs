@@ -1,0 +1,152 @@
+//! One attempt of a probe: what it got as far as (its [`Progress`]: the phases reached, the
+//! addresses, the certificate seen), how it failed ([`ProbeError`], [`ProbeFailure`]), and its
+//! deadline ([`cut_at`]). Every request vigil makes, HTTP or not, is timed and reported this way.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::core::outcome::FailureKind;
+
+use super::grpc;
+
+/// The time each phase took. `None` for a phase that did not happen (no DNS for an IP
+/// literal, no TLS for http) or was not reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Phases {
+    pub dns: Option<Duration>,
+    pub connect: Option<Duration>,
+    pub tls: Option<Duration>,
+    /// From the request written to the response head read: the server's think time.
+    pub first_byte: Option<Duration>,
+    /// From the start to the end of the (capped) body.
+    pub total: Duration,
+}
+
+/// A request that got no answer. The message never quotes a header value.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("DNS lookup of {host} failed: {source}")]
+    Dns { host: String, source: std::io::Error },
+    #[error("{host} resolves to no addresses")]
+    NoAddresses { host: String },
+    #[error("connection refused")]
+    Refused,
+    #[error("connect to {addr} failed: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("invalid TLS server name {0:?}")]
+    ServerName(String),
+    /// With the error's sources: hyper's HTTP/2 errors say little alone ("connection error").
+    #[error("HTTP exchange failed: {}", with_sources(.0))]
+    Http(#[from] hyper::Error),
+    /// `http_version = "2"` or gRPC over TLS, and the server did not choose h2 by ALPN; `how`
+    /// says what it did instead.
+    #[error("the server does not speak HTTP/2: {how}")]
+    NotHttp2 { how: String },
+    /// A gRPC answer that is no health answer (see [`grpc::interpret`]).
+    #[error("not a gRPC health answer: {0}")]
+    Grpc(#[from] grpc::DecodeError),
+    #[error("invalid request: {0}")]
+    Request(#[from] http::Error),
+    #[error("timed out after {0}")]
+    Timeout(String),
+}
+
+/// `error: its source: the source's source`, each told once.
+fn with_sources(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl ProbeError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ProbeError::Dns { .. } | ProbeError::NoAddresses { .. } => FailureKind::Dns,
+            ProbeError::Refused => FailureKind::Refused,
+            ProbeError::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => FailureKind::Timeout,
+            ProbeError::Connect { .. } => FailureKind::Refused,
+            ProbeError::Tls(_) | ProbeError::ServerName(_) => FailureKind::Tls,
+            ProbeError::Http(_) | ProbeError::Request(_) | ProbeError::NotHttp2 { .. } | ProbeError::Grpc(_) => {
+                FailureKind::Protocol
+            }
+            ProbeError::Timeout(_) => FailureKind::Timeout,
+        }
+    }
+}
+
+/// What a failed probe got through before it failed: the phases reached and the address
+/// count, so that `/diag` can show where it stopped.
+#[derive(Debug)]
+pub struct ProbeFailure {
+    pub error: ProbeError,
+    pub phases: Phases,
+    pub addresses: Option<usize>,
+    /// The presented certificate chain's expiry, read also when verification failed.
+    pub cert_not_after: Option<SystemTime>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    pub(crate) phases: Phases,
+    pub(crate) addresses: Option<usize>,
+    /// The address the connection was made to.
+    pub(crate) answered: Option<SocketAddr>,
+    /// The earliest `notAfter` of the chain the server presented (TLS only).
+    pub(crate) cert_not_after: Option<SystemTime>,
+    /// The one address to connect to, the name already resolved (`addresses = "all"`).
+    pub(crate) at: Option<SocketAddr>,
+}
+
+impl Progress {
+    /// What an attempt that ended in `error` got as far as, timed from `started`.
+    fn failure(self, error: ProbeError, started: Instant) -> ProbeFailure {
+        ProbeFailure {
+            error,
+            phases: Phases {
+                total: started.elapsed(),
+                ..self.phases
+            },
+            addresses: self.addresses,
+            cert_not_after: self.cert_not_after,
+        }
+    }
+}
+
+/// One attempt of a probe, cut at `deadline` (a timeout names `configured`): `work` is given the
+/// progress to note its phases in and the start, and a failure, cut or not, carries what it got
+/// as far as. `at` is the one address to connect to, the name already resolved.
+pub(crate) async fn cut_at<T>(
+    at: Option<SocketAddr>,
+    deadline: Duration,
+    configured: Duration,
+    work: impl AsyncFnOnce(&mut Progress, Instant) -> Result<T, ProbeError>,
+) -> Result<T, ProbeFailure> {
+    let started = Instant::now();
+    let mut progress = Progress {
+        at,
+        ..Progress::default()
+    };
+    let error = match tokio::time::timeout(deadline, work(&mut progress, started)).await {
+        Ok(Ok(done)) => return Ok(done),
+        Ok(Err(error)) => error,
+        Err(_) => ProbeError::Timeout(crate::core::fmt::duration(configured)),
+    };
+    Err(progress.failure(error, started))
+}
+
+/// The scheduler cuts a run at `timeout`; a probe stops a little earlier so that its own
+/// reason (which names the request) wins the race.
+pub fn inner_deadline(timeout: Duration) -> Duration {
+    let margin = (timeout / 20).min(Duration::from_millis(50));
+    timeout.saturating_sub(margin)
+}

@@ -1,0 +1,13 @@
+//! The one network engine under every check, the fleet and the Kubernetes client: name
+//! resolution ([`dns`]), connecting Happy Eyeballs style ([`connect`]), TLS with the certificate
+//! recorder ([`tls`]), HTTP/1.1 and HTTP/2 with capped bodies, a line stream and kept-alive
+//! connections ([`http`]), the executor that runs HTTP/2's tasks inside a run ([`executor`]), and
+//! gRPC's framing and health protocol ([`grpc`]).
+
+pub mod attempt;
+pub mod connect;
+pub mod dns;
+pub mod executor;
+pub mod grpc;
+pub mod http;
+pub mod tls;
