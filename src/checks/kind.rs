@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{BuildContext, BuildError, Scheduled};
-use crate::config::{CheckSection, CheckSettings, EnvAlias, Invalid, Keys, Loader, Scope, SectionKind, Shape};
+use crate::config::{CheckSection, CheckSettings, EnvAlias, Invalid, Keys, Reader, Scope, SectionKind, Shape};
 
 /// A check kind, implemented by a unit type in the kind's folder.
 pub(crate) trait CheckKind: Sync + 'static {
@@ -132,10 +132,10 @@ impl<K: CheckKind> SectionKind for Registered<K> {
         table: toml::Table,
         at: &str,
         settings: CheckSettings,
-        loader: &Loader,
+        reader: &Reader,
     ) -> Result<CheckSection, crate::config::ConfigError> {
-        let keys: K::Keys = loader.deserialize(table, at)?;
-        let section = K::resolve(keys, at, &settings).map_err(|e| loader.refuse(e))?;
+        let keys: K::Keys = reader.deserialize(table, at)?;
+        let section = K::resolve(keys, at, &settings).map_err(|e| reader.refuse(e))?;
         Ok(CheckSection {
             table: K::TABLE,
             shape: K::SHAPE,

@@ -3,16 +3,15 @@
 //! agent's own sections here, each check kind's through its row ([`SectionKind`]). It carries,
 //! through resolution, which keys the environment set, so that every error names them too.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::error::{ConfigError, Invalid};
+use super::error::ConfigError;
 use super::fleet::FleetKeys;
 use super::kubernetes::{CLUSTER_KEYS, KubernetesEnv, KubernetesKeys};
+use super::reader::Reader;
 use super::section::{CheckSection, SectionKind, Shape};
 use super::service::{DEFAULT_LISTEN, Diag, Shutdown};
 use super::settings::{COMMON_KEYS, CheckSettings, CommonKeys, Defaults, Scope};
@@ -74,36 +73,16 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// variable that set it) in every refusal. What a section's keys mean and what they may be is
 /// the section type's (its fields and its `validate`).
 #[derive(Default)]
-pub struct Loader {
-    /// `postgres.saturation_warn` → `VIGIL_POSTGRES__SATURATION_WARN`.
-    env_origin: HashMap<String, String>,
+struct Loader {
+    /// Reads the tables, naming keys.
+    reader: Reader,
     /// `$POD_IP`, for `[fleet]`'s own address.
     pod_ip: Option<String>,
     /// What `[kubernetes]` takes its defaults from.
     kubernetes_env: KubernetesEnv,
-    /// Keys a table also accepts that its reader did not see (the cluster's keys of
-    /// `[kubernetes]`), for the list an unknown key is answered with.
-    also_expected: HashMap<String, &'static [&'static str]>,
 }
 
 impl Loader {
-    /// A refusal of `key`, naming the environment variable that set it, if one did.
-    pub fn invalid(&self, key: &str, message: impl fmt::Display) -> ConfigError {
-        let key = match self.env_origin.get(key) {
-            Some(var) => format!("{key} (from {var})"),
-            None => key.to_owned(),
-        };
-        ConfigError::Invalid {
-            key,
-            message: message.to_string(),
-        }
-    }
-
-    /// A section's refusal, with the environment variable that set the key if one did.
-    pub fn refuse(&self, invalid: Invalid) -> ConfigError {
-        self.invalid(&invalid.key, invalid.message)
-    }
-
     /// Applies `VIGIL_<SECTION>__<KEY>`, `VIGIL_LISTEN` and the kinds' aliases over the file.
     fn overlay_env(
         &mut self,
@@ -159,7 +138,7 @@ impl Loader {
                 false => env_value(raw),
             };
             table.insert(key.clone(), value);
-            self.env_origin.insert(dotted, name.clone());
+            self.reader.env_origin.insert(dotted, name.clone());
         }
 
         self.pod_ip = env.iter().find(|(k, _)| k == POD_IP).map(|(_, v)| v.clone());
@@ -177,7 +156,8 @@ impl Loader {
                 && !alias.unless.iter().any(|key| table.contains_key(*key))
             {
                 table.insert(alias.key.to_owned(), toml::Value::String(value.clone()));
-                self.env_origin
+                self.reader
+                    .env_origin
                     .insert(format!("{}.{}", kind.table(), alias.key), alias.var.to_owned());
             }
         }
@@ -187,14 +167,14 @@ impl Loader {
     /// `listen`, the default when absent.
     fn listen(&self, value: Option<toml::Value>) -> Result<SocketAddr, ConfigError> {
         match value {
-            None => DEFAULT_LISTEN.parse().map_err(|e| self.invalid("listen", e)),
+            None => DEFAULT_LISTEN.parse().map_err(|e| self.reader.invalid("listen", e)),
             Some(toml::Value::String(text)) => text.parse().map_err(|_| {
-                self.invalid(
+                self.reader.invalid(
                     "listen",
                     format!("expected an address such as 0.0.0.0:9476, got {text:?}"),
                 )
             }),
-            Some(other) => Err(self.invalid(
+            Some(other) => Err(self.reader.invalid(
                 "listen",
                 format!("expected a string such as \"0.0.0.0:9476\", got {other}"),
             )),
@@ -204,21 +184,21 @@ impl Loader {
     fn resolve(&mut self, mut root: toml::Table, kinds: Kinds) -> Result<Config, ConfigError> {
         let listen = self.listen(root.remove("listen"))?;
         let defaults: Defaults = self.table_or_default(&mut root, "defaults")?;
-        defaults.validate().map_err(|e| self.refuse(e))?;
+        defaults.validate().map_err(|e| self.reader.refuse(e))?;
         let shutdown: Shutdown = self.table_or_default(&mut root, "shutdown")?;
-        shutdown.validate().map_err(|e| self.refuse(e))?;
+        shutdown.validate().map_err(|e| self.reader.refuse(e))?;
         let mut diag: Diag = self.table_or_default(&mut root, "diag")?;
-        diag.resolve().map_err(|e| self.refuse(e))?;
+        diag.resolve().map_err(|e| self.reader.refuse(e))?;
         let fleet = match root.remove("fleet") {
             None => None,
             Some(toml::Value::Table(table)) => {
-                let keys: FleetKeys = self.deserialize(table, "fleet")?;
+                let keys: FleetKeys = self.reader.deserialize(table, "fleet")?;
                 Some(
                     keys.resolve(listen, self.pod_ip.as_deref())
-                        .map_err(|e| self.refuse(e))?,
+                        .map_err(|e| self.reader.refuse(e))?,
                 )
             }
-            Some(_) => return Err(self.invalid("fleet", "expected a table, such as [fleet]")),
+            Some(_) => return Err(self.reader.invalid("fleet", "expected a table, such as [fleet]")),
         };
         let kubernetes = self.cluster(&mut root)?;
 
@@ -227,7 +207,7 @@ impl Loader {
             let first = checks.len();
             self.sections(&mut root, *kind, &defaults, &mut checks)?;
             let of_kind: Vec<&CheckSection> = checks[first..].iter().collect();
-            kind.validate_all(&of_kind).map_err(|e| self.refuse(e))?;
+            kind.validate_all(&of_kind).map_err(|e| self.reader.refuse(e))?;
         }
 
         if let Some(key) = root.keys().next() {
@@ -242,7 +222,9 @@ impl Loader {
                     expected.push(own);
                 }
             }
-            return Err(self.invalid(key, format!("unknown key; expected one of {}", expected.join(", "))));
+            return Err(self
+                .reader
+                .invalid(key, format!("unknown key; expected one of {}", expected.join(", "))));
         }
         Ok(Config {
             listen,
@@ -260,7 +242,11 @@ impl Loader {
         let table = match root.get_mut("kubernetes") {
             None => return Ok(None),
             Some(toml::Value::Table(table)) => table,
-            Some(_) => return Err(self.invalid("kubernetes", "expected a table, such as [kubernetes]")),
+            Some(_) => {
+                return Err(self
+                    .reader
+                    .invalid("kubernetes", "expected a table, such as [kubernetes]"));
+            }
         };
         let mut cluster = toml::Table::new();
         for key in CLUSTER_KEYS {
@@ -268,9 +254,9 @@ impl Loader {
                 cluster.insert(key.to_owned(), value);
             }
         }
-        self.also_expected.insert("kubernetes".to_owned(), &CLUSTER_KEYS);
-        let keys: KubernetesKeys = self.deserialize(cluster, "kubernetes")?;
-        let kubernetes = keys.resolve(&self.kubernetes_env).map_err(|e| self.refuse(e))?;
+        self.reader.also_expected.insert("kubernetes".to_owned(), &CLUSTER_KEYS);
+        let keys: KubernetesKeys = self.reader.deserialize(cluster, "kubernetes")?;
+        let kubernetes = keys.resolve(&self.kubernetes_env).map_err(|e| self.reader.refuse(e))?;
         Ok(Some(kubernetes))
     }
 
@@ -294,20 +280,24 @@ impl Loader {
                 Ok(())
             }
             (Shape::One | Shape::OnByDefault, Some(_)) => {
-                Err(self.invalid(name, format!("expected a table, such as [{name}]")))
+                Err(self.reader.invalid(name, format!("expected a table, such as [{name}]")))
             }
             (Shape::List, None) => Ok(()),
             (Shape::List, Some(toml::Value::Array(entries))) => {
                 for (index, entry) in entries.into_iter().enumerate() {
                     let at = format!("{name}[{index}]");
                     let toml::Value::Table(table) = entry else {
-                        return Err(self.invalid(&at, format!("expected a table, such as [[{name}]]")));
+                        return Err(self
+                            .reader
+                            .invalid(&at, format!("expected a table, such as [[{name}]]")));
                     };
                     out.push(self.section(kind, table, &at, defaults)?);
                 }
                 Ok(())
             }
-            (Shape::List, Some(_)) => Err(self.invalid(name, format!("expected a list of tables, such as [[{name}]]"))),
+            (Shape::List, Some(_)) => Err(self
+                .reader
+                .invalid(name, format!("expected a list of tables, such as [[{name}]]"))),
         }
     }
 
@@ -325,7 +315,7 @@ impl Loader {
                 common.insert(key.to_owned(), value);
             }
         }
-        let common: CommonKeys = self.deserialize(common, at)?;
+        let common: CommonKeys = self.reader.deserialize(common, at)?;
         let (critical, scope): (bool, Scope) = kind.weight();
         let settings = CheckSettings {
             interval: common.interval.unwrap_or(defaults.interval),
@@ -335,8 +325,8 @@ impl Loader {
             critical: common.critical.unwrap_or(critical),
             scope: common.scope.unwrap_or(scope),
         };
-        settings.validate(at).map_err(|e| self.refuse(e))?;
-        kind.parse(table, at, settings, self)
+        settings.validate(at).map_err(|e| self.reader.refuse(e))?;
+        kind.parse(table, at, settings, &self.reader)
     }
 
     fn table_or_default<T: DeserializeOwned + Default>(
@@ -346,30 +336,9 @@ impl Loader {
     ) -> Result<T, ConfigError> {
         match root.remove(key) {
             None => Ok(T::default()),
-            Some(toml::Value::Table(table)) => self.deserialize(table, key),
-            Some(_) => Err(self.invalid(key, format!("expected a table, such as [{key}]"))),
+            Some(toml::Value::Table(table)) => self.reader.deserialize(table, key),
+            Some(_) => Err(self.reader.invalid(key, format!("expected a table, such as [{key}]"))),
         }
-    }
-
-    /// Deserializes `table` (at `prefix`) into `T`, naming the exact key of any error.
-    pub fn deserialize<T: DeserializeOwned>(&self, table: toml::Table, prefix: &str) -> Result<T, ConfigError> {
-        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let inner = e.path().to_string();
-            let message = e.into_inner().message().trim().to_owned();
-            // serde's "unknown field `x`, expected one of …": the path already names `x`.
-            let message = match message.starts_with("unknown field") {
-                true => {
-                    let mut expected = expected_part(&message);
-                    if let Some(more) = self.also_expected.get(prefix) {
-                        expected = format!("{expected}, {}", more.join(", "));
-                    }
-                    format!("unknown key; {expected}")
-                }
-                false => message,
-            };
-            let key = join(prefix, &inner);
-            self.invalid(&key, message.trim_end_matches('.'))
-        })
     }
 }
 
@@ -380,22 +349,6 @@ fn env_value(raw: &str) -> toml::Value {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    match (prefix.is_empty(), key.is_empty() || key == ".") {
-        (_, true) => prefix.to_owned(),
-        (true, false) => key.to_owned(),
-        (false, false) if key.starts_with('[') => format!("{prefix}{key}"),
-        (false, false) => format!("{prefix}.{key}"),
-    }
-}
-
-fn expected_part(message: &str) -> String {
-    match message.split_once(", ") {
-        Some((_, expected)) => expected.replace('`', ""),
-        None => "see the README for the keys of this section".to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use super::error::{ConfigError, Invalid};
-use super::loader::Loader;
+use super::reader::Reader;
 use super::settings::{CheckSettings, Scope};
 
 /// How a kind's sections appear in the file.
@@ -54,7 +54,7 @@ pub trait SectionKind: Sync {
         table: toml::Table,
         at: &str,
         settings: CheckSettings,
-        loader: &Loader,
+        reader: &Reader,
     ) -> Result<CheckSection, ConfigError>;
     /// What must hold across the kind's sections (unique names in a list).
     fn validate_all(&self, _sections: &[&CheckSection]) -> Result<(), Invalid> {

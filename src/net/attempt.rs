@@ -5,6 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use http::Version;
+
 use crate::core::outcome::FailureKind;
 
 use super::grpc;
@@ -20,6 +23,30 @@ pub struct Phases {
     pub first_byte: Option<Duration>,
     /// From the start to the end of the (capped) body.
     pub total: Duration,
+}
+
+/// A request that got an answer, whatever its status.
+#[derive(Debug, Clone)]
+pub struct ProbeResponse {
+    pub status: u16,
+    pub phases: Phases,
+    /// How many addresses the host resolved to (1 for an IP literal).
+    pub addresses: usize,
+    /// The one the connection was made to (see [`connect_any`]).
+    pub answered: Option<SocketAddr>,
+    /// The earliest `notAfter` of the chain the server presented (https only).
+    pub cert_not_after: Option<SystemTime>,
+    /// The body as read: at most the caller's limit ([`BODY_LIMIT`] for upstreams).
+    pub body: Bytes,
+    /// Whether the body went on past the limit.
+    pub truncated: bool,
+    /// The server's `Date` header, when it sent a valid one: the jwt check measures the clock
+    /// skew against the auth service with it.
+    pub date: Option<SystemTime>,
+    /// The HTTP the answer came in (`HTTP_11` or `HTTP_2`); `None` for `tcp://` and `tls://`.
+    pub version: Option<Version>,
+    /// A gRPC health check's answer ([`HttpClient::grpc_health`] only).
+    pub grpc: Option<grpc::HealthAnswer>,
 }
 
 /// A request that got no answer. The message never quotes a header value.

@@ -3,14 +3,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::net::TcpStream;
 
-use super::attempt::{Phases, ProbeError, ProbeFailure, Progress, cut_at};
-use super::http::ProbeResponse;
-use super::tls::{Alpn, HttpClient};
+use super::attempt::{ProbeError, Progress};
 
 /// The addresses of `host` (itself when it is an address), through the one resolver.
 pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ProbeError> {
@@ -101,42 +98,6 @@ async fn connect_any(addresses: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)
         (false, Some(error)) => error,
         (false, None) => ProbeError::Refused,
     })
-}
-
-impl HttpClient {
-    /// A `tcp://` or `tls://` upstream: a connection (and with `tls` a handshake), then closed.
-    /// Phases as for HTTP (no first byte); cut at `deadline` naming `configured`.
-    pub async fn connect_only(
-        &self,
-        (host, port): (&str, u16),
-        at: Option<SocketAddr>,
-        tls: bool,
-        deadline: Duration,
-        configured: Duration,
-    ) -> Result<ProbeResponse, ProbeFailure> {
-        cut_at(at, deadline, configured, async |progress, started| {
-            let (tcp, addresses) = connect(host, port, progress).await?;
-            if tls {
-                drop(self.handshake(host, tcp, Alpn::None, progress).await?);
-            }
-            Ok(ProbeResponse {
-                status: 0,
-                phases: Phases {
-                    total: started.elapsed(),
-                    ..progress.phases
-                },
-                addresses,
-                answered: progress.answered,
-                cert_not_after: progress.cert_not_after,
-                body: Bytes::new(),
-                truncated: false,
-                date: None,
-                version: None,
-                grpc: None,
-            })
-        })
-        .await
-    }
 }
 
 #[cfg(test)]

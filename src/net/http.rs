@@ -20,7 +20,7 @@
 //! reading and nothing of memory.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
@@ -30,10 +30,10 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::attempt::{Phases, ProbeError, ProbeFailure, Progress, cut_at};
+use super::attempt::{Phases, ProbeError, ProbeFailure, ProbeResponse, Progress, cut_at};
 use super::connect::connect;
 use super::executor;
-use super::grpc;
+
 use super::tls::{Alpn, HttpClient, chose_h2, not_http2};
 use crate::core::url::HttpUrl;
 
@@ -57,6 +57,17 @@ pub enum HttpVersion {
     #[default]
     #[serde(rename = "auto")]
     Auto,
+}
+
+impl HttpVersion {
+    /// What a TLS connection for this version offers by ALPN.
+    fn alpn(self) -> Alpn {
+        match self {
+            HttpVersion::Http1 => Alpn::Http1,
+            HttpVersion::Http2 => Alpn::Http2,
+            HttpVersion::Auto => Alpn::Either,
+        }
+    }
 }
 
 /// What to ask: built once per check from its configuration.
@@ -127,30 +138,6 @@ impl ProbeRequest {
     }
 }
 
-/// A request that got an answer, whatever its status.
-#[derive(Debug, Clone)]
-pub struct ProbeResponse {
-    pub status: u16,
-    pub phases: Phases,
-    /// How many addresses the host resolved to (1 for an IP literal).
-    pub addresses: usize,
-    /// The one the connection was made to (see [`connect_any`]).
-    pub answered: Option<SocketAddr>,
-    /// The earliest `notAfter` of the chain the server presented (https only).
-    pub cert_not_after: Option<SystemTime>,
-    /// The body as read: at most the caller's limit ([`BODY_LIMIT`] for upstreams).
-    pub body: Bytes,
-    /// Whether the body went on past the limit.
-    pub truncated: bool,
-    /// The server's `Date` header, when it sent a valid one: the jwt check measures the clock
-    /// skew against the auth service with it.
-    pub date: Option<SystemTime>,
-    /// The HTTP the answer came in (`HTTP_11` or `HTTP_2`); `None` for `tcp://` and `tls://`.
-    pub version: Option<Version>,
-    /// A gRPC health check's answer ([`HttpClient::grpc_health`] only).
-    pub grpc: Option<grpc::HealthAnswer>,
-}
-
 impl HttpClient {
     /// Sends `request` once over a fresh connection and reads at most `body_limit` bytes of
     /// the answer. Cut at `deadline` with [`ProbeError::Timeout`] naming `configured`; the caller
@@ -192,7 +179,7 @@ impl HttpClient {
         let host = request.host();
         let (tcp, addresses) = connect(host, request.port(), progress).await?;
         if request.is_https() {
-            let tls = self.handshake(host, tcp, Alpn::of(request.version), progress).await?;
+            let tls = self.handshake(host, tcp, request.version.alpn(), progress).await?;
             let h2 = chose_h2(&tls);
             if request.version == HttpVersion::Http2 && !h2 {
                 return Err(not_http2(&tls));
@@ -383,6 +370,8 @@ async fn read_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
+
     use crate::core::outcome::FailureKind;
 
     const WAIT: Duration = Duration::from_secs(2);

@@ -9,5 +9,7 @@ pub mod connect;
 pub mod dns;
 pub mod executor;
 pub mod grpc;
+pub mod grpc_probe;
 pub mod http;
+pub mod socket;
 pub mod tls;

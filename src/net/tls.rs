@@ -21,7 +21,6 @@ use x509_cert::der::Decode as _;
 
 use super::attempt::{ProbeError, Progress};
 use super::connect::connect;
-use super::http::HttpVersion;
 
 /// The TLS side of the shared client. Cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -127,14 +126,6 @@ impl Alpn {
             Alpn::Http1 => &[b"http/1.1"],
             Alpn::Http2 => &[b"h2"],
             Alpn::Either => &[b"h2", b"http/1.1"],
-        }
-    }
-
-    pub(crate) fn of(version: HttpVersion) -> Alpn {
-        match version {
-            HttpVersion::Http1 => Alpn::Http1,
-            HttpVersion::Http2 => Alpn::Http2,
-            HttpVersion::Auto => Alpn::Either,
         }
     }
 }

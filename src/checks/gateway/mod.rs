@@ -24,7 +24,8 @@ use crate::config::{CheckSettings, Invalid, Scope};
 use crate::core::outcome::{FailureKind, Figure, Finding, Outcome, Report, Status, Unit};
 use crate::core::url::HttpUrl;
 use crate::net::attempt::ProbeFailure;
-use crate::net::http::{ProbeRequest, ProbeResponse};
+use crate::net::attempt::ProbeResponse;
+use crate::net::http::ProbeRequest;
 use crate::net::tls::HttpClient;
 use crate::promtext::{self, Exposition, Keep};
 

@@ -37,7 +37,8 @@ use crate::core::outcome::{FailureKind, Figure, Finding, Observation, Outcome, R
 use crate::core::secret::Secret;
 use crate::core::url::HttpUrl;
 use crate::net::attempt::ProbeError;
-use crate::net::http::{ProbeRequest, ProbeResponse, RequestError};
+use crate::net::attempt::ProbeResponse;
+use crate::net::http::{ProbeRequest, RequestError};
 use crate::net::tls::HttpClient;
 
 use self::jwks::{Jwks, JwksReport};

@@ -17,7 +17,8 @@ use crate::core::outcome::Finding;
 use crate::core::secret::Secret;
 use crate::core::url::HttpUrl;
 use crate::net::attempt::ProbeError;
-use crate::net::http::{ProbeRequest, ProbeResponse, RequestError};
+use crate::net::attempt::ProbeResponse;
+use crate::net::http::{ProbeRequest, RequestError};
 use crate::net::tls::HttpClient;
 
 pub const RESTART_HINT: &str = "kubectl rollout restart deployment/api-gateway -n api-gateway";

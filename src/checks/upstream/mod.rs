@@ -25,9 +25,10 @@ use crate::config::{CheckSettings, Invalid, Scope, Shape};
 use crate::core::fmt;
 use crate::core::outcome::{FailureKind, Finding, Findings, Observation, Outcome, Status, Unit};
 use crate::metrics::Metrics;
+use crate::net::attempt::ProbeResponse;
 use crate::net::attempt::{Phases, ProbeError, ProbeFailure};
 use crate::net::grpc;
-use crate::net::http::{ProbeRequest, ProbeResponse};
+use crate::net::http::ProbeRequest;
 use crate::net::tls::HttpClient;
 
 const LATENCY_HINT: &str = "the upstream answers slowly: kubectl top pods and kubectl logs for the upstream; \
