@@ -20,4 +20,3 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod promtext;
-pub mod render;

@@ -21,10 +21,10 @@ use vigil::config::{Config, Sources};
 use vigil::engine::reload::FileWatch;
 use vigil::engine::scheduler;
 use vigil::engine::state::{Run, State};
+use vigil::http::render::{self, DiagInput};
 use vigil::kube::Cluster;
 use vigil::logging::{self, LogFormat};
 use vigil::metrics::Metrics;
-use vigil::render::{self, DiagInput};
 
 /// Health-probe sidecar for API gateways on Kubernetes.
 #[derive(Debug, Parser)]
@@ -176,12 +176,7 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
         diag_token_file: config.diag.token_file.clone(),
         config: serde_json::value::to_raw_value(&config.shown()).unwrap_or_default(),
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
-        fleet: match &config.fleet {
-            Some(fleet) => Some(std::sync::Arc::new(
-                vigil::fleet::Fleet::new(fleet, &metrics).context("cannot set up [fleet]")?,
-            )),
-            None => None,
-        },
+        fleet: config.fleet.clone(),
         kubernetes,
     };
     let mut agent = Agent::start(checks, metrics.clone(), listener, options).context("cannot start serving")?;
@@ -301,7 +296,7 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
 
     let readiness = state.readiness(Instant::now(), &[]);
     match output {
-        Output::Text => print_report(&render::readyz_verbose(&readiness, &[], true))?,
+        Output::Text => print_report(&render::readyz_verbose(&readiness, None, &[], true))?,
         Output::Json => {
             let transitions = state.transitions();
             let input = DiagInput {
@@ -314,6 +309,7 @@ async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
                 now: SystemTime::now(),
                 service_id: "vigil check",
                 config: &serde_json::value::to_raw_value(&config.shown()).unwrap_or_default(),
+                fleet: None,
             };
             let mut document = serde_json::to_string_pretty(&render::diag_json(&input))
                 .context("cannot serialize the /diag document")?;

@@ -38,6 +38,7 @@ fn app(names: &[String]) -> App {
         config: std::sync::RwLock::new(std::sync::Arc::from(serde_json::value::RawValue::NULL.to_owned())),
         service_id: "props".to_owned(),
         checks_runtime: None,
+        fleet: None,
     }
 }
 

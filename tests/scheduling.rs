@@ -410,6 +410,7 @@ fn reasons_and_diag_are_withheld_from_other_peers_without_the_token() {
         config: std::sync::RwLock::new(std::sync::Arc::from(serde_json::value::RawValue::NULL.to_owned())),
         service_id: "test".to_owned(),
         checks_runtime: None,
+        fleet: None,
     };
     let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
     let ask = |path: &str, token: Option<&str>| {

@@ -36,6 +36,7 @@ fn app() -> &'static App {
             config: serde_json::value::RawValue::NULL.to_owned(),
             service_id: "fuzz".to_owned(),
             checks_runtime: None,
+            fleet: None,
         }
     })
 }

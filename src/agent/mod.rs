@@ -16,12 +16,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::checks::{self, BuildError, Scheduled};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::core::secret::Secret;
+use crate::engine::observe::{Events, Observer};
 use crate::engine::reload::{self, Plan};
 use crate::engine::scheduler::{self, Loops};
 use crate::engine::state::State;
-use crate::fleet::{self, Fleet};
+use crate::fleet::{self, Fleet, FleetError};
 use crate::http::diag_token::{self, DiagToken};
 use crate::http::{self, App};
 use crate::kube::Cluster;
@@ -38,6 +39,15 @@ pub enum ReloadError {
     Show(#[from] serde_json::Error),
 }
 
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+}
+
 /// What the endpoints show beyond the checks.
 #[derive(Debug, Default, Clone)]
 pub struct Options {
@@ -49,7 +59,7 @@ pub struct Options {
     pub config: Box<RawValue>,
     pub service_id: String,
     /// `[fleet]`: the peers asked while a critical shared check fails.
-    pub fleet: Option<Arc<Fleet>>,
+    pub fleet: Option<config::Fleet>,
     /// `[kubernetes]`: its watches and Event poster run beside the loops.
     pub kubernetes: Option<Arc<Cluster>>,
 }
@@ -68,6 +78,8 @@ pub struct Agent {
     app: Arc<App>,
     /// `[kubernetes]`, for the `pod` check (it needs a restart to change).
     kubernetes: Option<Arc<Cluster>>,
+    /// `[fleet]` (it needs a restart to change).
+    fleet: Option<Arc<Fleet>>,
     /// Where the check loops run; `None` once stopped.
     checks_runtime: Option<Runtime>,
 }
@@ -80,7 +92,7 @@ impl Agent {
         metrics: Metrics,
         listener: TcpListener,
         options: Options,
-    ) -> std::io::Result<Agent> {
+    ) -> Result<Agent, StartError> {
         let local_addr = listener.local_addr()?;
         let checks_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -92,17 +104,26 @@ impl Agent {
             .thread_name("vigil-checks")
             .enable_all()
             .build()?;
-        let events = options.kubernetes.as_ref().and_then(|k| k.event_sink());
-        let state = Arc::new(
-            State::new(scheduler::specs(&checks))
-                .with_fleet(options.fleet.clone())
-                .with_events(events),
-        );
-        let loops = Loops::start(checks_runtime.handle(), &state, &metrics, checks);
+        let state = Arc::new(State::new(scheduler::specs(&checks)));
+        let fleet = match &options.fleet {
+            Some(config) => Some(Arc::new(Fleet::new(config, &metrics, Arc::clone(&state))?)),
+            None => None,
+        };
+        let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
+        if let Some(fleet) = &fleet {
+            for scheduled in &checks {
+                fleet.track(&scheduled.name, &scheduled.settings);
+            }
+            observers.push(Arc::clone(fleet) as Arc<dyn Observer>);
+        }
+        if let Some(sink) = options.kubernetes.as_ref().and_then(|k| k.event_sink()) {
+            observers.push(Arc::new(Events(sink)));
+        }
+        let loops = Loops::start(checks_runtime.handle(), &state, &metrics, observers, checks);
         let diag_token = Arc::new(DiagToken::new(options.diag_token, options.diag_token_file));
         let mut background = Vec::new();
-        if let Some(fleet) = options.fleet {
-            background.push(checks_runtime.spawn(fleet::keep_resolving(fleet)));
+        if let Some(fleet) = &fleet {
+            background.push(checks_runtime.spawn(fleet::keep_resolving(Arc::clone(fleet))));
         }
         if let Some(cluster) = &options.kubernetes {
             for task in cluster.watches().into_iter().chain(cluster.event_poster()) {
@@ -119,6 +140,7 @@ impl Agent {
             config: RwLock::new(Arc::from(options.config)),
             service_id: options.service_id,
             checks_runtime: Some(checks_runtime.handle().clone()),
+            fleet: fleet.clone(),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(http::serve(listener, Arc::clone(&app), async {
@@ -134,6 +156,7 @@ impl Agent {
             metrics,
             app,
             kubernetes: options.kubernetes,
+            fleet,
             checks_runtime: Some(checks_runtime),
         })
     }
@@ -148,7 +171,12 @@ impl Agent {
         let built = checks::build_all(&plan.to_build, &staging, self.kubernetes.as_ref())?;
         let shown = serde_json::value::to_raw_value(&reload::in_effect(old, new.clone()).shown())?;
         self.metrics.adopt(&staging)?;
-        self.loops.replace(&self.state, &self.metrics, &plan.order, built);
+        if let Some(fleet) = &self.fleet {
+            for scheduled in &built {
+                fleet.track(&scheduled.name, &scheduled.settings);
+            }
+        }
+        self.loops.replace(&plan.order, built);
         for name in &plan.removed {
             self.metrics.retire_check(name);
         }

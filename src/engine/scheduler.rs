@@ -23,13 +23,12 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::observe::{Ended, Observer, Recorded};
+use super::state::{CheckSlot, CheckSpec, Run, State, Transition};
 use crate::checks::{Check, Scheduled, Wake};
 use crate::config::CheckSettings;
 use crate::core::fmt;
 use crate::core::outcome::{FailureKind, Outcome, Rerun, Status};
-use crate::engine::state::{CheckSlot, CheckSpec, Run, State, Transition};
-use crate::fleet;
-use crate::kube::events::Change;
 use crate::metrics::Metrics;
 use crate::metrics::series::CheckSeries;
 
@@ -54,7 +53,15 @@ pub fn specs(checks: &[Scheduled]) -> Vec<CheckSpec> {
 /// The running check loops, one per check, in the state's order.
 pub struct Loops {
     runtime: Handle,
+    shared: Arc<Shared>,
     running: Vec<Running>,
+}
+
+/// What every loop records into and tells.
+struct Shared {
+    state: Arc<State>,
+    metrics: Metrics,
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 struct Running {
@@ -63,17 +70,29 @@ struct Running {
 }
 
 impl Loops {
-    /// Starts one loop per check on `runtime`. `state` must have been built from [`specs`] of
-    /// the same list.
-    pub fn start(runtime: &Handle, state: &Arc<State>, metrics: &Metrics, checks: Vec<Scheduled>) -> Loops {
+    /// Starts one loop per check on `runtime`, each recording into `state` (which must have
+    /// been built from [`specs`] of the same list) and telling `observers` of its runs.
+    pub fn start(
+        runtime: &Handle,
+        state: &Arc<State>,
+        metrics: &Metrics,
+        observers: Vec<Arc<dyn Observer>>,
+        checks: Vec<Scheduled>,
+    ) -> Loops {
+        let shared = Arc::new(Shared {
+            state: Arc::clone(state),
+            metrics: metrics.clone(),
+            observers,
+        });
         let running = state
             .slots()
             .iter()
             .zip(checks)
-            .map(|(slot, scheduled)| spawn_loop(runtime, state, metrics, Arc::clone(slot), scheduled))
+            .map(|(slot, scheduled)| spawn_loop(runtime, &shared, Arc::clone(slot), scheduled))
             .collect();
         Loops {
             runtime: runtime.clone(),
+            shared,
             running,
         }
     }
@@ -84,7 +103,7 @@ impl Loops {
     /// begin in new slots, which for a changed check (one of the same name) go on from the old
     /// slot's reported status and counts, so that a reload never turns a passing check into
     /// "no result yet" (which fails readiness) nor a failing one into a fresh start.
-    pub fn replace(&mut self, state: &Arc<State>, metrics: &Metrics, order: &[String], started: Vec<Scheduled>) {
+    pub fn replace(&mut self, order: &[String], started: Vec<Scheduled>) {
         let mut started: Vec<Option<Scheduled>> = started.into_iter().map(Some).collect();
         let mut old = std::mem::take(&mut self.running);
         for name in order {
@@ -108,7 +127,7 @@ impl Loops {
                     }
                     let slot = Arc::new(slot);
                     self.running
-                        .push(spawn_loop(&self.runtime, state, metrics, slot, scheduled));
+                        .push(spawn_loop(&self.runtime, &self.shared, slot, scheduled));
                 }
                 (None, Some(running)) => self.running.push(running),
                 (None, None) => tracing::error!(check = %name, "Reload: a check to keep is not running"),
@@ -117,7 +136,9 @@ impl Loops {
         for gone in old {
             gone.task.abort();
         }
-        state.set_slots(self.running.iter().map(|r| Arc::clone(&r.slot)).collect());
+        self.shared
+            .state
+            .set_slots(self.running.iter().map(|r| Arc::clone(&r.slot)).collect());
     }
 
     /// Stops every loop.
@@ -128,15 +149,9 @@ impl Loops {
     }
 }
 
-fn spawn_loop(
-    runtime: &Handle,
-    state: &Arc<State>,
-    metrics: &Metrics,
-    slot: Arc<CheckSlot>,
-    scheduled: Scheduled,
-) -> Running {
-    let series = metrics.register_check(&scheduled.name);
-    let task = runtime.spawn(check_loop(Arc::clone(&slot), scheduled, Arc::clone(state), series));
+fn spawn_loop(runtime: &Handle, shared: &Arc<Shared>, slot: Arc<CheckSlot>, scheduled: Scheduled) -> Running {
+    let series = shared.metrics.register_check(&scheduled.name);
+    let task = runtime.spawn(check_loop(Arc::clone(&slot), scheduled, Arc::clone(shared), series));
     Running { slot, task }
 }
 
@@ -193,7 +208,7 @@ impl Plan {
     }
 }
 
-async fn check_loop(slot: Arc<CheckSlot>, mut scheduled: Scheduled, state: Arc<State>, series: Arc<CheckSeries>) {
+async fn check_loop(slot: Arc<CheckSlot>, mut scheduled: Scheduled, shared: Arc<Shared>, series: Arc<CheckSeries>) {
     let slot = &*slot;
     let wake = scheduled.check.wake();
     let mut plan = Plan::new(scheduled.settings);
@@ -208,7 +223,7 @@ async fn check_loop(slot: Arc<CheckSlot>, mut scheduled: Scheduled, state: Arc<S
         // (RUST_LOG=vigil::scheduler=trace); free when the level is off.
         let lag_us = u64::try_from(started.saturating_duration_since(planned).as_micros()).unwrap_or(u64::MAX);
         tracing::trace!(check = %scheduled.name, lag_us, "Run started");
-        let ended = run_and_record(&mut scheduled, &state, slot, &series).await;
+        let ended = run_and_record(&mut scheduled, &shared, slot, &series).await;
         planned = plan.next(started, ended, jitter(scheduled.settings.interval));
         if wait(planned, wake.as_ref()).await == Cause::Woken {
             tracing::debug!(check = %scheduled.name, "Running again early: the check saw its dependency change");
@@ -220,11 +235,11 @@ async fn check_loop(slot: Arc<CheckSlot>, mut scheduled: Scheduled, state: Arc<S
     }
 }
 
-/// One guarded run, recorded in the state and the check's series; returns the raw status and
-/// what the run asked for next.
+/// One guarded run, recorded in the state and the check's series, the observers told before
+/// and after; returns the raw status and what the run asked for next.
 async fn run_and_record(
     scheduled: &mut Scheduled,
-    state: &State,
+    shared: &Shared,
     slot: &CheckSlot,
     series: &CheckSeries,
 ) -> (Status, Rerun) {
@@ -239,37 +254,34 @@ async fn run_and_record(
         finished_at: SystemTime::now(),
         duration,
     };
-    let ended = (run.outcome.status, run.outcome.rerun);
-    // [fleet] A failing run of a critical shared check that will report fail asks the peers (at
-    // most the check's timeout) before it is recorded, so that the decision is there with the fail.
-    let fleet = state.fleet().filter(|_| fleet::asks(&scheduled.settings));
-    if let Some(fleet) = fleet.filter(|_| slot.would_report_fail(ended.0)) {
+    let raw = run.outcome.status;
+    let ended = Ended {
+        check: &scheduled.name,
+        settings: &scheduled.settings,
+        raw,
+        reports_fail: slot.would_report_fail(raw),
+        was_passing: matches!(slot.status(Instant::now()), Some(Status::Pass | Status::Warn)),
+    };
+    for observer in &shared.observers {
         slot.beat();
-        let was_passing = matches!(slot.status(Instant::now()), Some(Status::Pass | Status::Warn));
-        if let Some(change) = fleet.consult(&scheduled.name, &scheduled.settings, was_passing).await {
-            state.note_fleet(&change);
-        }
+        observer.before_record(&ended).await;
     }
-    if let Some(transition) = state.record(slot, run) {
-        log_transition(&transition);
-        if let Some(events) = state.events() {
-            events.offer(Change {
-                check: transition.check,
-                from: transition.from,
-                to: transition.to,
-                reason: transition.reason,
-                at: transition.at,
-            });
-        }
+    let rerun = run.outcome.rerun;
+    let transition = shared.state.record(slot, run);
+    if let Some(transition) = &transition {
+        log_transition(transition);
     }
-    // [fleet] A check that no longer fails here leaves its panic.
-    if let Some(change) =
-        fleet.and_then(|f| f.settle(&scheduled.name, slot.status(Instant::now()) == Some(Status::Fail)))
-    {
-        state.note_fleet(&change);
+    let recorded = Recorded {
+        check: &scheduled.name,
+        settings: &scheduled.settings,
+        failing: slot.status(Instant::now()) == Some(Status::Fail),
+        transition: transition.as_ref(),
+    };
+    for observer in &shared.observers {
+        observer.after_record(&recorded);
     }
     slot.beat();
-    ended
+    (raw, rerun)
 }
 
 /// Sleeps until `until`, or until the check rings its wake.
@@ -419,8 +431,16 @@ mod tests {
         let series = metrics.register_check("dep");
         let t0 = Instant::now();
         let slot = Arc::clone(&state.slots()[0]);
-        tokio::spawn(check_loop(slot, scheduled, state, series));
+        tokio::spawn(check_loop(slot, scheduled, shared(state, metrics), series));
         (t0, starts, wake)
+    }
+
+    fn shared(state: Arc<State>, metrics: Metrics) -> Arc<Shared> {
+        Arc::new(Shared {
+            state,
+            metrics,
+            observers: Vec::new(),
+        })
     }
 
     fn offsets(t0: Instant, starts: &std::sync::Mutex<Vec<Instant>>) -> Vec<Duration> {
@@ -521,10 +541,11 @@ mod tests {
         let scheduled = Scheduled::new("dep", settings(Duration::from_secs(5), 1), check)
             .with_first_run_delay(Duration::from_millis(700));
         let state = Arc::new(State::new(specs(std::slice::from_ref(&scheduled))));
-        let series = Metrics::new().unwrap().register_check("dep");
+        let metrics = Metrics::new().unwrap();
+        let series = metrics.register_check("dep");
         let t0 = Instant::now();
         let slot = Arc::clone(&state.slots()[0]);
-        tokio::spawn(check_loop(slot, scheduled, state, series));
+        tokio::spawn(check_loop(slot, scheduled, shared(state, metrics), series));
         tokio::time::sleep(Duration::from_secs(12)).await;
         let runs = offsets(t0, &starts);
         assert_eq!(runs[0], Duration::from_millis(700));

@@ -1,10 +1,13 @@
 //! The one shared state: the latest result of every check, the hysteresis that turns raw run
-//! results into reported statuses, and the readiness derived from them.
+//! results into reported statuses ([`hysteresis`]), and the readiness derived from them
+//! ([`blocks_readiness`]). A store: it asks no one. What others decide about a check (the
+//! fleet holding its readiness through a fleet-wide failure) is written here as data
+//! ([`State::hold`]) and read by the one readiness rule.
 //!
 //! Check tasks write here; endpoints only read. Reads clone what they need under a short lock
 //! and never wait on a dependency.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -14,8 +17,6 @@ use tokio::time::Instant;
 use crate::config::CheckSettings;
 use crate::core::fmt;
 use crate::core::outcome::{ComponentType, FailureKind, Outcome, Status};
-use crate::fleet::{self, Fleet, PanicChange};
-use crate::kube::events::EventSink;
 
 /// How many status changes `/diag` keeps.
 pub const TRANSITIONS_KEPT: usize = 50;
@@ -66,9 +67,43 @@ struct Record {
     /// Shared with readers: a view clones the pointer, not the observations.
     last_run: Option<Arc<Run>>,
     reported: Option<Reported>,
-    consecutive_failures: u32,
-    consecutive_successes: u32,
+    counts: Counts,
     runs: u64,
+}
+
+/// Consecutive raw results of one kind, the last run included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub failures: u32,
+    pub successes: u32,
+}
+
+/// The one hysteresis rule: after a run that ended in `raw`, the consecutive counts, and
+/// whether `raw` becomes the reported status (`previous` is the reported status before it).
+///
+/// The first result is reported as it is. After that, a check reports `fail` only after
+/// `failure_threshold` consecutive failed runs, and leaves `fail` only after
+/// `success_threshold` consecutive runs that did not fail. Between pass and warn there is no
+/// hysteresis: warn never fails readiness. While a check fails, each failing run is adopted so
+/// that the reason follows the latest cause (refused, then auth, …); the time since which it
+/// fails stays (the caller keeps `since`).
+pub fn hysteresis(previous: Option<Status>, counts: Counts, raw: Status, settings: &CheckSettings) -> (Counts, bool) {
+    let counts = match raw {
+        Status::Fail => Counts {
+            failures: counts.failures + 1,
+            successes: 0,
+        },
+        Status::Pass | Status::Warn => Counts {
+            failures: 0,
+            successes: counts.successes + 1,
+        },
+    };
+    let adopt = match previous {
+        None => true,
+        Some(Status::Fail) => raw == Status::Fail || counts.successes >= settings.success_threshold,
+        Some(_) => raw != Status::Fail || counts.failures >= settings.failure_threshold,
+    };
+    (counts, adopt)
 }
 
 /// One check's slot in the state.
@@ -129,8 +164,7 @@ impl CheckSlot {
         *self.record.write().unwrap_or_else(PoisonError::into_inner) = Record {
             last_run: record.last_run.clone(),
             reported: record.reported.clone(),
-            consecutive_failures: record.consecutive_failures,
-            consecutive_successes: record.consecutive_successes,
+            counts: record.counts,
             runs: record.runs,
         };
     }
@@ -147,33 +181,14 @@ impl CheckSlot {
         now.saturating_duration_since(*lock(&self.heartbeat)) <= allowed
     }
 
-    /// Records a finished run, applies hysteresis, and returns the status change if any.
-    ///
-    /// The first result is reported as it is. After that, a check reports `fail` only after
-    /// `failure_threshold` consecutive failed runs, and leaves `fail` only after
-    /// `success_threshold` consecutive runs that did not fail. Between pass and warn there is
-    /// no hysteresis: warn never fails readiness.
+    /// Records a finished run, applies [`hysteresis`], and returns the status change if any.
     pub fn record(&self, run: Run) -> Option<Transition> {
         let mut record = self.record.write().unwrap_or_else(PoisonError::into_inner);
         let raw = run.outcome.status;
-        record.runs += 1;
-        if raw == Status::Fail {
-            record.consecutive_failures += 1;
-            record.consecutive_successes = 0;
-        } else {
-            record.consecutive_successes += 1;
-            record.consecutive_failures = 0;
-        }
-        let settings = &self.spec.settings;
         let previous = record.reported.as_ref().map(|r| r.status);
-        let adopt = match previous {
-            None => true,
-            Some(Status::Fail) => raw != Status::Fail && record.consecutive_successes >= settings.success_threshold,
-            Some(_) => raw != Status::Fail || record.consecutive_failures >= settings.failure_threshold,
-        };
-        // Still failing: the reason follows the latest cause (refused, then auth, …), the
-        // time since which it fails stays.
-        let adopt = adopt || (previous == Some(Status::Fail) && raw == Status::Fail);
+        let (counts, adopt) = hysteresis(previous, record.counts, raw, &self.spec.settings);
+        record.runs += 1;
+        record.counts = counts;
         let transition = if adopt {
             let since = match &record.reported {
                 Some(r) if r.status == raw => r.since,
@@ -201,14 +216,12 @@ impl CheckSlot {
     }
 
     /// Whether recording a run that ended in `raw` would leave the check reporting fail: the
-    /// rule of [`record`](CheckSlot::record), read ahead (the fleet asks its peers only then).
+    /// rule of [`hysteresis`], read ahead (the fleet asks its peers only then).
     pub fn would_report_fail(&self, raw: Status) -> bool {
         let record = self.record.read().unwrap_or_else(PoisonError::into_inner);
-        raw == Status::Fail
-            && match record.reported.as_ref().map(|r| r.status) {
-                None | Some(Status::Fail) => true,
-                Some(_) => record.consecutive_failures + 1 >= self.spec.settings.failure_threshold,
-            }
+        let previous = record.reported.as_ref().map(|r| r.status);
+        let (_, adopt) = hysteresis(previous, record.counts, raw, &self.spec.settings);
+        raw == Status::Fail && (adopt || previous == Some(Status::Fail))
     }
 
     /// The check as a reader sees it at `now`.
@@ -223,8 +236,8 @@ impl CheckSlot {
             kind: None,
             hint: None,
             since: None,
-            consecutive_failures: record.consecutive_failures,
-            consecutive_successes: record.consecutive_successes,
+            consecutive_failures: record.counts.failures,
+            consecutive_successes: record.counts.successes,
             runs: record.runs,
             last_run: record.last_run.clone(),
         };
@@ -274,10 +287,9 @@ pub struct State {
     draining: AtomicBool,
     transitions: Mutex<VecDeque<Transition>>,
     kubelet_probes: Mutex<Vec<(&'static str, SystemTime)>>,
-    /// `[fleet]`: its decisions hold the readiness of critical shared checks (read only here).
-    fleet: Option<Arc<Fleet>>,
-    /// `[kubernetes] events`: where the scheduler offers each status change.
-    events: Option<EventSink>,
+    /// Checks whose failure does not fail readiness until the given instant: the fleet's
+    /// decisions during a fleet-wide failure of a shared check (see `fleet`).
+    holds: RwLock<HashMap<String, Instant>>,
 }
 
 /// The readiness answer, with the view it was derived from.
@@ -286,8 +298,8 @@ pub struct Readiness {
     pub ready: bool,
     pub draining: bool,
     pub checks: Vec<CheckView>,
-    /// With `[fleet]`: the peers and their last answers, and which checks are held.
-    pub fleet: Option<fleet::Snapshot>,
+    /// The failing checks whose readiness is held now (the fleet's panic).
+    pub held: Vec<String>,
 }
 
 impl State {
@@ -299,58 +311,41 @@ impl State {
             draining: AtomicBool::new(false),
             transitions: Mutex::new(VecDeque::with_capacity(TRANSITIONS_KEPT)),
             kubelet_probes: Mutex::new(Vec::new()),
-            fleet: None,
-            events: None,
+            holds: RwLock::new(HashMap::new()),
         }
     }
 
-    /// `[kubernetes] events = true`: status changes become Events (offered, never awaited).
-    pub fn with_events(mut self, events: Option<EventSink>) -> Self {
-        self.events = events;
-        self
-    }
-
-    pub fn events(&self) -> Option<&EventSink> {
-        self.events.as_ref()
-    }
-
-    /// `[fleet]`: readiness of critical shared checks follows the fleet's decisions.
-    pub fn with_fleet(mut self, fleet: Option<Arc<Fleet>>) -> Self {
-        if let Some(fleet) = &fleet {
-            for slot in self.slots().iter().filter(|c| fleet::asks(&c.spec.settings)) {
-                fleet.track(slot.name());
+    /// Holds `check`'s readiness until `until` (a failure there then does not fail `/readyz`),
+    /// or no longer with `None`.
+    pub fn hold(&self, check: &str, until: Option<Instant>) {
+        let mut holds = self.holds.write().unwrap_or_else(PoisonError::into_inner);
+        match until {
+            Some(until) => {
+                holds.insert(check.to_owned(), until);
+            }
+            None => {
+                holds.remove(check);
             }
         }
-        self.fleet = fleet;
-        self
     }
 
-    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
-        self.fleet.as_ref()
+    /// Whether `check`'s readiness is held at `now`.
+    fn held(&self, check: &str, now: Instant) -> bool {
+        self.holds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(check)
+            .is_some_and(|until| now < *until)
     }
 
-    /// Keeps a fleet panic's start or end in the transition ring, as a change of `fleet`.
-    pub fn note_fleet(&self, change: &PanicChange) {
-        let (from, to) = match change.started {
-            true => (Status::Pass, Status::Warn),
-            false => (Status::Warn, Status::Pass),
-        };
+    /// Keeps a change that is not a check's own status change (the fleet's panic starting or
+    /// ending) in the transition ring.
+    pub fn note(&self, transition: Transition) {
         let mut ring = lock(&self.transitions);
         if ring.len() == TRANSITIONS_KEPT {
             ring.pop_front();
         }
-        ring.push_back(Transition {
-            check: "fleet".to_owned(),
-            from: Some(from),
-            to,
-            reason: change.reason.clone(),
-            at: change.at,
-        });
-    }
-
-    /// Whether the fleet holds this check's readiness: critical, shared, in a panic.
-    fn held(&self, slot: &CheckSlot, now: Instant) -> bool {
-        fleet::asks(&slot.spec.settings) && self.fleet.as_ref().is_some_and(|f| f.holds(slot.name(), now))
+        ring.push_back(transition);
     }
 
     /// The checks now, in order.
@@ -364,14 +359,6 @@ impl State {
 
     /// The checks from now on (a reload): kept ones are the same slots, with their state.
     pub fn set_slots(&self, slots: Vec<Arc<CheckSlot>>) {
-        if let Some(fleet) = &self.fleet {
-            let before = self.slots();
-            for slot in slots.iter().filter(|c| fleet::asks(&c.spec.settings)) {
-                if !before.iter().any(|b| b.name() == slot.name()) {
-                    fleet.track(slot.name());
-                }
-            }
-        }
         *self.checks.write().unwrap_or_else(PoisonError::into_inner) = slots.into();
     }
 
@@ -386,11 +373,7 @@ impl State {
     /// Records a run of the check of `slot` and keeps its status change, if any.
     pub fn record(&self, slot: &CheckSlot, run: Run) -> Option<Transition> {
         let transition = slot.record(run)?;
-        let mut ring = lock(&self.transitions);
-        if ring.len() == TRANSITIONS_KEPT {
-            ring.pop_front();
-        }
-        ring.push_back(transition.clone());
+        self.note(transition.clone());
         Some(transition)
     }
 
@@ -408,50 +391,54 @@ impl State {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// The readiness rule over every check but `excluded`, from one reading of `statuses`
+    /// (each check's status at `now`, in order): the one place it is applied.
+    fn ready_with(
+        &self,
+        slots: &[Arc<CheckSlot>],
+        statuses: &[Option<Status>],
+        now: Instant,
+        excluded: &[&str],
+    ) -> bool {
+        !self.is_draining()
+            && !slots.iter().zip(statuses).any(|(slot, status)| {
+                !excluded.contains(&slot.name())
+                    && blocks_readiness(*status, slot.spec.settings.critical, self.held(slot.name(), now))
+            })
+    }
+
     /// Whether `/readyz` answers 200, without building views.
     pub fn is_ready(&self, now: Instant, excluded: &[&str]) -> bool {
-        !self.is_draining()
-            && !self.slots().iter().any(|c| {
-                !excluded.contains(&c.name())
-                    && blocks_readiness(c.status(now), c.spec.settings.critical, self.held(c, now))
-            })
+        let slots = self.slots();
+        let statuses: Vec<Option<Status>> = slots.iter().map(|c| c.status(now)).collect();
+        self.ready_with(&slots, &statuses, now, excluded)
     }
 
     /// Each check's status and readiness from one reading, without building views: what
     /// `/metrics` shows, so that `vigil_ready` and `vigil_check_status` never disagree.
     pub fn statuses(&self, now: Instant) -> (bool, Vec<(String, Option<Status>)>) {
         let slots = self.slots();
-        let statuses: Vec<(String, Option<Status>)> =
-            slots.iter().map(|c| (c.name().to_owned(), c.status(now))).collect();
-        let ready = !self.is_draining()
-            && !slots.iter().zip(&statuses).any(|(check, (_, status))| {
-                blocks_readiness(*status, check.spec.settings.critical, self.held(check, now))
-            });
-        (ready, statuses)
+        let statuses: Vec<Option<Status>> = slots.iter().map(|c| c.status(now)).collect();
+        let ready = self.ready_with(&slots, &statuses, now, &[]);
+        let named = slots.iter().map(|c| c.name().to_owned()).zip(statuses).collect();
+        (ready, named)
     }
 
-    /// Readiness over every check except `excluded`.
+    /// Readiness over every check except `excluded`, with each check's view.
     pub fn readiness(&self, now: Instant, excluded: &[&str]) -> Readiness {
         let slots = self.slots();
         let checks: Vec<CheckView> = slots.iter().map(|c| c.view(now)).collect();
-        let draining = self.is_draining();
-        // [fleet] the failing checks whose readiness the fleet holds.
-        let held: Vec<&str> = slots
+        let statuses: Vec<Option<Status>> = checks.iter().map(|c| c.status).collect();
+        let held = checks
             .iter()
-            .zip(&checks)
-            .filter(|(slot, view)| view.status == Some(Status::Fail) && self.held(slot, now))
-            .map(|(slot, _)| slot.name())
+            .filter(|c| c.status == Some(Status::Fail) && self.held(&c.name, now))
+            .map(|c| c.name.clone())
             .collect();
-        let ready = !draining
-            && !checks.iter().any(|c| {
-                let name = c.name.as_str();
-                blocks_readiness(c.status, c.settings.critical, held.contains(&name)) && !excluded.contains(&name)
-            });
         Readiness {
-            ready,
-            draining,
+            ready: self.ready_with(&slots, &statuses, now, excluded),
+            draining: self.is_draining(),
             checks,
-            fleet: self.fleet.as_ref().map(|f| f.snapshot(&held)),
+            held,
         }
     }
 
@@ -479,9 +466,9 @@ impl State {
     }
 }
 
-/// The readiness rule: no result yet, or a critical check failing, unless the fleet holds it
+/// The readiness rule: no result yet, or a critical check failing, unless its readiness is held
 /// (`held`: a critical shared check in a fleet-wide failure, see `fleet`).
-fn blocks_readiness(status: Option<Status>, critical: bool, held: bool) -> bool {
+pub fn blocks_readiness(status: Option<Status>, critical: bool, held: bool) -> bool {
     match status {
         None => true,
         Some(Status::Fail) => critical && !held,

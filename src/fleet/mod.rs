@@ -2,11 +2,13 @@
 //!
 //! When a critical **shared** check (the same dependency for every replica: the database, the
 //! JWT secret, an upstream) fails here, the check's own loop asks up to [`PEERS_ASKED`]
-//! randomly chosen peers `GET /readyz/<check>` before the run is recorded ([`Fleet::consult`]),
+//! randomly chosen peers `GET /readyz/<check>` before the run is recorded (the fleet is an observer of the check loops, see
+//! `engine::observe`; [`Fleet::consult`]),
 //! so that the decision exists when the fail is reported. `200` counts as "passes there",
 //! `503` as "fails there", anything else (another status, a refused connection, no answer
 //! within the check's `timeout`) as unknown, not counted. The rule is [`decide`]; the decision
-//! is kept here and only read by the state (no request ever waits on a peer).
+//! is kept here, and the state is told which checks it holds (`State::hold`), so that its one
+//! readiness rule reads it and no request ever waits on a peer.
 //!
 //! The rule for the open cases (README, "The fleet"):
 //! - a panic needs at least one peer that fails too, and `fails >= panic_threshold ×
@@ -29,22 +31,27 @@
 //! `vigil_fleet_peers` and `/diag`) and again by a consultation whose last resolution is
 //! older than the check's interval.
 
+mod decide;
+mod metrics;
+mod peers;
+
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use tokio::time::Instant;
 
+pub use self::decide::{Answer, Hold, Tally, decide, hold_line};
+use self::metrics::FleetMetrics;
+pub use self::peers::Resolution;
 use crate::config::{self, CheckSettings, Scope};
-use crate::core::url::HttpUrl;
-use crate::net::http::ProbeRequest;
-use crate::net::tls::{ClientError, HttpClient};
-use prometheus::{IntGauge, IntGaugeVec, Opts};
-
+use crate::core::outcome::Status;
+use crate::engine::observe::{Ended, Look, Observer, Recorded};
+use crate::engine::state::{State, Transition};
 use crate::metrics::{Metrics, MetricsError};
+use crate::net::tls::{ClientError, HttpClient};
 
 /// At most this many peers are asked per run.
 pub const PEERS_ASKED: usize = 16;
@@ -54,9 +61,6 @@ pub const EXPIRES_AFTER_INTERVALS: u32 = 2;
 
 /// How often the peers are resolved in the background.
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(15);
-
-/// How much of a peer's answer is read: `/readyz/NAME` is one line.
-const ANSWER_LIMIT: usize = 1024;
 
 /// The fleet could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -72,138 +76,11 @@ pub fn asks(settings: &CheckSettings) -> bool {
     settings.critical && settings.scope == Scope::Shared
 }
 
-/// What one peer said about one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// `200`: the check passes there.
-    Passes,
-    /// `503`: the check fails there.
-    Fails,
-    /// Anything else, and why: not counted.
-    Unknown(String),
-}
-
-impl Answer {
-    fn shown(&self) -> String {
-        match self {
-            Answer::Passes => "passes".to_owned(),
-            Answer::Fails => "fails".to_owned(),
-            Answer::Unknown(why) => format!("unknown: {why}"),
-        }
-    }
-}
-
-/// The answers counted, this replica included (it fails).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Tally {
-    /// Replicas failing the check: this one and the peers that answered 503.
-    pub fails: usize,
-    /// Peers that answered 200.
-    pub passes: usize,
-    /// Peers asked that gave no usable answer.
-    pub unknown: usize,
-    /// Peers asked.
-    pub asked: usize,
-}
-
-impl Tally {
-    /// This replica (failing) and the peers' answers.
-    pub fn of(answers: &[Answer]) -> Tally {
-        let mut tally = Tally {
-            fails: 1,
-            asked: answers.len(),
-            ..Tally::default()
-        };
-        for answer in answers {
-            match answer {
-                Answer::Passes => tally.passes += 1,
-                Answer::Fails => tally.fails += 1,
-                Answer::Unknown(_) => tally.unknown += 1,
-            }
-        }
-        tally
-    }
-
-    /// Replicas that answered, this one included.
-    pub fn answering(&self) -> usize {
-        self.fails + self.passes
-    }
-}
-
-/// The panic rule: at least one peer fails too, and at least `threshold` of the answering
-/// replicas (this one included) fail.
-pub fn decide(tally: &Tally, threshold: f64) -> bool {
-    let peers_failing = tally.fails.saturating_sub(1);
-    // A hair of tolerance: 0.6 × 5 must be 3, not 3.0000000000000004.
-    peers_failing >= 1 && tally.fails as f64 + 1e-9 >= threshold * tally.answering() as f64
-}
-
-/// The decisions between a panic's start and end that a person reading the log wants to see.
-fn log_decision(check: &str, tally: &Tally, tentative: bool, confirming: bool, own_fault: bool) {
-    let (fails, answering) = (tally.fails, tally.answering());
-    if tentative {
-        tracing::info!(
-            check,
-            fails,
-            answering,
-            unknown = tally.unknown,
-            "Fleet: {check} fails on {fails} of {answering} replicas, below the threshold; holding one run to ask again"
-        );
-    } else if own_fault {
-        tracing::info!(
-            check,
-            fails,
-            answering,
-            "Fleet: {check} fails on {fails} of {answering} replicas: the failure is this replica's"
-        );
-    }
-    if confirming {
-        tracing::info!(
-            check,
-            fails,
-            answering,
-            unknown = tally.unknown,
-            "Fleet panic: {check} fails on {fails} of {answering} replicas now; holding one more run to confirm"
-        );
-    }
-}
-
-/// The `/readyz?verbose` line's text: `panic: postgres fails on 5 of 5 replicas (threshold
-/// 50%), staying in the Service`.
-pub fn panic_line(check: &str, tally: &Tally, threshold: f64) -> String {
-    format!(
-        "panic: {check} fails on {} of {} replicas (threshold {}), staying in the Service",
-        tally.fails,
-        tally.answering(),
-        crate::core::fmt::percent(threshold)
-    )
-}
-
-/// The `/readyz?verbose` line's text during a tentative hold: `pending: postgres fails on 2 of
-/// 5 replicas (threshold 50%), asking again next run`.
-pub fn pending_line(check: &str, tally: &Tally, threshold: f64) -> String {
-    format!(
-        "pending: {check} fails on {} of {} replicas (threshold {}), asking again next run",
-        tally.fails,
-        tally.answering(),
-        crate::core::fmt::percent(threshold)
-    )
-}
-
 /// The last decision about one check.
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub tally: Tally,
-    pub panic: bool,
-    /// A panic kept for one more run although this decision alone would end it: leaving a
-    /// panic takes two decisions in a row, so that replicas recovering a few milliseconds apart
-    /// (the last ones seeing the first ones pass already) do not leave the Service meanwhile.
-    pub confirming: bool,
-    /// A hold for one run at the first decision of a failure that starts now (the check passed
-    /// until this run) when peers answered but not enough fail: replicas detect a failure
-    /// milliseconds apart, and a peer that has not confirmed its own failure yet still answers
-    /// 200. The next run asks again, and its decision stands.
-    pub tentative: bool,
+    pub hold: Hold,
     /// The counts of the last decision that found a panic: what the `/readyz` line shows.
     pub panic_tally: Tally,
     pub at: Instant,
@@ -214,41 +91,15 @@ pub struct Decision {
     pub answers: Vec<(SocketAddr, Answer)>,
 }
 
-/// A panic that started or ended: logged here, kept by the state as a transition of `fleet`.
-#[derive(Debug, Clone)]
-pub struct PanicChange {
-    pub check: String,
-    pub started: bool,
-    pub reason: String,
-    pub at: SystemTime,
-}
-
-/// What the peers resolved to last.
-#[derive(Debug, Clone, Default)]
-pub struct Resolution {
-    pub at: Option<SystemTime>,
-    pub peers: Vec<SocketAddr>,
-    /// Entries that did not resolve, and why.
-    pub errors: Vec<String>,
-    /// Addresses left out as this replica's own.
-    pub own_left_out: usize,
-}
-
-impl Resolution {
-    /// Why there is no peer to ask, when there is none.
-    pub fn problem(&self) -> Option<String> {
-        if !self.peers.is_empty() {
-            return None;
-        }
-        Some(if self.at.is_none() {
-            "not resolved yet".to_owned()
-        } else if !self.errors.is_empty() {
-            format!("no peer to ask: {}", self.errors.join("; "))
-        } else if self.own_left_out > 0 {
-            "no peer to ask: the peers resolve only to this replica".to_owned()
-        } else {
-            "no peer to ask: the peers resolve to no address".to_owned()
-        })
+impl Decision {
+    /// The `/readyz?verbose` line while it holds.
+    pub fn line(&self, check: &str, threshold: f64) -> Option<String> {
+        let tally = match self.hold {
+            Hold::None => return None,
+            Hold::Tentative => &self.tally,
+            Hold::Panic | Hold::Confirming => &self.panic_tally,
+        };
+        Some(hold_line(self.hold, check, tally, threshold))
     }
 }
 
@@ -257,6 +108,8 @@ pub struct Fleet {
     config: config::Fleet,
     client: HttpClient,
     metrics: FleetMetrics,
+    /// Told which checks are held; read by its readiness rule.
+    state: Arc<State>,
     resolved: Mutex<(Option<Instant>, Resolution)>,
     decisions: RwLock<HashMap<String, Decision>>,
     peer_requests: AtomicU64,
@@ -271,12 +124,30 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
+/// The fleet as `/diag` shows it: what it was configured with, found and decided.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// `fleet.peers` as configured.
+    pub peers: Vec<String>,
+    pub panic_threshold: f64,
+    /// Left out of the peers.
+    pub own_address: Option<SocketAddr>,
+    pub own_address_from: &'static str,
+    pub resolution: Resolution,
+    /// Runs that asked the peers, and requests sent, since start.
+    pub consultations: u64,
+    pub peer_requests: u64,
+    /// The last decision about each check that asked, by name.
+    pub decisions: Vec<(String, Decision)>,
+}
+
 impl Fleet {
-    pub fn new(config: &config::Fleet, metrics: &Metrics) -> Result<Fleet, FleetError> {
+    pub fn new(config: &config::Fleet, metrics: &Metrics, state: Arc<State>) -> Result<Fleet, FleetError> {
         Ok(Fleet {
             config: config.clone(),
             client: HttpClient::new()?,
             metrics: FleetMetrics::register(metrics)?,
+            state,
             resolved: Mutex::new((None, Resolution::default())),
             decisions: RwLock::new(HashMap::new()),
             peer_requests: AtomicU64::new(0),
@@ -285,23 +156,26 @@ impl Fleet {
     }
 
     /// Exports `vigil_fleet_panic{check}` at 0 for a check that takes part.
-    pub fn track(&self, check: &str) {
-        self.metrics.panic.with_label_values(&[check]).set(0);
+    pub fn track(&self, check: &str, settings: &CheckSettings) {
+        if asks(settings) {
+            self.metrics.panic.with_label_values(&[check]).set(0);
+        }
     }
 
-    /// Whether the last decision about `check` is a panic that still holds at `now`.
+    /// Whether the last decision about `check` still holds its readiness at `now`.
     pub fn holds(&self, check: &str, now: Instant) -> bool {
         read(&self.decisions)
             .get(check)
-            .is_some_and(|d| d.panic && now < d.expires)
+            .is_some_and(|d| d.hold.holds() && now < d.expires)
     }
 
-    /// Asks the peers about `check`, which just failed a run here, and decides. Takes at most
-    /// the check's timeout. Returns the panic's start or end, if the decision changed it.
+    /// Asks the peers about `check`, which just failed a run here, and decides; the state is
+    /// told whether the check is held. Takes at most the check's timeout. Returns the panic's
+    /// start or end, if the decision changed it.
     ///
     /// `was_passing`: the check reported pass or warn until this run (a failure starting now,
     /// not one at start-up or one going on).
-    pub async fn consult(&self, check: &str, settings: &CheckSettings, was_passing: bool) -> Option<PanicChange> {
+    pub async fn consult(&self, check: &str, settings: &CheckSettings, was_passing: bool) -> Option<Transition> {
         let (chosen, answers) = self.ask_peers(check, settings).await;
         let tally = Tally::of(&answers);
         let decided = decide(&tally, self.config.panic_threshold);
@@ -309,36 +183,36 @@ impl Fleet {
         let previous = read(&self.decisions)
             .get(check)
             .filter(|d| now < d.expires)
-            .map(|d| (d.panic && !d.tentative, d.panic, d.confirming, d.panic_tally));
-        let (panic, confirming, tentative, panic_tally) = match (decided, previous) {
-            (true, _) => (true, false, false, tally),
-            // Leaving a panic: one more run to confirm.
-            (false, Some((true, _, false, last))) => (true, true, false, last),
-            // The first decision of a failure that starts now, with peers answering: they may
-            // still be confirming theirs (a peer answers 503 only once its hysteresis reports
-            // fail); hold one run and ask again.
-            (false, _) if was_passing && tally.answering() >= 2 => (true, false, true, tally),
-            (false, _) => (false, false, false, tally),
+            .map(|d| (d.hold, d.panic_tally));
+        let before = previous.map_or(Hold::None, |(hold, _)| hold);
+        let hold = Hold::after(before, decided, was_passing, tally.answering());
+        let panic_tally = match (hold, previous) {
+            (Hold::Confirming, Some((_, last))) => last,
+            _ => tally,
         };
-        let was = previous.is_some_and(|(real, _, _, _)| real);
-        let was_held = previous.is_some_and(|(_, held, _, _)| held);
         let keep = EXPIRES_AFTER_INTERVALS.max(settings.success_threshold + 1);
         let decision = Decision {
             tally,
-            panic,
-            confirming,
-            tentative,
+            hold,
             panic_tally,
             at: now,
             at_wall: SystemTime::now(),
             expires: now + keep * settings.interval,
             answers: chosen.into_iter().zip(answers).collect(),
         };
+        self.state.hold(check, hold.holds().then_some(decision.expires));
         write(&self.decisions).insert(check.to_owned(), decision);
-        let real = panic && !tentative;
-        self.metrics.panic.with_label_values(&[check]).set(i64::from(real));
-        log_decision(check, &tally, tentative, confirming, was_held && !was && !panic);
-        self.announce(check, &tally, was, real)
+        self.metrics
+            .panic
+            .with_label_values(&[check])
+            .set(i64::from(hold.is_panic()));
+        log_decision(
+            check,
+            &tally,
+            hold,
+            before.holds() && !before.is_panic() && hold == Hold::None,
+        );
+        self.announce(check, &tally, before.is_panic(), hold.is_panic())
     }
 
     /// Up to [`PEERS_ASKED`] peers chosen at random, asked about `check` within its timeout
@@ -352,17 +226,17 @@ impl Fleet {
         chosen.truncate(PEERS_ASKED);
         let left = deadline.saturating_sub(started.elapsed());
         self.peer_requests.fetch_add(chosen.len() as u64, Ordering::Relaxed);
-        let asked = chosen.iter().map(|addr| self.ask(*addr, check, left));
+        let asked = chosen.iter().map(|addr| peers::ask(&self.client, *addr, check, left));
         let answers = futures_util::future::join_all(asked).await;
         (chosen, answers)
     }
 
     /// The start or end of a panic, logged and returned for the transition ring.
-    fn announce(&self, check: &str, tally: &Tally, was: bool, real: bool) -> Option<PanicChange> {
+    fn announce(&self, check: &str, tally: &Tally, was: bool, now: bool) -> Option<Transition> {
         let threshold = self.config.panic_threshold;
-        match (was, real) {
+        match (was, now) {
             (false, true) => {
-                let reason = panic_line(check, tally, threshold);
+                let reason = hold_line(Hold::Panic, check, tally, threshold);
                 tracing::warn!(
                     check,
                     fails = tally.fails,
@@ -370,7 +244,7 @@ impl Fleet {
                     unknown = tally.unknown,
                     "Fleet panic started: {reason}"
                 );
-                Some(self.change(check, true, reason))
+                Some(change(true, reason))
             }
             (true, false) => {
                 let reason = match tally.answering() {
@@ -388,38 +262,29 @@ impl Fleet {
                     unknown = tally.unknown,
                     "Fleet panic ended: {reason}"
                 );
-                Some(self.change(check, false, reason))
+                Some(change(false, reason))
             }
             _ => None,
         }
     }
 
-    /// After a run of `check` was recorded: a check that no longer fails here leaves its panic.
-    pub fn settle(&self, check: &str, fails_here: bool) -> Option<PanicChange> {
+    /// After a run of `check` was recorded: a check that no longer fails here leaves its hold.
+    pub fn settle(&self, check: &str, fails_here: bool) -> Option<Transition> {
         if fails_here {
             return None;
         }
         let mut decisions = write(&self.decisions);
-        let decision = decisions.get_mut(check).filter(|d| d.panic)?;
-        decision.panic = false;
-        let tentative = std::mem::take(&mut decision.tentative);
+        let decision = decisions.get_mut(check).filter(|d| d.hold.holds())?;
+        let was = std::mem::replace(&mut decision.hold, Hold::None);
         drop(decisions);
-        if tentative {
+        self.state.hold(check, None);
+        if !was.is_panic() {
             return None;
         }
         self.metrics.panic.with_label_values(&[check]).set(0);
         let reason = format!("panic over: {check} passes here again");
         tracing::info!(check, "Fleet panic ended: {reason}");
-        Some(self.change(check, false, reason))
-    }
-
-    fn change(&self, check: &str, started: bool, reason: String) -> PanicChange {
-        PanicChange {
-            check: check.to_owned(),
-            started,
-            reason,
-            at: SystemTime::now(),
-        }
+        Some(change(false, reason))
     }
 
     /// The peers, resolved again when the last resolution is older than `fresh`.
@@ -433,44 +298,9 @@ impl Fleet {
         self.resolve(deadline).await.peers
     }
 
-    /// Resolves every entry of `peers` (each cut at `deadline`) and keeps the result.
+    /// Resolves the peers (each name cut at `deadline`) and keeps the result.
     pub async fn resolve(&self, deadline: Duration) -> Resolution {
-        let mut found: Vec<SocketAddr> = Vec::new();
-        let mut errors = Vec::new();
-        for target in self.config.peers.targets() {
-            match target.host.parse::<IpAddr>() {
-                Ok(ip) => found.push(SocketAddr::new(ip, target.port)),
-                Err(_) => {
-                    let lookup = crate::net::dns::lookup(target.host.as_str(), target.port);
-                    match tokio::time::timeout(deadline, lookup).await {
-                        Ok(Ok(answer)) => {
-                            let before = found.len();
-                            found.extend(answer.addresses);
-                            if found.len() == before {
-                                errors.push(format!("{} resolves to no address", target.host));
-                            }
-                        }
-                        Ok(Err(error)) => errors.push(format!("DNS lookup of {} failed: {error}", target.host)),
-                        Err(_) => errors.push(format!(
-                            "DNS lookup of {} timed out after {}",
-                            target.host,
-                            crate::core::fmt::duration(deadline)
-                        )),
-                    }
-                }
-            }
-        }
-        found.sort();
-        found.dedup();
-        let before = found.len();
-        let own = self.own_address();
-        found.retain(|addr| Some(*addr) != own);
-        let resolution = Resolution {
-            at: Some(SystemTime::now()),
-            own_left_out: before - found.len(),
-            peers: found,
-            errors,
-        };
+        let resolution = peers::resolve(&self.config, deadline).await;
         self.metrics
             .peers
             .set(i64::try_from(resolution.peers.len()).unwrap_or(i64::MAX));
@@ -478,70 +308,91 @@ impl Fleet {
         resolution
     }
 
-    /// This replica's own address as peers see it: the own IP at vigil's port.
-    fn own_address(&self) -> Option<SocketAddr> {
-        self.config
-            .own_ip
-            .map(|ip| SocketAddr::new(ip, self.config.default_port))
-    }
-
-    async fn ask(&self, peer: SocketAddr, check: &str, deadline: Duration) -> Answer {
-        let path: String = percent_encoding::utf8_percent_encode(check, percent_encoding::NON_ALPHANUMERIC).collect();
-        let url = match HttpUrl::parse(&format!("http://{peer}/readyz/{path}")) {
-            Ok(url) => url,
-            Err(error) => return Answer::Unknown(error),
-        };
-        let request = ProbeRequest::get(&url, []);
-        match self.client.probe(&request, deadline, deadline, ANSWER_LIMIT).await {
-            Ok(response) if response.status == 200 => Answer::Passes,
-            Ok(response) if response.status == 503 => Answer::Fails,
-            Ok(response) => Answer::Unknown(format!("answered {}", response.status)),
-            Err(failure) => Answer::Unknown(failure.error.to_string()),
-        }
-    }
-
-    /// What `/diag` shows; `holding` names the checks whose readiness is held now.
-    pub fn snapshot(&self, holding: &[&str]) -> Snapshot {
-        let resolved = lock(&self.resolved).1.clone();
-        let mut checks: Vec<CheckAnswers> = read(&self.decisions)
+    /// What `/diag` shows.
+    pub fn view(&self) -> View {
+        let mut decisions: Vec<(String, Decision)> = read(&self.decisions)
             .iter()
-            .map(|(name, d)| CheckAnswers {
-                check: name.clone(),
-                panic: d.panic,
-                holding: holding.contains(&name.as_str()),
-                line: d.panic.then(|| match d.tentative {
-                    true => pending_line(name, &d.tally, self.config.panic_threshold),
-                    false => panic_line(name, &d.panic_tally, self.config.panic_threshold),
-                }),
-                tentative: d.tentative,
-                confirming: d.confirming,
-                tally: d.tally,
-                answering: d.tally.answering(),
-                at: crate::core::fmt::timestamp(d.at_wall),
-                answers: d
-                    .answers
-                    .iter()
-                    .map(|(peer, answer)| PeerAnswer {
-                        peer: peer.to_string(),
-                        answer: answer.shown(),
-                    })
-                    .collect(),
-            })
+            .map(|(name, d)| (name.clone(), d.clone()))
             .collect();
-        checks.sort_by(|a, b| a.check.cmp(&b.check));
-        Snapshot {
+        decisions.sort_by(|a, b| a.0.cmp(&b.0));
+        View {
             peers: self.config.peers.targets().iter().map(|t| t.text.clone()).collect(),
             panic_threshold: self.config.panic_threshold,
-            own_address: self.own_address().map(|a| a.to_string()),
+            own_address: peers::own_address(&self.config),
             own_address_from: self.config.own_ip_source,
-            resolved_at: resolved.at.map(crate::core::fmt::timestamp),
-            known: resolved.peers.iter().map(ToString::to_string).collect(),
-            resolution_errors: resolved.errors.clone(),
-            problem: resolved.problem(),
+            resolution: lock(&self.resolved).1.clone(),
             consultations: self.consultations.load(Ordering::Relaxed),
             peer_requests: self.peer_requests.load(Ordering::Relaxed),
-            checks,
+            decisions,
         }
+    }
+}
+
+/// The fleet watches the critical shared checks' runs: a failing run that will report fail
+/// asks the peers before it is recorded (at most the check's timeout), so that the decision is
+/// there with the fail; a check that no longer fails leaves its panic.
+impl Observer for Fleet {
+    fn before_record<'a>(&'a self, ended: &'a Ended<'a>) -> Look<'a> {
+        Box::pin(async move {
+            if !asks(ended.settings) || !ended.reports_fail {
+                return;
+            }
+            if let Some(change) = self.consult(ended.check, ended.settings, ended.was_passing).await {
+                self.state.note(change);
+            }
+        })
+    }
+
+    fn after_record(&self, recorded: &Recorded<'_>) {
+        if !asks(recorded.settings) {
+            return;
+        }
+        if let Some(change) = self.settle(recorded.check, recorded.failing) {
+            self.state.note(change);
+        }
+    }
+}
+
+/// A panic's start or end as a change of `fleet` in the transition ring.
+fn change(started: bool, reason: String) -> Transition {
+    let (from, to) = match started {
+        true => (Status::Pass, Status::Warn),
+        false => (Status::Warn, Status::Pass),
+    };
+    Transition {
+        check: "fleet".to_owned(),
+        from: Some(from),
+        to,
+        reason,
+        at: SystemTime::now(),
+    }
+}
+
+/// The decisions between a panic's start and end that a person reading the log wants to see.
+fn log_decision(check: &str, tally: &Tally, hold: Hold, own_fault: bool) {
+    let (fails, answering) = (tally.fails, tally.answering());
+    match hold {
+        Hold::Tentative => tracing::info!(
+            check,
+            fails,
+            answering,
+            unknown = tally.unknown,
+            "Fleet: {check} fails on {fails} of {answering} replicas, below the threshold; holding one run to ask again"
+        ),
+        Hold::Confirming => tracing::info!(
+            check,
+            fails,
+            answering,
+            unknown = tally.unknown,
+            "Fleet panic: {check} fails on {fails} of {answering} replicas now; holding one more run to confirm"
+        ),
+        Hold::None if own_fault => tracing::info!(
+            check,
+            fails,
+            answering,
+            "Fleet: {check} fails on {fails} of {answering} replicas: the failure is this replica's"
+        ),
+        Hold::None | Hold::Panic => {}
     }
 }
 
@@ -554,56 +405,6 @@ pub async fn keep_resolving(fleet: Arc<Fleet>) {
         }
         tokio::time::sleep(RESOLVE_EVERY).await;
     }
-}
-
-/// The fleet as `/diag` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Snapshot {
-    /// `fleet.peers` as configured.
-    pub peers: Vec<String>,
-    pub panic_threshold: f64,
-    /// Left out of the peers.
-    pub own_address: Option<String>,
-    pub own_address_from: &'static str,
-    pub resolved_at: Option<String>,
-    /// The peers the last resolution found.
-    pub known: Vec<String>,
-    pub resolution_errors: Vec<String>,
-    /// Why no peer can be asked, when none can.
-    pub problem: Option<String>,
-    /// Runs that asked the peers, and requests sent, since start.
-    pub consultations: u64,
-    pub peer_requests: u64,
-    /// Per shared critical check that asked: the last answers.
-    pub checks: Vec<CheckAnswers>,
-}
-
-/// The last answers about one check.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckAnswers {
-    pub check: String,
-    /// The last decision was a panic.
-    pub panic: bool,
-    /// A panic kept one more run to confirm its end.
-    pub confirming: bool,
-    /// A hold for one run at the start of a failure, asking again (see [`Decision::tentative`]).
-    pub tentative: bool,
-    /// Readiness is held for this check now.
-    pub holding: bool,
-    /// The `/readyz?verbose` text while holding.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<String>,
-    #[serde(flatten)]
-    pub tally: Tally,
-    pub answering: usize,
-    pub at: String,
-    pub answers: Vec<PeerAnswer>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerAnswer {
-    pub peer: String,
-    pub answer: String,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -629,52 +430,6 @@ mod tests {
         Tally::of(&answers)
     }
 
-    #[test]
-    fn a_fleet_wide_failure_is_a_panic_and_the_line_says_so() {
-        let all = tally(4, 0, 0);
-        assert!(decide(&all, 0.5));
-        assert_eq!(
-            panic_line("postgres", &all, 0.5),
-            "panic: postgres fails on 5 of 5 replicas (threshold 50%), staying in the Service"
-        );
-        assert!(decide(&tally(2, 2, 0), 0.5), "3 of 5 is 60%");
-    }
-
-    #[test]
-    fn two_of_five_at_half_is_this_replicas_problem() {
-        assert!(!decide(&tally(1, 3, 0), 0.5), "2 of 5 is 40% < 50%");
-        assert!(decide(&tally(1, 3, 0), 0.4), "at 40% it is the fleet's");
-    }
-
-    #[test]
-    fn a_failure_here_alone_is_never_a_panic() {
-        assert!(!decide(&tally(0, 0, 0), 0.5), "no peer answered");
-        assert!(
-            !decide(&tally(0, 0, 4), 0.5),
-            "peers unknown (slow, refused) are not counted"
-        );
-        assert!(!decide(&tally(0, 1, 0), 0.5), "1 of 2, the peer passes");
-        assert!(!decide(&tally(0, 0, 0), 0.01));
-    }
-
-    #[test]
-    fn unknown_answers_are_left_out_of_the_share() {
-        // 2 failing, 1 passing, 2 slow: 2 of 3 answering.
-        let t = tally(1, 1, 2);
-        assert_eq!((t.fails, t.answering(), t.unknown, t.asked), (2, 3, 2, 4));
-        assert!(decide(&t, 0.5));
-        assert!(!decide(&t, 0.7));
-    }
-
-    #[test]
-    fn the_threshold_is_inclusive_without_float_noise() {
-        assert!(decide(&tally(2, 2, 0), 0.6), "3 of 5 at 60%");
-        assert!(decide(&tally(1, 1, 0), 0.5), "exactly half at 50%");
-        assert!(!decide(&tally(1, 1, 0), 0.67));
-        assert!(decide(&tally(4, 0, 0), 1.0), "every replica at 100%");
-        assert!(!decide(&tally(3, 1, 0), 1.0));
-    }
-
     fn fleet(peers: &[&str], own: Option<&str>) -> Fleet {
         let targets = peers
             .iter()
@@ -687,7 +442,7 @@ mod tests {
             own_ip_source: "POD_IP",
             default_port: 9476,
         };
-        Fleet::new(&config, &Metrics::new().unwrap()).unwrap()
+        Fleet::new(&config, &Metrics::new().unwrap(), Arc::new(State::new([]))).unwrap()
     }
 
     #[tokio::test]
@@ -718,7 +473,7 @@ mod tests {
             problem.starts_with("no peer to ask: DNS lookup of no-such-peer.invalid"),
             "{problem}"
         );
-        assert_eq!(fleet.snapshot(&[]).problem.as_deref(), Some(problem.as_str()));
+        assert_eq!(fleet.view().resolution.problem().as_deref(), Some(problem.as_str()));
     }
 
     /// A peer answering every request with `status`.
@@ -758,10 +513,10 @@ mod tests {
             fleet.holds("postgres", Instant::now()),
             "2 of 5, the first decision: held one run"
         );
-        let shown = fleet.snapshot(&["postgres"]);
-        assert!(shown.checks[0].tentative);
+        let shown = fleet.view();
+        assert_eq!(shown.decisions[0].1.hold, Hold::Tentative);
         assert_eq!(
-            shown.checks[0].line.as_deref(),
+            shown.decisions[0].1.line("postgres", 0.5).as_deref(),
             Some("pending: postgres fails on 2 of 5 replicas (threshold 50%), asking again next run")
         );
         assert!(fleet.consult("postgres", &shared(), false).await.is_none());
@@ -823,9 +578,7 @@ mod tests {
             "postgres".to_owned(),
             Decision {
                 tally: tally(4, 0, 0),
-                panic: true,
-                confirming: false,
-                tentative: false,
+                hold: Hold::Panic,
                 panic_tally: tally(4, 0, 0),
                 at: now,
                 at_wall: SystemTime::now(),
@@ -836,10 +589,10 @@ mod tests {
         // The peer is gone: no panic by itself, but the panic holds one more run.
         assert!(fleet.consult("postgres", &settings, false).await.is_none());
         assert!(fleet.holds("postgres", Instant::now()));
-        let shown = fleet.snapshot(&["postgres"]);
-        assert!(shown.checks[0].confirming);
+        let shown = fleet.view();
+        assert_eq!(shown.decisions[0].1.hold, Hold::Confirming);
         assert_eq!(
-            shown.checks[0].line.as_deref(),
+            shown.decisions[0].1.line("postgres", 0.5).as_deref(),
             Some("panic: postgres fails on 5 of 5 replicas (threshold 50%), staying in the Service")
         );
         let over = fleet
@@ -859,9 +612,7 @@ mod tests {
             "postgres".to_owned(),
             Decision {
                 tally: tally(4, 0, 0),
-                panic: true,
-                confirming: false,
-                tentative: false,
+                hold: Hold::Panic,
                 panic_tally: tally(4, 0, 0),
                 at: now,
                 at_wall: SystemTime::now(),
@@ -876,39 +627,9 @@ mod tests {
             "still failing here: nothing changes"
         );
         let over = fleet.settle("postgres", false).expect("a pass here ends the panic");
-        assert!(!over.started);
+        assert_eq!(over.to, Status::Pass);
         assert_eq!(over.reason, "panic over: postgres passes here again");
         assert!(!fleet.holds("postgres", now));
         assert!(fleet.settle("postgres", false).is_none(), "ended once");
-    }
-}
-/// `[fleet]`'s figures; registered only when `[fleet]` is configured.
-#[derive(Clone)]
-pub struct FleetMetrics {
-    /// Peers known after the last resolution, this replica left out.
-    pub peers: IntGauge,
-    /// 1 while this replica stays ready through a fleet-wide failure of `check`.
-    pub panic: IntGaugeVec,
-}
-
-impl FleetMetrics {
-    /// Creates and registers `vigil_fleet_peers` and `vigil_fleet_panic{check}`.
-    pub fn register(metrics: &Metrics) -> Result<FleetMetrics, MetricsError> {
-        let fleet = FleetMetrics {
-            peers: IntGauge::new(
-                "vigil_fleet_peers",
-                "Peers known from fleet.peers at the last resolution, this replica left out.",
-            )?,
-            panic: IntGaugeVec::new(
-                Opts::new(
-                    "vigil_fleet_panic",
-                    "1 while this replica stays ready through a fleet-wide failure of the shared check, else 0.",
-                ),
-                &["check"],
-            )?,
-        };
-        metrics.registry().register(Box::new(fleet.peers.clone()))?;
-        metrics.registry().register(Box::new(fleet.panic.clone()))?;
-        Ok(fleet)
     }
 }

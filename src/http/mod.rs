@@ -1,6 +1,7 @@
 //! The one HTTP port: probes, metrics and diag.
 
 pub mod diag_token;
+pub mod render;
 pub mod routes;
 pub mod server;
 

@@ -16,9 +16,10 @@ use tokio::runtime::Handle;
 
 use crate::core::outcome::Status;
 use crate::engine::state::State;
+use crate::fleet::Fleet;
 use crate::http::diag_token::DiagToken;
+use crate::http::render::{self, DiagInput, Snapshot};
 use crate::metrics::Metrics;
-use crate::render::{self, DiagInput};
 
 /// What the endpoints read.
 pub struct App {
@@ -31,6 +32,15 @@ pub struct App {
     pub service_id: String,
     /// Where the check loops run, for `/diag`'s task count.
     pub checks_runtime: Option<Handle>,
+    /// `[fleet]`: its decisions, for the `/readyz` lines of held checks and `/diag`.
+    pub fleet: Option<Arc<Fleet>>,
+}
+
+impl App {
+    /// The fleet as `/readyz` and `/diag` show it, with the checks held in `readiness`.
+    fn fleet(&self, held: &[String]) -> Option<Snapshot> {
+        self.fleet.as_ref().map(|fleet| Snapshot::of(&fleet.view(), held))
+    }
 }
 
 type Body = Full<Bytes>;
@@ -147,7 +157,11 @@ fn readyz(app: &App, query: &str, trusted: bool) -> Response<Body> {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    text(status, render::readyz_verbose(&readiness, &excluded, trusted))
+    let fleet = app.fleet(&readiness.held);
+    text(
+        status,
+        render::readyz_verbose(&readiness, fleet.as_ref(), &excluded, trusted),
+    )
 }
 
 fn readyz_check(app: &App, name: &str, trusted: bool) -> Response<Body> {
@@ -177,6 +191,7 @@ fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body>
     let readiness = app.state.readiness(Instant::now(), &[]);
     let transitions = app.state.transitions();
     let kubelet_probes = app.state.kubelet_probes();
+    let fleet = app.fleet(&readiness.held);
     let input = DiagInput {
         readiness: &readiness,
         transitions: &transitions,
@@ -187,6 +202,7 @@ fn diag(app: &App, request: &Request<impl Sized>, query: &str) -> Response<Body>
         now: SystemTime::now(),
         service_id: &app.service_id,
         config: &config,
+        fleet: fleet.as_ref(),
     };
     // The draft's status code, the same for the JSON and the text: 200 for pass and warn, 503
     // for fail (not ready, draining included).

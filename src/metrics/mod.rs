@@ -37,7 +37,7 @@ pub struct Metrics {
     /// `vigil_check_*`: one set of figures per check, outside the registry (see [`series`]).
     series: Arc<SeriesSet>,
     /// The families check kinds write themselves, one per kind (by its type).
-    families: Arc<Mutex<Vec<(TypeId, Arc<dyn TextFamily>)>>>,
+    families: Arc<Mutex<Families>>,
     /// The size of the last exposition, to size the next one's buffer.
     last_render_len: Arc<AtomicUsize>,
     /// What each check registered, by the check's name, so that a check rebuilt by a reload
@@ -49,6 +49,8 @@ pub struct Metrics {
 /// boxes): what registers them, and what unregisters them.
 type Collectors = Arc<dyn Fn() -> Vec<Box<dyn Collector>> + Send + Sync>;
 type Groups = HashMap<String, Vec<Collectors>>;
+/// The families of each kind that keeps some, by the kind's type.
+type Families = Vec<(TypeId, Arc<dyn TextFamily>)>;
 
 /// A metric definition that does not register: only possible through a programming error
 /// (a duplicate or malformed name), which the unit tests catch.
