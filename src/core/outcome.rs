@@ -283,45 +283,15 @@ impl Outcome {
         self
     }
 
+    /// With these observations: for outcomes made whole elsewhere (tests, the scheduler's own).
     pub fn with_observations(mut self, observations: Vec<Observation>) -> Self {
         self.observations = observations;
-        self
-    }
-
-    pub fn with_details(mut self, details: serde_json::Value) -> Self {
-        // Serializing a Value cannot fail (its map keys are strings).
-        self.details = serde_json::value::to_raw_value(&details).ok().map(Details);
         self
     }
 
     pub fn with_rerun(mut self, rerun: Rerun) -> Self {
         self.rerun = rerun;
         self
-    }
-
-    /// This outcome with more findings, reduced by the one rule ([`Findings::into_outcome`]) as
-    /// if they had been found after its own: for a part (a certificate's expiry) that a check
-    /// adds to what its main part decided. Observations, details and rerun stay.
-    pub fn and(self, more: impl IntoIterator<Item = Finding>) -> Outcome {
-        let mut more = more.into_iter().peekable();
-        if more.peek().is_none() {
-            return self;
-        }
-        let own = match (self.status, self.kind) {
-            (Status::Pass, _) => None,
-            (status, kind) => Some(Finding {
-                status,
-                kind: kind.unwrap_or(FailureKind::Protocol),
-                reason: self.reason,
-                hint: self.hint,
-            }),
-        };
-        Outcome {
-            observations: self.observations,
-            details: self.details,
-            rerun: self.rerun,
-            ..own.into_iter().chain(more).collect::<Findings>().into_outcome()
-        }
     }
 }
 
@@ -449,12 +419,14 @@ impl Extend<Finding> for Findings {
 }
 
 /// What a run found, as it goes: its findings, its observations and its `/diag` details,
-/// gathered in one place so that a check's parts each add theirs.
+/// gathered in one place so that a check's parts each add theirs. The one way a check assembles
+/// its outcome ([`Report::into_outcome`]).
 #[derive(Debug, Default)]
 pub struct Report {
     findings: Findings,
     observations: Vec<Observation>,
     details: serde_json::Map<String, serde_json::Value>,
+    rerun: Rerun,
 }
 
 impl Report {
@@ -474,8 +446,29 @@ impl Report {
         self.observations.push(observation);
     }
 
+    pub fn observe_all(&mut self, observations: impl IntoIterator<Item = Observation>) {
+        self.observations.extend(observations);
+    }
+
     pub fn detail(&mut self, key: &str, value: serde_json::Value) {
         self.details.insert(key.to_owned(), value);
+    }
+
+    /// Every key of `details` (a JSON object) as a detail.
+    pub fn details(&mut self, details: serde_json::Value) {
+        if let serde_json::Value::Object(map) = details {
+            self.details.extend(map);
+        }
+    }
+
+    /// When the check would like to run next.
+    pub fn rerun(&mut self, rerun: Rerun) {
+        self.rerun = rerun;
+    }
+
+    /// The worst status found so far; pass when nothing was.
+    pub fn worst(&self) -> Status {
+        self.findings.worst()
     }
 
     /// The findings so far, in the order found.
@@ -485,10 +478,16 @@ impl Report {
 
     /// The outcome by the one rule ([`Findings::into_outcome`]), with everything observed.
     pub fn into_outcome(self) -> Outcome {
-        self.findings
-            .into_outcome()
-            .with_observations(self.observations)
-            .with_details(serde_json::Value::Object(self.details))
+        // Serializing a Value cannot fail (its map keys are strings).
+        let details = serde_json::value::to_raw_value(&serde_json::Value::Object(self.details))
+            .ok()
+            .map(Details);
+        Outcome {
+            observations: self.observations,
+            details,
+            rerun: self.rerun,
+            ..self.findings.into_outcome()
+        }
     }
 }
 
@@ -538,35 +537,6 @@ mod tests {
         assert_eq!(outcome.status, Status::Warn);
         assert_eq!(outcome.reason, "cpu 95%; memory 97%; 1 OOM kill; no hint here");
         assert_eq!(outcome.hint.as_deref(), Some("cpu hint; memory hint"));
-    }
-
-    #[test]
-    fn more_findings_join_an_outcome_by_the_same_rule() {
-        let warned = Outcome::warn(FailureKind::Threshold, "saturation 85%")
-            .with_hint("see the pool")
-            .with_rerun(Rerun::Confirm);
-        let expired = Finding::fail(FailureKind::Tls, "certificate expired 3d ago").with_hint("renew");
-        let outcome = warned.clone().and([expired.clone()]);
-        assert_eq!(
-            (
-                outcome.status,
-                outcome.kind,
-                outcome.reason.as_str(),
-                outcome.hint.as_deref()
-            ),
-            (
-                Status::Fail,
-                Some(FailureKind::Tls),
-                "certificate expired 3d ago",
-                Some("renew")
-            )
-        );
-        assert_eq!(outcome.rerun, Rerun::Confirm, "the outcome's own rerun stays");
-        let failed = Outcome::fail(FailureKind::Refused, "connection refused").and([expired]);
-        assert_eq!(failed.reason, "connection refused; certificate expired 3d ago");
-        assert_eq!(failed.kind, Some(FailureKind::Refused));
-        assert_eq!(warned.clone().and([]), warned, "nothing more changes nothing");
-        assert_eq!(Outcome::pass().and([]).reason, "ok");
     }
 
     #[test]

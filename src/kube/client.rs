@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
 use super::objects::Status;
-use crate::core::outcome::FailureKind;
+use crate::core::outcome::{FailureKind, Finding};
 use crate::core::secret::Secret;
 use crate::core::url::HttpUrl;
 use crate::net::attempt::ProbeError;
@@ -94,8 +94,9 @@ impl ApiError {
     }
 
     /// What failed, for a person: `kubernetes API: forbidden: cannot get pods/metrics in
-    /// namespace api-gateway; grant it with deploy/base/rbac.yaml`, with a hint.
-    pub fn problem(&self, verb: &str, resource: &str, namespace: &str) -> Problem {
+    /// namespace api-gateway; grant it with deploy/base/rbac.yaml`, with a hint; a warn (an API
+    /// server outage must not empty the Service).
+    pub fn problem(&self, verb: &str, resource: &str, namespace: &str) -> Finding {
         let (kind, reason, hint) = match self {
             ApiError::Status { code: 401, .. } => (
                 FailureKind::Auth,
@@ -131,21 +132,8 @@ impl ApiError {
                 "see the API server's health (kubectl get --raw /readyz?verbose) and vigil's log".to_owned(),
             ),
         };
-        Problem {
-            kind,
-            reason: format!("kubernetes API: {reason}"),
-            hint,
-        }
+        Finding::warn(kind, format!("kubernetes API: {reason}")).with_hint(hint)
     }
-}
-
-/// An API failure as the `pod` check reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub kind: FailureKind,
-    /// Starts with `kubernetes API: `.
-    pub reason: String,
-    pub hint: String,
 }
 
 type Connection =

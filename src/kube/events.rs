@@ -23,9 +23,10 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::client::{self, ApiClient, ApiError, Problem};
+use super::client::{self, ApiClient, ApiError};
 use super::objects::Pod;
 use super::watch::Store;
+use crate::core::outcome::Finding;
 use crate::core::outcome::Status;
 
 /// Changes waiting to be written; past this, changes are dropped (and counted).
@@ -67,15 +68,15 @@ pub struct EventStats {
     /// Waiting changes replaced by a later one of the same check within its minute.
     pub folded: AtomicU64,
     /// The last write's failure, until a write works again.
-    problem: Mutex<Option<Problem>>,
+    problem: Mutex<Option<Finding>>,
 }
 
 impl EventStats {
-    pub fn problem(&self) -> Option<Problem> {
+    pub fn problem(&self) -> Option<Finding> {
         self.problem.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn set_problem(&self, problem: Option<Problem>) {
+    fn set_problem(&self, problem: Option<Finding>) {
         *self.problem.lock().unwrap_or_else(PoisonError::into_inner) = problem;
     }
 

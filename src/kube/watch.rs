@@ -21,8 +21,9 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::client::{self, ApiClient, ApiError, LIST_LIMIT, Problem};
+use super::client::{self, ApiClient, ApiError, LIST_LIMIT};
 use super::objects::{List, Object, ObjectMeta, Status};
+use crate::core::outcome::Finding;
 use crate::core::wake::Wake;
 
 /// How long a list, or the opening of a watch, may take.
@@ -81,7 +82,7 @@ struct Inner<T> {
     /// When the view was last known to be current.
     confirmed: Option<Instant>,
     /// The last failure, until a list or watch works again.
-    problem: Option<Problem>,
+    problem: Option<Finding>,
     lists: u64,
     watches: u64,
 }
@@ -94,7 +95,7 @@ pub struct View<T> {
     pub listed: bool,
     /// How old the view is: zero while a watch is open; `None` before the first list.
     pub age: Option<Duration>,
-    pub problem: Option<Problem>,
+    pub problem: Option<Finding>,
     pub lists: u64,
     pub watches: u64,
 }
@@ -199,7 +200,7 @@ impl<T: Object> Store<T> {
     }
 
     /// A failure: the view stays as it was, its age growing. Whether it is a new failure.
-    fn failed(&self, problem: Problem) -> bool {
+    fn failed(&self, problem: Finding) -> bool {
         self.update(|inner| {
             if inner.connected {
                 inner.confirmed = Some(Instant::now());

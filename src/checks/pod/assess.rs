@@ -10,7 +10,7 @@ use super::config::PodKeys;
 use crate::config::Kubernetes;
 use crate::core::fmt;
 use crate::core::outcome::{FailureKind, Figure, Finding, Observation, Report, Unit};
-use crate::kube::client::{Problem, shorten};
+use crate::kube::client::shorten;
 use crate::kube::objects::{ContainerSpec, ContainerStatus, EndpointSlice, Pod, PodMetrics, Terminated};
 use crate::kube::quantity;
 use crate::kube::watch::View;
@@ -34,7 +34,7 @@ pub enum Usage {
     Figures(PodMetrics),
     /// 404 for this pod: the metrics pipeline has no figures for it yet (a new pod).
     NotYet,
-    Failed(Problem),
+    Failed(Finding),
 }
 
 /// Everything one run judges.
@@ -45,7 +45,7 @@ pub struct Inputs<'a> {
     pub slices: Option<&'a View<EndpointSlice>>,
     pub usage: &'a Usage,
     /// The Event poster's last failure.
-    pub events: Option<Problem>,
+    pub events: Option<Finding>,
     pub now: SystemTime,
 }
 
@@ -94,17 +94,20 @@ pub fn assess(inputs: &Inputs<'_>) -> (Report, Exported) {
             Some(age) => format!("; showing {part} as last seen {} ago", fmt::age(age)),
             None => String::new(),
         };
-        report.find(Finding::warn(problem.kind, format!("{}{kept}", problem.reason)).with_hint(problem.hint.clone()));
+        report.find(Finding {
+            reason: format!("{}{kept}", problem.reason),
+            ..problem.clone()
+        });
     }
     if let Usage::Failed(problem) = inputs.usage {
         api_up = false;
         api.insert("metrics".to_owned(), json!(problem.reason));
-        report.find(Finding::warn(problem.kind, problem.reason.clone()).with_hint(problem.hint.clone()));
+        report.find(problem.clone());
     }
     if let Some(problem) = &inputs.events {
         api_up = false;
         api.insert("events".to_owned(), json!(problem.reason));
-        report.find(Finding::warn(problem.kind, problem.reason.clone()).with_hint(problem.hint.clone()));
+        report.find(problem.clone());
     }
     exported.api_up = api_up;
     report.observe(API_UP.of(f64::from(u8::from(api_up))));
@@ -670,11 +673,13 @@ mod tests {
     fn api_failures_warn_and_keep_the_last_view_with_its_age() {
         let mut stale = pod("{}", RUNNING);
         stale.age = Some(Duration::from_secs(150));
-        stale.problem = Some(Problem {
-            kind: FailureKind::Refused,
-            reason: "kubernetes API: cannot reach https://10.96.0.1:443: connection refused".to_owned(),
-            hint: "h".to_owned(),
-        });
+        stale.problem = Some(
+            Finding::warn(
+                FailureKind::Refused,
+                "kubernetes API: cannot reach https://10.96.0.1:443: connection refused",
+            )
+            .with_hint("h"),
+        );
         let (outcome, exported) = run(&stale, None, &Usage::NotYet);
         assert_eq!(outcome.status, Status::Warn);
         assert_eq!(

@@ -118,13 +118,11 @@ impl PodCheck {
             now: SystemTime::now(),
         });
         self.export(&exported);
-        let mut outcome = report.into_outcome();
-        if let (Some(stats), Some(details)) = (self.cluster.event_stats(), outcome.details.take()) {
-            let mut value = details.to_value();
-            value["events"] = stats.to_json();
-            outcome = outcome.with_details(value);
+        let mut report = report;
+        if let Some(stats) = self.cluster.event_stats() {
+            report.detail("events", stats.to_json());
         }
-        outcome
+        report.into_outcome()
     }
 
     /// The metrics API's answer: asked now, or the last one if it is younger than half an

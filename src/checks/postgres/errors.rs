@@ -12,7 +12,7 @@ use deadpool_postgres::{PoolError, TimeoutType};
 use tokio_postgres::error::SqlState;
 
 use crate::core::fmt;
-use crate::core::outcome::{FailureKind, Outcome};
+use crate::core::outcome::{FailureKind, Finding};
 
 pub const NETSTAT_HINT: &str = "kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
 pub const SATURATION_HINT: &str = "who holds the connections: SELECT usename, application_name, client_addr, state, count(*) \
@@ -32,69 +32,53 @@ pub struct Target {
     pub dbname: String,
 }
 
-/// One classified failure.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PgFailure {
-    pub kind: FailureKind,
-    pub reason: String,
-    pub hint: String,
+/// A classified failure: a fail finding with its hint.
+fn failure(kind: FailureKind, reason: String, hint: impl Into<String>) -> Finding {
+    Finding::fail(kind, reason).with_hint(hint)
 }
 
-impl PgFailure {
-    fn new(kind: FailureKind, reason: String, hint: impl Into<String>) -> PgFailure {
-        PgFailure {
-            kind,
-            reason,
-            hint: hint.into(),
-        }
-    }
-
-    pub fn timeout(target: &Target, what: &str, after: Duration) -> PgFailure {
-        PgFailure::new(
-            FailureKind::Timeout,
-            format!("timed out {what} {} after {}", target.display, fmt::duration(after)),
-            format!(
-                "the server or the network does not answer: check NetworkPolicies and firewalls to {}, the \
+/// Nothing came back within `after`.
+pub fn timeout(target: &Target, what: &str, after: Duration) -> Finding {
+    failure(
+        FailureKind::Timeout,
+        format!("timed out {what} {} after {}", target.display, fmt::duration(after)),
+        format!(
+            "the server or the network does not answer: check NetworkPolicies and firewalls to {}, the \
                  server's load and logs; {NETSTAT_HINT}",
-                target.display
-            ),
-        )
-    }
+            target.display
+        ),
+    )
+}
 
-    /// The server answered something vigil cannot use.
-    pub fn protocol(target: &Target, what: &str) -> PgFailure {
-        PgFailure::new(
-            FailureKind::Protocol,
-            format!("{}: {what}", target.display),
-            "see the server's log, and any proxy (PgBouncer) between vigil and the server",
-        )
-    }
-
-    pub fn into_outcome(self) -> Outcome {
-        Outcome::fail(self.kind, self.reason).with_hint(self.hint)
-    }
+/// The server answered something vigil cannot use.
+pub fn protocol(target: &Target, what: &str) -> Finding {
+    failure(
+        FailureKind::Protocol,
+        format!("{}: {what}", target.display),
+        "see the server's log, and any proxy (PgBouncer) between vigil and the server",
+    )
 }
 
 /// Classifies an error of connecting or querying.
-pub fn classify(error: &tokio_postgres::Error, target: &Target, budget: Duration) -> PgFailure {
+pub fn classify(error: &tokio_postgres::Error, target: &Target, budget: Duration) -> Finding {
     if let Some(db) = error.as_db_error() {
         let code = db.code();
         let message = db.message();
         return if *code == SqlState::TOO_MANY_CONNECTIONS {
-            PgFailure::new(
+            failure(
                 FailureKind::TooManyClients,
                 format!("too many clients: the server refused a new connection ({message})"),
                 SATURATION_HINT,
             )
         } else if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
-            PgFailure::new(
+            failure(
                 FailureKind::Auth,
                 format!("authentication failed for user \"{}\" ({message})", target.user),
                 "check the user and password in the Secret behind DATABASE_URL / postgres.url_file, and \
                  pg_hba.conf on the server (its log says which rule rejected the client)",
             )
         } else if *code == SqlState::INVALID_CATALOG_NAME {
-            PgFailure::new(
+            failure(
                 FailureKind::Misconfigured,
                 format!("database \"{}\" does not exist", target.dbname),
                 "check the database name in the URL; `psql -l` lists the server's databases",
@@ -103,14 +87,14 @@ pub fn classify(error: &tokio_postgres::Error, target: &Target, budget: Duration
             || *code == SqlState::ADMIN_SHUTDOWN
             || *code == SqlState::CRASH_SHUTDOWN
         {
-            PgFailure::new(
+            failure(
                 FailureKind::Refused,
                 format!("server not accepting connections: {message}"),
                 "the server is starting, shutting down or recovering from a crash: check its log and \
                  kubectl get pods for restarts",
             )
         } else {
-            PgFailure::new(
+            failure(
                 FailureKind::Protocol,
                 format!("server error {}: {message}", code.code()),
                 "see the server's log for this error",
@@ -132,24 +116,24 @@ pub fn classify(error: &tokio_postgres::Error, target: &Target, budget: Duration
         return tls_failure(&text, target);
     }
     if text.contains("timeout") {
-        return PgFailure::timeout(target, "connecting to", budget);
+        return timeout(target, "connecting to", budget);
     }
     if error.is_closed() {
-        return PgFailure::new(
+        return failure(
             FailureKind::Refused,
             format!("connection to {} closed by the server", target.display),
             format!("the server ended the session: check its log for restarts or terminated backends; {NETSTAT_HINT}"),
         );
     }
-    PgFailure::new(
+    failure(
         FailureKind::Protocol,
         format!("{} ({})", text, target.display),
         "see the server's log",
     )
 }
 
-fn tls_failure(detail: &str, target: &Target) -> PgFailure {
-    PgFailure::new(
+fn tls_failure(detail: &str, target: &Target) -> Finding {
+    failure(
         FailureKind::Tls,
         format!("TLS handshake failed with {}: {detail}", target.display),
         "check sslmode in the URL against the server's ssl setting, and for verify-full the certificate's \
@@ -158,10 +142,10 @@ fn tls_failure(detail: &str, target: &Target) -> PgFailure {
 }
 
 /// Classifies an I/O error below the driver.
-pub fn classify_io(io: &io::Error, target: &Target, budget: Duration) -> PgFailure {
+pub fn classify_io(io: &io::Error, target: &Target, budget: Duration) -> Finding {
     let text = io.to_string();
     match io.kind() {
-        io::ErrorKind::ConnectionRefused => PgFailure::new(
+        io::ErrorKind::ConnectionRefused => failure(
             FailureKind::Refused,
             format!("connection refused ({})", target.display),
             format!(
@@ -170,13 +154,13 @@ pub fn classify_io(io: &io::Error, target: &Target, budget: Duration) -> PgFailu
                 target.display
             ),
         ),
-        io::ErrorKind::TimedOut => PgFailure::timeout(target, "connecting to", budget),
+        io::ErrorKind::TimedOut => timeout(target, "connecting to", budget),
         io::ErrorKind::InvalidData if text.contains("certificate") || text.contains("tls") => {
             tls_failure(&text, target)
         }
         _ if is_dns(&text) => {
             let name = target.dns_name.as_deref().unwrap_or(&target.display);
-            PgFailure::new(
+            failure(
                 FailureKind::Dns,
                 format!("DNS lookup of {name} failed"),
                 format!(
@@ -185,12 +169,12 @@ pub fn classify_io(io: &io::Error, target: &Target, budget: Duration) -> PgFailu
                 ),
             )
         }
-        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => PgFailure::new(
+        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => failure(
             FailureKind::Refused,
             format!("connection to {} closed by the server ({text})", target.display),
             format!("the server ended the session: check its log for restarts or crashes; {NETSTAT_HINT}"),
         ),
-        _ => PgFailure::new(
+        _ => failure(
             FailureKind::Protocol,
             format!("I/O error talking to {}: {text}", target.display),
             NETSTAT_HINT,
@@ -211,9 +195,9 @@ fn is_dns(text: &str) -> bool {
 }
 
 /// Classifies an error of the agent's own pool.
-pub fn classify_pool(error: &PoolError, target: &Target, budget: Duration) -> PgFailure {
+pub fn classify_pool(error: &PoolError, target: &Target, budget: Duration) -> Finding {
     match error {
-        PoolError::Timeout(TimeoutType::Wait) => PgFailure::new(
+        PoolError::Timeout(TimeoutType::Wait) => failure(
             FailureKind::Timeout,
             format!(
                 "timed out after {} waiting for a connection of vigil's own pool",
@@ -222,9 +206,9 @@ pub fn classify_pool(error: &PoolError, target: &Target, budget: Duration) -> Pg
             "vigil's pool is busy with queries that do not finish: see postgres:pool_in_use in /diag and the \
              server's load",
         ),
-        PoolError::Timeout(_) => PgFailure::timeout(target, "connecting to", budget),
+        PoolError::Timeout(_) => timeout(target, "connecting to", budget),
         PoolError::Backend(e) => classify(e, target, budget),
-        other => PgFailure::new(
+        other => failure(
             FailureKind::Protocol,
             format!("vigil's connection pool failed: {other}"),
             "a bug in vigil: report it with this reason",

@@ -40,7 +40,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use self::config::{Postgres, PostgresKeys};
-use self::errors::{LONG_QUERY_HINT, PgFailure, SATURATION_HINT, Target, classify, classify_pool};
+use self::errors::{LONG_QUERY_HINT, SATURATION_HINT, Target, classify, classify_pool};
 use self::metrics::{POSTGRES_CONNECTION_STATES, PostgresMetrics};
 use self::queries::{Stats, read_stats, stats_sql};
 use self::tls::SslMode;
@@ -49,7 +49,7 @@ use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Sched
 use crate::config::{CheckSettings, EnvAlias, Invalid, Scope};
 use crate::core::fmt;
 use crate::core::outcome::{
-    self, ComponentType, FailureKind, Figure, Finding, Findings, Observation, Outcome, Rerun, Status, Unit,
+    self, ComponentType, FailureKind, Figure, Finding, Observation, Outcome, Report, Rerun, Status, Unit,
 };
 use crate::metrics::Metrics;
 
@@ -115,9 +115,9 @@ struct Measured {
     stats: Option<Stats>,
     pool: deadpool_postgres::Status,
     /// Opening the kept connection failed (this run needed one).
-    kept_error: Option<PgFailure>,
+    kept_error: Option<Finding>,
     /// Taking a pooled connection or `SELECT 1` on it failed.
-    probe_error: Option<PgFailure>,
+    probe_error: Option<Finding>,
 }
 
 impl Measured {
@@ -254,12 +254,12 @@ impl PostgresCheck {
     /// Opens the kept connection and spawns its driver (tokio-postgres needs one per
     /// connection), which rings the wake when the connection ends without vigil having retired
     /// it.
-    async fn connect_kept(&self, deadline: tokio::time::Instant) -> Result<Kept, PgFailure> {
+    async fn connect_kept(&self, deadline: tokio::time::Instant) -> Result<Kept, Finding> {
         let connecting = self.pg_config.connect(self.tls.clone());
         let (client, connection) = match timeout_at(deadline, connecting).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(classify(&e, &self.target, self.timeout)),
-            Err(_) => return Err(PgFailure::timeout(&self.target, "connecting to", self.timeout)),
+            Err(_) => return Err(errors::timeout(&self.target, "connecting to", self.timeout)),
         };
         let retired = Arc::new(AtomicBool::new(false));
         let quiet = Arc::clone(&retired);
@@ -297,21 +297,23 @@ impl PostgresCheck {
         self.export(&measured);
         let details = self.details(&measured);
         let observations = self.observations(&measured);
-        let certificate = self.expiry.judge(self.last_expiry());
-        let outcome = self
-            .judge(measured)
-            .and(certificate)
-            .with_observations(observations)
-            .with_details(details);
-        let rerun = match (outcome.status, outcome.kind) {
-            (Status::Fail, Some(FailureKind::Refused)) if self.lost => Rerun::ConfirmThenEvery(self.fast_retry),
-            (Status::Fail, _) if self.lost => Rerun::Confirm,
+        let mut report = Report::new();
+        report.find_all(self.judge(measured));
+        report.find_all(self.expiry.judge(self.last_expiry()));
+        report.observe_all(observations);
+        report.details(details);
+        let worst = report.worst();
+        let refused =
+            report.findings().iter().find(|f| f.status == worst).map(|f| f.kind) == Some(FailureKind::Refused);
+        report.rerun(match worst {
+            Status::Fail if self.lost && refused => Rerun::ConfirmThenEvery(self.fast_retry),
+            Status::Fail if self.lost => Rerun::Confirm,
             _ => Rerun::Scheduled,
-        };
-        if outcome.status != Status::Fail {
+        });
+        if worst != Status::Fail {
             self.lost = false;
         }
-        outcome.with_rerun(rerun)
+        report.into_outcome()
     }
 
     fn last_expiry(&self) -> Option<SystemTime> {
@@ -467,15 +469,15 @@ impl PostgresCheck {
         observations
     }
 
-    /// Pass, warn or fail from what the run measured.
-    fn judge(&self, m: Measured) -> Outcome {
+    /// What the run's measurements find wrong (nothing: pass).
+    fn judge(&self, m: Measured) -> Vec<Finding> {
         let up = m.up(self.kept.is_some());
-        match (up, m.stats, m.probe_error) {
-            (false, _, probe_error) => m.kept_error.or(probe_error).map_or_else(
-                || Outcome::fail(FailureKind::Protocol, "no answer from the server"),
-                PgFailure::into_outcome,
-            ),
-            (true, Some(s), Some(failure)) if failure.kind == FailureKind::TooManyClients => Outcome::fail(
+        let found = match (up, m.stats, m.probe_error) {
+            (false, _, probe_error) => m
+                .kept_error
+                .or(probe_error)
+                .unwrap_or_else(|| Finding::fail(FailureKind::Protocol, "no answer from the server")),
+            (true, Some(s), Some(failure)) if failure.kind == FailureKind::TooManyClients => Finding::fail(
                 FailureKind::TooManyClients,
                 format!(
                     "too many clients: {} of {} usable connections in use (saturation {})",
@@ -485,20 +487,21 @@ impl PostgresCheck {
                 ),
             )
             .with_hint(SATURATION_HINT),
-            (true, _, Some(failure)) => failure.into_outcome(),
-            (true, None, None) => Outcome::warn(
+            (true, _, Some(failure)) => failure,
+            (true, None, None) => Finding::warn(
                 FailureKind::Protocol,
                 "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read",
             )
             .with_hint("see vigil's log and the server's log; the agent's role needs only to connect"),
-            (true, Some(s), None) => self.assess(&s),
-        }
+            (true, Some(s), None) => return self.assess(&s),
+        };
+        vec![found]
     }
 
     /// The findings of a server that answered: saturation, then long queries.
-    fn assess(&self, s: &Stats) -> Outcome {
+    fn assess(&self, s: &Stats) -> Vec<Finding> {
         let saturation = s.saturation();
-        let mut findings = Findings::new();
+        let mut findings = Vec::new();
         if let Some((status, word, threshold)) =
             outcome::crossed(saturation, self.saturation_warn, self.saturation_fail)
         {
@@ -535,7 +538,7 @@ impl PostgresCheck {
                 .with_hint(LONG_QUERY_HINT),
             );
         }
-        findings.into_outcome()
+        findings
     }
 
     fn details(&self, m: &Measured) -> Json {
@@ -623,17 +626,17 @@ async fn probe(
     target: &Target,
     deadline: tokio::time::Instant,
     timeout: Duration,
-) -> Result<(Duration, deadpool_postgres::Object), PgFailure> {
+) -> Result<(Duration, deadpool_postgres::Object), Finding> {
     let client = match timeout_at(deadline, pool.get()).await {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => return Err(classify_pool(&e, target, timeout)),
-        Err(_) => return Err(PgFailure::timeout(target, "connecting to", timeout)),
+        Err(_) => return Err(errors::timeout(target, "connecting to", timeout)),
     };
     let started = Instant::now();
     match timeout_at(deadline, client.simple_query("SELECT 1")).await {
         Ok(Ok(_)) => Ok((started.elapsed(), client)),
         Ok(Err(e)) => Err(classify(&e, target, timeout)),
-        Err(_) => Err(PgFailure::timeout(target, "waiting for SELECT 1 on", timeout)),
+        Err(_) => Err(errors::timeout(target, "waiting for SELECT 1 on", timeout)),
     }
 }
 
@@ -643,16 +646,16 @@ async fn read(
     deadline: tokio::time::Instant,
     target: &Target,
     timeout: Duration,
-) -> Result<Stats, PgFailure> {
+) -> Result<Stats, Finding> {
     match timeout_at(deadline, read_stats(client, sql)).await {
         Ok(Ok(Some(stats))) => Ok(stats),
-        Ok(Ok(None)) => Err(PgFailure::protocol(target, "the statistics statement returned no row")),
+        Ok(Ok(None)) => Err(errors::protocol(target, "the statistics statement returned no row")),
         Ok(Err(e)) => {
             let failure = classify(&e, target, timeout);
             tracing::debug!(check = "postgres", reason = %failure.reason, "Reading the server's figures failed");
             Err(failure)
         }
-        Err(_) => Err(PgFailure::timeout(target, "reading figures from", timeout)),
+        Err(_) => Err(errors::timeout(target, "reading figures from", timeout)),
     }
 }
 

@@ -30,7 +30,7 @@ use crate::checks::system::config::System;
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
 use crate::config::{CheckSettings, Invalid, Scope, Shape};
 use crate::core::fmt;
-use crate::core::outcome::{ComponentType, FailureKind, Finding, Findings, Observation, Outcome, Unit};
+use crate::core::outcome::{ComponentType, FailureKind, Finding, Observation, Outcome, Report, Unit};
 
 // vigil's own container, never the gateway's: these hints are about vigil starving (late probes).
 const CPU_HINT: &str = "vigil's own container is short of CPU, so its probes may run late: kubectl top pod <pod> \
@@ -159,15 +159,17 @@ impl SystemCheck {
     /// Turns one reading into figures, metrics and the outcome; remembers what the next run
     /// measures against.
     fn assess(&mut self, now: Instant, sample: &Sample, host: &Host) -> Outcome {
+        let mut report = Report::new();
         if sample.has_no_usage() && host.memory_total.is_none() {
-            return Outcome::fail(
+            report.find(Finding::fail(
                 FailureKind::Io,
                 format!(
                     "cannot read any CPU or memory figure: nothing usable under {} nor in /proc/meminfo",
                     self.root.display()
                 ),
-            )
-            .with_details(self.details(sample, None, None, None));
+            ));
+            report.details(self.details(sample, None, None, None));
+            return report.into_outcome();
         }
         let first_run = self.previous.is_none();
         let cpu = cpu_figures(sample, host, self.previous, now);
@@ -179,20 +181,18 @@ impl SystemCheck {
         });
         self.export(&cpu, memory.as_ref());
 
-        let mut findings = Findings::new();
         if let Some(ratio) = cpu.ratio.filter(|&ratio| ratio >= self.cpu_warn) {
-            findings
-                .push(Finding::warn(FailureKind::Threshold, cpu.describe(ratio, self.cpu_warn)).with_hint(CPU_HINT));
+            report.find(Finding::warn(FailureKind::Threshold, cpu.describe(ratio, self.cpu_warn)).with_hint(CPU_HINT));
         }
         if let Some(memory) = memory
             .as_ref()
             .filter(|m| m.ratio().is_some_and(|ratio| ratio >= self.memory_warn))
         {
-            findings
-                .push(Finding::warn(FailureKind::Threshold, memory.describe(self.memory_warn)).with_hint(MEMORY_HINT));
+            report
+                .find(Finding::warn(FailureKind::Threshold, memory.describe(self.memory_warn)).with_hint(MEMORY_HINT));
         }
         if let Some(kills) = oom_since_last_run.filter(|&kills| kills > 0) {
-            findings.push(Finding::warn(FailureKind::Threshold, describe_oom(kills)).with_hint(MEMORY_HINT));
+            report.find(Finding::warn(FailureKind::Threshold, describe_oom(kills)).with_hint(MEMORY_HINT));
         }
         let observations = observations(&cpu, memory.as_ref(), sample);
         let mut details = self.details(sample, Some(&cpu), memory.as_ref(), oom_since_last_run);
@@ -203,10 +203,9 @@ impl SystemCheck {
                 "CPU use is unavailable this run"
             });
         }
-        findings
-            .into_outcome()
-            .with_observations(observations)
-            .with_details(details)
+        report.observe_all(observations);
+        report.details(details);
+        report.into_outcome()
     }
 
     /// Feeds the cumulative cgroup figures into the Prometheus counters and returns the OOM

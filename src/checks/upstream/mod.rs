@@ -23,7 +23,7 @@ use crate::checks::latency::{LatencyWindow, Percentiles};
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
 use crate::config::{CheckSettings, Invalid, Scope, Shape};
 use crate::core::fmt;
-use crate::core::outcome::{FailureKind, Finding, Findings, Observation, Outcome, Status, Unit};
+use crate::core::outcome::{FailureKind, Finding, Observation, Outcome, Report, Status, Unit};
 use crate::metrics::Metrics;
 use crate::net::attempt::ProbeResponse;
 use crate::net::attempt::{Phases, ProbeError, ProbeFailure};
@@ -228,6 +228,7 @@ impl UpstreamCheck {
             Ok(response) => self.answered(response, now),
             Err(failure) => self.failed(failure, now),
         }
+        .into_outcome()
     }
 
     /// One probe, of the name (`at` none) or of one of its addresses.
@@ -281,7 +282,7 @@ impl UpstreamCheck {
                     addresses: Some(0),
                     cert_not_after: None,
                 };
-                return self.failed(failure, Instant::now());
+                return self.failed(failure, Instant::now()).into_outcome();
             }
         };
         let left = deadline.saturating_sub(started.elapsed());
@@ -289,7 +290,7 @@ impl UpstreamCheck {
         let count = addresses.len();
         let tally = self.tally(&addresses, results);
         let now = Instant::now();
-        let outcome = match (tally.good, tally.first_failure) {
+        let mut report = match (tally.good, tally.first_failure) {
             (Some(mut response), _) => {
                 response.addresses = count;
                 self.answered(response, now)
@@ -298,14 +299,19 @@ impl UpstreamCheck {
                 failure.addresses = Some(count);
                 self.failed(failure, now)
             }
-            (None, None) => Outcome::fail(FailureKind::HttpStatus, "no address answered as expected"),
+            (None, None) => {
+                let mut report = Report::new();
+                report.find(Finding::fail(
+                    FailureKind::HttpStatus,
+                    "no address answered as expected",
+                ));
+                report
+            }
         };
         self.metrics.update(|figures| figures.addresses = count);
-        let mut outcome = self.with_failing_addresses(outcome, &tally.failing, count);
-        outcome
-            .observations
-            .push(Observation::text("address_results", tally.line.join(", ")));
-        outcome
+        report.find_all(self.failing_addresses(&tally.failing, count));
+        report.observe(Observation::text("address_results", tally.line.join(", ")));
+        report.into_outcome()
     }
 
     /// The answers of every address: the slowest good one, the first failure, the failing
@@ -341,37 +347,20 @@ impl UpstreamCheck {
         tally
     }
 
-    /// `outcome` with the failing addresses among `count` as one more finding: a warn when some
-    /// fail, a fail when all do, by the one reducer.
-    fn with_failing_addresses(&self, outcome: Outcome, failing: &[String], count: usize) -> Outcome {
+    /// The failing addresses among `count`, as one finding: a warn when some fail, a fail when
+    /// all do.
+    fn failing_addresses(&self, failing: &[String], count: usize) -> Option<Finding> {
         if failing.is_empty() {
-            return outcome;
+            return None;
         }
         let share = format!("{} of {count} addresses fail: {}", failing.len(), failing.join(", "));
-        let mut findings = Findings::new();
-        if outcome.status != Status::Pass {
-            findings.push(Finding {
-                status: outcome.status,
-                kind: outcome.kind.unwrap_or(FailureKind::Refused),
-                reason: outcome.reason.clone(),
-                hint: outcome.hint.clone(),
-            });
-        }
         let status = if failing.len() == count {
             Status::Fail
         } else {
             Status::Warn
         };
         let reason = format!("{}: {share}", self.target.describe());
-        findings.push(Finding::of(status, FailureKind::Refused, reason).with_hint(DOWN_HINT));
-        let reduced = findings.into_outcome();
-        Outcome {
-            status: reduced.status,
-            reason: reduced.reason,
-            kind: reduced.kind,
-            hint: reduced.hint,
-            ..outcome
-        }
+        Some(Finding::of(status, FailureKind::Refused, reason).with_hint(DOWN_HINT))
     }
 
     /// Whether an answer counts as up: any connection for tcp/tls, an expected status for
@@ -396,7 +385,7 @@ impl UpstreamCheck {
         }
     }
 
-    fn answered(&mut self, response: ProbeResponse, now: Instant) -> Outcome {
+    fn answered(&mut self, response: ProbeResponse, now: Instant) -> Report {
         // A tcp:// or tls:// upstream that connected (and shook hands) is up; it has no status.
         let http = matches!(self.target, Target::Http(_));
         let expected = self.accepts(&response);
@@ -437,8 +426,10 @@ impl UpstreamCheck {
             Some(&response),
         );
 
-        let mut findings = Findings::new();
-        findings.extend(self.certificate(response.cert_not_after));
+        let mut report = Report::new();
+        report.observe_all(observations);
+        report.details(details);
+        report.find_all(self.certificate(response.cert_not_after));
         if !expected {
             let reason = match self.target {
                 Target::Http(_) => format!(
@@ -449,7 +440,7 @@ impl UpstreamCheck {
                 ),
                 _ => format!("{}: {}", self.target.describe(), self.target.refusal(&response)),
             };
-            findings.push(Finding::fail(FailureKind::HttpStatus, reason).with_hint(self.refusal_hint(&response)));
+            report.find(Finding::fail(FailureKind::HttpStatus, reason).with_hint(self.refusal_hint(&response)));
         } else {
             let slow = percentiles.and_then(|p| {
                 let (fail, warn) = (self.latency_fail, self.latency_warn);
@@ -466,15 +457,12 @@ impl UpstreamCheck {
                 );
                 Some(Finding::of(status, FailureKind::Threshold, reason).with_hint(LATENCY_HINT))
             });
-            findings.extend(slow);
+            report.find_all(slow);
         }
-        findings
-            .into_outcome()
-            .with_observations(observations)
-            .with_details(details)
+        report
     }
 
-    fn failed(&mut self, failure: ProbeFailure, now: Instant) -> Outcome {
+    fn failed(&mut self, failure: ProbeFailure, now: Instant) -> Report {
         // A timeout is the slowest answer there is: it belongs in the percentiles. Other
         // failures have no latency to speak of.
         let timed_out = matches!(failure.error, ProbeError::Timeout(_));
@@ -514,21 +502,20 @@ impl UpstreamCheck {
         // The chain's expiry is read before verification decides: an expired certificate says
         // so ("certificate expired 3d ago") rather than only "handshake failed".
         let expiry = self.certificate(failure.cert_not_after);
-        let mut findings = Findings::new();
+        let mut report = Report::new();
+        report.observe_all(observations);
+        report.details(details);
         match expiry {
-            Some(expired) if expired.status == Status::Fail => findings.push(Finding {
+            Some(expired) if expired.status == Status::Fail => report.find(Finding {
                 reason: format!("{}: {}", self.target.describe(), expired.reason),
                 ..expired
             }),
             expiry => {
-                findings.push(Finding::fail(failure.error.kind(), reason).with_hint(hint));
-                findings.extend(expiry);
+                report.find(Finding::fail(failure.error.kind(), reason).with_hint(hint));
+                report.find_all(expiry);
             }
         }
-        findings
-            .into_outcome()
-            .with_observations(observations)
-            .with_details(details)
+        report
     }
 
     fn details(
