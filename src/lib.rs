@@ -7,16 +7,19 @@
 //! reload) and [`fleet`] ← [`http`] (the endpoints and their rendering) ← [`agent`] ← `main`.
 //! Only check tasks do I/O on dependencies; endpoints read the state.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod agent;
 pub mod checks;
 pub mod config;
 pub mod core;
 pub mod engine;
-pub mod fleet;
+pub(crate) mod fleet;
 pub mod http;
-pub mod kube;
+pub(crate) mod kube;
 pub mod logging;
 pub mod metrics;
-pub mod net;
+pub(crate) mod net;
 pub mod promtext;
+
+pub use kube::Cluster;

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use vigil::Cluster;
 use vigil::agent::{Agent, Options};
 use vigil::checks::{self, Scheduled};
 use vigil::config::{Config, Sources};
@@ -22,7 +23,6 @@ use vigil::engine::reload::FileWatch;
 use vigil::engine::scheduler;
 use vigil::engine::state::{Run, State};
 use vigil::http::render::{self, DiagInput};
-use vigil::kube::Cluster;
 use vigil::logging::{self, LogFormat};
 use vigil::metrics::Metrics;
 

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use vigil::checks::jwt::jwks;
+use vigil::checks::jwks;
 
 const CASES: u32 = 256;
 

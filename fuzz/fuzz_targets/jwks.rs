@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vigil::checks::jwt::jwks;
+use vigil::checks::jwks;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(keys) = jwks::parse(data) {

@@ -11,14 +11,14 @@ use crate::core::outcome::{FailureKind, Finding};
 /// One check's certificate expiry: its series of `vigil_tls_cert_expiry_timestamp_seconds` and
 /// how close an expiry warns. Every check that speaks TLS judges what it saw through this.
 #[derive(Clone)]
-pub struct Expiry {
+pub(crate) struct Expiry {
     check: String,
     gauge: prometheus::GaugeVec,
     warn: Duration,
 }
 
 impl Expiry {
-    pub fn new(check: impl Into<String>, gauge: &prometheus::GaugeVec, warn: Duration) -> Expiry {
+    pub(crate) fn new(check: impl Into<String>, gauge: &prometheus::GaugeVec, warn: Duration) -> Expiry {
         Expiry {
             check: check.into(),
             gauge: gauge.clone(),
@@ -27,7 +27,7 @@ impl Expiry {
     }
 
     /// Exports the earliest `notAfter` seen (when a chain was seen at all) and judges it.
-    pub fn judge(&self, not_after: Option<SystemTime>) -> Option<Finding> {
+    pub(crate) fn judge(&self, not_after: Option<SystemTime>) -> Option<Finding> {
         let not_after = not_after?;
         let unix = not_after
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -38,7 +38,7 @@ impl Expiry {
 
     /// Whether `not_after` is within the warning distance or past: the moment to look at the
     /// server's certificate afresh rather than trust a chain seen on an old connection.
-    pub fn is_near(&self, not_after: SystemTime) -> bool {
+    pub(crate) fn is_near(&self, not_after: SystemTime) -> bool {
         not_after
             .duration_since(SystemTime::now())
             .map_or(true, |left| left < self.warn)
@@ -65,11 +65,11 @@ impl Earliest {
     }
 }
 
-pub const CERT_HINT: &str = "renew the server's certificate (cert-manager: kubectl describe certificate -A; \
+pub(crate) const CERT_HINT: &str = "renew the server's certificate (cert-manager: kubectl describe certificate -A; \
                              or the issuer's renewal job) before it expires";
 
 /// What an expiry means for the check: expired fails, within `warn` warns, else nothing.
-pub fn judge(not_after: SystemTime, now: SystemTime, warn: Duration) -> Option<Finding> {
+pub(crate) fn judge(not_after: SystemTime, now: SystemTime, warn: Duration) -> Option<Finding> {
     let stamp = fmt::timestamp_seconds(not_after);
     match not_after.duration_since(now) {
         Err(ago) => Some(

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// The most samples one window holds: 32 KiB.
-pub const MAX_SAMPLES: usize = 4096;
+pub(crate) const MAX_SAMPLES: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -23,7 +23,7 @@ struct Sample {
 
 /// Percentiles of the samples in the window.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     pub p50: Duration,
     pub p95: Duration,
     pub p99: Duration,
@@ -32,7 +32,7 @@ pub struct Percentiles {
 
 /// A bounded window of latency samples.
 #[derive(Debug)]
-pub struct LatencyWindow {
+pub(crate) struct LatencyWindow {
     origin: Instant,
     window: Duration,
     cap: usize,
@@ -40,7 +40,7 @@ pub struct LatencyWindow {
 }
 
 impl LatencyWindow {
-    pub fn new(window: Duration, interval: Duration) -> LatencyWindow {
+    pub(crate) fn new(window: Duration, interval: Duration) -> LatencyWindow {
         let per_window = window.as_millis() / interval.as_millis().max(1);
         let cap = usize::try_from(per_window)
             .unwrap_or(MAX_SAMPLES)
@@ -61,7 +61,7 @@ impl LatencyWindow {
     }
 
     /// Adds one run's latency measured at `at`, dropping what fell out of the window.
-    pub fn record(&mut self, at: Instant, latency: Duration) {
+    pub(crate) fn record(&mut self, at: Instant, latency: Duration) {
         self.expire(at);
         if self.samples.len() >= self.cap {
             self.samples.pop_front();
@@ -85,7 +85,7 @@ impl LatencyWindow {
 
     /// p50/p95/p99 (nearest rank) of the samples still in the window at `now`; `None` when
     /// there are none.
-    pub fn percentiles(&mut self, now: Instant) -> Option<Percentiles> {
+    pub(crate) fn percentiles(&mut self, now: Instant) -> Option<Percentiles> {
         self.expire(now);
         if self.samples.is_empty() {
             return None;
@@ -111,12 +111,9 @@ impl LatencyWindow {
         })
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.samples.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
     }
 }
 

@@ -12,16 +12,16 @@
 //! Each kind is one folder, listed once in [`registry`]: the loader reads its section, `/metrics`
 //! its series and [`build_all`] its checks through that row.
 
-pub mod cert;
-pub mod gateway;
-pub mod jwt;
+pub(crate) mod cert;
+pub(crate) mod gateway;
+pub(crate) mod jwt;
 pub(crate) mod kind;
-pub mod latency;
-pub mod pod;
-pub mod postgres;
+pub(crate) mod latency;
+pub(crate) mod pod;
+pub(crate) mod postgres;
 pub mod registry;
-pub mod system;
-pub mod upstream;
+pub(crate) mod system;
+pub(crate) mod upstream;
 
 use std::cell::OnceCell;
 use std::future::Future;
@@ -30,6 +30,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The JWKS parser, for the property tests and the fuzzer.
+pub use self::jwt::jwks;
 use crate::config::{CheckSection, CheckSettings, Config};
 use crate::core::outcome::{ComponentType, Outcome};
 pub use crate::core::wake::Wake;

@@ -20,16 +20,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
 }
 
 /// Serde for durations written as `250ms`, `5s`, `2m`.
-pub mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de};
 
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&crate::core::fmt::duration(*value))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -44,42 +44,42 @@ pub mod duration {
         }
     }
 
-    pub fn parse(text: &str) -> Result<Duration, String> {
+    pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         humantime::parse_duration(text.trim())
             .map_err(|_| format!("expected a duration such as \"250ms\", \"5s\" or \"2m\", got {text:?}"))
     }
 }
 
 /// Serde for optional durations.
-pub mod opt_duration {
+pub(crate) mod opt_duration {
     use std::time::Duration;
 
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
         match value {
             Some(d) => super::duration::serialize(d, serializer),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
         super::duration::deserialize(deserializer).map(Some)
     }
 }
 
 /// Serde for an upstream's `method`: one of the methods a health endpoint answers.
-pub mod method {
+pub(crate) mod method {
     use http::Method;
     use serde::{Deserialize, Deserializer, Serializer, de};
 
     const ALLOWED: [Method; 5] = [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::OPTIONS];
 
-    pub fn serialize<S: Serializer>(value: &Method, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(value: &Method, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(value.as_str())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Method, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Method, D::Error> {
         let text = String::deserialize(deserializer)?;
         ALLOWED
             .into_iter()
@@ -91,7 +91,7 @@ pub mod method {
 /// Serde for an upstream's `headers`: a table of header name to value, read into the
 /// [`http`] types in the file's order, every value marked sensitive; printed with every value
 /// `<redacted>`. No message quotes a value.
-pub mod headers {
+pub(crate) mod headers {
     use std::fmt;
 
     use http::{HeaderName, HeaderValue};
@@ -101,7 +101,10 @@ pub mod headers {
 
     use crate::core::secret::Secret;
 
-    pub fn serialize<S: Serializer>(headers: &[(HeaderName, HeaderValue)], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        headers: &[(HeaderName, HeaderValue)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(headers.len()))?;
         for (name, _) in headers {
             map.serialize_entry(name.as_str(), &Secret::new(()))?;
@@ -109,7 +112,9 @@ pub mod headers {
         map.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(HeaderName, HeaderValue)>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, D::Error> {
         deserializer.deserialize_map(Headers)
     }
 

@@ -12,7 +12,7 @@ use crate::core::url::HttpUrl;
 
 /// The keys of `[kubernetes]` that are the cluster's: the loader takes them out of the table
 /// before the `pod` check's section is read from what is left.
-pub const CLUSTER_KEYS: [&str; 8] = [
+pub(super) const CLUSTER_KEYS: [&str; 8] = [
     "api_url",
     "token_file",
     "ca_file",

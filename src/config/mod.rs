@@ -9,11 +9,11 @@
 //! ([`SectionKind`]). Every error names the key it is about (`postgres.saturation_warn: must be
 //! between 0 and 1, got 1.5`), and where an environment variable set the key, that variable too.
 
-pub mod de;
+pub(crate) mod de;
 mod error;
 mod fleet;
 mod kubernetes;
-pub mod limits;
+pub(crate) mod limits;
 mod loader;
 mod reader;
 mod section;

@@ -15,11 +15,11 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 /// The most a configuration file may hold.
-pub const CONFIG_CAP: u64 = 1024 * 1024;
+pub(crate) const CONFIG_CAP: u64 = 1024 * 1024;
 /// The most a CA bundle may hold (Mozilla's whole bundle is about 220 KiB).
-pub const CA_CAP: u64 = 1024 * 1024;
+pub(crate) const CA_CAP: u64 = 1024 * 1024;
 /// The most a secret file may hold.
-pub const SECRET_CAP: u64 = 64 * 1024;
+pub(crate) const SECRET_CAP: u64 = 64 * 1024;
 
 /// Why a file cannot be used. The messages do not name the path: callers say which file it
 /// was and what it was for (`ca_file /etc/ca.pem: …`).
@@ -40,7 +40,7 @@ pub enum FileError {
 }
 
 /// The bytes of the regular file at `path`, at most `cap` of them.
-pub fn read(path: &Path, cap: u64) -> Result<Vec<u8>, FileError> {
+pub(crate) fn read(path: &Path, cap: u64) -> Result<Vec<u8>, FileError> {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
     let file = OpenOptions::new()
         .read(true)
@@ -70,12 +70,12 @@ pub fn read(path: &Path, cap: u64) -> Result<Vec<u8>, FileError> {
 }
 
 /// [`read`], as UTF-8 text.
-pub fn read_text(path: &Path, cap: u64) -> Result<String, FileError> {
+pub(crate) fn read_text(path: &Path, cap: u64) -> Result<String, FileError> {
     String::from_utf8(read(path, cap)?).map_err(|_| FileError::NotUtf8)
 }
 
 /// The certificates of a PEM bundle; at least one.
-pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, FileError> {
+pub(crate) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, FileError> {
     let bytes = read(path, CA_CAP)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -89,7 +89,7 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Fi
 /// A file holding `contents` in a fresh temporary directory, for tests (dropping the directory
 /// removes it).
 #[cfg(test)]
-pub fn temp_file(name: &str, contents: impl AsRef<[u8]>) -> (tempfile::TempDir, std::path::PathBuf) {
+pub(crate) fn temp_file(name: &str, contents: impl AsRef<[u8]>) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join(name);
     std::fs::write(&path, contents).expect("write temp file");

@@ -2,9 +2,9 @@
 //! vocabulary, how a figure is printed for a person, secrets, the one file reader, and the wake a
 //! check rings between runs.
 
-pub mod files;
+pub(crate) mod files;
 pub mod fmt;
 pub mod outcome;
 pub mod secret;
-pub mod url;
+pub(crate) mod url;
 pub mod wake;

@@ -2,7 +2,7 @@
 //! when a check runs), the state (a store of results with one hysteresis rule and one readiness
 //! rule), the observers of status changes, and reload.
 
-pub mod observe;
+pub(crate) mod observe;
 pub mod reload;
 pub mod scheduler;
 pub mod state;

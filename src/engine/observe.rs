@@ -35,7 +35,7 @@ pub struct Recorded<'a> {
 }
 
 /// What an observer's look before a run is recorded returns.
-pub type Look<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+pub(crate) type Look<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// One who watches the checks' runs.
 pub trait Observer: Send + Sync {
@@ -50,7 +50,7 @@ pub trait Observer: Send + Sync {
 }
 
 /// `[kubernetes] events`: each status change offered to the Event poster's bounded queue.
-pub struct Events(pub EventSink);
+pub(crate) struct Events(pub EventSink);
 
 impl Observer for Events {
     fn after_record(&self, recorded: &Recorded<'_>) {

@@ -65,7 +65,7 @@ impl Tally {
 
 /// The panic rule: at least one peer fails too, and at least `threshold` of the answering
 /// replicas (this one included) fail.
-pub fn decide(tally: &Tally, threshold: f64) -> bool {
+pub(crate) fn decide(tally: &Tally, threshold: f64) -> bool {
     let peers_failing = tally.fails.saturating_sub(1);
     // A hair of tolerance: 0.6 × 5 must be 3, not 3.0000000000000004.
     peers_failing >= 1 && tally.fails as f64 + 1e-9 >= threshold * tally.answering() as f64
@@ -116,7 +116,7 @@ impl Hold {
 /// replicas (threshold 50%), staying in the Service`, or during a tentative hold `pending:
 /// postgres fails on 2 of 5 replicas (threshold 50%), asking again next run`. `tally` is the
 /// decision's for a tentative hold, the last one that found the panic otherwise.
-pub fn hold_line(hold: Hold, check: &str, tally: &Tally, threshold: f64) -> String {
+pub(crate) fn hold_line(hold: Hold, check: &str, tally: &Tally, threshold: f64) -> String {
     let (word, end) = match hold {
         Hold::Tentative => ("pending", "asking again next run"),
         _ => ("panic", "staying in the Service"),

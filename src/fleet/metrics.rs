@@ -6,7 +6,7 @@ use crate::metrics::{Metrics, MetricsError};
 
 /// `[fleet]`'s figures; registered only when `[fleet]` is configured.
 #[derive(Clone)]
-pub struct FleetMetrics {
+pub(super) struct FleetMetrics {
     /// Peers known after the last resolution, this replica left out.
     pub peers: IntGauge,
     /// 1 while this replica stays ready through a fleet-wide failure of `check`.
@@ -15,7 +15,7 @@ pub struct FleetMetrics {
 
 impl FleetMetrics {
     /// Creates and registers `vigil_fleet_peers` and `vigil_fleet_panic{check}`.
-    pub fn register(metrics: &Metrics) -> Result<FleetMetrics, MetricsError> {
+    pub(super) fn register(metrics: &Metrics) -> Result<FleetMetrics, MetricsError> {
         let fleet = FleetMetrics {
             peers: IntGauge::new(
                 "vigil_fleet_peers",

@@ -43,9 +43,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-pub use self::decide::{Answer, Hold, Tally, decide, hold_line};
+pub(crate) use self::decide::{Answer, Hold, Tally, decide, hold_line};
 use self::metrics::FleetMetrics;
-pub use self::peers::Resolution;
+pub(crate) use self::peers::Resolution;
 use crate::config::{self, CheckSettings, Scope};
 use crate::core::outcome::Status;
 use crate::engine::observe::{Ended, Look, Observer, Recorded};
@@ -54,13 +54,13 @@ use crate::metrics::{Metrics, MetricsError};
 use crate::net::tls::{ClientError, HttpClient};
 
 /// At most this many peers are asked per run.
-pub const PEERS_ASKED: usize = 16;
+pub(crate) const PEERS_ASKED: usize = 16;
 
 /// A decision holds readiness for at most this many intervals of its check.
-pub const EXPIRES_AFTER_INTERVALS: u32 = 2;
+pub(crate) const EXPIRES_AFTER_INTERVALS: u32 = 2;
 
 /// How often the peers are resolved in the background.
-pub const RESOLVE_EVERY: Duration = Duration::from_secs(15);
+pub(crate) const RESOLVE_EVERY: Duration = Duration::from_secs(15);
 
 /// The fleet could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ pub enum FleetError {
 }
 
 /// Whether a check with these settings takes part: critical and shared.
-pub fn asks(settings: &CheckSettings) -> bool {
+pub(crate) fn asks(settings: &CheckSettings) -> bool {
     settings.critical && settings.scope == Scope::Shared
 }
 
@@ -397,7 +397,7 @@ fn log_decision(check: &str, tally: &Tally, hold: Hold, own_fault: bool) {
 }
 
 /// Resolves the peers now and every [`RESOLVE_EVERY`]; runs on the checks' runtime.
-pub async fn keep_resolving(fleet: Arc<Fleet>) {
+pub(crate) async fn keep_resolving(fleet: Arc<Fleet>) {
     loop {
         let resolution = fleet.resolve(Duration::from_secs(5)).await;
         if let Some(problem) = resolution.problem() {

@@ -43,12 +43,12 @@ impl Resolution {
 }
 
 /// This replica's own address as peers see it: the own IP at vigil's port.
-pub fn own_address(config: &FleetConfig) -> Option<SocketAddr> {
+pub(super) fn own_address(config: &FleetConfig) -> Option<SocketAddr> {
     config.own_ip.map(|ip| SocketAddr::new(ip, config.default_port))
 }
 
 /// Resolves every entry of `fleet.peers` (each cut at `deadline`), this replica left out.
-pub async fn resolve(config: &FleetConfig, deadline: Duration) -> Resolution {
+pub(super) async fn resolve(config: &FleetConfig, deadline: Duration) -> Resolution {
     let mut found: Vec<SocketAddr> = Vec::new();
     let mut errors = Vec::new();
     for target in config.peers.targets() {
@@ -89,7 +89,7 @@ pub async fn resolve(config: &FleetConfig, deadline: Duration) -> Resolution {
 
 /// Asks `peer` about `check` (`GET /readyz/<check>`) within `deadline`: 200 passes there, 503
 /// fails there, anything else is unknown.
-pub async fn ask(client: &HttpClient, peer: SocketAddr, check: &str, deadline: Duration) -> Answer {
+pub(super) async fn ask(client: &HttpClient, peer: SocketAddr, check: &str, deadline: Duration) -> Answer {
     let path: String = percent_encoding::utf8_percent_encode(check, percent_encoding::NON_ALPHANUMERIC).collect();
     let url = match HttpUrl::parse(&format!("http://{peer}/readyz/{path}")) {
         Ok(url) => url,

@@ -3,7 +3,7 @@
 pub mod diag_token;
 pub mod render;
 pub mod routes;
-pub mod server;
+pub(crate) mod server;
 
 pub use routes::App;
 pub use server::serve;

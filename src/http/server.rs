@@ -25,29 +25,29 @@ use super::routes::{self, App};
 
 /// Connections served at once, from every peer together. Probes and scrapes need a handful; the
 /// cap keeps misbehaving clients from exhausting file descriptors.
-pub const MAX_CONNECTIONS: usize = 512;
+pub(crate) const MAX_CONNECTIONS: usize = 512;
 
 /// Connections one remote address (another pod, the node) may hold at once. The kubelet holds
 /// one or two, Prometheus one, a fleet peer one.
-pub const MAX_PER_REMOTE_PEER: usize = 32;
+pub(crate) const MAX_PER_REMOTE_PEER: usize = 32;
 
 /// Connections one loopback address (a process in the pod: the gateway, `kubectl exec … curl`, a
 /// benchmark) may hold at once: half of the cap, so that even a loopback peer gone wrong leaves
 /// room for the kubelet.
-pub const MAX_PER_LOOPBACK_PEER: usize = MAX_CONNECTIONS / 2;
+pub(crate) const MAX_PER_LOOPBACK_PEER: usize = MAX_CONNECTIONS / 2;
 
 /// Of [`MAX_CONNECTIONS`], kept for loopback peers: remote peers together never hold more than
 /// the rest, so that a person on call can still read `/diag` from inside the pod.
-pub const LOOPBACK_RESERVE: usize = 64;
+pub(crate) const LOOPBACK_RESERVE: usize = 64;
 
 /// A request head (request line and headers) must have arrived this long after the server
 /// started reading it, however slowly it trickles in: hyper's `header_read_timeout` is a deadline
 /// for the whole head, not reset by each byte. It also closes a keep-alive connection left idle
 /// this long.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long open connections get to finish once serving stops.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// At most one log line about refused connections this often (an attack must not flood the log).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);

@@ -31,14 +31,14 @@ use crate::net::tls::HttpClient;
 
 /// The most one line of a watch stream may hold: the API server stores objects of at most
 /// 1.5 MiB (etcd's request limit), plus the event's envelope.
-pub const LINE_LIMIT: usize = 2 * 1024 * 1024;
+pub(crate) const LINE_LIMIT: usize = 2 * 1024 * 1024;
 /// The most a list may hold (vigil lists one pod and one Service's slices).
-pub const LIST_LIMIT: usize = 8 * 1024 * 1024;
+pub(crate) const LIST_LIMIT: usize = 8 * 1024 * 1024;
 /// The most any other answer may hold (PodMetrics, an Event written, an error's Status).
-pub const SMALL_LIMIT: usize = 256 * 1024;
+pub(crate) const SMALL_LIMIT: usize = 256 * 1024;
 
 /// Where vigil's rights are granted, named by every 403's reason.
-pub const RBAC_FILE: &str = "deploy/base/rbac.yaml";
+pub(crate) const RBAC_FILE: &str = "deploy/base/rbac.yaml";
 
 /// Why a request got no usable answer. Never holds the token.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ fn status_suffix(status: &Status) -> String {
 }
 
 /// `text` cut to at most `max` characters (an API server's words are shown, never trusted).
-pub fn shorten(text: &str, max: usize) -> String {
+pub(crate) fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }
@@ -372,7 +372,10 @@ impl Lines {
 }
 
 /// A request cut at `after`, the error naming it.
-pub async fn within<T>(after: Duration, request: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+pub(crate) async fn within<T>(
+    after: Duration,
+    request: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
     tokio::time::timeout(after, request)
         .await
         .unwrap_or_else(|_| Err(ApiError::Timeout(crate::core::fmt::duration(after))))

@@ -30,22 +30,22 @@ use crate::core::outcome::Finding;
 use crate::core::outcome::Status;
 
 /// Changes waiting to be written; past this, changes are dropped (and counted).
-pub const QUEUE: usize = 64;
+pub(crate) const QUEUE: usize = 64;
 /// The least time between two writes (a new Event or a series update) for one check.
-pub const PER_CHECK: Duration = Duration::from_secs(60);
+pub(crate) const PER_CHECK: Duration = Duration::from_secs(60);
 /// The API's limit on `note`, in bytes.
-pub const NOTE_LIMIT: usize = 1024;
+pub(crate) const NOTE_LIMIT: usize = 1024;
 /// How long one write may take.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events the API server keeps (its `--event-ttl` default is 1 h): older ones are not patched.
 const EVENT_KEPT: Duration = Duration::from_secs(55 * 60);
 /// Events remembered per check for series updates.
 const REMEMBERED: usize = 16;
 
 /// `reportingController`.
-pub const CONTROLLER: &str = "vigil";
+pub(crate) const CONTROLLER: &str = "vigil";
 /// `action`: what vigil was doing when it saw the change.
-pub const ACTION: &str = "Probe";
+pub(crate) const ACTION: &str = "Probe";
 
 /// A status change of a check, as the scheduler logged it.
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ impl EventSink {
 }
 
 /// The queue's two ends and the shared counts.
-pub fn channel() -> (EventSink, mpsc::Receiver<Change>, Arc<EventStats>) {
+pub(crate) fn channel() -> (EventSink, mpsc::Receiver<Change>, Arc<EventStats>) {
     let (queue, receiver) = mpsc::channel(QUEUE);
     let stats = Arc::new(EventStats::default());
     let sink = EventSink {
@@ -197,7 +197,7 @@ impl CheckEvents {
 }
 
 /// Writes the Events; see the module docs.
-pub struct Poster {
+pub(crate) struct Poster {
     client: Arc<ApiClient>,
     namespace: String,
     pod: String,
@@ -208,7 +208,7 @@ pub struct Poster {
 }
 
 impl Poster {
-    pub fn new(
+    pub(crate) fn new(
         client: Arc<ApiClient>,
         namespace: &str,
         pod: &str,
@@ -226,7 +226,7 @@ impl Poster {
     }
 
     /// Takes changes from `queue` until it closes.
-    pub async fn run(mut self, mut queue: mpsc::Receiver<Change>) {
+    pub(crate) async fn run(mut self, mut queue: mpsc::Receiver<Change>) {
         loop {
             let due = self.checks.values().filter_map(CheckEvents::due).min();
             tokio::select! {

@@ -12,11 +12,11 @@
 //! `timeoutSeconds` (5 to 10 minutes); Events only on status changes, at most one write per check
 //! a minute.
 
-pub mod client;
-pub mod events;
-pub mod objects;
-pub mod quantity;
-pub mod watch;
+pub(crate) mod client;
+pub(crate) mod events;
+pub(crate) mod objects;
+pub(crate) mod quantity;
+pub(crate) mod watch;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,7 +42,7 @@ pub enum SetupError {
 }
 
 /// A background task of the cluster's.
-pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Everything `[kubernetes]` sets up; see the module docs.
 pub struct Cluster {

@@ -28,7 +28,7 @@ pub struct ObjectMeta {
 /// A list's `metadata`: the version to watch from.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ListMeta {
+pub(crate) struct ListMeta {
     #[serde(default)]
     pub resource_version: Option<String>,
 }
@@ -36,7 +36,7 @@ pub struct ListMeta {
 /// `PodList`, `EndpointSliceList`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(bound(deserialize = "T: Deserialize<'de>"))]
-pub struct List<T> {
+pub(crate) struct List<T> {
     #[serde(default)]
     pub metadata: ListMeta,
     #[serde(default = "Vec::new", deserialize_with = "null_as_empty")]
@@ -224,7 +224,7 @@ impl Conditions {
 
 /// metrics.k8s.io/v1beta1 `PodMetrics` (k8s.io/metrics' types): what `kubectl top` reads.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct PodMetrics {
+pub(crate) struct PodMetrics {
     #[serde(default)]
     pub timestamp: Option<String>,
     #[serde(default)]
@@ -234,7 +234,7 @@ pub struct PodMetrics {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct ContainerMetrics {
+pub(crate) struct ContainerMetrics {
     #[serde(default)]
     pub name: String,
     #[serde(default)]
@@ -243,7 +243,7 @@ pub struct ContainerMetrics {
 
 /// `usage`: CPU in cores (`12345n`) and memory working set in bytes (`1024Ki`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct Usage {
+pub(crate) struct Usage {
     #[serde(default)]
     pub cpu: Option<String>,
     #[serde(default)]

@@ -9,10 +9,10 @@
 /// A quantity that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a Kubernetes quantity: {0:?}")]
-pub struct QuantityError(String);
+pub(crate) struct QuantityError(String);
 
 /// The value of `text`: `"500m"` → 0.5, `"512Mi"` → 536870912.
-pub fn parse(text: &str) -> Result<f64, QuantityError> {
+pub(crate) fn parse(text: &str) -> Result<f64, QuantityError> {
     let error = || QuantityError(text.chars().take(64).collect());
     let (negative, rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),

@@ -27,9 +27,9 @@ use crate::core::outcome::Finding;
 use crate::core::wake::Wake;
 
 /// How long a list, or the opening of a watch, may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `timeoutSeconds` of a watch is chosen between these (client-go does the same).
-pub const WATCH_SECONDS: std::ops::RangeInclusive<u64> = 300..=600;
+pub(crate) const WATCH_SECONDS: std::ops::RangeInclusive<u64> = 300..=600;
 /// A watch silent for its `timeoutSeconds` plus this long is taken as dead (a half-open
 /// connection the server will never close).
 const IDLE_MARGIN: Duration = Duration::from_secs(30);
@@ -262,7 +262,7 @@ struct Bookmark {
 }
 
 /// Lists and watches `resource` into `store` for as long as the task runs; see the module docs.
-pub async fn run<T: Object>(client: Arc<ApiClient>, resource: Resource, store: Arc<Store<T>>, wake: Wake) {
+pub(crate) async fn run<T: Object>(client: Arc<ApiClient>, resource: Resource, store: Arc<Store<T>>, wake: Wake) {
     let mut backoff = Backoff::new();
     loop {
         let listed = client::within(

@@ -6,8 +6,8 @@
 //! Readiness and per-check status gauges are derived from the state right before each render,
 //! so a scrape always agrees with `/readyz` (including the stale rule).
 
-pub mod series;
-pub mod text;
+pub(crate) mod series;
+pub(crate) mod text;
 
 use std::any::TypeId;
 use std::collections::HashMap;

@@ -56,26 +56,26 @@ pub trait TextFamily: Send + Sync + Any {
 
 /// Every check's run figures, in the order they were added (the configuration's).
 #[derive(Debug, Default)]
-pub struct SeriesSet {
+pub(crate) struct SeriesSet {
     checks: Mutex<Vec<Arc<CheckSeries>>>,
 }
 
 impl SeriesSet {
     /// The series of check `name`, created at 0 on the first call so that dashboards see
     /// every configured check before its first run ends.
-    pub fn check(&self, name: &str) -> Arc<CheckSeries> {
+    pub(crate) fn check(&self, name: &str) -> Arc<CheckSeries> {
         find_or_add(&self.checks, name, |s| &s.name, CheckSeries::new)
     }
 
     /// Forgets check `name`'s figures: it is no longer configured.
-    pub fn remove_check(&self, name: &str) {
+    pub(crate) fn remove_check(&self, name: &str) {
         lock(&self.checks).retain(|s| &*s.name != name);
     }
 
     /// Appends the families to `out` in the text exposition format. `statuses` are the checks'
     /// reported statuses right now (from the state, so that a scrape agrees with `/readyz`).
     /// A family without series is left out, as the crate's registry does.
-    pub fn write_text(&self, statuses: &[(String, Option<Status>)], out: &mut String) {
+    pub(crate) fn write_text(&self, statuses: &[(String, Option<Status>)], out: &mut String) {
         if !statuses.is_empty() {
             family(out, "vigil_check_status", CHECK_STATUS_HELP, "gauge");
             for (check, reported) in statuses {

@@ -10,14 +10,14 @@ use super::DURATION_BUCKETS;
 /// Counts of observations per [`DURATION_BUCKETS`] bucket (not cumulative), plus their count
 /// and sum.
 #[derive(Debug, Clone, Default)]
-pub struct DurationHistogram {
+pub(crate) struct DurationHistogram {
     buckets: [u64; DURATION_BUCKETS.len()],
     count: u64,
     sum: f64,
 }
 
 impl DurationHistogram {
-    pub fn observe(&mut self, seconds: f64) {
+    pub(crate) fn observe(&mut self, seconds: f64) {
         if let Some(bucket) = DURATION_BUCKETS.iter().position(|upper| seconds <= *upper) {
             self.buckets[bucket] += 1;
         }

@@ -173,7 +173,7 @@ pub(crate) async fn cut_at<T>(
 
 /// The scheduler cuts a run at `timeout`; a probe stops a little earlier so that its own
 /// reason (which names the request) wins the race.
-pub fn inner_deadline(timeout: Duration) -> Duration {
+pub(crate) fn inner_deadline(timeout: Duration) -> Duration {
     let margin = (timeout / 20).min(Duration::from_millis(50));
     timeout.saturating_sub(margin)
 }

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use super::attempt::{ProbeError, Progress};
 
 /// The addresses of `host` (itself when it is an address), through the one resolver.
-pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ProbeError> {
+pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ProbeError> {
     Ok(lookup(host, port).await?.addresses)
 }
 
@@ -50,7 +50,7 @@ pub(crate) async fn connect(host: &str, port: u16, progress: &mut Progress) -> R
 
 /// How long an attempt to connect has before the next address is tried beside it (RFC 8305's
 /// "Connection Attempt Delay").
-pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
 /// Connects to the first of `addresses` that answers, Happy Eyeballs style (RFC 8305): they are
 /// tried in the resolver's order, the next one as soon as the previous has failed or has not

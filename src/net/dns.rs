@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// Lookups in flight at once, including those whose run was cut and that still wait for the
 /// system's answer. More wait for a slot, and their waiting is not DNS time.
-pub const MAX_LOOKUPS: usize = 64;
+pub(crate) const MAX_LOOKUPS: usize = 64;
 
 /// A lookup's thread does little but wait in `getaddrinfo` (and its NSS modules).
 const LOOKUP_STACK: usize = 256 * 1024;
@@ -32,7 +32,7 @@ static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::ne
 /// What a lookup found, and how long the system's resolver took (not counting any wait for a
 /// slot).
 #[derive(Debug)]
-pub struct Found {
+pub(crate) struct Found {
     pub addresses: Vec<SocketAddr>,
     pub took: Duration,
 }
@@ -41,7 +41,7 @@ pub struct Found {
 /// future leaves the lookup to finish on its thread, holding its slot until it does.
 /// An error is the system resolver's (no such name, no answer from the servers), or the
 /// machine's when no thread can be started.
-pub async fn lookup(host: &str, port: u16) -> std::io::Result<Found> {
+pub(crate) async fn lookup(host: &str, port: u16) -> std::io::Result<Found> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(Found {
             addresses: vec![SocketAddr::new(ip, port)],

@@ -23,7 +23,7 @@ type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The executor given to hyper's HTTP/2 client: it hands every task to the run's [`in_run`].
 /// Cheap to clone (hyper keeps a clone in its connection task).
 #[derive(Clone)]
-pub struct RunExecutor(mpsc::UnboundedSender<Task>);
+pub(crate) struct RunExecutor(mpsc::UnboundedSender<Task>);
 
 impl<F> hyper::rt::Executor<F> for RunExecutor
 where
@@ -39,7 +39,7 @@ where
 /// Runs `work`, given the [`RunExecutor`] to build its HTTP/2 connection with, and polls every
 /// task handed to that executor beside it until `work` finishes. The tasks still running then
 /// are dropped with this future: nothing is spawned, nothing outlives it.
-pub async fn in_run<W, Fut, T>(work: W) -> T
+pub(crate) async fn in_run<W, Fut, T>(work: W) -> T
 where
     W: FnOnce(RunExecutor) -> Fut,
     Fut: Future<Output = T>,

@@ -17,13 +17,13 @@ use http::{HeaderMap, HeaderValue};
 
 /// The serving statuses by their numbers: the names `vigil_upstream_grpc_serving_status` labels
 /// its series with.
-pub const GRPC_SERVING_STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
+pub(crate) const GRPC_SERVING_STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
 /// The method every probe calls.
-pub const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
+pub(crate) const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 
 /// `HealthCheckRequest { service }`, framed: the body of the request.
-pub fn encode_request(service: &str) -> Bytes {
+pub(crate) fn encode_request(service: &str) -> Bytes {
     let mut message = BytesMut::with_capacity(service.len() + 8);
     if !service.is_empty() {
         // Field 1, wire type 2 (length-delimited); proto3 leaves an empty string out.
@@ -99,7 +99,7 @@ pub struct DecodeError(String);
 
 /// The framed `HealthCheckResponse` in `body`: its status. A message longer than `limit` is
 /// refused without being read; a compressed one too (the request offered no compression).
-pub fn decode_response(body: &[u8], limit: usize) -> Result<ServingStatus, DecodeError> {
+pub(crate) fn decode_response(body: &[u8], limit: usize) -> Result<ServingStatus, DecodeError> {
     let error = |text: &str| DecodeError(text.to_owned());
     let Some((header, rest)) = body.split_first_chunk::<5>() else {
         return Err(error("the answer holds no gRPC message"));
@@ -264,7 +264,7 @@ impl HealthAnswer {
 
 /// The answer read from a response: its HTTP status and headers, the body as read (at most
 /// `limit` bytes; `truncated` when more followed) and the trailers, if they came.
-pub fn interpret(
+pub(crate) fn interpret(
     http_status: u16,
     headers: &HeaderMap,
     body: &[u8],

@@ -38,11 +38,11 @@ use super::tls::{Alpn, HttpClient, chose_h2, not_http2};
 use crate::core::url::HttpUrl;
 
 /// How much of an upstream's response body a probe reads before it drops the connection.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// How much of a gateway's `/metrics` a scrape reads: expositions with many histograms reach
 /// a few hundred KiB; past this the scrape is refused rather than parsed half.
-pub const SCRAPE_LIMIT: usize = 4 * 1024 * 1024;
+pub(crate) const SCRAPE_LIMIT: usize = 4 * 1024 * 1024;
 /// `upstream[].http_version`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HttpVersion {

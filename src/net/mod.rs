@@ -4,12 +4,12 @@
 //! connections ([`http`]), the executor that runs HTTP/2's tasks inside a run ([`executor`]), and
 //! gRPC's framing and health protocol ([`grpc`]).
 
-pub mod attempt;
-pub mod connect;
-pub mod dns;
-pub mod executor;
-pub mod grpc;
-pub mod grpc_probe;
-pub mod http;
-pub mod socket;
-pub mod tls;
+pub(crate) mod attempt;
+pub(crate) mod connect;
+pub(crate) mod dns;
+pub(crate) mod executor;
+pub(crate) mod grpc;
+pub(crate) mod grpc_probe;
+pub(crate) mod http;
+pub(crate) mod socket;
+pub(crate) mod tls;

@@ -205,7 +205,7 @@ fn refused_alpn(error: &std::io::Error) -> bool {
 }
 
 /// The earliest `notAfter` of `chain`; `None` when no certificate in it parses.
-pub fn earliest_not_after<'a>(chain: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> Option<SystemTime> {
+pub(crate) fn earliest_not_after<'a>(chain: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> Option<SystemTime> {
     chain
         .into_iter()
         .filter_map(|der| x509_cert::Certificate::from_der(der.as_ref()).ok())
@@ -215,14 +215,14 @@ pub fn earliest_not_after<'a>(chain: impl IntoIterator<Item = &'a CertificateDer
 
 /// Notes the presented chain's expiry, then asks the real verifier.
 #[derive(Debug)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     inner: Arc<dyn ServerCertVerifier>,
     seen: Arc<Mutex<Option<SystemTime>>>,
 }
 
 impl Recorder {
     /// A recorder for one connection, and where it leaves the expiry it saw.
-    pub fn new(inner: Arc<dyn ServerCertVerifier>) -> (Recorder, Arc<Mutex<Option<SystemTime>>>) {
+    pub(crate) fn new(inner: Arc<dyn ServerCertVerifier>) -> (Recorder, Arc<Mutex<Option<SystemTime>>>) {
         let seen = Arc::new(Mutex::new(None));
         let recorder = Recorder {
             inner,

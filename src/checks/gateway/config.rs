@@ -15,7 +15,7 @@ use crate::core::url::HttpUrl;
 /// `[gateway]`: the check named `gateway`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Gateway {
+pub(crate) struct Gateway {
     /// The gateway's health endpoint, asked with `GET` on every run. Default none; an
     /// `http(s)` URL without credentials; `health_url`, `metrics_url` or both are required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,7 +80,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn validate(&self, interval: Duration) -> Result<(), Invalid> {
+    pub(crate) fn validate(&self, interval: Duration) -> Result<(), Invalid> {
         cert_warn("gateway.cert_warn", self.cert_warn)?;
         if self.health_url.is_none() && self.metrics_url.is_none() {
             return Err(Invalid::new(
@@ -131,7 +131,7 @@ impl Gateway {
 /// Which metric names carry the gateway's DB pool figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PoolPreset {
+pub(crate) enum PoolPreset {
     /// `connection_pool_in_use` / `_max` / `_waiting`.
     #[default]
     Generic,

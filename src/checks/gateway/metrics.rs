@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 /// The gateway check's figures.
 #[derive(Clone)]
-pub struct GatewayMetrics {
+pub(crate) struct GatewayMetrics {
     pub up: IntGauge,
     pub pool_saturation_ratio: Gauge,
     /// state = in_use | max | waiting.
@@ -27,14 +27,14 @@ pub struct GatewayMetrics {
 impl GatewayMetrics {
     /// `vigil_gateway_error_ratio`, registered the first time the gateway exports request
     /// counts (SPEC: only when it does).
-    pub fn set_error_ratio(&self, value: f64) {
+    pub(crate) fn set_error_ratio(&self, value: f64) {
         let _ = self.error_ratio_registered.set(());
         self.error_ratio.with_label_values(&[] as &[&str]).set(value);
     }
 
     /// `vigil_gateway_request_duration_p95_seconds`, registered the first time the gateway
     /// exports a latency histogram.
-    pub fn set_request_duration_p95(&self, value: f64) {
+    pub(crate) fn set_request_duration_p95(&self, value: f64) {
         let _ = self.p95_registered.set(());
         self.request_duration_p95_seconds
             .with_label_values(&[] as &[&str])
@@ -44,7 +44,7 @@ impl GatewayMetrics {
     /// The DB pool figures of a run that could not read them (scrape failed, metric missing):
     /// NaN, which Prometheus shows as a gap and never compares true, rather than the last value,
     /// which would keep an alert firing (or quiet) on a figure nobody measured.
-    pub fn pool_unknown(&self) {
+    pub(crate) fn pool_unknown(&self) {
         self.pool_saturation_ratio.set(f64::NAN);
         for state in ["in_use", "max", "waiting"] {
             self.pool_connections.with_label_values(&[state]).set(f64::NAN);
@@ -53,7 +53,7 @@ impl GatewayMetrics {
 
     /// The same for the served-traffic figures, once they exist (they are registered by their
     /// first measurement).
-    pub fn traffic_unknown(&self, error_ratio: bool, p95: bool) {
+    pub(crate) fn traffic_unknown(&self, error_ratio: bool, p95: bool) {
         if error_ratio && self.error_ratio_registered.get().is_some() {
             self.error_ratio.with_label_values(&[] as &[&str]).set(f64::NAN);
         }
@@ -67,7 +67,7 @@ impl GatewayMetrics {
 
 impl GatewayMetrics {
     /// Creates and registers the gateway's series under check `name`.
-    pub fn register(metrics: &Metrics, name: &str) -> Result<GatewayMetrics, MetricsError> {
+    pub(crate) fn register(metrics: &Metrics, name: &str) -> Result<GatewayMetrics, MetricsError> {
         let gateway = GatewayMetrics {
             up: IntGauge::new(
                 "vigil_gateway_up",

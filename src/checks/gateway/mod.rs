@@ -6,8 +6,8 @@
 //! `error_ratio_fail` / `latency_p95_fail` are set, because every replica sees the same
 //! traffic and failing them all at once would empty the load balancer.
 
-pub mod config;
-pub mod metrics;
+pub(crate) mod config;
+pub(crate) mod metrics;
 mod pool;
 mod traffic;
 
@@ -35,13 +35,13 @@ const HEALTH_HINT: &str = "kubectl logs -f deployment/api-gateway -n api-gateway
 /// The most samples a scrape keeps of the metrics the check reads (pool, requests, latency
 /// buckets); a gateway exporting more of them is read as a protocol warning, not parsed into
 /// unbounded memory. Other metrics are checked line by line and dropped.
-pub const MAX_SCRAPE_SAMPLES: usize = 10_000;
+pub(crate) const MAX_SCRAPE_SAMPLES: usize = 10_000;
 
 const STATUS_CODE: Figure = Figure::new("status_code", Unit::None);
 const LATENCY: Figure = Figure::new("latency", Unit::Seconds);
 
 /// The gateway check; see the module docs.
-pub struct GatewayCheck {
+pub(crate) struct GatewayCheck {
     client: HttpClient,
     health: Option<ProbeRequest>,
     scrape: Option<ProbeRequest>,

@@ -13,7 +13,7 @@ use crate::core::fmt;
 use crate::core::outcome::{self, FailureKind, Figure, Finding, Report, Unit};
 use crate::promtext::{Exposition, MetricType};
 
-pub const POOL_HINT: &str = "the gateway's DB pool is full: curl <gateway>/metrics | grep connection_pool; \
+pub(super) const POOL_HINT: &str = "the gateway's DB pool is full: curl <gateway>/metrics | grep connection_pool; \
                              adjust connection pool settings (DB_POOL_SIZE, DB_POOL_TIMEOUT) or find the slow \
                              queries holding connections (runbook: High Latency)";
 
@@ -31,10 +31,10 @@ const SATURATION: Figure = Figure::new("pool_saturation", Unit::Ratio);
 
 /// The metric names that carry the pool figures, in [`FIGURES`] order.
 #[derive(Debug, Clone)]
-pub struct PoolNames([String; 3]);
+pub(super) struct PoolNames([String; 3]);
 
 impl PoolNames {
-    pub fn from_config(config: &Gateway) -> PoolNames {
+    pub(super) fn from_config(config: &Gateway) -> PoolNames {
         let preset = match config.pool_metrics {
             PoolPreset::Generic => [
                 "connection_pool_in_use",
@@ -63,7 +63,7 @@ impl PoolNames {
     }
 
     /// Every name the pool reads, for the scrape's filter.
-    pub fn all(&self) -> impl Iterator<Item = &str> {
+    pub(super) fn all(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
 
@@ -77,7 +77,7 @@ impl PoolNames {
 }
 
 /// What the pool remembers between scrapes.
-pub struct Pool {
+pub(super) struct Pool {
     names: PoolNames,
     warn: f64,
     fail: f64,
@@ -95,7 +95,7 @@ struct Reading {
 }
 
 impl Pool {
-    pub fn new(config: &Gateway) -> Pool {
+    pub(super) fn new(config: &Gateway) -> Pool {
         Pool {
             names: PoolNames::from_config(config),
             warn: config.pool_saturation_warn,
@@ -106,12 +106,18 @@ impl Pool {
         }
     }
 
-    pub fn names(&self) -> &PoolNames {
+    pub(super) fn names(&self) -> &PoolNames {
         &self.names
     }
 
     /// Reads the pool from one scrape into `report` and the metrics.
-    pub fn assess(&mut self, exposition: &Exposition, now: Instant, metrics: &GatewayMetrics, report: &mut Report) {
+    pub(super) fn assess(
+        &mut self,
+        exposition: &Exposition,
+        now: Instant,
+        metrics: &GatewayMetrics,
+        report: &mut Report,
+    ) {
         let mut reading = self.read(exposition);
         let Some(in_use) = reading.sums[0] else {
             report.detail(

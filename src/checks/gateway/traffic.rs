@@ -16,17 +16,17 @@ use crate::core::fmt;
 use crate::core::outcome::{FailureKind, Figure, Finding, Report, Status, Unit};
 use crate::promtext::Exposition;
 
-pub const TRAFFIC_HINT: &str = "the gateway serves errors or slowly: kubectl logs -f deployment/api-gateway -n api-gateway; \
+pub(super) const TRAFFIC_HINT: &str = "the gateway serves errors or slowly: kubectl logs -f deployment/api-gateway -n api-gateway; \
                                 see the upstream checks and the DB pool (runbook: 503s, High Latency)";
 
 /// The most distinct `le` bounds a latency histogram may have (classic histograms have a few
 /// dozen): past this the p95 is not computed, so that a hostile exposition cannot make the
 /// increases quadratic or the history large.
-pub const MAX_BUCKETS: usize = 128;
+pub(super) const MAX_BUCKETS: usize = 128;
 
 /// The most scrapes the history keeps, whatever the window: with [`MAX_BUCKETS`], at most
 /// 2 MiB of history.
-pub const MAX_SNAPSHOTS: usize = 1024;
+pub(super) const MAX_SNAPSHOTS: usize = 1024;
 
 const ERROR_RATIO: Figure = Figure::new("error_ratio", Unit::Ratio);
 const LATENCY_P95: Figure = Figure::new("latency_p95", Unit::Seconds);
@@ -42,7 +42,7 @@ struct Snapshot {
 }
 
 /// The traffic history and its thresholds.
-pub struct Traffic {
+pub(super) struct Traffic {
     requests_metric: String,
     bucket_metric: String,
     window: Duration,
@@ -55,7 +55,7 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    pub fn new(config: &Gateway, interval: std::time::Duration) -> Traffic {
+    pub(super) fn new(config: &Gateway, interval: std::time::Duration) -> Traffic {
         let per_window = config.window.as_millis() / interval.as_millis().max(1);
         Traffic {
             requests_metric: config.requests_metric.clone(),
@@ -74,12 +74,18 @@ impl Traffic {
     }
 
     /// Every name the traffic figures read, for the scrape's filter.
-    pub fn names(&self) -> [&str; 2] {
+    pub(super) fn names(&self) -> [&str; 2] {
         [&self.requests_metric, &self.bucket_metric]
     }
 
     /// Adds one scrape to the history and judges the window into `report` and the metrics.
-    pub fn assess(&mut self, exposition: &Exposition, now: Instant, metrics: &GatewayMetrics, report: &mut Report) {
+    pub(super) fn assess(
+        &mut self,
+        exposition: &Exposition,
+        now: Instant,
+        metrics: &GatewayMetrics,
+        report: &mut Report,
+    ) {
         let requests = self.requests(exposition);
         let buckets = match self.buckets(exposition) {
             Ok(buckets) => buckets,

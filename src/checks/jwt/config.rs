@@ -13,7 +13,7 @@ use crate::core::url::HttpUrl;
 /// `[jwt]`: the check named `jwt`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Jwt {
+pub(crate) struct Jwt {
     /// The algorithm the gateway verifies with. Default `HS256`; `HS256`, `HS384`, `HS512`
     /// (need `secret_file` or `secret_env`), `RS256`, `ES256` (need `jwks_url`).
     #[serde(default)]
@@ -54,7 +54,7 @@ pub struct Jwt {
 }
 
 impl Jwt {
-    pub fn validate(&self) -> Result<(), Invalid> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         cert_warn("jwt.cert_warn", self.cert_warn)?;
         if self.algorithm.uses_shared_secret() {
             match (&self.secret_file, &self.secret_env) {

@@ -9,7 +9,7 @@ use crate::metrics::{Metrics, MetricsError};
 /// when the check measures it: a gauge that is never set would export a misleading 0 (a
 /// `vigil_jwt_gateway_rejects_forged_token 0` without `validate_url` would page someone).
 #[derive(Clone, Default)]
-pub struct JwtMetrics {
+pub(crate) struct JwtMetrics {
     /// With a shared secret (HS256/384/512).
     pub secret: Option<JwtSecretMetrics>,
     /// With `validate_url` and a shared secret.
@@ -20,7 +20,7 @@ pub struct JwtMetrics {
 
 /// The mounted secret: valid or not, which one (by fingerprint), how often it changed.
 #[derive(Clone)]
-pub struct JwtSecretMetrics {
+pub(crate) struct JwtSecretMetrics {
     pub valid: IntGauge,
     /// One series at 1, labelled with the current fingerprint; the previous one is removed.
     pub info: IntGaugeVec,
@@ -29,14 +29,14 @@ pub struct JwtSecretMetrics {
 
 /// What the gateway's `validate_url` answered to the probe tokens.
 #[derive(Clone)]
-pub struct JwtGatewayMetrics {
+pub(crate) struct JwtGatewayMetrics {
     pub accepts_valid_token: IntGauge,
     pub rejects_forged_token: IntGauge,
 }
 
 impl JwtMetrics {
     /// Registers the groups asked for in `metrics`' registry.
-    pub fn register(
+    pub(crate) fn register(
         metrics: &Metrics,
         name: &str,
         secret: bool,

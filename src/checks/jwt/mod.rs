@@ -15,9 +15,9 @@
 //! The secret and every token are `Secret`s: no reason, observation, detail, metric or log
 //! line built here contains them (the tests grep every output for the secret).
 
-pub mod config;
+pub(crate) mod config;
 pub mod jwks;
-pub mod metrics;
+pub(crate) mod metrics;
 mod secret;
 mod token;
 mod validate;
@@ -84,7 +84,7 @@ struct SecretReport {
 }
 
 /// Watches the JWT secret, the gateway's verification of it and the auth service's JWKS.
-pub struct JwtCheck {
+pub(crate) struct JwtCheck {
     algorithm: JwtAlgorithm,
     source: Option<Source>,
     issuer: Option<String>,
@@ -133,7 +133,7 @@ impl CheckKind for Kind {
 
 impl JwtCheck {
     /// Builds the check; no I/O (the first run reads the secret).
-    pub fn new(
+    pub(crate) fn new(
         config: &Jwt,
         settings: &CheckSettings,
         name: &str,

@@ -14,7 +14,7 @@ use crate::core::secret::Secret;
 
 /// Where the secret comes from.
 #[derive(Debug, Clone)]
-pub enum Source {
+pub(super) enum Source {
     /// A file, typically a Kubernetes Secret volume (`secret -> ..data/secret`, updated by an
     /// atomic swap of the `..data` symlink): reading through the link always sees one whole
     /// version.
@@ -25,7 +25,7 @@ pub enum Source {
 
 /// Why the secret could not be read. Names the path or variable, never a value.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(super) enum ReadError {
     #[error("secret file {path}: {message}")]
     File { path: String, message: String },
     #[error("environment variable {0} is not set")]
@@ -34,7 +34,7 @@ pub enum ReadError {
 
 impl Source {
     /// Reads the secret as it is now, bytes as stored (a trailing newline included).
-    pub fn read(&self) -> Result<Secret<Vec<u8>>, ReadError> {
+    pub(super) fn read(&self) -> Result<Secret<Vec<u8>>, ReadError> {
         match self {
             Source::File(path) => {
                 crate::core::secret::read_bytes(path)
@@ -51,7 +51,7 @@ impl Source {
     }
 
     /// `file /var/run/secrets/jwt/secret` or `env JWT_SECRET`, for `/diag`.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             Source::File(path) => format!("file {}", path.display()),
             Source::Env(name) => format!("env {name}"),
@@ -69,10 +69,10 @@ fn describe_io(error: &impl std::fmt::Display) -> String {
 }
 
 /// What a weak secret shows instead of its fingerprint.
-pub const WITHHELD: &str = "withheld";
+pub(super) const WITHHELD: &str = "withheld";
 
 /// The secret's SHA-256: how the check tells one version from the next. Never shown.
-pub fn digest(secret: &Secret<Vec<u8>>) -> [u8; 32] {
+pub(super) fn digest(secret: &Secret<Vec<u8>>) -> [u8; 32] {
     Sha256::digest(secret.expose()).into()
 }
 
@@ -80,7 +80,7 @@ pub fn digest(secret: &Secret<Vec<u8>>) -> [u8; 32] {
 /// dashboard, far too little to learn anything about a strong secret. A secret shorter than
 /// its algorithm asks shows [`WITHHELD`]: 32 bits of its hash on `/metrics` would let anyone
 /// confirm dictionary guesses offline.
-pub fn fingerprint(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> String {
+pub(super) fn fingerprint(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> String {
     if secret.expose().len() < min_length(algorithm) {
         return WITHHELD.to_owned();
     }
@@ -92,7 +92,7 @@ pub fn fingerprint(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> String 
 }
 
 /// The minimum length RFC 7518 §3.2 asks of an HMAC key: the hash's output size.
-pub fn min_length(algorithm: JwtAlgorithm) -> usize {
+pub(super) fn min_length(algorithm: JwtAlgorithm) -> usize {
     match algorithm {
         JwtAlgorithm::HS384 => 48,
         JwtAlgorithm::HS512 => 64,
@@ -186,7 +186,7 @@ const WEAK_HINT: &str = "generate a strong one (openssl rand -base64 64 | tr -d 
                          deployment/api-gateway -n api-gateway";
 
 /// Judges the secret; an empty list means it passes every rule.
-pub fn assess(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> Vec<Finding> {
+pub(super) fn assess(secret: &Secret<Vec<u8>>, algorithm: JwtAlgorithm) -> Vec<Finding> {
     let raw = secret.expose().as_slice();
     let trimmed = raw.trim_ascii();
     let mut findings = Vec::new();

@@ -13,14 +13,14 @@ use crate::core::secret::Secret;
 
 /// How long a probe token is valid: long enough for a slow gateway, short enough that a
 /// leaked one is worthless soon.
-pub const LIFETIME_SECS: u64 = 60;
+pub(super) const LIFETIME_SECS: u64 = 60;
 
 /// The `sub` of every probe token, so that gateway logs show where they come from.
-pub const SUBJECT: &str = "vigil-probe";
+pub(super) const SUBJECT: &str = "vigil-probe";
 
 /// Why a token could not be made or did not verify.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub(super) enum TokenError {
     #[error("no randomness from the operating system: {0}")]
     Random(getrandom::Error),
     #[error("{0}")]
@@ -42,12 +42,12 @@ struct Claims {
 }
 
 /// The claims of one probe: minted once per run, then signed with each key.
-pub struct Probe {
+pub(super) struct Probe {
     algorithm: Algorithm,
     claims: Claims,
 }
 
-pub fn algorithm(algorithm: JwtAlgorithm) -> Algorithm {
+pub(super) fn algorithm(algorithm: JwtAlgorithm) -> Algorithm {
     match algorithm {
         JwtAlgorithm::HS256 => Algorithm::HS256,
         JwtAlgorithm::HS384 => Algorithm::HS384,
@@ -60,7 +60,7 @@ pub fn algorithm(algorithm: JwtAlgorithm) -> Algorithm {
 impl Probe {
     /// Claims for a token issued now: `iss`/`aud` from the configuration, `exp` a minute
     /// ahead, a random `jti` so that a gateway with replay protection sees a new token.
-    pub fn new(alg: JwtAlgorithm, issuer: Option<&str>, audience: Option<&str>) -> Result<Probe, TokenError> {
+    pub(super) fn new(alg: JwtAlgorithm, issuer: Option<&str>, audience: Option<&str>) -> Result<Probe, TokenError> {
         if !matches!(alg, JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512) {
             return Err(TokenError::NotShared(alg));
         }
@@ -82,7 +82,7 @@ impl Probe {
     }
 
     /// The token signed with `key`.
-    pub fn sign(&self, key: &Secret<Vec<u8>>) -> Result<Secret<String>, TokenError> {
+    pub(super) fn sign(&self, key: &Secret<Vec<u8>>) -> Result<Secret<String>, TokenError> {
         let token = jsonwebtoken::encode(
             &Header::new(self.algorithm),
             &self.claims,
@@ -93,14 +93,14 @@ impl Probe {
 
     /// The token signed with a fresh random key as long as the hash's output: what an attacker
     /// without the secret could present.
-    pub fn forge(&self) -> Result<Secret<String>, TokenError> {
+    pub(super) fn forge(&self) -> Result<Secret<String>, TokenError> {
         let key = Secret::new(random_bytes::<64>()?.to_vec());
         self.sign(&key)
     }
 
     /// Verifies `token` with `key` as a careful gateway would: algorithm pinned, signature,
     /// `exp`, and `iss`/`aud` when configured.
-    pub fn verify(&self, token: &Secret<String>, key: &Secret<Vec<u8>>) -> Result<(), TokenError> {
+    pub(super) fn verify(&self, token: &Secret<String>, key: &Secret<Vec<u8>>) -> Result<(), TokenError> {
         let mut validation = Validation::new(self.algorithm);
         validation.leeway = 0;
         let mut required = vec!["exp"];

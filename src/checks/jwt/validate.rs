@@ -21,7 +21,7 @@ use crate::net::attempt::ProbeResponse;
 use crate::net::http::{ProbeRequest, RequestError};
 use crate::net::tls::HttpClient;
 
-pub const RESTART_HINT: &str = "kubectl rollout restart deployment/api-gateway -n api-gateway";
+pub(super) const RESTART_HINT: &str = "kubectl rollout restart deployment/api-gateway -n api-gateway";
 const GATEWAY_HINT: &str = "kubectl get pods -n api-gateway; kubectl logs deployment/api-gateway -n api-gateway";
 const MISMATCH_HINT: &str = "the gateway verifies with another secret than the one mounted here: kubectl get secret \
                              jwt-secret -n api-gateway; kubectl logs deployment/api-gateway -n api-gateway | grep -i jwt";
@@ -32,7 +32,7 @@ const FORGED_HINT: &str = "the gateway lets any token through: fix its JWT verif
 
 /// How the gateway answered one token.
 #[derive(Debug)]
-pub enum Verdict {
+pub(super) enum Verdict {
     Accepted(u16),
     Rejected(u16),
     /// Another status: neither an accept nor a reject.
@@ -59,7 +59,7 @@ impl Verdict {
 }
 
 /// What the probe learned.
-pub struct ValidateReport {
+pub(super) struct ValidateReport {
     pub findings: Vec<Finding>,
     /// `Some` only when the gateway gave a definite accept or reject.
     pub accepts_valid: Option<bool>,
@@ -68,7 +68,7 @@ pub struct ValidateReport {
 }
 
 /// The tokens of one probe, all with the same claims.
-pub struct Tokens {
+pub(super) struct Tokens {
     /// Signed with the mounted secret, byte for byte.
     pub valid: Secret<String>,
     /// Signed with a random key.
@@ -80,7 +80,7 @@ pub struct Tokens {
 }
 
 /// Talks to one `validate_url`.
-pub struct ValidateProbe {
+pub(super) struct ValidateProbe {
     url: HttpUrl,
     client: HttpClient,
     /// The request without its token: the `Authorization` header is added per token and run,
@@ -91,7 +91,11 @@ pub struct ValidateProbe {
 }
 
 impl ValidateProbe {
-    pub fn new(url: HttpUrl, client: HttpClient, seen: Arc<cert::Earliest>) -> Result<ValidateProbe, RequestError> {
+    pub(super) fn new(
+        url: HttpUrl,
+        client: HttpClient,
+        seen: Arc<cert::Earliest>,
+    ) -> Result<ValidateProbe, RequestError> {
         let request = super::get_request(&url)?;
         Ok(ValidateProbe {
             url,
@@ -129,7 +133,7 @@ impl ValidateProbe {
     /// Sends the valid token, then the forged one, then (only when the valid one was refused)
     /// the one of the previous secret and the one of the trimmed secret, to say why. Each
     /// request gets the time that is left of `deadline`.
-    pub async fn probe(&self, tokens: &Tokens, deadline: Duration) -> ValidateReport {
+    pub(super) async fn probe(&self, tokens: &Tokens, deadline: Duration) -> ValidateReport {
         let end = tokio::time::Instant::now() + deadline;
         let left = || end.saturating_duration_since(tokio::time::Instant::now());
         let url = self.url.as_str();

@@ -15,22 +15,22 @@ use crate::kube::objects::{ContainerSpec, ContainerStatus, EndpointSlice, Pod, P
 use crate::kube::quantity;
 use crate::kube::watch::View;
 
-pub const READY: Figure = Figure::new("container_ready", Unit::Flag);
-pub const RESTARTS: Figure = Figure::new("container_restarts", Unit::Count);
-pub const CPU_USAGE: Figure = Figure::new("container_cpu_usage", Unit::Cores);
-pub const CPU_LIMIT: Figure = Figure::new("container_cpu_limit", Unit::Cores);
-pub const CPU_RATIO: Figure = Figure::new("container_cpu_usage_ratio", Unit::Ratio);
-pub const MEMORY_USAGE: Figure = Figure::new("container_memory_usage", Unit::Bytes);
-pub const MEMORY_LIMIT: Figure = Figure::new("container_memory_limit", Unit::Bytes);
-pub const MEMORY_RATIO: Figure = Figure::new("container_memory_usage_ratio", Unit::Ratio);
-pub const ENDPOINTS_READY: Figure = Figure::new("endpoints_ready", Unit::Count);
-pub const ENDPOINTS_TOTAL: Figure = Figure::new("endpoints", Unit::Count);
-pub const VIEW_AGE: Figure = Figure::new("view_age", Unit::Seconds);
-pub const API_UP: Figure = Figure::new("api_up", Unit::Flag);
+pub(crate) const READY: Figure = Figure::new("container_ready", Unit::Flag);
+pub(crate) const RESTARTS: Figure = Figure::new("container_restarts", Unit::Count);
+pub(crate) const CPU_USAGE: Figure = Figure::new("container_cpu_usage", Unit::Cores);
+pub(crate) const CPU_LIMIT: Figure = Figure::new("container_cpu_limit", Unit::Cores);
+pub(crate) const CPU_RATIO: Figure = Figure::new("container_cpu_usage_ratio", Unit::Ratio);
+pub(crate) const MEMORY_USAGE: Figure = Figure::new("container_memory_usage", Unit::Bytes);
+pub(crate) const MEMORY_LIMIT: Figure = Figure::new("container_memory_limit", Unit::Bytes);
+pub(crate) const MEMORY_RATIO: Figure = Figure::new("container_memory_usage_ratio", Unit::Ratio);
+pub(crate) const ENDPOINTS_READY: Figure = Figure::new("endpoints_ready", Unit::Count);
+pub(crate) const ENDPOINTS_TOTAL: Figure = Figure::new("endpoints", Unit::Count);
+pub(crate) const VIEW_AGE: Figure = Figure::new("view_age", Unit::Seconds);
+pub(crate) const API_UP: Figure = Figure::new("api_up", Unit::Flag);
 
 /// What the metrics API answered this run.
 #[derive(Debug, Clone)]
-pub enum Usage {
+pub(crate) enum Usage {
     Figures(PodMetrics),
     /// 404 for this pod: the metrics pipeline has no figures for it yet (a new pod).
     NotYet,
@@ -38,7 +38,7 @@ pub enum Usage {
 }
 
 /// Everything one run judges.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub config: &'a Kubernetes,
     pub keys: &'a PodKeys,
     pub pod: &'a View<Pod>,
@@ -51,7 +51,7 @@ pub struct Inputs<'a> {
 
 /// The figures the run exports, beside its report.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Exported {
+pub(crate) struct Exported {
     pub container: Option<String>,
     pub ready: Option<bool>,
     pub restarts: Option<u32>,
@@ -66,7 +66,7 @@ pub struct Exported {
 }
 
 /// The judgement of one run.
-pub fn assess(inputs: &Inputs<'_>) -> (Report, Exported) {
+pub(crate) fn assess(inputs: &Inputs<'_>) -> (Report, Exported) {
     let mut report = Report::new();
     let mut exported = Exported::default();
     let config = inputs.config;

@@ -12,7 +12,7 @@ use crate::config::limits::{default_cpu_warn, default_memory_warn, ratio};
 /// The `pod` check's thresholds, in `[kubernetes]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PodKeys {
+pub(crate) struct PodKeys {
     /// The container's CPU use / its CPU limit that warns. Default 0.80 (the runbook's 80 %);
     /// above 0, at most 1.
     #[serde(default = "default_cpu_warn")]
@@ -27,7 +27,7 @@ pub struct PodKeys {
 }
 
 impl PodKeys {
-    pub fn validate(&self) -> Result<(), Invalid> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         ratio("kubernetes.cpu_warn", self.cpu_warn)?;
         ratio("kubernetes.memory_warn", self.memory_warn)?;
         if !(Duration::from_secs(60)..=Duration::from_secs(86_400)).contains(&self.restart_window) {

@@ -9,7 +9,7 @@ use crate::metrics::{Metrics, MetricsError};
 /// configured. Each `vigil_pod_container_*` series is labelled with the watched container only
 /// (nothing else of the pod spec is shown); a figure that is not known has no series.
 #[derive(Clone)]
-pub struct KubernetesMetrics {
+pub(crate) struct KubernetesMetrics {
     pub api_up: IntGauge,
     pub container_ready: IntGaugeVec,
     /// Counts up by the kubelet's restart count (its rises since vigil started, plus the count
@@ -24,11 +24,11 @@ pub struct KubernetesMetrics {
 }
 
 /// `vigil_service_endpoints{condition}` label values.
-pub const ENDPOINT_CONDITIONS: [&str; 3] = ["ready", "serving", "terminating"];
+pub(crate) const ENDPOINT_CONDITIONS: [&str; 3] = ["ready", "serving", "terminating"];
 
 impl KubernetesMetrics {
     /// Creates and registers the group.
-    pub fn register(metrics: &Metrics, name: &str) -> Result<KubernetesMetrics, MetricsError> {
+    pub(crate) fn register(metrics: &Metrics, name: &str) -> Result<KubernetesMetrics, MetricsError> {
         let container = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &["container"]);
         let k = KubernetesMetrics {
             api_up: IntGauge::new(

@@ -8,9 +8,9 @@
 //! become a burst of requests). What it concludes is [`assess`]'s. API failures are warns, never
 //! fails: an API server outage must not empty the Service.
 
-pub mod assess;
-pub mod config;
-pub mod metrics;
+pub(crate) mod assess;
+pub(crate) mod config;
+pub(crate) mod metrics;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,7 +29,7 @@ use crate::kube::objects::PodMetrics;
 use crate::net::attempt::inner_deadline;
 
 /// Reads the cluster's views and the metrics API; see the module docs.
-pub struct PodCheck {
+pub(crate) struct PodCheck {
     cluster: Arc<Cluster>,
     keys: PodKeys,
     metrics: KubernetesMetrics,

@@ -15,7 +15,7 @@ use crate::core::secret::Secret;
 
 /// `[postgres]`: the check named `postgres`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Postgres {
+pub(crate) struct Postgres {
     /// The server to watch, parsed from `url` (or the contents of `url_file`, or
     /// `DATABASE_URL`): required, one of the three. A `postgres://` or `postgresql://` URL or a
     /// libpq `key=value` string; `sslmode` (`disable`, `allow`, `prefer` (default), `require`,
@@ -131,7 +131,7 @@ impl PostgresKeys {
 
 impl Postgres {
     /// The limits of the keys besides the URL (parsed before).
-    pub fn validate(&self) -> Result<(), Invalid> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         cert_warn("postgres.cert_warn", self.cert_warn)?;
         warn_below_fail(
             "postgres",

@@ -14,16 +14,16 @@ use tokio_postgres::error::SqlState;
 use crate::core::fmt;
 use crate::core::outcome::{FailureKind, Finding};
 
-pub const NETSTAT_HINT: &str = "kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
-pub const SATURATION_HINT: &str = "who holds the connections: SELECT usename, application_name, client_addr, state, count(*) \
+pub(super) const NETSTAT_HINT: &str = "kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
+pub(super) const SATURATION_HINT: &str = "who holds the connections: SELECT usename, application_name, client_addr, state, count(*) \
      FROM pg_stat_activity GROUP BY 1,2,3,4 ORDER BY 5 DESC; look for `idle in transaction` and for pool size × \
      replicas above max_connections; kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
-pub const LONG_QUERY_HINT: &str = "SELECT pid, now() - query_start AS running, state, usename, left(query, 100) \
+pub(super) const LONG_QUERY_HINT: &str = "SELECT pid, now() - query_start AS running, state, usename, left(query, 100) \
      FROM pg_stat_activity WHERE state <> 'idle' ORDER BY 2 DESC; cancel one with SELECT pg_cancel_backend(<pid>)";
 
 /// What vigil tried to reach, for reasons and for telling DNS failures apart.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(super) struct Target {
     /// `host:port` (or the socket directory) as shown in reasons.
     pub display: String,
     /// The host as written, when it is a name that needs DNS.
@@ -38,7 +38,7 @@ fn failure(kind: FailureKind, reason: String, hint: impl Into<String>) -> Findin
 }
 
 /// Nothing came back within `after`.
-pub fn timeout(target: &Target, what: &str, after: Duration) -> Finding {
+pub(super) fn timeout(target: &Target, what: &str, after: Duration) -> Finding {
     failure(
         FailureKind::Timeout,
         format!("timed out {what} {} after {}", target.display, fmt::duration(after)),
@@ -51,7 +51,7 @@ pub fn timeout(target: &Target, what: &str, after: Duration) -> Finding {
 }
 
 /// The server answered something vigil cannot use.
-pub fn protocol(target: &Target, what: &str) -> Finding {
+pub(super) fn protocol(target: &Target, what: &str) -> Finding {
     failure(
         FailureKind::Protocol,
         format!("{}: {what}", target.display),
@@ -60,7 +60,7 @@ pub fn protocol(target: &Target, what: &str) -> Finding {
 }
 
 /// Classifies an error of connecting or querying.
-pub fn classify(error: &tokio_postgres::Error, target: &Target, budget: Duration) -> Finding {
+pub(super) fn classify(error: &tokio_postgres::Error, target: &Target, budget: Duration) -> Finding {
     if let Some(db) = error.as_db_error() {
         let code = db.code();
         let message = db.message();
@@ -142,7 +142,7 @@ fn tls_failure(detail: &str, target: &Target) -> Finding {
 }
 
 /// Classifies an I/O error below the driver.
-pub fn classify_io(io: &io::Error, target: &Target, budget: Duration) -> Finding {
+pub(super) fn classify_io(io: &io::Error, target: &Target, budget: Duration) -> Finding {
     let text = io.to_string();
     match io.kind() {
         io::ErrorKind::ConnectionRefused => failure(
@@ -195,7 +195,7 @@ fn is_dns(text: &str) -> bool {
 }
 
 /// Classifies an error of the agent's own pool.
-pub fn classify_pool(error: &PoolError, target: &Target, budget: Duration) -> Finding {
+pub(super) fn classify_pool(error: &PoolError, target: &Target, budget: Duration) -> Finding {
     match error {
         PoolError::Timeout(TimeoutType::Wait) => failure(
             FailureKind::Timeout,

@@ -8,7 +8,7 @@ use crate::metrics::{Metrics, MetricsError};
 /// The `postgres` check's figures; registered only when `[postgres]` is configured, so that
 /// `vigil_postgres_up` is absent (not 0) where there is no database to watch.
 #[derive(Clone)]
-pub struct PostgresMetrics {
+pub(crate) struct PostgresMetrics {
     /// 1 when the server answered this run (on the kept connection or the pool), even when full.
     pub up: IntGauge,
     pub query_duration_seconds: Histogram,
@@ -25,7 +25,7 @@ pub struct PostgresMetrics {
 
 /// `vigil_postgres_connections{state}` label values, in PostgreSQL's order; `unknown` counts
 /// sessions whose state the agent's role may not see.
-pub const POSTGRES_CONNECTION_STATES: &[&str] = &[
+pub(crate) const POSTGRES_CONNECTION_STATES: &[&str] = &[
     "active",
     "idle",
     "idle_in_transaction",
@@ -37,7 +37,7 @@ pub const POSTGRES_CONNECTION_STATES: &[&str] = &[
 
 impl PostgresMetrics {
     /// Creates and registers the postgres series (every label value at 0).
-    pub fn register(metrics: &Metrics, name: &str) -> Result<PostgresMetrics, MetricsError> {
+    pub(crate) fn register(metrics: &Metrics, name: &str) -> Result<PostgresMetrics, MetricsError> {
         let pg = PostgresMetrics {
             up: IntGauge::new(
                 "vigil_postgres_up",

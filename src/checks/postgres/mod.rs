@@ -21,12 +21,12 @@
 //! connection dropped by a cut run is retired quietly), and the pool hands connections back on
 //! drop.
 
-pub mod config;
+pub(crate) mod config;
 mod errors;
-pub mod metrics;
+pub(crate) mod metrics;
 mod queries;
 mod tls;
-pub mod url;
+pub(crate) mod url;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -55,10 +55,10 @@ use crate::metrics::Metrics;
 
 /// The `application_name` of every connection the agent opens, so that it can be told apart
 /// in `pg_stat_activity` (and left out of a DBA's "who holds the connections").
-pub const APPLICATION_NAME: &str = "vigil";
+pub(crate) const APPLICATION_NAME: &str = "vigil";
 
 /// Watches one PostgreSQL server; see the module docs.
-pub struct PostgresCheck {
+pub(crate) struct PostgresCheck {
     pg_config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     sslmode: SslMode,
@@ -195,7 +195,7 @@ impl CheckKind for Kind {
 impl PostgresCheck {
     /// Builds the check without connecting (there is no runtime yet): connections open in
     /// the first run.
-    pub fn new(
+    pub(crate) fn new(
         config: &Postgres,
         settings: &CheckSettings,
         name: &str,

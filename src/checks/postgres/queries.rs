@@ -15,17 +15,17 @@ use serde_json::Value as Json;
 use tokio_postgres::{Client, Row};
 
 /// How many long queries `/diag` lists.
-pub const TOP: i64 = 5;
+pub(super) const TOP: i64 = 5;
 /// How many application_names are read, shown in `/diag` and exported one series each
 /// (`vigil_postgres_connections_by_application`); the rest are summed as `other`, so that the
 /// series stay bounded whatever connects.
-pub const TOP_APPLICATIONS: i64 = 10;
+pub(super) const TOP_APPLICATIONS: i64 = 10;
 /// How much of a long query's text `/diag` shows.
-pub const QUERY_CHARS: i64 = 100;
+pub(super) const QUERY_CHARS: i64 = 100;
 
 /// The statement, with the long-query threshold inlined as a number of seconds (a value from
 /// the validated configuration, not from outside).
-pub fn stats_sql(long_query: Duration) -> String {
+pub(super) fn stats_sql(long_query: Duration) -> String {
     let seconds = long_query.as_secs_f64();
     format!(
         "WITH a AS (\
@@ -55,7 +55,7 @@ pub fn stats_sql(long_query: Duration) -> String {
 
 /// What the statistics query found.
 #[derive(Debug, Clone, Serialize)]
-pub struct Stats {
+pub(super) struct Stats {
     pub max_connections: i32,
     pub superuser_reserved_connections: i32,
     /// `reserved_connections` (PostgreSQL 16+; 0 before).
@@ -74,21 +74,21 @@ pub struct Stats {
 
 impl Stats {
     /// Connections ordinary roles can use.
-    pub fn usable(&self) -> i64 {
+    pub(super) fn usable(&self) -> i64 {
         i64::from(self.max_connections - self.superuser_reserved_connections - self.reserved_connections).max(1)
     }
 
-    pub fn saturation(&self) -> f64 {
+    pub(super) fn saturation(&self) -> f64 {
         self.connections_in_use as f64 / self.usable() as f64
     }
 
     /// Count of client backends in a state as PostgreSQL names it.
-    pub fn in_state(&self, state: &str) -> i64 {
+    pub(super) fn in_state(&self, state: &str) -> i64 {
         self.by_state.get(state).and_then(Json::as_i64).unwrap_or(0)
     }
 
     /// The top application_names with their connections, and what the others hold together.
-    pub fn by_application(&self) -> (Vec<(String, i64)>, i64) {
+    pub(super) fn by_application(&self) -> (Vec<(String, i64)>, i64) {
         let top: Vec<(String, i64)> = self
             .top_applications
             .as_array()
@@ -106,7 +106,7 @@ impl Stats {
     }
 
     /// `name=count, …` of a JSON list of `{application_name, connections}`, for the text `/diag`.
-    pub fn top_applications_line(&self) -> String {
+    pub(super) fn top_applications_line(&self) -> String {
         let Some(list) = self.top_applications.as_array() else {
             return String::new();
         };
@@ -121,7 +121,7 @@ impl Stats {
     }
 
     /// `state=count, …`, busiest first, for the text `/diag`.
-    pub fn by_state_line(&self) -> String {
+    pub(super) fn by_state_line(&self) -> String {
         let Some(map) = self.by_state.as_object() else {
             return String::new();
         };
@@ -158,7 +158,7 @@ impl Stats {
 /// Runs the statistics query on `client`: `query_typed` sends it unnamed, in one round trip,
 /// where a prepared statement would cost a second one on every run. `None`: the server
 /// returned no row (the statement always yields one; a proxy in between might not).
-pub async fn read_stats(client: &Client, sql: &str) -> Result<Option<Stats>, tokio_postgres::Error> {
+pub(super) async fn read_stats(client: &Client, sql: &str) -> Result<Option<Stats>, tokio_postgres::Error> {
     let rows = client.query_typed(sql, &[]).await?;
     rows.first().map(Stats::from_row).transpose()
 }

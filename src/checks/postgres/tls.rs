@@ -18,15 +18,15 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub use crate::checks::postgres::url::SslMode;
+pub(super) use crate::checks::postgres::url::SslMode;
 
 /// Where the connector leaves the earliest `notAfter` of the chain the server presented on the
 /// latest TLS connection (kept or pooled), read before verification decides.
-pub type SeenExpiry = Arc<std::sync::Mutex<Option<std::time::SystemTime>>>;
+pub(super) type SeenExpiry = Arc<std::sync::Mutex<Option<std::time::SystemTime>>>;
 
 /// The rustls connector for a mode, and where it notes the server's certificate expiry. Built
 /// at start (no runtime needed).
-pub fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<(MakeRustlsConnect, SeenExpiry), String> {
+pub(super) fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<(MakeRustlsConnect, SeenExpiry), String> {
     let provider = Arc::new(aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()

@@ -11,7 +11,7 @@ use crate::core::secret::Secret;
 
 /// The server the postgres check watches, as parsed from `postgres.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PostgresTarget {
+pub(crate) struct PostgresTarget {
     /// Hosts, ports, user, password, database and the other libpq keys tokio-postgres knows,
     /// with its `ssl_mode` already set from [`PostgresTarget::sslmode`]. Its `Debug` hides the
     /// password.
@@ -26,7 +26,7 @@ pub struct PostgresTarget {
 /// Why a postgres URL was refused. No variant holds the password: the messages are redacted
 /// before they are stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PostgresUrlError {
+pub(crate) enum PostgresUrlError {
     #[error("must be a postgres:// or postgresql:// URL (or key=value connection string)")]
     Scheme,
     /// A bad `sslmode`.
@@ -40,7 +40,7 @@ pub enum PostgresUrlError {
 impl PostgresTarget {
     /// A `postgres://` / `postgresql://` URL or a `key=value` connection string. The error
     /// names no key (the caller's) and never shows the password.
-    pub fn parse(url: &str) -> Result<PostgresTarget, PostgresUrlError> {
+    pub(crate) fn parse(url: &str) -> Result<PostgresTarget, PostgresUrlError> {
         // The URL holds the password: the message shows its scheme at most.
         let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
         let keyword_form = !url.contains("://") && url.contains('=');
@@ -87,7 +87,7 @@ impl Serialize for PostgresTarget {
 
 /// libpq's `sslmode`, as the operator wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
+pub(crate) enum SslMode {
     /// `disable`: plain text only.
     Disable,
     /// `prefer` (and `allow`), libpq's default: TLS when the server offers it, plain
@@ -101,7 +101,7 @@ pub enum SslMode {
 }
 
 impl SslMode {
-    pub fn parse(value: &str) -> Result<SslMode, String> {
+    pub(crate) fn parse(value: &str) -> Result<SslMode, String> {
         match value {
             "disable" => Ok(SslMode::Disable),
             // libpq's `allow` (plain first, TLS if required) is closest to prefer for a prober.
@@ -117,7 +117,7 @@ impl SslMode {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
             SslMode::Prefer => "prefer",
@@ -127,7 +127,7 @@ impl SslMode {
     }
 
     /// The mode tokio-postgres negotiates with.
-    pub fn for_driver(self) -> PgSslMode {
+    pub(crate) fn for_driver(self) -> PgSslMode {
         match self {
             SslMode::Disable => PgSslMode::Disable,
             SslMode::Prefer => PgSslMode::Prefer,

@@ -10,7 +10,7 @@ use crate::config::limits::{default_cpu_warn, default_memory_warn, ratio, yes};
 /// `[system]`: the check named `system`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct System {
+pub(crate) struct System {
     /// `false` turns the check off. Default true (it runs without a `[system]` section).
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -27,7 +27,7 @@ pub struct System {
 }
 
 impl System {
-    pub fn validate(&self) -> Result<(), Invalid> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         ratio("system.cpu_warn", self.cpu_warn)?;
         ratio("system.memory_warn", self.memory_warn)
     }

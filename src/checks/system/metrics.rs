@@ -8,7 +8,7 @@ use crate::metrics::{Metrics, MetricsError};
 /// The `system` check's container figures: registered by the check, so exported only while
 /// `[system]` is enabled.
 #[derive(Clone)]
-pub struct SystemMetrics {
+pub(crate) struct SystemMetrics {
     pub cpu_usage_ratio: Gauge,
     pub memory_working_set_bytes: Gauge,
     pub memory_limit_bytes: Gauge,
@@ -19,7 +19,7 @@ pub struct SystemMetrics {
 
 impl SystemMetrics {
     /// Creates and registers the `vigil_container_*` series.
-    pub fn register(metrics: &Metrics, name: &str) -> Result<SystemMetrics, MetricsError> {
+    pub(crate) fn register(metrics: &Metrics, name: &str) -> Result<SystemMetrics, MetricsError> {
         let system = SystemMetrics {
             cpu_usage_ratio: Gauge::new(
                 "vigil_container_cpu_usage_ratio",

@@ -14,8 +14,8 @@
 //! check half-updated.
 
 mod cgroup;
-pub mod config;
-pub mod metrics;
+pub(crate) mod config;
+pub(crate) mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ const MEMORY_HINT: &str = "vigil's own container is near its memory limit: kubec
 const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Watches the container's CPU, memory and OOM kills; see the module docs.
-pub struct SystemCheck {
+pub(crate) struct SystemCheck {
     cpu_warn: f64,
     memory_warn: f64,
     root: PathBuf,
@@ -97,7 +97,7 @@ impl CheckKind for Kind {
 }
 
 impl SystemCheck {
-    pub fn new(config: &System, metrics: SystemMetrics) -> SystemCheck {
+    pub(crate) fn new(config: &System, metrics: SystemMetrics) -> SystemCheck {
         let self_cgroup = (config.cgroup_root == Path::new(DEFAULT_CGROUP_ROOT))
             .then(|| std::fs::read_to_string("/proc/self/cgroup").ok())
             .flatten();

@@ -16,7 +16,7 @@ use crate::net::http::HttpVersion;
 /// One `[[upstream]]`: the check named `upstream:<name>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// The check's name after `upstream:`. Required; 1 to 64 letters, digits, `-`, `_`, `.`;
     /// unique among the upstreams.
     pub name: String,
@@ -72,7 +72,7 @@ pub struct Upstream {
 /// `upstream[].addresses`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AddressMode {
+pub(crate) enum AddressMode {
     /// The first address that answers.
     #[default]
     First,
@@ -83,7 +83,7 @@ pub enum AddressMode {
 impl Upstream {
     /// The limits of one entry at `prefix` (`upstream[0]`); names unique among all is
     /// [`validate_upstreams`]'s.
-    pub fn validate(&self, prefix: &str, interval: Duration) -> Result<(), Invalid> {
+    pub(crate) fn validate(&self, prefix: &str, interval: Duration) -> Result<(), Invalid> {
         let name = &self.name;
         if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(Invalid::new(
@@ -140,7 +140,7 @@ impl Upstream {
 }
 
 /// Names unique among the entries (each entry's own limits are [`Upstream::validate`]'s).
-pub fn validate_names(upstreams: &[&Upstream]) -> Result<(), Invalid> {
+pub(crate) fn validate_names(upstreams: &[&Upstream]) -> Result<(), Invalid> {
     for (index, upstream) in upstreams.iter().enumerate() {
         let prefix = format!("upstream[{index}]");
         if upstreams[..index].iter().any(|u| u.name == upstream.name) {
@@ -155,7 +155,7 @@ pub fn validate_names(upstreams: &[&Upstream]) -> Result<(), Invalid> {
 
 /// Which HTTP statuses count as up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExpectStatus {
+pub(crate) enum ExpectStatus {
     /// A class such as `2xx`: the hundreds digit.
     Class(u16),
     /// These codes exactly, such as `[200, 204]`.
@@ -169,7 +169,7 @@ impl Default for ExpectStatus {
 }
 
 impl ExpectStatus {
-    pub fn accepts(&self, status: u16) -> bool {
+    pub(crate) fn accepts(&self, status: u16) -> bool {
         match self {
             ExpectStatus::Class(class) => status / 100 == *class,
             ExpectStatus::List(list) => list.contains(&status),
@@ -211,7 +211,7 @@ impl<'de> Deserialize<'de> for ExpectStatus {
 
 /// `upstream[].url`: what the scheme says to speak.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamUrl {
+pub(crate) enum UpstreamUrl {
     /// `http://` or `https://`: one request per run.
     Http(HttpUrl),
     /// `tcp://host:port`: a connection per run, nothing sent.
@@ -226,20 +226,20 @@ pub enum UpstreamUrl {
 
 /// A `host:port` to connect to, with the URL as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SocketTarget {
+pub(crate) struct SocketTarget {
     text: String,
     pub host: String,
     pub port: u16,
 }
 
 impl SocketTarget {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 }
 
 impl UpstreamUrl {
-    pub fn parse(text: &str) -> Result<UpstreamUrl, String> {
+    pub(crate) fn parse(text: &str) -> Result<UpstreamUrl, String> {
         let socket = |rest: &str| -> Result<SocketTarget, String> {
             let authority = rest.trim_end_matches('/');
             let uri: http::uri::Authority = authority
@@ -281,7 +281,7 @@ impl UpstreamUrl {
         })
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             UpstreamUrl::Http(url) => url.as_str(),
             UpstreamUrl::Tcp(target)

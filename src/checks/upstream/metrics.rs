@@ -12,14 +12,14 @@ use crate::net::grpc::GRPC_SERVING_STATUSES;
 /// One upstream's figures: `vigil_upstream_up`, `_status_code`, `_phase_duration_seconds` and
 /// `_request_duration_seconds`.
 #[derive(Debug)]
-pub struct UpstreamSeries {
+pub(crate) struct UpstreamSeries {
     name: Box<str>,
     figures: Mutex<UpstreamFigures>,
 }
 
 /// What an upstream run sets; see [`UpstreamSeries::update`].
 #[derive(Debug, Clone, Default)]
-pub struct UpstreamFigures {
+pub(crate) struct UpstreamFigures {
     pub up: bool,
     /// 0: no answer.
     pub status_code: u16,
@@ -34,7 +34,7 @@ pub struct UpstreamFigures {
 }
 
 /// The `phase` label values of `vigil_upstream_phase_duration_seconds`, in order.
-pub const PHASES: [&str; 4] = ["dns", "connect", "tls", "first_byte"];
+pub(crate) const PHASES: [&str; 4] = ["dns", "connect", "tls", "first_byte"];
 
 impl UpstreamSeries {
     fn new(name: &str) -> UpstreamSeries {
@@ -45,25 +45,25 @@ impl UpstreamSeries {
     }
 
     /// Changes the figures under the lock; a scrape sees all of one run's changes or none.
-    pub fn update(&self, change: impl FnOnce(&mut UpstreamFigures)) {
+    pub(crate) fn update(&self, change: impl FnOnce(&mut UpstreamFigures)) {
         change(&mut lock(&self.figures));
     }
 
     /// A copy of the current figures.
-    pub fn figures(&self) -> UpstreamFigures {
+    pub(crate) fn figures(&self) -> UpstreamFigures {
         lock(&self.figures).clone()
     }
 }
 
 /// Every upstream's series, in the order they were added.
 #[derive(Debug, Default)]
-pub struct UpstreamFamilies {
+pub(crate) struct UpstreamFamilies {
     upstreams: Mutex<Vec<Arc<UpstreamSeries>>>,
 }
 
 impl UpstreamFamilies {
     /// The series of upstream `name` (the `upstream` label), created at 0 on the first call.
-    pub fn upstream(&self, name: &str) -> Arc<UpstreamSeries> {
+    pub(crate) fn upstream(&self, name: &str) -> Arc<UpstreamSeries> {
         find_or_add(&self.upstreams, name, |s| &s.name, UpstreamSeries::new)
     }
 }

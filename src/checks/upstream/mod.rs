@@ -7,8 +7,8 @@
 //! `failure_threshold` then decides when the check reports fail); slowness alone is judged on
 //! the window's p95, so one slow answer among many fast ones does not page anyone.
 
-pub mod config;
-pub mod metrics;
+pub(crate) mod config;
+pub(crate) mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ const TLS_HINT: &str = "the upstream's certificate is not trusted or not valid f
                         set ca_file to the CA that signed it, or check the certificate's names and dates";
 
 /// One upstream; see the module docs.
-pub struct UpstreamCheck {
+pub(crate) struct UpstreamCheck {
     client: HttpClient,
     target: Target,
     /// `addresses = "all"`.
@@ -74,7 +74,7 @@ struct AddressTally {
 }
 
 /// The most addresses `addresses = "all"` probes in one run.
-pub const MAX_ADDRESSES: usize = 64;
+pub(crate) const MAX_ADDRESSES: usize = 64;
 
 /// What a run asks, by the URL's scheme.
 enum Target {
@@ -184,7 +184,7 @@ impl CheckKind for Kind {
 }
 
 impl UpstreamCheck {
-    pub fn new(
+    pub(crate) fn new(
         config: &Upstream,
         settings: &CheckSettings,
         name: &str,
