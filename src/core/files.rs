@@ -1,5 +1,5 @@
-//! The one reader for every file vigil reads because its configuration names it: the
-//! configuration itself, CA bundles (`ca_file`, `sslrootcert`) and secrets (`*_file`).
+//! The one reader for every file vigil reads: the configuration itself, CA bundles (`ca_file`,
+//! `sslrootcert`), secrets (`*_file`) and the kernel's interface files (cgroups, `/proc`).
 //!
 //! Only regular files are read, and only up to a cap: a FIFO would block start-up (and SIGTERM
 //! with it) until someone writes to it, `/dev/zero` would never end, a directory is a mistake.
@@ -20,6 +20,9 @@ pub(crate) const CONFIG_CAP: u64 = 1024 * 1024;
 pub(crate) const CA_CAP: u64 = 1024 * 1024;
 /// The most a secret file may hold.
 pub(crate) const SECRET_CAP: u64 = 64 * 1024;
+/// The most a kernel interface file vigil reads whole may hold (`cpu.stat`, `memory.stat`,
+/// `/proc/self/cgroup`: a few KiB; under a configurable `cgroup_root` anything may sit).
+pub(crate) const KERNEL_CAP: u64 = 64 * 1024;
 
 /// Why a file cannot be used. The messages do not name the path: callers say which file it
 /// was and what it was for (`ca_file /etc/ca.pem: …`).

@@ -6,7 +6,7 @@
 //! `tokio::fs` would hand each of the dozen reads to the blocking pool, costing more than the
 //! reads themselves.
 
-use std::fs;
+use crate::core::files;
 use std::path::{Component, Path, PathBuf};
 
 /// Byte limits at or above this mean "no limit", whatever the kernel's exact sentinel is (v1
@@ -194,7 +194,9 @@ impl Reader {
     }
 
     fn text(&mut self, path: &Path) -> Text {
-        let text = fs::read_to_string(path).map_err(|error| self.note(path, error)).ok();
+        let text = files::read_text(path, files::KERNEL_CAP)
+            .map_err(|error| self.note(path, error))
+            .ok();
         Text {
             path: path.to_path_buf(),
             text,

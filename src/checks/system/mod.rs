@@ -29,6 +29,7 @@ use self::metrics::SystemMetrics;
 use crate::checks::system::config::System;
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
 use crate::config::{CheckSettings, Invalid, Scope, Shape};
+use crate::core::files;
 use crate::core::fmt;
 use crate::core::outcome::{ComponentType, FailureKind, Finding, Observation, Outcome, Report, Unit};
 
@@ -99,7 +100,7 @@ impl CheckKind for Kind {
 impl SystemCheck {
     pub(crate) fn new(config: &System, metrics: SystemMetrics) -> SystemCheck {
         let self_cgroup = (config.cgroup_root == Path::new(DEFAULT_CGROUP_ROOT))
-            .then(|| std::fs::read_to_string("/proc/self/cgroup").ok())
+            .then(|| files::read_text(Path::new("/proc/self/cgroup"), files::KERNEL_CAP).ok())
             .flatten();
         SystemCheck::with_self_cgroup(config, metrics, self_cgroup.as_deref())
     }
