@@ -3,6 +3,10 @@
 //! Every test file does `mod support;` and uses what it needs:
 //!
 //! - [`postgres::PgServer`]: an ephemeral PostgreSQL cluster per test (faults: stop, kill, restart);
+//!   [`pg_standby::Replication`]: a streaming standby of one (`pg_basebackup -R`), promoted, paused;
+//!   [`pg_client_cert::ClientCerts`]: one that requires client certificates;
+//!   [`pg_scenarios`]: lock holders, blocked sessions, connection limits filled, secret literals;
+//! - [`pgbouncer::PgBouncer`]: Debian's PgBouncer in front of a cluster (admin console, pools, stop);
 //! - [`http::FakeServer`]: real HTTP servers on 127.0.0.1 for fake upstreams, gateways, auth services,
 //!   and a server that accepts connections and never answers;
 //! - [`vigil::Vigil`]: the built `vigil` binary, running, with its logs captured; [`vigil::run_cli`] for
@@ -19,6 +23,10 @@ pub mod client;
 pub mod hosts;
 pub mod http;
 pub mod kube;
+pub mod pg_client_cert;
+pub mod pg_scenarios;
+pub mod pg_standby;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod tls;
 pub mod vigil;
