@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl,
 # pg_basebackup), PgBouncer (in front of a test cluster), promtool (Debian's prometheus
-# package), setpriv, procps and iproute2; and from PyPI the real peers nobody here wrote: a gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes
-# OpenAPI schema that the fake API server's objects are checked against (kubernetes-validate).
+# package), setpriv, procps and iproute2; and from PyPI the real peers nobody here wrote: a
+# gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes OpenAPI schema that
+# the fake API server's objects are checked against (kubernetes-validate).
 # Debian/Ubuntu, as root or with sudo.
 set -euo pipefail
 missing=()
