@@ -13,6 +13,7 @@
 //!   one-shot commands;
 //! - [`kube::FakeKube`]: a fake Kubernetes API server (HTTPS, list/watch, metrics, Events), schema-checked;
 //! - [`client`]: a tiny blocking HTTP/1.1 client on `std::net::TcpStream`;
+//! - [`exposition::sample`]: one sample of `/metrics`, labels in any order;
 //! - [`hosts::HostsEntry`]: a name with several loopback addresses in `/etc/hosts` (root only);
 //! - [`wait_until`]: the one way tests wait for something (no sleeps), and [`free_port`].
 //!
@@ -20,6 +21,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod exposition;
 pub mod hosts;
 pub mod http;
 pub mod kube;
