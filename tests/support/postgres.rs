@@ -16,8 +16,12 @@
 //!
 //! Authentication: `local all all trust` (so `psql` needs no password) and
 //! `host all all 127.0.0.1/32 scram-sha-256` (so TCP clients, like vigil, must give the right
-//! password: wrong-password tests work). The superuser is `postgres` with password
+//! password: wrong-password tests work); the same two for replication connections, which only a
+//! cluster built with [`PgBuilder::replication`] accepts. The superuser is `postgres` with password
 //! [`SUPERUSER_PASSWORD`]; create more roles with [`PgServer::create_role`].
+//!
+//! A streaming standby of a cluster is a [`PgServer`] too, made by `pg_basebackup -R` instead of
+//! `initdb` ([`PgBuilder::base_backup_of`]; `support::pg_standby` drives it).
 //!
 //! Every wait is a bounded poll with a deadline; every child command has a timeout.
 
@@ -48,6 +52,9 @@ pub struct PgBuilder {
     max_connections: u32,
     superuser_reserved_connections: Option<u32>,
     settings: Vec<(String, String)>,
+    /// A libpq connection string: the data directory is a base backup taken over it
+    /// (`pg_basebackup -R`, so the server starts as its streaming standby) instead of `initdb`.
+    base_backup: Option<String>,
 }
 
 impl PgBuilder {
@@ -68,6 +75,20 @@ impl PgBuilder {
     /// (so it wins). Quote string values yourself: `.setting("log_statement", "'all'")`.
     pub fn setting(mut self, name: &str, value: &str) -> PgBuilder {
         self.settings.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A cluster that can be replicated: `wal_level = replica` and WAL senders (the harness's default
+    /// is `wal_level = minimal`, the fastest for throw-away clusters).
+    pub fn replication(self) -> PgBuilder {
+        self.setting("wal_level", "replica").setting("max_wal_senders", "5")
+    }
+
+    /// Instead of `initdb`, `pg_basebackup -R -X stream` from the server that `conninfo` (a libpq
+    /// connection string for a role with `REPLICATION`) reaches: the new server starts as its
+    /// streaming standby. Give it the primary's settings (`max_connections` may not be lower).
+    pub fn base_backup_of(mut self, conninfo: &str) -> PgBuilder {
+        self.base_backup = Some(conninfo.to_string());
         self
     }
 
@@ -104,6 +125,7 @@ impl PgServer {
             max_connections: 20,
             superuser_reserved_connections: None,
             settings: Vec::new(),
+            base_backup: None,
         }
     }
 
@@ -137,7 +159,10 @@ impl PgServer {
             builder,
             tools,
         };
-        server.init();
+        match server.builder.base_backup.clone() {
+            Some(conninfo) => server.base_backup(&conninfo),
+            None => server.init(),
+        }
         for attempt in 1..=BIND_ATTEMPTS {
             server.port = free_port();
             server.write_settings();
@@ -193,8 +218,10 @@ impl PgServer {
             self.data_dir.join("pg_hba.conf"),
             "# written by tests/support/postgres.rs\n\
              # TYPE  DATABASE  USER  ADDRESS       METHOD\n\
-             local   all       all                 trust\n\
-             host    all       all   127.0.0.1/32  scram-sha-256\n",
+             local   all          all                 trust\n\
+             host    all          all   127.0.0.1/32  scram-sha-256\n\
+             local   replication  all                 trust\n\
+             host    replication  all   127.0.0.1/32  scram-sha-256\n",
         )
         .expect("PgServer: write pg_hba.conf");
         let mut conf = fs::OpenOptions::new()
@@ -203,6 +230,33 @@ impl PgServer {
             .expect("PgServer: open postgresql.conf");
         conf.write_all(b"\n# test harness settings (port, sockets, limits), rewritten on every start\ninclude = 'vigil_test.conf'\n")
             .expect("PgServer: append to postgresql.conf");
+    }
+
+    /// The data directory from `pg_basebackup -R` (which writes `standby.signal` and
+    /// `primary_conninfo`); `postgresql.conf`, its include of `vigil_test.conf` and `pg_hba.conf`
+    /// come with the backup, and `vigil_test.conf` is rewritten with this server's port next.
+    fn base_backup(&mut self, conninfo: &str) {
+        fs::create_dir(&self.socket_dir).expect("PgServer: create socket dir");
+        if self.tools.as_postgres {
+            for path in [&self.root, &self.socket_dir] {
+                chown_postgres(path);
+            }
+        }
+        let mut backup = self.pg_command("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-d", conninfo]);
+        let out = run_bounded(backup, None, COMMAND_TIMEOUT)
+            .unwrap_or_else(|e| panic!("PgServer: pg_basebackup did not finish: {e}"));
+        if !out.status.success() {
+            panic!(
+                "PgServer: pg_basebackup failed ({}):\n{}{}",
+                out.status,
+                lossy(&out.stdout),
+                lossy(&out.stderr)
+            );
+        }
     }
 
     fn write_settings(&self) {
@@ -905,8 +959,78 @@ fn chown_postgres(path: &Path) {
     }
 }
 
+// ----- for the other support modules (PgBouncer, standbys, client certificates) -----
+
+/// The PostgreSQL client or server binary `name` (`psql`, `pg_basebackup`, …) of the version the
+/// harness uses.
+pub(super) fn pg_bin(name: &str) -> PathBuf {
+    tools().bin(name)
+}
+
+/// Whether the harness runs servers as the `postgres` user (the tests run as root).
+pub(super) fn runs_as_postgres() -> bool {
+    tools().as_postgres
+}
+
+/// `program` as the `postgres` user when the tests run as root (through `setpriv`, which execs it:
+/// the child's pid is the program's), else as it is; with a clean libpq environment.
+pub(super) fn server_command(program: &Path) -> Command {
+    let mut cmd = if runs_as_postgres() {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
+            .arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    };
+    clean_pg_env(&mut cmd);
+    cmd
+}
+
+/// Makes `path` the `postgres` user's when the harness runs servers as that user.
+pub(super) fn give_to_postgres(path: &Path) {
+    if runs_as_postgres() {
+        chown_postgres(path);
+    }
+}
+
+/// `psql -X -q -A -t -v ON_ERROR_STOP=1 -d <conninfo> -c <sql>` as the current user, bounded in
+/// time; psql's stderr as the error.
+pub(super) fn psql_conninfo(conninfo: &str, sql: &str) -> Result<String, String> {
+    let mut cmd = Command::new(pg_bin("psql"));
+    clean_pg_env(&mut cmd);
+    cmd.args([
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        conninfo,
+        "-c",
+        sql,
+    ]);
+    let out = run_bounded(cmd, None, COMMAND_TIMEOUT)?;
+    if out.status.success() {
+        Ok(lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!("psql exited with {}:\n{}", out.status, lossy(&out.stderr)))
+    }
+}
+
+/// [`run_bounded`] for the other support modules.
+pub(super) fn run_command(cmd: Command, timeout: Duration) -> Result<Output, String> {
+    run_bounded(cmd, None, timeout)
+}
+
+/// [`alive`] for the other support modules.
+pub(super) fn process_alive(pid: u32) -> bool {
+    alive(pid)
+}
+
 /// Keeps the parent's libpq environment (PGHOST, PGPASSWORD, …) from steering the harness.
-fn clean_pg_env(cmd: &mut Command) {
+pub(super) fn clean_pg_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         if key.starts_with("PG") {
@@ -1039,7 +1163,7 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
@@ -1049,11 +1173,11 @@ fn encode(s: &str) -> String {
 }
 
 /// A quoted SQL identifier.
-fn ident(s: &str) -> String {
+pub(super) fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// A quoted SQL string literal.
-fn literal(s: &str) -> String {
+pub(super) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }

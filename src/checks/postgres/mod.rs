@@ -25,6 +25,9 @@ pub(crate) mod config;
 mod errors;
 pub(crate) mod metrics;
 mod queries;
+// Not wired yet: the query text of blocked queries and idle transactions (issue 21) will use it.
+#[allow(dead_code)]
+mod sql_text;
 mod tls;
 pub(crate) mod url;
 
