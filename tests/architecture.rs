@@ -1,0 +1,105 @@
+//! The dependency rule of ARCHITECTURE.md, checked on the source: each layer imports only from
+//! the layers before it (`core ← metrics, config ← net ← kube ← checks ← engine ← fleet ← http
+//! ← agent`), so that a change can never tie a lower layer to a higher one (a check kind named
+//! in the network layer, the state owning the fleet) without this test saying which file did it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Each top-level module and the modules its production code may name.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("core", &[]),
+    ("logging", &[]),
+    ("promtext", &[]),
+    ("metrics", &["core"]),
+    ("config", &["core"]),
+    ("net", &["core"]),
+    ("kube", &["core", "config", "net"]),
+    ("checks", &["core", "config", "metrics", "net", "kube", "promtext"]),
+    ("engine", &["core", "config", "metrics", "net", "kube", "checks"]),
+    ("fleet", &["core", "config", "metrics", "net", "engine"]),
+    ("http", &["core", "config", "metrics", "engine", "fleet"]),
+    (
+        "agent",
+        &[
+            "core", "config", "metrics", "net", "kube", "checks", "engine", "fleet", "http",
+        ],
+    ),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src/ is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level modules named as `crate::<module>` in the production part of `text` (unit
+/// tests may reach further, to build what they test).
+fn named_modules(text: &str) -> BTreeSet<String> {
+    let production = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut named = BTreeSet::new();
+    for line in production.lines() {
+        let code = line.split("//").next().unwrap_or_default();
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            let after = &rest[at + "crate::".len()..];
+            let module: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !module.is_empty() {
+                named.insert(module);
+            }
+            rest = after;
+        }
+    }
+    named
+}
+
+#[test]
+fn every_layer_imports_only_from_the_layers_before_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut breaches = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src/");
+        let Some(top) = relative.components().next() else {
+            continue;
+        };
+        let top = top.as_os_str().to_string_lossy();
+        let module = top.trim_end_matches(".rs");
+        if relative.file_name().is_some_and(|n| n == "tests.rs") || matches!(module, "main" | "lib") {
+            continue;
+        }
+        let Some((_, allowed)) = ALLOWED.iter().find(|(name, _)| *name == module) else {
+            breaches.push(format!(
+                "{}: a top-level module this test does not know: add it to ALLOWED",
+                relative.display()
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(file).expect("a source file is readable");
+        for named in named_modules(&text) {
+            if named != module && !allowed.contains(&named.as_str()) {
+                breaches.push(format!("{} names crate::{named}", relative.display()));
+            }
+        }
+    }
+    assert!(
+        breaches.is_empty(),
+        "imports that run against the layers (ARCHITECTURE.md, \"The layers\"):\n{}",
+        breaches.join("\n")
+    );
+}
+
+#[test]
+fn the_rule_sees_an_upward_import() {
+    let named = named_modules("use crate::checks::Wake;\n// use crate::agent;\n#[cfg(test)]\nuse crate::http;");
+    assert_eq!(named.into_iter().collect::<Vec<_>>(), ["checks"]);
+}
