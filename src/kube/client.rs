@@ -1,8 +1,7 @@
-//! A small typed client of the Kubernetes API, on the agent's one HTTP stack: the connection is
-//! made by [`HttpClient::connect_tls`] (the cluster CA the only trust), HTTP/1.1 spoken over it
-//! with hyper's client connection, and the connection driven inside the caller's future, so
-//! that dropping a request (a run cut at its timeout, a watch task aborted) drops the
-//! connection with it.
+//! A small typed client of the Kubernetes API, on the agent's one network engine: HTTP/1.1 over
+//! kept-alive TLS connections (`net::kept`, the cluster CA the only trust), reused from one
+//! request to the next (a watch's when it ends), each driven inside the caller's future, so that
+//! dropping a request (a run cut at its timeout, a watch task aborted) drops its connection.
 //!
 //! Every request reads the service account token again from its file (on the blocking pool):
 //! projected tokens rotate, and a cached token that expired would leave vigil blind. Every
@@ -11,22 +10,21 @@
 //! or hostile API server costs bounded memory.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpStream;
 
 use super::objects::Status;
 use crate::core::outcome::{FailureKind, Finding};
 use crate::core::secret::Secret;
 use crate::core::url::HttpUrl;
+use crate::net;
 use crate::net::attempt::ProbeError;
+use crate::net::kept::{Exchange, ExchangeError, KeptConnection};
 use crate::net::tls::HttpClient;
 
 /// The most one line of a watch stream may hold: the API server stores objects of at most
@@ -42,7 +40,7 @@ pub(crate) const RBAC_FILE: &str = "deploy/base/rbac.yaml";
 
 /// Why a request got no usable answer. Never holds the token.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("{0}")]
     Token(String),
     #[error("cannot reach {url}: {error}")]
@@ -59,6 +57,15 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("an answer vigil cannot read: {0}")]
     Json(String),
+}
+
+impl From<ExchangeError> for ApiError {
+    fn from(error: ExchangeError) -> ApiError {
+        match error {
+            ExchangeError::Http(error) => ApiError::Http(error),
+            ExchangeError::TooLarge(limit) => ApiError::TooLarge(limit),
+        }
+    }
 }
 
 fn status_suffix(status: &Status) -> String {
@@ -86,7 +93,7 @@ pub(crate) fn shorten(text: &str, max: usize) -> String {
 
 impl ApiError {
     /// The HTTP status the API answered, if it answered one.
-    pub fn code(&self) -> Option<u16> {
+    pub(crate) fn code(&self) -> Option<u16> {
         match self {
             ApiError::Status { code, .. } => Some(*code),
             _ => None,
@@ -96,7 +103,7 @@ impl ApiError {
     /// What failed, for a person: `kubernetes API: forbidden: cannot get pods/metrics in
     /// namespace api-gateway; grant it with deploy/base/rbac.yaml`, with a hint; a warn (an API
     /// server outage must not empty the Service).
-    pub fn problem(&self, verb: &str, resource: &str, namespace: &str) -> Finding {
+    pub(crate) fn problem(&self, verb: &str, resource: &str, namespace: &str) -> Finding {
         let (kind, reason, hint) = match self {
             ApiError::Status { code: 401, .. } => (
                 FailureKind::Auth,
@@ -136,16 +143,19 @@ impl ApiError {
     }
 }
 
-type Connection =
-    hyper::client::conn::http1::Connection<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, Full<Bytes>>;
+/// The most idle connections kept for the next requests: the two watches hold one each while
+/// they stream, the metrics reads and the Event writes share the rest.
+const IDLE_KEPT: usize = 2;
 
-/// The API server and the credentials to ask it with.
-pub struct ApiClient {
+/// The API server and the credentials to ask it with, over kept-alive connections.
+pub(crate) struct ApiClient {
     url: HttpUrl,
     host: String,
     port: u16,
     tls: HttpClient,
     token_file: PathBuf,
+    /// Connections between requests, most recent last.
+    idle: Arc<Mutex<Vec<KeptConnection>>>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -158,7 +168,7 @@ impl std::fmt::Debug for ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(url: &HttpUrl, tls: HttpClient, token_file: &Path) -> ApiClient {
+    pub(crate) fn new(url: &HttpUrl, tls: HttpClient, token_file: &Path) -> ApiClient {
         let uri = url.uri();
         let host = uri.host().unwrap_or_default();
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
@@ -168,18 +178,20 @@ impl ApiClient {
             port: uri.port_u16().unwrap_or(443),
             tls,
             token_file: token_file.to_owned(),
+            idle: Arc::default(),
         }
     }
 
     /// `GET path`, the answer parsed as `T`, read to at most `limit` bytes.
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str, limit: usize) -> Result<T, ApiError> {
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str, limit: usize) -> Result<T, ApiError> {
         let exchange = self.open(Method::GET, path, None).await?;
-        let body = exchange.read_all(limit).await?;
+        let (body, connection) = exchange.read_all(limit).await?;
+        give_back(&self.idle, connection);
         serde_json::from_slice(&body).map_err(|e| ApiError::Json(e.to_string()))
     }
 
     /// `method path` with a JSON body of `content_type`; any 2xx is success.
-    pub async fn send_json(
+    pub(crate) async fn send_json(
         &self,
         method: Method,
         path: &str,
@@ -187,16 +199,17 @@ impl ApiClient {
         body: Vec<u8>,
     ) -> Result<(), ApiError> {
         let exchange = self.open(method, path, Some((content_type, body))).await?;
-        exchange.read_all(SMALL_LIMIT).await.map(drop)
+        let (_, connection) = exchange.read_all(SMALL_LIMIT).await?;
+        give_back(&self.idle, connection);
+        Ok(())
     }
 
     /// `GET path` whose answer is a stream of JSON lines (a watch).
-    pub async fn stream(&self, path: &str) -> Result<Lines, ApiError> {
+    pub(crate) async fn stream(&self, path: &str) -> Result<Lines, ApiError> {
         let exchange = self.open(Method::GET, path, None).await?;
         Ok(Lines {
-            exchange,
-            buffer: Vec::new(),
-            scanned: 0,
+            lines: Some(exchange.lines(LINE_LIMIT)),
+            idle: Arc::clone(&self.idle),
         })
     }
 
@@ -209,8 +222,25 @@ impl ApiClient {
             .map_err(|e| ApiError::Token(format!("cannot read the service account token: {e}")))
     }
 
+    /// An idle connection that is still open, or a new one.
+    async fn connection(&self) -> Result<(KeptConnection, bool), ApiError> {
+        while let Some(mut connection) = lock(&self.idle).pop() {
+            if connection.is_open() {
+                return Ok((connection, true));
+            }
+        }
+        let connection = KeptConnection::open(&self.tls, &self.host, self.port)
+            .await
+            .map_err(|error| ApiError::Unreachable {
+                url: self.url.as_str().to_owned(),
+                error,
+            })?;
+        Ok((connection, false))
+    }
+
     /// Sends the request and reads the answer's head; a status other than 2xx becomes
-    /// [`ApiError::Status`] with the Status the server sent.
+    /// [`ApiError::Status`] with the Status the server sent. A GET that finds its reused
+    /// connection closed by the server meanwhile is sent once more on a new one.
     async fn open(
         &self,
         method: Method,
@@ -225,52 +255,41 @@ impl ApiClient {
             ))
         })?;
         authorization.set_sensitive(true);
-        let tls = self
-            .tls
-            .connect_tls(&self.host, self.port)
-            .await
-            .map_err(|error| ApiError::Unreachable {
-                url: self.url.as_str().to_owned(),
-                error,
-            })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-        let mut conn: Pin<Box<Connection>> = Box::pin(conn);
         let authority = self.url.uri().authority().map_or(self.host.as_str(), |a| a.as_str());
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, authority)
-            .header(http::header::USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::AUTHORIZATION, authorization);
-        let body = match body {
-            Some((content_type, bytes)) => {
-                builder = builder.header(http::header::CONTENT_TYPE, content_type);
-                Full::new(Bytes::from(bytes))
+        let request = |body: &Option<(&'static str, Vec<u8>)>| -> Result<Request<Full<Bytes>>, ApiError> {
+            let mut builder = Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header(http::header::HOST, authority)
+                .header(http::header::USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
+                .header(http::header::ACCEPT, "application/json")
+                .header(http::header::AUTHORIZATION, authorization.clone());
+            let body = match body {
+                Some((content_type, bytes)) => {
+                    builder = builder.header(http::header::CONTENT_TYPE, *content_type);
+                    Full::new(Bytes::from(bytes.clone()))
+                }
+                None => Full::new(Bytes::new()),
+            };
+            Ok(builder.body(body)?)
+        };
+        let (connection, reused) = self.connection().await?;
+        let exchange = match connection.send(request(&body)?).await {
+            Err(ExchangeError::Http(error)) if reused && method == Method::GET && error.is_closed() => {
+                let (connection, _) = self.connection().await?;
+                connection.send(request(&body)?).await?
             }
-            None => Full::new(Bytes::new()),
+            sent => sent?,
         };
-        let request = builder.body(body)?;
-        let send = sender.send_request(request);
-        tokio::pin!(send);
-        let mut conn_done = false;
-        let response = tokio::select! {
-            biased;
-            response = &mut send => response?,
-            _ = &mut conn => {
-                conn_done = true;
-                send.await?
-            }
-        };
-        let code = response.status().as_u16();
-        let exchange = Exchange {
-            body: response.into_body(),
-            conn,
-            conn_done,
-        };
-        if !(200..300).contains(&code) {
-            let text = exchange.read_all(SMALL_LIMIT).await.unwrap_or_default();
-            let status = serde_json::from_slice::<Status>(&text).unwrap_or_default();
+        if !(200..300).contains(&exchange.status) {
+            let code = exchange.status;
+            let status = match exchange.read_all(SMALL_LIMIT).await {
+                Ok((text, connection)) => {
+                    give_back(&self.idle, connection);
+                    serde_json::from_slice::<Status>(&text).unwrap_or_default()
+                }
+                Err(_) => Status::default(),
+            };
             return Err(ApiError::Status {
                 code,
                 status: Box::new(status),
@@ -280,94 +299,41 @@ impl ApiClient {
     }
 }
 
-/// An answer being read, with its connection.
-struct Exchange {
-    body: Incoming,
-    conn: Pin<Box<Connection>>,
-    conn_done: bool,
-}
-
-impl Exchange {
-    /// The next data of the body; `None` at its end.
-    async fn data(&mut self) -> Option<Result<Bytes, hyper::Error>> {
-        loop {
-            if self.conn_done {
-                return next_data(&mut self.body).await;
-            }
-            tokio::select! {
-                biased;
-                data = next_data(&mut self.body) => return data,
-                _ = &mut self.conn => self.conn_done = true,
-            }
-        }
-    }
-
-    /// The whole body, refused past `limit` bytes.
-    async fn read_all(mut self, limit: usize) -> Result<Vec<u8>, ApiError> {
-        let mut read = Vec::new();
-        while let Some(data) = self.data().await {
-            let data = data?;
-            if read.len() + data.len() > limit {
-                return Err(ApiError::TooLarge(limit));
-            }
-            read.extend_from_slice(&data);
-        }
-        Ok(read)
-    }
-}
-
-async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
-    loop {
-        match body.frame().await? {
-            Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
-                    return Some(Ok(data));
-                }
-            }
-            Err(error) => return Some(Err(error)),
+/// Keeps `connection` for the next request, if it can carry one and there is room.
+fn give_back(idle: &Mutex<Vec<KeptConnection>>, mut connection: KeptConnection) {
+    if connection.is_open() {
+        let mut idle = lock(idle);
+        if idle.len() < IDLE_KEPT {
+            idle.push(connection);
         }
     }
 }
 
-/// A stream of newline-separated JSON documents, one line at a time.
-pub struct Lines {
-    exchange: Exchange,
-    buffer: Vec<u8>,
-    /// How much of `buffer` holds no newline.
-    scanned: usize,
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A watch stream, one line at a time; its connection goes back to the client's idle ones
+/// when the server ends the stream.
+pub(crate) struct Lines {
+    lines: Option<net::kept::Lines>,
+    idle: Arc<Mutex<Vec<KeptConnection>>>,
 }
 
 impl Lines {
     /// The next non-empty line, without its newline; `None` when the server ended the stream.
     /// A line longer than [`LINE_LIMIT`] is an error (the stream is then of no further use).
-    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, ApiError> {
-        loop {
-            if let Some(at) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') {
-                let end = self.scanned + at;
-                let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
-                self.scanned = 0;
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return Ok(Some(line));
-            }
-            self.scanned = self.buffer.len();
-            if self.buffer.len() > LINE_LIMIT {
-                return Err(ApiError::TooLarge(LINE_LIMIT));
-            }
-            match self.exchange.data().await {
-                Some(data) => self.buffer.extend_from_slice(&data?),
-                None if self.buffer.iter().all(u8::is_ascii_whitespace) => return Ok(None),
-                None => {
-                    self.scanned = 0;
-                    return Ok(Some(std::mem::take(&mut self.buffer)));
-                }
-            }
+    pub(crate) async fn next_line(&mut self) -> Result<Option<Vec<u8>>, ApiError> {
+        let Some(lines) = &mut self.lines else {
+            return Ok(None);
+        };
+        let line = lines.next_line().await?;
+        if line.is_none()
+            && let Some(ended) = self.lines.take()
+        {
+            give_back(&self.idle, ended.into_connection());
         }
+        Ok(line)
     }
 }
 

@@ -47,7 +47,7 @@ pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// Everything `[kubernetes]` sets up; see the module docs.
 pub struct Cluster {
     pub config: Kubernetes,
-    pub client: Arc<ApiClient>,
+    pub(crate) client: Arc<ApiClient>,
     /// This pod, as the watch last saw it.
     pub pod: Arc<Store<Pod>>,
     /// With `service`: its EndpointSlices.

@@ -45,7 +45,7 @@ pub(crate) struct List<T> {
 
 /// meta/v1 `Status`: what the API says with an error (and in a watch's `ERROR` event).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct Status {
+pub(crate) struct Status {
     #[serde(default)]
     pub code: Option<u16>,
     #[serde(default)]
@@ -58,7 +58,7 @@ pub struct Status {
 
 /// `Status.details`: which object an error is about.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct StatusDetails {
+pub(crate) struct StatusDetails {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]

@@ -11,5 +11,6 @@ pub(crate) mod executor;
 pub(crate) mod grpc;
 pub(crate) mod grpc_probe;
 pub(crate) mod http;
+pub(crate) mod kept;
 pub(crate) mod socket;
 pub(crate) mod tls;
