@@ -210,10 +210,7 @@ impl FakeKube {
     /// sends it), 503, 504 (too large resource version: an `ERROR` event on a watch, the status
     /// on a list), 500, 410.
     pub fn fail_next(&self, resource: &str, code: u16, count: u32) {
-        self.control(
-            "/fault",
-            json!({ "resource": resource, "code": code, "count": count }),
-        );
+        self.control("/fault", json!({ "resource": resource, "code": code, "count": count }));
     }
 
     /// As [`FakeKube::fail_next`], with the fault's other fields (`verb`, `retry_after`,
