@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl),
-# promtool (Debian's prometheus package), setpriv, procps and iproute2; and from PyPI the real peers
+# promtool (Debian's prometheus package), setpriv, procps, iproute2, and the real gateways of
+# tests/gateway_traffic.rs (haproxy, caddy); and from PyPI the real peers
 # nobody here wrote: a gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes
 # OpenAPI schema that the fake API server's objects are checked against (kubernetes-validate).
 # Debian/Ubuntu, as root or with sudo.
@@ -11,6 +12,8 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)   # the tests' kill and pgrep
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)    # the network namespace of the slowloris test
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)  # a real gateway: HAProxy 2.6, built with USE_PROMEX
+command -v caddy >/dev/null 2>&1 || missing+=(caddy)      # a real gateway: Caddy 2.6, request metrics
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
