@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
+<<<<<<< HEAD
 # Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl,
 # pg_basebackup), PgBouncer (in front of a test cluster), promtool (Debian's prometheus
 # package), setpriv, procps and iproute2; and from PyPI the real peers nobody here wrote: a
 # gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes OpenAPI schema that
 # the fake API server's objects are checked against (kubernetes-validate).
+=======
+# Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl),
+# promtool (Debian's prometheus package), setpriv, procps, iproute2, and the real gateways of
+# tests/gateway_traffic.rs (haproxy, caddy); and from PyPI the real peers
+# nobody here wrote: a gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes
+# OpenAPI schema that the fake API server's objects are checked against (kubernetes-validate).
+>>>>>>> gateways
 # Debian/Ubuntu, as root or with sudo.
 set -euo pipefail
 missing=()
@@ -13,6 +21,8 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)   # the tests' kill and pgrep
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)    # the network namespace of the slowloris test
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)  # a real gateway: HAProxy 2.6, built with USE_PROMEX
+command -v caddy >/dev/null 2>&1 || missing+=(caddy)      # a real gateway: Caddy 2.6, request metrics
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

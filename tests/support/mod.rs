@@ -11,6 +11,7 @@
 //!   and a server that accepts connections and never answers;
 //! - [`vigil::Vigil`]: the built `vigil` binary, running, with its logs captured; [`vigil::run_cli`] for
 //!   one-shot commands;
+//! - [`gateways`]: real HAProxy 2.6 and Caddy 2.6 (Debian) in front of a test backend, and traffic through them;
 //! - [`kube::FakeKube`]: a fake Kubernetes API server (HTTPS, list/watch, metrics, Events), schema-checked;
 //! - [`client`]: a tiny blocking HTTP/1.1 client on `std::net::TcpStream`;
 //! - [`exposition::sample`]: one sample of `/metrics`, labels in any order;
@@ -22,6 +23,7 @@
 
 pub mod client;
 pub mod exposition;
+pub mod gateways;
 pub mod hosts;
 pub mod http;
 pub mod kube;

@@ -9,6 +9,9 @@
 pub(crate) mod config;
 pub(crate) mod metrics;
 mod pool;
+// Not wired yet (issue 22): the presets and their counting, for the traffic assessment.
+#[allow(dead_code)]
+mod presets;
 mod traffic;
 
 use std::sync::Arc;
