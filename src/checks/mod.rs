@@ -18,6 +18,8 @@ pub mod jwt;
 pub mod latency;
 pub mod pod;
 pub mod postgres;
+#[allow(dead_code)]
+mod sockets;
 pub mod system;
 pub mod upstream;
 
