@@ -668,7 +668,10 @@ fn connections_stuck_in_syn_sent_over_two_runs_warn() {
     let get = |path: &str| -> Option<HttpResponse> {
         client::try_request(listen, "GET", path, &[("Authorization", &authorization)], &[]).ok()
     };
-    if !poll_until(DEADLINE, || get("/livez").is_some()) {
+    let up = poll_until(DEADLINE, || {
+        get("/livez").is_some() || matches!(netns.child(agent).try_wait(), Ok(Some(_)))
+    });
+    if !up || get("/livez").is_none() {
         let exited = netns.child(agent).try_wait();
         panic!("vigil in {} did not answer ({exited:?}):\n{}", netns.name, logs_text());
     }
