@@ -11,6 +11,7 @@ It exits when stdin closes, so it never outlives the test that started it.
 
     --no-health        a gRPC server without the health service (every call: UNIMPLEMENTED)
     --cert F --key F   serve TLS with this PEM certificate chain and key (grpcs://)
+    --client-ca F      with --cert: require a client certificate signed by this PEM CA (mutual TLS)
 """
 
 import argparse
@@ -31,6 +32,7 @@ def main():
     parser.add_argument("--no-health", action="store_true")
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--client-ca")
     args = parser.parse_args()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -44,7 +46,14 @@ def main():
             chain = f.read()
         with open(args.key, "rb") as f:
             key = f.read()
-        credentials = grpc.ssl_server_credentials([(key, chain)])
+        if args.client_ca:
+            with open(args.client_ca, "rb") as f:
+                client_ca = f.read()
+            credentials = grpc.ssl_server_credentials(
+                [(key, chain)], root_certificates=client_ca, require_client_auth=True
+            )
+        else:
+            credentials = grpc.ssl_server_credentials([(key, chain)])
         port = server.add_secure_port("127.0.0.1:0", credentials)
     else:
         port = server.add_insecure_port("127.0.0.1:0")
