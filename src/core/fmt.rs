@@ -115,7 +115,7 @@ pub fn one_line(text: &str, max_bytes: usize) -> String {
                 out.push('?');
                 // A CSI sequence: `[`, parameters, one final byte from `@` to `~`.
                 if chars.next_if_eq(&'[').is_some() {
-                    while let Some(p) = chars.next() {
+                    for p in chars.by_ref() {
                         if ('@'..='~').contains(&p) {
                             break;
                         }
