@@ -35,12 +35,12 @@ Causes (CAUSES=a,b,... to run some; default all, in this order):
   upstream-503     upstream payments answers 503 {"error":"no healthy upstream"}
   jwt-rotated      the JWT secret is rotated; the gateway keeps the old one
   401-surge        a client floods /api/orders with bad tokens (401s on one route)
-  gateway-oom      replica 1's gateway (HAProxy) is SIGKILLed and restarted; its pod reads
-                   OOMKilled, as the kubelet reports it
   standby          the database Service fails over to a standby (vigil sets require_primary
                    when it knows the key)
   one-replica      replica 3's gateway loses its backend (HAProxy answers 503); the others pass
   close-wait       the database closes 20 connections an application never closes (CLOSE_WAIT)
+  gateway-oom      replica 1's gateway (HAProxy) is SIGKILLed and restarted; its pod reads
+                   OOMKilled, as the kubelet reports it (last: the pod warns for a minute after)
 
 For each: inject, poll the target replica's ``/diag`` (text) every 250 ms up to DEADLINE_S
 (default 30) for a line among the first 10 that names the cause, run ``vigil fleet --output
@@ -965,14 +965,14 @@ CAUSES = [
      has("old secret"), None),
     ("401-surge", "a surge of 401s on one route", 1, cause_401_surge,
      has("401", "/api/orders"), "traffic"),
-    ("gateway-oom", "the gateway container OOM-killed", 1, cause_gateway_oom,
-     has("OOMKilled"), None),
     ("standby", "a failover to a standby under require_primary", 1, cause_standby,
      any_of(has("standby"), has("in recovery")), "require_primary"),
     ("one-replica", "one replica's own dependency failing, the others passing", 3, cause_one_replica,
      has("gateway", "503"), None),
     ("close-wait", "a CLOSE_WAIT leak towards the database", 1, cause_close_wait,
      any_of(has("close_wait"), has("close-wait")), "sockets"),
+    ("gateway-oom", "the gateway container OOM-killed", 1, cause_gateway_oom,
+     has("OOMKilled"), None),
 ]
 
 
@@ -982,7 +982,7 @@ def run_cause(s, cause):
     log(f"{name}: {what}")
     t0 = time.monotonic()
     undo = inject(s)
-    found, at, fleet = None, None, None
+    found, at, fleet, last_head = None, None, None, []
     deadline = t0 + DEADLINE_S
     try:
         while time.monotonic() < deadline:
@@ -995,13 +995,19 @@ def run_cause(s, cause):
         # What `vigil fleet` shows once hysteresis has had its say (two runs at 1 s).
         time.sleep(max(0.0, t0 + 3.0 - time.monotonic()))
         fleet = fleet_view(s)
+        last_head = replica.head()
         with open(os.path.join(s.out, f"{name}.head.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(replica.head()) + "\n")
+            f.write("\n".join(last_head) + "\n")
     finally:
         undo()
     note = ""
-    if found is None and needs and needs in s.refused:
-        note = f"needs `{needs}` ({s.refused[needs]})"
+    if found is None:
+        said = next((ln.strip() for ln in last_head if "[FAIL]" in ln or "[WARN]" in ln), None)
+        said = said or next((ln.strip() for ln in last_head if ln.startswith("verdict: ")), "")
+        note = f"(it said: {said})" if said else ""
+        if needs and needs in s.refused:
+            key = s.refused[needs].removeprefix("vigil: ").split(": unknown key", 1)[0]
+            note = f"(not measurable yet: this binary refuses `{key}`) {note}"
     result = {"cause": name, "what": what, "replica": replica.host, "named": found is not None,
               "seconds": None if at is None else round(at, 1), "line": found, "fleet": fleet, "note": note}
     log(f"  -> {'named' if found else 'not named'}"
@@ -1024,8 +1030,8 @@ def table(results, refused):
             "| --- | --- | --- | --- | --- |"]
     for r in results:
         line = (r["line"] or r["note"] or "").replace("|", "\\|")
-        if len(line) > 160:
-            line = line[:159] + "…"
+        if len(line) > 200:
+            line = line[:199] + "…"
         rows.append(f"| {r['what']} | {'yes' if r['named'] else 'no'} | "
                     f"{'' if r['seconds'] is None else r['seconds']} | {line} | {r['fleet'].replace('|', '/')} |")
     named = sum(r["named"] for r in results)
