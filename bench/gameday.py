@@ -54,13 +54,13 @@ Needs PostgreSQL's binaries, haproxy, openssl, python3's kubernetes-validate (.c
 Standard library only otherwise. Raw output in target/bench/gameday-<timestamp>/.
 """
 
+import base64
 import hashlib
 import hmac
 import http.client
 import json
 import os
 import queue
-import base64
 import select
 import shutil
 import signal
@@ -68,7 +68,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
