@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use vigil::Cluster;
+use vigil::agent::oncall::{self, DrainRequest, OncallError, Printed};
 use vigil::agent::{Agent, Options};
 use vigil::checks::{self, Scheduled};
 use vigil::config::{Config, Sources};
@@ -51,6 +52,31 @@ enum Command {
     },
     /// Validate the configuration and print it, every secret redacted.
     Validate,
+    /// Every replica's checks in one table ([fleet] peers and this one); exit 0 when every
+    /// replica is ready, 1 when one is not.
+    Fleet {
+        /// `text`: the table and the reasons; `json`: the same as one document.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Take this replica out of the Service by hand, keeping it alive (/readyz 503 until the
+    /// drain ends); exit 0 done, 1 refused.
+    Drain {
+        /// How long, at most 24h; it ends by itself then.
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            default_value = "15m",
+            conflicts_with = "cancel"
+        )]
+        lasting: String,
+        /// Why, for the /readyz line, the log and the Event.
+        #[arg(long, value_name = "TEXT", conflicts_with = "cancel")]
+        reason: Option<String>,
+        /// Put this replica back in the Service now.
+        #[arg(long)]
+        cancel: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -93,6 +119,24 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { output } => with_runtime(|| check_once(config, output)),
+        Command::Fleet { output } => {
+            with_runtime(|| async move { oncall_ended(oncall::fleet(&config, matches!(output, Output::Json)).await) })
+        }
+        Command::Drain {
+            lasting,
+            reason,
+            cancel,
+        } => with_runtime(|| async move {
+            let request = if cancel {
+                DrainRequest::Cancel
+            } else {
+                DrainRequest::Start {
+                    lasting: Some(lasting),
+                    reason,
+                }
+            };
+            oncall_ended(oncall::drain(&config, request).await)
+        }),
         Command::Run => with_runtime(|| run(sources, watch, config)),
     }
 }
@@ -140,6 +184,25 @@ fn with_runtime<F: Future<Output = anyhow::Result<Ended>>>(command: impl FnOnce(
             tracing::error!(error = format!("{error:#}"), "vigil stopped");
             logging::to_stderr(format_args!("{error:#}"));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// How an on-call command ends: its report printed, exit 0 or 1; 2 for a usage error.
+fn oncall_ended(result: Result<Printed, OncallError>) -> anyhow::Result<Ended> {
+    match result {
+        Ok(printed) => {
+            print_report(&printed.report)?;
+            Ok(Ended::Ok(if printed.success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }))
+        }
+        Err(OncallError::Usage(error)) => Ok(Ended::Config(error)),
+        Err(OncallError::Failed(error)) => {
+            logging::to_stderr(&error);
+            Ok(Ended::Ok(ExitCode::FAILURE))
         }
     }
 }

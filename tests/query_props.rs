@@ -31,8 +31,10 @@ fn app(names: &[String]) -> App {
         settings,
         component_type: ComponentType::Component,
     });
+    let state = Arc::new(State::new(specs));
     App {
-        state: Arc::new(State::new(specs)),
+        drain: Arc::new(vigil::engine::drain::Drain::new(Arc::clone(&state), None)),
+        state,
         metrics: Metrics::new().unwrap(),
         diag_token: Arc::new(DiagToken::new(None, None)),
         config: std::sync::RwLock::new(std::sync::Arc::from(serde_json::value::RawValue::NULL.to_owned())),

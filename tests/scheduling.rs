@@ -404,6 +404,7 @@ fn reasons_and_diag_are_withheld_from_other_peers_without_the_token() {
     agent.wait_runs("dep", 1);
     let state = Arc::clone(&agent.agent.as_ref().unwrap().state);
     let app = routes::App {
+        drain: Arc::new(vigil::engine::drain::Drain::new(Arc::clone(&state), None)),
         state,
         metrics: Metrics::new().unwrap(),
         diag_token: Arc::new(DiagToken::new(Some(Secret::new("s3cret-diag-token".to_owned())), None)),

@@ -5,6 +5,8 @@
 //! bug no timeout can cut) stalls other checks, which `/livez` then reports, but never the
 //! endpoints that report it.
 
+pub mod oncall;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -18,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::checks::{self, BuildError, Scheduled};
 use crate::config::{self, Config};
 use crate::core::secret::Secret;
+use crate::engine::drain::{self, Drain};
 use crate::engine::observe::{Events, Observer};
 use crate::engine::reload::{self, Plan};
 use crate::engine::scheduler::{self, Loops};
@@ -116,9 +119,11 @@ impl Agent {
             }
             observers.push(Arc::clone(fleet) as Arc<dyn Observer>);
         }
-        if let Some(sink) = options.kubernetes.as_ref().and_then(|k| k.event_sink()) {
-            observers.push(Arc::new(Events(sink)));
+        let event_sink = options.kubernetes.as_ref().and_then(|k| k.event_sink());
+        if let Some(sink) = &event_sink {
+            observers.push(Arc::new(Events(sink.clone())));
         }
+        let drain = Arc::new(Drain::new(Arc::clone(&state), event_sink));
         let loops = Loops::start(checks_runtime.handle(), &state, &metrics, observers, checks);
         let diag_token = Arc::new(DiagToken::new(options.diag_token, options.diag_token_file));
         let mut background = Vec::new();
@@ -130,6 +135,7 @@ impl Agent {
                 background.push(checks_runtime.spawn(task));
             }
         }
+        background.push(checks_runtime.spawn(drain::keep_ending(Arc::clone(&drain))));
         if diag_token.file().is_some() {
             background.push(checks_runtime.spawn(diag_token::keep_reloading(Arc::clone(&diag_token))));
         }
@@ -141,6 +147,7 @@ impl Agent {
             service_id: options.service_id,
             checks_runtime: Some(checks_runtime.handle().clone()),
             fleet: fleet.clone(),
+            drain,
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(http::serve(listener, Arc::clone(&app), async {

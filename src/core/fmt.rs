@@ -98,6 +98,45 @@ pub fn figure(value: f64, unit: Unit) -> String {
     }
 }
 
+/// Text from outside (an operator's drain reason, a peer's answer) as one printable line of at
+/// most `max_bytes`: line breaks and tabs become spaces, an escape sequence (`ESC [ … m`) and
+/// every other control or bidi-override character become `?`, so that nothing read can move a
+/// terminal's cursor, recolour it or reorder what follows; cut with `…` at a character boundary.
+///
+/// Issue 23 brings `core::text` for every reason; until it lands this is the one such function,
+/// and it should become a call to it.
+pub fn one_line(text: &str, max_bytes: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            '\u{1b}' => {
+                out.push('?');
+                // A CSI sequence: `[`, parameters, one final byte from `@` to `~`.
+                if chars.next_if_eq(&'[').is_some() {
+                    for p in chars.by_ref() {
+                        if ('@'..='~').contains(&p) {
+                            break;
+                        }
+                    }
+                }
+            }
+            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    let trimmed = out.trim();
+    if trimmed.len() <= max_bytes {
+        return trimmed.to_owned();
+    }
+    let mut end = max_bytes.saturating_sub('…'.len_utf8());
+    while !trimmed.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &trimmed[..end])
+}
+
 /// `value` to at most `places` decimals, trailing zeros dropped: `1.4`, `2`, `0.25`.
 fn trimmed(value: f64, places: usize) -> String {
     let text = format!("{value:.places$}");
@@ -132,6 +171,17 @@ mod tests {
         assert_eq!(figure(12.0, Unit::Count), "12");
         assert_eq!(figure(f64::NAN, Unit::Ratio), "unknown");
         assert_eq!(figure(1.5 * 1024.0 * 1024.0 * 1024.0, Unit::Bytes), "1.5GiB");
+    }
+
+    #[test]
+    fn outside_text_becomes_one_printable_bounded_line() {
+        assert_eq!(one_line("  forensics\n\tby ops ", 200), "forensics  by ops");
+        assert_eq!(one_line("a\u{1b}[31mred\u{1b}[0m\u{7}b", 200), "a?red??b");
+        assert_eq!(one_line("x\u{202e}y\u{0}", 200), "x?y?");
+        let long = "é".repeat(300);
+        let cut = one_line(&long, 200);
+        assert!(cut.len() <= 200 && cut.ends_with('…'), "{cut}");
+        assert_eq!(one_line("short", 5), "short");
     }
 
     #[test]

@@ -290,6 +290,31 @@ pub struct State {
     /// Checks whose failure does not fail readiness until the given instant: the fleet's
     /// decisions during a fleet-wide failure of a shared check (see `fleet`).
     holds: RwLock<HashMap<String, Instant>>,
+    /// Taken out by hand (`vigil drain`, see `engine::drain`): not ready until its deadline,
+    /// whatever the checks say and whatever the fleet holds.
+    drained: RwLock<Option<Drained>>,
+}
+
+/// This replica taken out of the Service by hand (`vigil drain`, `POST /drain`): `/readyz`
+/// answers 503 until `until`, everything else serves as usual.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drained {
+    /// The operator's words, bounded and printable.
+    pub reason: String,
+    pub since: SystemTime,
+    /// The deadline: readiness reads it, so that a drain never outlives it by a moment.
+    pub until: Instant,
+    pub until_wall: SystemTime,
+}
+
+impl Drained {
+    /// `taken out by hand: forensics (until 14:32:05Z)`: the `/readyz` line's reason, the log's
+    /// and the Event's.
+    pub fn describe(&self) -> String {
+        let clock = fmt::timestamp_seconds(self.until_wall);
+        let time_of_day = clock.split_once('T').map_or(clock.as_str(), |(_, t)| t);
+        format!("taken out by hand: {} (until {time_of_day})", self.reason)
+    }
 }
 
 /// The readiness answer, with the view it was derived from.
@@ -300,6 +325,8 @@ pub struct Readiness {
     pub checks: Vec<CheckView>,
     /// The failing checks whose readiness is held now (the fleet's panic).
     pub held: Vec<String>,
+    /// Taken out by hand now.
+    pub drained: Option<Drained>,
 }
 
 impl State {
@@ -312,7 +339,42 @@ impl State {
             transitions: Mutex::new(VecDeque::with_capacity(TRANSITIONS_KEPT)),
             kubelet_probes: Mutex::new(Vec::new()),
             holds: RwLock::new(HashMap::new()),
+            drained: RwLock::new(None),
         }
+    }
+
+    /// Takes this replica out by hand until `drained.until`, or (`None`) puts it back; returns
+    /// the drain it replaces, its deadline passed or not.
+    pub fn set_drained(&self, drained: Option<Drained>) -> Option<Drained> {
+        let mut slot = self.drained.write().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *slot, drained)
+    }
+
+    /// The drain as set, its deadline passed or not (`engine::drain` ends it).
+    pub fn drained_raw(&self) -> Option<Drained> {
+        self.drained.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Puts this replica back if the drain is still `expected` (not one started since); returns
+    /// whether it was.
+    pub fn take_drained_if(&self, expected: &Drained) -> bool {
+        let mut slot = self.drained.write().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref() == Some(expected) {
+            *slot = None;
+            return true;
+        }
+        false
+    }
+
+    /// The drain in force at `now`, if any (one past its deadline is over, even before
+    /// `engine::drain` has noticed).
+    pub fn drained(&self, now: Instant) -> Option<Drained> {
+        self.drained
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|d| now < d.until)
+            .cloned()
     }
 
     /// Holds `check`'s readiness until `until` (a failure there then does not fail `/readyz`),
@@ -401,6 +463,7 @@ impl State {
         excluded: &[&str],
     ) -> bool {
         !self.is_draining()
+            && self.drained(now).is_none()
             && !slots.iter().zip(statuses).any(|(slot, status)| {
                 !excluded.contains(&slot.name())
                     && blocks_readiness(*status, slot.spec.settings.critical, self.held(slot.name(), now))
@@ -439,6 +502,7 @@ impl State {
             draining: self.is_draining(),
             checks,
             held,
+            drained: self.drained(now),
         }
     }
 

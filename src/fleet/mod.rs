@@ -34,6 +34,7 @@
 mod decide;
 mod metrics;
 mod peers;
+pub(crate) mod table;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -47,31 +47,31 @@ pub(super) fn own_address(config: &FleetConfig) -> Option<SocketAddr> {
     config.own_ip.map(|ip| SocketAddr::new(ip, config.default_port))
 }
 
-/// Resolves every entry of `fleet.peers` (each cut at `deadline`), this replica left out.
+/// Resolves every entry of `fleet.peers`, all at once (each cut at `deadline`, so the whole
+/// resolution fits in it), this replica left out.
 pub(super) async fn resolve(config: &FleetConfig, deadline: Duration) -> Resolution {
+    let lookups = config.peers.targets().iter().map(|target| async move {
+        if let Ok(ip) = target.host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, target.port)]);
+        }
+        let lookup = crate::net::dns::lookup(target.host.as_str(), target.port);
+        match tokio::time::timeout(deadline, lookup).await {
+            Ok(Ok(answer)) if answer.addresses.is_empty() => Err(format!("{} resolves to no address", target.host)),
+            Ok(Ok(answer)) => Ok(answer.addresses),
+            Ok(Err(error)) => Err(format!("DNS lookup of {} failed: {error}", target.host)),
+            Err(_) => Err(format!(
+                "DNS lookup of {} timed out after {}",
+                target.host,
+                crate::core::fmt::duration(deadline)
+            )),
+        }
+    });
     let mut found: Vec<SocketAddr> = Vec::new();
     let mut errors = Vec::new();
-    for target in config.peers.targets() {
-        match target.host.parse::<IpAddr>() {
-            Ok(ip) => found.push(SocketAddr::new(ip, target.port)),
-            Err(_) => {
-                let lookup = crate::net::dns::lookup(target.host.as_str(), target.port);
-                match tokio::time::timeout(deadline, lookup).await {
-                    Ok(Ok(answer)) => {
-                        let before = found.len();
-                        found.extend(answer.addresses);
-                        if found.len() == before {
-                            errors.push(format!("{} resolves to no address", target.host));
-                        }
-                    }
-                    Ok(Err(error)) => errors.push(format!("DNS lookup of {} failed: {error}", target.host)),
-                    Err(_) => errors.push(format!(
-                        "DNS lookup of {} timed out after {}",
-                        target.host,
-                        crate::core::fmt::duration(deadline)
-                    )),
-                }
-            }
+    for result in futures_util::future::join_all(lookups).await {
+        match result {
+            Ok(addresses) => found.extend(addresses),
+            Err(error) => errors.push(error),
         }
     }
     found.sort();

@@ -39,6 +39,11 @@ impl DiagToken {
             .is_some_and(|token| token.matches(candidate))
     }
 
+    /// Whether a token is configured (then `/drain` asks for it even from loopback).
+    pub fn is_set(&self) -> bool {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).is_some()
+    }
+
     /// The file to read again, if the token comes from one.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()

@@ -14,7 +14,9 @@ use http_body_util::Full;
 use serde_json::value::RawValue;
 use tokio::runtime::Handle;
 
+use crate::core::fmt;
 use crate::core::outcome::Status;
+use crate::engine::drain::{self, Drain};
 use crate::engine::state::State;
 use crate::fleet::Fleet;
 use crate::http::diag_token::DiagToken;
@@ -34,6 +36,8 @@ pub struct App {
     pub checks_runtime: Option<Handle>,
     /// `[fleet]`: its decisions, for the `/readyz` lines of held checks and `/diag`.
     pub fleet: Option<Arc<Fleet>>,
+    /// `POST` / `DELETE /drain`: this replica out of the Service by hand.
+    pub drain: Arc<Drain>,
 }
 
 impl App {
@@ -54,7 +58,8 @@ const INDEX: &str = "vigil: health of the api-gateway's dependencies\n\
 /livez             200 while vigil's own check loops run on schedule\n\
 /readyz            200 when no critical check fails (?verbose, ?exclude=NAME, /readyz/NAME)\n\
 /metrics           Prometheus metrics\n\
-/diag              everything vigil knows, for a person on call (?format=json)\n";
+/diag              everything vigil knows, for a person on call (?format=json)\n\
+/drain             POST ?for=15m&reason=TEXT takes this replica out of the Service by hand, DELETE puts it back (loopback only)\n";
 
 /// Answers one request from `peer`.
 pub fn handle<B>(app: &App, request: &Request<B>, peer: SocketAddr) -> Response<Body> {
@@ -65,6 +70,7 @@ pub fn handle<B>(app: &App, request: &Request<B>, peer: SocketAddr) -> Response<
         "/readyz" => Endpoint::Readyz,
         "/metrics" => Endpoint::Metrics,
         "/diag" => Endpoint::Diag,
+        "/drain" => return drain_endpoint(app, request, peer),
         _ => match path.strip_prefix("/readyz/") {
             Some(name) if !name.is_empty() => Endpoint::ReadyzCheck(decode_segment(name)),
             _ => return text(StatusCode::NOT_FOUND, format!("404 page not found: {path}\n")),
@@ -125,6 +131,64 @@ impl Endpoint<'_> {
     }
 }
 
+/// `/drain`: `POST` takes this replica out of the Service by hand (`?for=15m&reason=TEXT`),
+/// `DELETE` puts it back. Only from loopback (a person with `kubectl exec`, `vigil drain`) and,
+/// when a diag token is configured, only with it: a drain empties the Service of this replica,
+/// so nothing from outside the pod may ask for it, whatever token it holds.
+fn drain_endpoint<B>(app: &App, request: &Request<B>, peer: SocketAddr) -> Response<Body> {
+    let method = request.method();
+    if method != Method::POST && method != Method::DELETE {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 method not allowed: POST /drain?for=15m&reason=TEXT takes this replica out, DELETE /drain puts it back\n",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+        return response;
+    }
+    if !peer.ip().to_canonical().is_loopback() {
+        return text(
+            StatusCode::FORBIDDEN,
+            "403 forbidden: /drain answers loopback peers only (vigil drain, from inside the pod)\n",
+        );
+    }
+    if app.diag_token.is_set() && !has_token(app, request) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "403 forbidden: /drain needs `Authorization: Bearer <diag token>` when a diag token is configured (vigil drain sends it)\n",
+        );
+    }
+    let by = format!("{method} /drain from {peer}");
+    if method == Method::DELETE {
+        return match app.drain.cancel(&by) {
+            Some(ended) => text(
+                StatusCode::OK,
+                format!(
+                    "back in the Service: the drain ({}) is cancelled; /readyz answers from the checks again\n",
+                    ended.describe()
+                ),
+            ),
+            None => text(StatusCode::OK, "not drained: nothing to cancel\n"),
+        };
+    }
+    let query = request.uri().query().unwrap_or("");
+    let lasting = match drain::duration(params(query, "for").last().as_deref()) {
+        Ok(lasting) => lasting,
+        Err(error) => return text(StatusCode::BAD_REQUEST, format!("400 bad request: {error}\n")),
+    };
+    let reason = params(query, "reason").last();
+    let drained = app.drain.start(lasting, reason.as_deref(), &by);
+    text(
+        StatusCode::OK,
+        format!(
+            "drained for {}: /readyz answers 503 ({}); /livez, /metrics, /diag and every check go on; DELETE /drain or `vigil drain --cancel` ends it\n",
+            fmt::duration(lasting),
+            drained.describe()
+        ),
+    )
+}
+
 fn livez(app: &App, query: &str) -> Response<Body> {
     let stalled = app.state.stalled_loops(Instant::now());
     if stalled.is_empty() {
@@ -181,8 +245,10 @@ fn readyz_check(app: &App, name: &str, trusted: bool) -> Response<Body> {
 }
 
 fn metrics(app: &App) -> Response<Body> {
-    let (ready, statuses) = app.state.statuses(Instant::now());
+    let now = Instant::now();
+    let (ready, statuses) = app.state.statuses(now);
     app.metrics.ready.set(i64::from(ready));
+    app.metrics.drained.set(i64::from(app.state.drained(now).is_some()));
     respond(StatusCode::OK, METRICS, app.metrics.render(&statuses).into_bytes())
 }
 
@@ -240,9 +306,11 @@ fn wants_json(request: &Request<impl Sized>, query: &str) -> bool {
 /// Loopback peers (a person with `kubectl exec`, the gateway in the same pod) and holders of
 /// the diag token may read reasons and `/diag`; other peers (the node, other pods) may not.
 fn is_trusted(app: &App, request: &Request<impl Sized>, peer: SocketAddr) -> bool {
-    if peer.ip().to_canonical().is_loopback() {
-        return true;
-    }
+    peer.ip().to_canonical().is_loopback() || has_token(app, request)
+}
+
+/// Whether the request carries `Authorization: Bearer <diag token>`.
+fn has_token(app: &App, request: &Request<impl Sized>) -> bool {
     request
         .headers()
         .get(AUTHORIZATION)

@@ -26,6 +26,9 @@ pub struct Metrics {
     registry: Registry,
     pub build_info: IntGauge,
     pub ready: IntGauge,
+    /// `vigil_drained`: 1 while taken out by hand (`vigil drain`); set from the state right
+    /// before each render, like `ready`, so that it drops at the drain's deadline exactly.
+    pub drained: IntGauge,
     pub kubelet_last_probe_timestamp_seconds: GaugeVec,
     /// `vigil_tls_cert_expiry_timestamp_seconds{check}`: a series per check once it has seen a
     /// certificate.
@@ -70,6 +73,10 @@ impl Metrics {
         )?;
         build_info.set(1);
         let ready = IntGauge::new("vigil_ready", "1 when /readyz answers 200, else 0.")?;
+        let drained = IntGauge::new(
+            "vigil_drained",
+            "1 while this replica is taken out of the Service by hand (vigil drain), else 0.",
+        )?;
         let kubelet_last_probe_timestamp_seconds = GaugeVec::new(
             Opts::new(
                 "vigil_kubelet_last_probe_timestamp_seconds",
@@ -99,12 +106,14 @@ impl Metrics {
         registry.register(Box::new(config_last_reload_success_timestamp_seconds.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(drained.clone()))?;
         registry.register(Box::new(kubelet_last_probe_timestamp_seconds.clone()))?;
 
         Ok(Metrics {
             registry,
             build_info,
             ready,
+            drained,
             kubelet_last_probe_timestamp_seconds,
             tls_cert_expiry_timestamp_seconds,
             config_last_reload_successful,

@@ -93,6 +93,24 @@ impl Serialize for Components<'_> {
     }
 }
 
+/// A drain by hand in force, as `/diag` shows it.
+#[derive(Serialize)]
+struct DrainedEntry<'a> {
+    reason: &'a str,
+    since: String,
+    until: String,
+}
+
+impl<'a> DrainedEntry<'a> {
+    fn new(drained: &'a crate::engine::state::Drained) -> Self {
+        DrainedEntry {
+            reason: &drained.reason,
+            since: fmt::timestamp(drained.since),
+            until: fmt::timestamp(drained.until_wall),
+        }
+    }
+}
+
 /// vigil's additions: readiness, each check's detail, the timeline, the configuration.
 struct VigilPart<'a>(&'a DiagInput<'a>);
 
@@ -102,6 +120,7 @@ impl Serialize for VigilPart<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("ready", &input.readiness.ready)?;
         map.serialize_entry("draining", &input.readiness.draining)?;
+        map.serialize_entry("drained", &input.readiness.drained.as_ref().map(DrainedEntry::new))?;
         map.serialize_entry("started", &fmt::timestamp(input.started_at))?;
         map.serialize_entry("uptime_seconds", &input.uptime.as_secs())?;
         if let Some(tasks) = input.alive_tasks {

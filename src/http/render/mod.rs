@@ -61,6 +61,12 @@ fn notes(input: &DiagInput<'_>) -> Vec<String> {
     if input.readiness.draining {
         notes.push("shutting down: /readyz answers 503 while connections drain".to_owned());
     }
+    if let Some(drained) = &input.readiness.drained {
+        notes.push(format!(
+            "{}: /readyz answers 503, everything else serves and every check keeps running; `vigil drain --cancel` puts it back",
+            drained.describe()
+        ));
+    }
     let last_probe = input.kubelet_probes.iter().map(|(_, at)| *at).max();
     let quiet = match last_probe {
         Some(at) => input.now.duration_since(at).is_ok_and(|d| d > KUBELET_QUIET),

@@ -50,6 +50,15 @@ pub fn readyz_verbose(
             let _ = writeln!(out, "[+]fleet warn: {line}");
         }
     }
+    // Taken out by hand (`vigil drain`): never held, never excluded.
+    if let Some(drained) = &readiness.drained {
+        let reason = if show_reasons {
+            drained.describe()
+        } else {
+            WITHHELD.to_owned()
+        };
+        let _ = writeln!(out, "[-]drain failed: {reason}");
+    }
     if readiness.draining {
         out.push_str("[-]shutdown failed: draining\n");
     }

@@ -25,6 +25,7 @@ fn readiness(ready: bool) -> Readiness {
     };
     Readiness {
         held: Vec::new(),
+        drained: None,
         ready,
         draining: false,
         checks: vec![check],
@@ -145,6 +146,7 @@ fn the_one_failing_check_of_fifty_is_within_the_first_ten_lines() {
     checks[27] = view("upstream:svc-27", true, Some(Status::Fail), failing, now);
     let readiness = Readiness {
         held: Vec::new(),
+        drained: None,
         ready: false,
         draining: false,
         checks,
@@ -207,6 +209,7 @@ fn failures_come_worst_first_in_full_with_human_figures() {
     flapping.consecutive_failures = 1;
     let readiness = Readiness {
         held: Vec::new(),
+        drained: None,
         ready: false,
         draining: true,
         checks: vec![
@@ -269,6 +272,7 @@ fn the_verdict_says_why() {
     pending.last_run = None;
     let ready = Readiness {
         held: Vec::new(),
+        drained: None,
         ready: true,
         draining: false,
         checks: vec![pass("a"), pass("b")],
@@ -276,6 +280,7 @@ fn the_verdict_says_why() {
     assert_eq!(verdict(&ready), "pass: ready, every check passes");
     let degraded = Readiness {
         held: Vec::new(),
+        drained: None,
         ready: true,
         draining: false,
         checks: vec![
@@ -295,6 +300,7 @@ fn the_verdict_says_why() {
     );
     let starting = Readiness {
         held: Vec::new(),
+        drained: None,
         ready: false,
         draining: false,
         checks: vec![pass("a"), pending],

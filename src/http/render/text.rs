@@ -116,6 +116,9 @@ pub(super) fn verdict(readiness: &Readiness) -> String {
         if !pending.is_empty() {
             why.push(format!("first run not finished: {pending}"));
         }
+        if let Some(drained) = &readiness.drained {
+            why.push(drained.describe());
+        }
         if readiness.draining {
             why.push("draining: shutting down, /readyz answers 503 while connections drain".to_owned());
         }
