@@ -1,17 +1,10 @@
 #!/usr/bin/env bash
-<<<<<<< HEAD
 # Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl,
 # pg_basebackup), PgBouncer (in front of a test cluster), promtool (Debian's prometheus
-# package), setpriv, procps and iproute2; and from PyPI the real peers nobody here wrote: a
-# gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes OpenAPI schema that
-# the fake API server's objects are checked against (kubernetes-validate).
-=======
-# Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl),
-# promtool (Debian's prometheus package), setpriv, procps, iproute2, and the real gateways of
-# tests/gateway_traffic.rs (haproxy, caddy); and from PyPI the real peers
-# nobody here wrote: a gRPC health server (grpcio, grpcio-health-checking) and the Kubernetes
-# OpenAPI schema that the fake API server's objects are checked against (kubernetes-validate).
->>>>>>> gateways
+# package), setpriv, procps, iproute2, and the real gateways of tests/gateway_traffic.rs
+# (haproxy, caddy); and from PyPI the real peers nobody here wrote: a gRPC health server
+# (grpcio, grpcio-health-checking) and the Kubernetes OpenAPI schema that the fake API
+# server's objects are checked against (kubernetes-validate).
 # Debian/Ubuntu, as root or with sudo.
 set -euo pipefail
 missing=()
