@@ -66,7 +66,9 @@ pub struct Facts {
 
 impl std::fmt::Debug for Facts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Facts").field("board", &*self.lock()).finish_non_exhaustive()
+        f.debug_struct("Facts")
+            .field("board", &*self.lock())
+            .finish_non_exhaustive()
     }
 }
 
@@ -198,9 +200,6 @@ mod tests {
         facts.post_replicas(replicas.clone(), Duration::from_secs(60));
         assert_eq!(facts.replicas(), Ok(replicas));
         facts.replicas_unknown("no peer resolved");
-        assert_eq!(
-            facts.replicas().unwrap_err(),
-            "the replica count: no peer resolved"
-        );
+        assert_eq!(facts.replicas().unwrap_err(), "the replica count: no peer resolved");
     }
 }
