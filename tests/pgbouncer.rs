@@ -30,9 +30,10 @@ fn bounced() -> (PgServer, PgBouncer) {
     (pg, bouncer)
 }
 
+/// A `[pgbouncer]` section at 500ms (its timeout at most the interval, as every check's).
 fn config(url: &str, extra: &str) -> String {
     format!(
-        "[system]\nenabled = false\n\n[pgbouncer]\nurl = \"{url}\"\ninterval = \"500ms\"\ntimeout = \"1s\"\n\
+        "[system]\nenabled = false\n\n[pgbouncer]\nurl = \"{url}\"\ninterval = \"500ms\"\ntimeout = \"500ms\"\n\
          failure_threshold = 1\n{extra}\n"
     )
 }

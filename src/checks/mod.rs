@@ -18,7 +18,7 @@ pub(crate) mod gateway;
 pub(crate) mod jwt;
 pub(crate) mod kind;
 pub(crate) mod latency;
-// PGBOUNCER
+pub(crate) mod pgbouncer;
 pub(crate) mod pod;
 pub(crate) mod postgres;
 pub mod registry;
