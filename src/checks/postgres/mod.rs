@@ -116,6 +116,10 @@ const CERT_RECHECK: Duration = Duration::from_secs(300);
 struct Kept {
     client: Client,
     since: SystemTime,
+    /// The statement for this server (its version, as reported at the connection) and how it
+    /// is sent.
+    sql: String,
+    plan: queries::Plan,
     /// Set when vigil drops the connection itself, so that its end does not ring the wake.
     retired: Arc<AtomicBool>,
 }
@@ -267,6 +271,12 @@ impl PostgresCheck {
             Ok(Err(e)) => return Err((classify(&e, &self.target, self.timeout), errors::refusal(&e))),
             Err(_) => return Err((errors::timeout(&self.target, "connecting to", self.timeout), None)),
         };
+        // The version the server reported at start-up picks the statement (a server of unknown
+        // version gets the one every version understands).
+        let version_num = connection
+            .parameter("server_version")
+            .and_then(queries::version_num)
+            .or(self.version_num);
         let retired = Arc::new(AtomicBool::new(false));
         let quiet = Arc::clone(&retired);
         let wake = self.wake.clone();
@@ -287,6 +297,8 @@ impl PostgresCheck {
         Ok(Kept {
             client,
             since: SystemTime::now(),
+            sql: self.statements.for_version(version_num).to_owned(),
+            plan: queries::Plan::default(),
             retired,
         })
     }
@@ -376,10 +388,10 @@ impl PostgresCheck {
             Err((failure, refused)) => (None, None, Some(failure), refused),
         };
 
-        let sql = self.statements.for_version(self.version_num).to_owned();
         let mut stats = None;
-        if let Some(kept) = &self.kept {
-            let read = read(&kept.client, &sql, deadline, &self.target, self.timeout).await;
+        if let Some(kept) = &mut self.kept {
+            let plan = Some(&mut kept.plan);
+            let read = read(&kept.client, &kept.sql, plan, deadline, &self.target, self.timeout).await;
             // A kept connection that stopped answering (a silent network partition leaves it
             // "open" for hours) is retired, so that the next run opens a fresh one.
             if read.as_ref().is_err_and(|f| f.kind == FailureKind::Timeout) {
@@ -390,7 +402,8 @@ impl PostgresCheck {
         if stats.is_none()
             && let Some(client) = &pooled
         {
-            stats = read(client, &sql, deadline, &self.target, self.timeout).await.ok();
+            let sql = self.statements.for_version(self.version_num);
+            stats = read(client, sql, None, deadline, &self.target, self.timeout).await.ok();
         }
         drop(pooled);
         if let Some(s) = &stats {
@@ -519,11 +532,12 @@ async fn probe(
 async fn read(
     client: &Client,
     sql: &str,
+    plan: Option<&mut queries::Plan>,
     deadline: tokio::time::Instant,
     target: &Target,
     timeout: Duration,
 ) -> Result<Stats, Finding> {
-    match timeout_at(deadline, read_stats(client, sql)).await {
+    match timeout_at(deadline, read_stats(client, sql, plan)).await {
         Ok(Ok(Some(stats))) => Ok(stats),
         Ok(Ok(None)) => Err(errors::protocol(target, "the statistics statement returned no row")),
         Ok(Err(e)) => {

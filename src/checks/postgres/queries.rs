@@ -1,8 +1,10 @@
 //! The one statistics statement a run sends, and what it yields.
 //!
-//! One round trip (a single unnamed statement, no parameters) keeps the agent's load on the
-//! server at two statements per run (`SELECT 1` on the pool, this one on the kept connection).
-//! It reads `pg_stat_activity` once (a materialized CTE every part reads), the settings,
+//! One round trip per run (a single statement without parameters, prepared once on the kept
+//! connection) keeps the agent's load on the server at two statements per run (`SELECT 1` on the
+//! pool, this one on the kept connection).
+//! It reads `pg_stat_activity` once (a materialized CTE every part reads, client backends
+//! filtered where read rather than copied into a second one), the settings,
 //! `pg_roles` and `pg_database` for the role's and the database's own limits, the recovery
 //! functions, and, only while some session waits on a lock, `pg_blocking_pids()` for at most
 //! [`EDGES`] waiting sessions and (PostgreSQL 14+) `pg_locks.waitstart`. Every list has a
@@ -20,7 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Row, Statement};
 
 use super::sql_text;
 
@@ -116,13 +119,13 @@ fn statement(t: &Thresholds, waitstart: bool) -> String {
                   host(client_addr) AS addr, now() - xact_start AS xact_age, now() - state_change AS state_age, \
                   now() - query_start AS running, wait_event_type = 'Lock' AS waiting, query \
            FROM pg_stat_activity), \
-         c AS (SELECT * FROM a WHERE client), \
-         l AS (SELECT * FROM c WHERE state NOT IN ('idle', 'unknown') AND running > make_interval(secs => {long_query})), \
+         l AS (SELECT * FROM a WHERE client AND state NOT IN ('idle', 'unknown') AND running > make_interval(secs => {long_query})), \
          k AS ({since}), \
-         w AS (SELECT c.pid, coalesce(now() - k.since, c.running) AS waited FROM c LEFT JOIN k USING (pid) WHERE c.waiting), \
+         w AS (SELECT c.pid, coalesce(now() - k.since, c.running) AS waited FROM a c LEFT JOIN k USING (pid) \
+               WHERE c.client AND c.waiting), \
          e AS (SELECT pid, waited, (pg_blocking_pids(pid))[1:{BLOCKERS_PER_WAIT}] AS blockers \
                FROM (SELECT pid, waited FROM w ORDER BY waited DESC LIMIT {EDGES}) t), \
-         i AS (SELECT * FROM c WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')) \
+         i AS (SELECT * FROM a WHERE client AND state IN ('idle in transaction', 'idle in transaction (aborted)')) \
          SELECT \
            current_setting('max_connections')::int4, \
            current_setting('superuser_reserved_connections')::int4, \
@@ -130,10 +133,10 @@ fn statement(t: &Thresholds, waitstart: bool) -> String {
            pg_is_in_recovery(), \
            current_setting('server_version'), \
            pg_backend_pid(), \
-           (SELECT count(*) FROM c), \
-           (SELECT coalesce(json_object_agg(state, n), '{{}}') FROM (SELECT state, count(*) AS n FROM c GROUP BY 1) s)::text, \
+           (SELECT count(*) FROM a WHERE client), \
+           (SELECT coalesce(json_object_agg(state, n), '{{}}') FROM (SELECT state, count(*) AS n FROM a WHERE client GROUP BY 1) s)::text, \
            (SELECT coalesce(json_agg(json_build_object('application_name', app, 'connections', n) ORDER BY n DESC, app), '[]') \
-              FROM (SELECT app, count(*) AS n FROM c GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_APPLICATIONS}) t)::text, \
+              FROM (SELECT app, count(*) AS n FROM a WHERE client GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_APPLICATIONS}) t)::text, \
            (SELECT count(*) FROM l), \
            (SELECT coalesce(json_agg(json_build_object('pid', pid, 'seconds', round(extract(epoch FROM running)::numeric, 1), \
                      'application_name', app, 'state', state, 'query', left(query, {QUERY_READ})) ORDER BY running DESC), '[]') \
@@ -146,12 +149,12 @@ fn statement(t: &Thresholds, waitstart: bool) -> String {
              'replayed_since_start', pg_last_xact_replay_timestamp() IS NOT NULL, \
              'role', (SELECT json_build_object('name', rolname, 'limit', rolconnlimit, 'superuser', rolsuper) \
                         FROM pg_roles WHERE rolname = session_user), \
-             'role_connections', (SELECT count(*) FROM c WHERE usename = session_user), \
+             'role_connections', (SELECT count(*) FROM a WHERE client AND usename = session_user), \
              'database', (SELECT json_build_object('name', datname, 'limit', datconnlimit) \
                             FROM pg_database WHERE datname = current_database()), \
-             'database_connections', (SELECT count(*) FROM c WHERE datname = current_database()), \
-             'vigil_connections', (SELECT count(*) FROM c WHERE app = 'vigil'), \
-             'oldest', (SELECT {o} FROM c o WHERE xact_age IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_age DESC LIMIT 1), \
+             'database_connections', (SELECT count(*) FROM a WHERE client AND datname = current_database()), \
+             'vigil_connections', (SELECT count(*) FROM a WHERE client AND app = 'vigil'), \
+             'oldest', (SELECT {o} FROM a o WHERE client AND xact_age IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_age DESC LIMIT 1), \
              'idle_count', (SELECT count(*) FROM i WHERE state_age > make_interval(secs => {idle})), \
              'idle_max', (SELECT extract(epoch FROM max(state_age))::float8 FROM i), \
              'idle_sessions', (SELECT json_agg({x} ORDER BY x.state_age DESC) \
@@ -163,8 +166,8 @@ fn statement(t: &Thresholds, waitstart: bool) -> String {
              'holders', (SELECT json_agg({h}) FROM (SELECT * FROM a WHERE pid IN (SELECT unnest(blockers) FROM e) LIMIT {HOLDERS}) h), \
              'blocked_sessions', (SELECT json_agg(json_build_object('session', {b}, 'waited_seconds', extract(epoch FROM b.waited)::float8, \
                                                    'blocked_by', b.blockers) ORDER BY b.waited DESC) \
-                 FROM (SELECT c.*, e.waited, e.blockers FROM e JOIN c USING (pid) \
-                       WHERE e.waited > make_interval(secs => {lock_wait}) ORDER BY e.waited DESC LIMIT {TOP}) b) \
+                 FROM (SELECT c.*, e.waited, e.blockers FROM e JOIN a c USING (pid) \
+                       WHERE c.client AND e.waited > make_interval(secs => {lock_wait}) ORDER BY e.waited DESC LIMIT {TOP}) b) \
            )::text"
     )
 }
@@ -399,10 +402,96 @@ impl Stats {
     }
 }
 
-/// Runs the statistics statement on `client`: `query_typed` sends it unnamed, in one round
-/// trip, where a prepared statement would cost a second one on every run. `None`: the server
-/// returned no row (the statement always yields one; a proxy in between might not).
-pub(super) async fn read_stats(client: &Client, sql: &str) -> Result<Option<Stats>, tokio_postgres::Error> {
-    let rows = client.query_typed(sql, &[]).await?;
+/// How the kept connection sends the statistics statement.
+#[derive(Debug, Default)]
+pub(super) enum Plan {
+    /// Not prepared yet.
+    #[default]
+    Untried,
+    /// Prepared on this connection: executed in one round trip, planned once.
+    Prepared(Statement),
+    /// Sent unnamed each time: a named statement does not survive here (PgBouncer in
+    /// transaction pooling between vigil and the server hands each transaction another server
+    /// connection).
+    Unnamed,
+}
+
+/// Whether a failure says named statements do not survive on this connection.
+fn no_named_statements(error: &tokio_postgres::Error) -> bool {
+    error
+        .code()
+        .is_some_and(|code| *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT)
+}
+
+/// Runs the statistics statement on `client`. With `plan` (the kept connection), it is prepared
+/// once per connection and then executed in one round trip per run: the statement is large
+/// enough that planning it costs the server several times what executing it does, and a prepared
+/// statement without parameters keeps its plan. Without (a pooled connection, when the kept one
+/// cannot be had), or where named statements do not survive, `query_typed` sends it unnamed, in
+/// one round trip, planned each time. `None`: the server returned no row (the statement always
+/// yields one; a proxy in between might not).
+pub(super) async fn read_stats(
+    client: &Client,
+    sql: &str,
+    plan: Option<&mut Plan>,
+) -> Result<Option<Stats>, tokio_postgres::Error> {
+    let rows = match plan {
+        None | Some(Plan::Unnamed) => client.query_typed(sql, &[]).await?,
+        Some(plan) => {
+            let prepared = match plan {
+                Plan::Prepared(statement) => Ok(statement.clone()),
+                _ => client.prepare(sql).await,
+            };
+            let executed = match prepared {
+                Ok(statement) => {
+                    *plan = Plan::Prepared(statement.clone());
+                    client.query(&statement, &[]).await
+                }
+                Err(error) => Err(error),
+            };
+            match executed {
+                Ok(rows) => rows,
+                Err(error) if no_named_statements(&error) => {
+                    *plan = Plan::Unnamed;
+                    client.query_typed(sql, &[]).await?
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    };
     rows.first().map(Stats::from_row).transpose()
+}
+
+/// `server_version_num` from the `server_version` a server reports at connection (`15.4 (Debian
+/// …)`, `9.6.24`), to pick the statement before the first one is sent.
+pub(super) fn version_num(server_version: &str) -> Option<i32> {
+    let mut parts = server_version
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .map(|p| p.parse::<i32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    Some(if major >= 10 {
+        major * 10_000 + minor
+    } else {
+        major * 10_000 + minor * 100
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_a_server_reports_picks_the_statement() {
+        assert_eq!(version_num("15.4 (Debian 15.4-1.pgdg120+1)"), Some(150_004));
+        assert_eq!(version_num("14.0"), Some(140_000));
+        assert_eq!(version_num("9.6.24"), Some(90_600));
+        assert_eq!(version_num("16beta1"), Some(160_000));
+        assert_eq!(version_num("unknown"), None);
+        let s = Statements::new(Duration::from_secs(30), Duration::from_secs(5), Duration::from_secs(60));
+        assert!(s.for_version(Some(150_004)).contains("waitstart"));
+        assert!(!s.for_version(Some(130_000)).contains("waitstart"));
+        assert!(!s.for_version(None).contains("waitstart"));
+    }
 }
