@@ -17,6 +17,9 @@ EXPECTED = [
     "Gateway container CPU against its limit", "Gateway container memory against its limit",
     "Gateway container restarts", "Gateway container last termination", "Service endpoints by condition",
     "Kubernetes API up",
+    "Blocked queries and the longest lock wait", "Oldest transaction and idle in transaction",
+    "Connection limits and the budget across replicas", "Standby and replay lag",
+    "PgBouncer clients waiting and the longest wait",
 ]
 # Series the rules use that come from elsewhere (Prometheus itself, cAdvisor, kube-state-metrics).
 EXTERNAL = {"up", "container_cpu_usage_seconds_total", "kube_pod_container_resource_limits"}

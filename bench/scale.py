@@ -17,7 +17,13 @@ PARTS=pg,upstreams (a comma list, to run one part alone).
      CPU per run over WINDOW s (schedstat, /proc ticks as a cross-check) / runs from
      vigil_check_runs_total, and the run's wall time from vigil_check_duration_seconds;
    - postgres_exporter (Debian's defaults), scraped every 1 s: CPU per scrape;
-   - then SCRAPES back-to-back scrapes of each one's /metrics: median wall time, bytes.
+   - then SCRAPES back-to-back scrapes of each one's /metrics: median wall time, bytes;
+   - the server time of vigil's statistics statement (issue 21: why the database is slow or
+     full, one statement per run) from pg_stat_statements (loaded in this cluster): calls, mean
+     and max execution time, over vigil's phase.
+   A third phase, "BLOCKED blocked", keeps the CONNECTIONS sessions and adds BLOCKED sessions
+   (pgbench -c BLOCKED, an UPDATE of one row) waiting on a row lock a session holds in an open
+   transaction: the statement then follows pg_blocking_pids() and reads pg_locks.waitstart.
 2. upstreams: vigil with UPSTREAMS [[upstream]] at UP_INTERVAL against hello_hyper
    (target/release/examples/hello_hyper), after every upstream has run: CPU per run over
    WINDOW s, RSS, and SCRAPES scrapes of /metrics (median wall time, bytes, series).
@@ -43,6 +49,7 @@ from stack import CpuWindow, ProcStats, ScrapeLoop, env_num, hammer, median, met
 WINDOW = env_num("WINDOW", 12, float)
 SUBWINDOWS = env_num("SUBWINDOWS", 3)
 CONNECTIONS = env_num("CONNECTIONS", 500)
+BLOCKED = env_num("BLOCKED", 100)
 SCRAPES = env_num("SCRAPES", 20)
 UPSTREAMS = env_num("UPSTREAMS", 1000)
 UP_INTERVAL = os.environ.get("UP_INTERVAL", "5s")
@@ -69,6 +76,17 @@ def per_unit_windows(pid, count, seconds=None, n=None):
     return out
 
 
+def statement_time(pg):
+    """vigil's statistics statement as pg_stat_statements saw it since the last reset: calls,
+    mean and max execution ms (both forms of the statement, with and without pg_locks.waitstart,
+    summed)."""
+    row = pg.psql("SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time) / nullif(sum(calls), 0), 0), "
+                  "coalesce(max(max_exec_time), 0) FROM pg_stat_statements "
+                  "WHERE query LIKE 'WITH a AS (%' AND query LIKE '%pg_blocking_pids%'")
+    calls, mean, most = row.split("|")
+    return {"calls": int(calls), "mean_ms": float(mean), "max_ms": float(most)}
+
+
 def pg_phase_vigil(pg, out, label):
     conf = (f'[defaults]\ninterval = "1s"\ntimeout = "1s"\n[shutdown]\ndrain = "0s"\n'
             f'[system]\nenabled = false\n[postgres]\nurl = "{pg.url}"\n')
@@ -78,6 +96,7 @@ def pg_phase_vigil(pg, out, label):
         v.wait_ready(20)
         loop = ScrapeLoop([f"http://127.0.0.1:{v.port}/metrics"], 1.0)
         time.sleep(2)
+        pg.psql("SELECT pg_stat_statements_reset()")
         t0 = v.metrics()
         wins = per_unit_windows(v.pid, lambda: metric_sum(v.metrics(), "vigil_check_runs_total"))
         t1 = v.metrics()
@@ -87,7 +106,9 @@ def pg_phase_vigil(pg, out, label):
         times, body = hammer(f"http://127.0.0.1:{v.port}/metrics", SCRAPES)
         text = body.decode()
         seen = metric_sum(text, "vigil_postgres_connections")
+        statement = statement_time(pg)
         return {
+            "statement": statement, "blocked_seen": metric_sum(text, "vigil_postgres_blocked_queries"),
             "cpu_us_per_run": median([x[0] for x in wins]), "windows": wins,
             "ticks_us_per_run": median([x[1] for x in wins]),
             "wall_ms_per_run": dur / runs * 1e3 if runs else float("nan"),
@@ -129,10 +150,16 @@ def part_pg(out, res):
     script = os.path.join(out, "sleep.sql")
     with open(script, "w", encoding="ascii") as f:
         f.write("\\sleep 1 s\n")
-    pg = stack.PgCluster(max_connections=CONNECTIONS + 100)
+    pg = stack.PgCluster(max_connections=CONNECTIONS + BLOCKED + 100,
+                         settings={"shared_preload_libraries": "'pg_stat_statements'",
+                                   "pg_stat_statements.track": "'all'"})
     bench = None
+    blockers = []
     try:
         pg.start()
+        pg.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        pg.psql("CREATE TABLE rows_locked (id int PRIMARY KEY, n int NOT NULL DEFAULT 0); "
+                "INSERT INTO rows_locked VALUES (1); ALTER TABLE rows_locked OWNER TO gateway", db="gateway")
         print("postgres, 0 client connections ...", flush=True)
         res["pg"]["0"] = {"vigil": pg_phase_vigil(pg, out, "0"), "exporter": pg_phase_exporter(pg, out, "0"),
                           "clients": client_count(pg)}
@@ -154,9 +181,50 @@ def part_pg(out, res):
                             "exporter": pg_phase_exporter(pg, out, label), "clients": client_count(pg)}
         if bench.poll() is not None:
             res["pg"][label]["warning"] = "pgbench exited during the phase"
+        if BLOCKED:
+            blockers = block_sessions(pg, out, pgbench)
+            label = f"+{BLOCKED} blocked"
+            print(f"postgres, {CONNECTIONS} client connections and {BLOCKED} blocked on a row lock ...", flush=True)
+            res["pg"][label] = {"vigil": pg_phase_vigil(pg, out, label),
+                                "exporter": pg_phase_exporter(pg, out, label), "clients": client_count(pg)}
     finally:
+        for p in blockers:
+            stack.stop_process(p, 10, sig=2)
         stack.stop_process(bench, 10, sig=2)  # SIGINT: pgbench reports and exits
         pg.close()
+
+
+def waiting_on_locks(pg):
+    return int(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
+
+
+def block_sessions(pg, out, pgbench):
+    """One psql session holding row 1 of rows_locked in an open transaction, and BLOCKED pgbench
+    clients updating that row: all wait on the lock. Returns the processes (stop them)."""
+    psql = os.path.join(stack._pg_bin_dir(), "psql")  # noqa: SLF001
+    holder = subprocess.Popen(
+        [psql, "-X", "-q", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "gateway", "-d", "gateway",
+         "-c", "BEGIN", "-c", "UPDATE rows_locked SET n = n + 1 WHERE id = 1", "-c", "SELECT pg_sleep(600)"],
+        env=stack.clean_env({"PGPASSWORD": stack.GATEWAY_PASSWORD, "PGAPPNAME": "batch-import"}),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=out)
+    script = os.path.join(out, "update.sql")
+    with open(script, "w", encoding="ascii") as f:
+        f.write("UPDATE rows_locked SET n = n + 1 WHERE id = 1;\n")
+    stack.wait_until(lambda: pg.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                     "WHERE c.relname = 'rows_locked' AND l.mode = 'RowExclusiveLock' AND l.granted",
+                                     db="gateway") != "0", 20, "the row lock holder")
+    log = open(os.path.join(out, "pgbench-blocked.log"), "wb")  # noqa: SIM115 - handed to the child
+    try:
+        waiters = subprocess.Popen(
+            [pgbench, "-n", "-c", str(BLOCKED), "-j", "2", "-T", "600", "-f", script,
+             "-h", "127.0.0.1", "-p", str(pg.port), "-U", "gateway", "gateway"],
+            env=stack.clean_env({"PGPASSWORD": stack.GATEWAY_PASSWORD}), stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, cwd=out)
+    finally:
+        log.close()
+    stack.wait_until(lambda: waiting_on_locks(pg) >= BLOCKED, 90, f"{BLOCKED} sessions waiting on the row lock",
+                     interval_s=0.5)
+    return [waiters, holder]
 
 
 def part_upstreams(out, res):
@@ -224,6 +292,12 @@ def report(res, out):
         row("vigil /metrics bytes", "vigil", "metrics_bytes", 0)
         row("vigil /metrics render ms (median)", "vigil", "render_ms", 2)
         row("vigil connections seen (sum)", "vigil", "connections_seen", 0)
+        row("vigil blocked queries seen", "vigil", "blocked_seen", 0)
+        add(f"{'statement server ms, mean (calls)':36} " + " ".join(
+            f"{fmt(p['vigil']['statement']['mean_ms'], 2) + ' (' + str(p['vigil']['statement']['calls']) + ')':>12}"
+            for p in res["pg"].values()))
+        add(f"{'statement server ms, max':36} " + " ".join(
+            f"{fmt(p['vigil']['statement']['max_ms'], 2):>12}" for p in res["pg"].values()))
         row("postgres_exporter CPU µs per scrape", "exporter", "cpu_us_per_scrape", 0)
         row("postgres_exporter /metrics bytes", "exporter", "metrics_bytes", 0)
         row("postgres_exporter render ms (median)", "exporter", "render_ms", 2)
@@ -232,7 +306,7 @@ def report(res, out):
             f"{fmt(p['vigil']['cpu_us_per_run'] / p['exporter']['cpu_us_per_scrape'], 2):>12}" for p in ps))
         add(f"{'ratio vigil/exporter, render time':36} " + " ".join(
             f"{fmt(p['vigil']['render_ms'] / p['exporter']['render_ms'], 2):>12}" for p in ps))
-        if len(ps) == 2:
+        if len(ps) >= 2:
             growth = ps[1]["vigil"]["cpu_us_per_run"] / ps[0]["vigil"]["cpu_us_per_run"]
             egrowth = ps[1]["exporter"]["cpu_us_per_scrape"] / ps[0]["exporter"]["cpu_us_per_scrape"]
             add(f"growth 0 -> {CONNECTIONS} connections: vigil CPU per run x{growth:.2f}, "
@@ -262,7 +336,8 @@ def main():
     stack.check_build((stack.VIGIL_BIN, stack.HELLO_BIN) if "upstreams" in PARTS else (stack.VIGIL_BIN,))
     out = stack.out_dir("scale")
     t0 = time.monotonic()
-    res = {"pg": {}, "params": {"window": WINDOW, "subwindows": SUBWINDOWS, "connections": CONNECTIONS, "scrapes": SCRAPES,
+    res = {"pg": {}, "params": {"window": WINDOW, "subwindows": SUBWINDOWS, "connections": CONNECTIONS,
+                                "blocked": BLOCKED, "scrapes": SCRAPES,
                                 "upstreams": UPSTREAMS, "up_interval": UP_INTERVAL}}
     try:
         if "pg" in PARTS:

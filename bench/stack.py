@@ -1186,7 +1186,8 @@ def metric_sum(text, name, label_filter=""):
         if label_filter and label_filter not in rest:
             continue
         try:
-            total += float(rest.rsplit(None, 1)[1])
+            # The value is the last field ("name 3" has no label text before it).
+            total += float(rest.split()[-1])
         except (IndexError, ValueError):
             pass
     return total

@@ -18,7 +18,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use vigil::Cluster;
 use vigil::agent::oncall::{self, DrainRequest, OncallError, Printed};
 use vigil::agent::{Agent, Options};
-use vigil::checks::{self, Scheduled};
+use vigil::checks::{self, Facts, Scheduled};
 use vigil::config::{Config, Sources};
 use vigil::engine::reload::FileWatch;
 use vigil::engine::scheduler;
@@ -207,8 +207,9 @@ fn oncall_ended(result: Result<Printed, OncallError>) -> anyhow::Result<Ended> {
     }
 }
 
-/// What `build` makes: the metrics, the checks, and what `[kubernetes]` set up.
-type Built = (Metrics, Vec<Scheduled>, Option<Arc<Cluster>>);
+/// What `build` makes: the metrics, the checks, what `[kubernetes]` set up, and the facts board
+/// the checks share.
+type Built = (Metrics, Vec<Scheduled>, Option<Arc<Cluster>>, Arc<Facts>);
 
 fn build(config: &Config) -> anyhow::Result<Result<Built, String>> {
     let metrics = Metrics::new().context("cannot set up metrics")?;
@@ -216,8 +217,9 @@ fn build(config: &Config) -> anyhow::Result<Result<Built, String>> {
         Ok(cluster) => cluster,
         Err(error) => return Ok(Err(error.to_string())),
     };
-    Ok(checks::build_all(config, &metrics, cluster.as_ref())
-        .map(|checks| (metrics, checks, cluster))
+    let facts = Arc::new(Facts::new(cluster.as_ref()));
+    Ok(checks::build_all(config, &metrics, cluster.as_ref(), &facts)
+        .map(|checks| (metrics, checks, cluster, facts))
         .map_err(|e| e.to_string()))
 }
 
@@ -225,7 +227,7 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
     // Listen for signals before anything else, so that none arriving during start-up is lost
     // (and a SIGHUP then never takes the default action, an exit without a drain).
     let mut signals = Signals::new().context("cannot listen for SIGTERM/SIGINT/SIGHUP")?;
-    let (metrics, checks, kubernetes) = match build(&config)? {
+    let (metrics, checks, kubernetes, facts) = match build(&config)? {
         Ok(built) => built,
         Err(error) => return Ok(Ended::Config(error)),
     };
@@ -241,6 +243,7 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
         service_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned()),
         fleet: config.fleet.clone(),
         kubernetes,
+        facts,
     };
     let mut agent = Agent::start(checks, metrics.clone(), listener, options).context("cannot start serving")?;
     tracing::info!(listen = %agent.local_addr, checks = %logging::json(&names), version = env!("CARGO_PKG_VERSION"), "Serving");
@@ -329,7 +332,7 @@ fn reload(sources: &Sources, config: &mut Config, agent: &mut Agent, metrics: &M
 }
 
 async fn check_once(config: Config, output: Output) -> anyhow::Result<Ended> {
-    let (_metrics, mut checks, kubernetes) = match build(&config)? {
+    let (_metrics, mut checks, kubernetes, _facts) = match build(&config)? {
         Ok(built) => built,
         Err(error) => return Ok(Ended::Config(error)),
     };

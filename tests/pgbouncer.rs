@@ -30,9 +30,10 @@ fn bounced() -> (PgServer, PgBouncer) {
     (pg, bouncer)
 }
 
+/// A `[pgbouncer]` section at 500ms (its timeout at most the interval, as every check's).
 fn config(url: &str, extra: &str) -> String {
     format!(
-        "[system]\nenabled = false\n\n[pgbouncer]\nurl = \"{url}\"\ninterval = \"500ms\"\ntimeout = \"1s\"\n\
+        "[system]\nenabled = false\n\n[pgbouncer]\nurl = \"{url}\"\ninterval = \"500ms\"\ntimeout = \"500ms\"\n\
          failure_threshold = 1\n{extra}\n"
     )
 }
@@ -228,4 +229,59 @@ fn a_wrong_console_password_fails_without_showing_it() {
     let printed = String::from_utf8_lossy(&validate.stdout);
     assert_eq!(validate.status.code(), Some(0), "{printed}");
     assert!(!printed.contains(wrong), "validate prints the password:\n{printed}");
+}
+
+/// The gateway's own `DATABASE_URL` often names PgBouncer: the postgres check through it, in
+/// transaction pooling (each transaction may get another server connection, so a statement
+/// prepared on one is unknown on the next), keeps reading the server's figures run after run.
+#[test]
+fn the_postgres_check_through_pgbouncer_in_transaction_pooling_keeps_reading_its_figures() {
+    let (pg, bouncer) = bounced();
+    pg.psql("GRANT pg_monitor TO gateway");
+    // Other clients keep the pool's two server connections changing hands.
+    let _busy = bouncer.clients(&pg, "gateway", PASSWORD, "gateway", 2, "SELECT 1;");
+    let vigil = Vigil::start(&format!(
+        "[system]\nenabled = false\n\n[postgres]\nurl = \"{}\"\ninterval = \"500ms\"\ntimeout = \"500ms\"\npool_size = 1\n",
+        bouncer.url("gateway", PASSWORD, "gateway")
+    ));
+    vigil.wait_for_status("/readyz", 200, Duration::from_secs(10));
+    let runs = |result: &str| {
+        sample(
+            &metrics(&vigil),
+            "vigil_check_runs_total",
+            &[("check", "postgres"), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    let all = || runs("pass") + runs("warn") + runs("fail");
+    // Counted from a passing run on: connecting through PgBouncer on a loaded machine may time
+    // out at start, which is not what this test is about.
+    let (all0, pass0) = (all(), runs("pass"));
+    assert!(
+        poll_until(Duration::from_secs(15), || all() >= all0 + 10.0),
+        "{}",
+        metrics(&vigil)
+    );
+    let (all1, pass1) = (all(), runs("pass"));
+    assert!(
+        pass1 - pass0 >= all1 - all0 - 1.0,
+        "at most one run of {} did not pass:\n{}\n{}",
+        all1 - all0,
+        metrics(&vigil),
+        vigil.logs()
+    );
+    assert!(
+        !vigil.logs().contains("cannot be read"),
+        "the figures were read on every run:\n{}",
+        vigil.logs()
+    );
+    let diag: serde_json::Value = serde_json::from_str(&vigil.get("/diag?format=json").body).unwrap();
+    assert!(
+        diag["checks"]["postgres:connections_in_use"][0]["observedValue"]
+            .as_f64()
+            .is_some_and(|n| n >= 1.0),
+        "the server's figures are read through PgBouncer:\n{diag:#}"
+    );
+    let m = metrics(&vigil);
+    assert_eq!(sample(&m, "vigil_postgres_blocked_queries", &[]), Some(0.0), "{m}");
 }

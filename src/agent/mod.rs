@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::checks::{self, BuildError, Scheduled};
+use crate::checks::{self, BuildError, Facts, Scheduled};
 use crate::config::{self, Config};
 use crate::core::secret::Secret;
 use crate::engine::drain::{self, Drain};
@@ -65,6 +65,9 @@ pub struct Options {
     pub fleet: Option<config::Fleet>,
     /// `[kubernetes]`: its watches and Event poster run beside the loops.
     pub kubernetes: Option<Arc<Cluster>>,
+    /// The board the checks were built with (`checks::build_all`): the fleet posts the replica
+    /// count to it, and checks built by a reload use it too.
+    pub facts: Arc<Facts>,
 }
 
 /// The check loops and the server, running.
@@ -83,6 +86,7 @@ pub struct Agent {
     kubernetes: Option<Arc<Cluster>>,
     /// `[fleet]` (it needs a restart to change).
     fleet: Option<Arc<Fleet>>,
+    facts: Arc<Facts>,
     /// Where the check loops run; `None` once stopped.
     checks_runtime: Option<Runtime>,
 }
@@ -109,7 +113,9 @@ impl Agent {
             .build()?;
         let state = Arc::new(State::new(scheduler::specs(&checks)));
         let fleet = match &options.fleet {
-            Some(config) => Some(Arc::new(Fleet::new(config, &metrics, Arc::clone(&state))?)),
+            Some(config) => Some(Arc::new(
+                Fleet::new(config, &metrics, Arc::clone(&state))?.posting_to(Arc::clone(&options.facts)),
+            )),
             None => None,
         };
         let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
@@ -164,6 +170,7 @@ impl Agent {
             app,
             kubernetes: options.kubernetes,
             fleet,
+            facts: options.facts,
             checks_runtime: Some(checks_runtime),
         })
     }
@@ -175,7 +182,7 @@ impl Agent {
     pub fn reload(&mut self, old: &Config, new: &Config) -> Result<Plan, ReloadError> {
         let plan = Plan::new(old, new);
         let staging = self.metrics.staging();
-        let built = checks::build_all(&plan.to_build, &staging, self.kubernetes.as_ref())?;
+        let built = checks::build_all(&plan.to_build, &staging, self.kubernetes.as_ref(), &self.facts)?;
         let shown = serde_json::value::to_raw_value(&reload::in_effect(old, new.clone()).shown())?;
         self.metrics.adopt(&staging)?;
         if let Some(fleet) = &self.fleet {

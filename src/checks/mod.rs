@@ -13,10 +13,12 @@
 //! its series and [`build_all`] its checks through that row.
 
 pub(crate) mod cert;
+pub(crate) mod facts;
 pub(crate) mod gateway;
 pub(crate) mod jwt;
 pub(crate) mod kind;
 pub(crate) mod latency;
+pub(crate) mod pgbouncer;
 pub(crate) mod pod;
 pub(crate) mod postgres;
 pub mod registry;
@@ -32,6 +34,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The facts board (one per agent, kept across reloads), for main and the agent.
+pub use self::facts::Facts;
 /// The JWKS parser, for the property tests and the fuzzer.
 pub use self::jwt::jwks;
 use crate::config::{CheckSection, CheckSettings, Config};
@@ -67,6 +71,9 @@ pub struct BuildContext<'a> {
     pub metrics: &'a Metrics,
     /// What `[kubernetes]` set up at start, for the `pod` check.
     pub cluster: Option<&'a Arc<Cluster>>,
+    /// Figures one part measures and another needs (the gateway's pool max, the replica count):
+    /// one board per agent, see [`facts`].
+    pub facts: Arc<Facts>,
     /// The one HTTP client (its rustls configuration: built-in roots, crypto provider), built
     /// when a check first asks for it: a configuration without HTTP parses no roots.
     http: OnceCell<HttpClient>,
@@ -77,8 +84,15 @@ impl<'a> BuildContext<'a> {
         BuildContext {
             metrics,
             cluster,
+            facts: Arc::new(Facts::new(cluster)),
             http: OnceCell::new(),
         }
+    }
+
+    /// The same, posting to and reading from the agent's board.
+    pub fn with_facts(mut self, facts: &Arc<Facts>) -> BuildContext<'a> {
+        self.facts = Arc::clone(facts);
+        self
     }
 
     /// The shared client, or one that also trusts the CAs of `ca_file`.
@@ -142,13 +156,15 @@ impl BuildError {
 
 /// Builds every configured check that runs, in the order `/readyz` lists them, each through its
 /// kind's row, and spreads the first runs of a kind with many checks (see
-/// [`first_run_delay`]). `cluster` is what `[kubernetes]` set up at start (`Cluster::build`).
+/// [`first_run_delay`]). `cluster` is what `[kubernetes]` set up at start (`Cluster::build`);
+/// `facts` the agent's board (`Facts::new(cluster)`, kept across reloads).
 pub fn build_all(
     config: &Config,
     metrics: &Metrics,
     cluster: Option<&Arc<Cluster>>,
+    facts: &Arc<Facts>,
 ) -> Result<Vec<Scheduled>, BuildError> {
-    let cx = BuildContext::new(metrics, cluster);
+    let cx = BuildContext::new(metrics, cluster).with_facts(facts);
     let sections: Vec<&CheckSection> = config.enabled_checks().collect();
     sections
         .iter()

@@ -47,6 +47,7 @@ use tokio::time::Instant;
 pub(crate) use self::decide::{Answer, Hold, Tally, decide, hold_line};
 use self::metrics::FleetMetrics;
 pub(crate) use self::peers::Resolution;
+use crate::checks::facts::{Facts, ReplicasFact};
 use crate::config::{self, CheckSettings, Scope};
 use crate::core::outcome::Status;
 use crate::engine::observe::{Ended, Look, Observer, Recorded};
@@ -115,6 +116,8 @@ pub struct Fleet {
     decisions: RwLock<HashMap<String, Decision>>,
     peer_requests: AtomicU64,
     consultations: AtomicU64,
+    /// Where each resolution posts the replica count (the postgres check's connection budget).
+    facts: Option<Arc<Facts>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -153,7 +156,15 @@ impl Fleet {
             decisions: RwLock::new(HashMap::new()),
             peer_requests: AtomicU64::new(0),
             consultations: AtomicU64::new(0),
+            facts: None,
         })
+    }
+
+    /// Posts the replica count (the peers resolved, and this replica) to `facts` after each
+    /// resolution.
+    pub fn posting_to(mut self, facts: Arc<Facts>) -> Fleet {
+        self.facts = Some(facts);
+        self
     }
 
     /// Exports `vigil_fleet_panic{check}` at 0 for a check that takes part.
@@ -306,6 +317,22 @@ impl Fleet {
             .peers
             .set(i64::try_from(resolution.peers.len()).unwrap_or(i64::MAX));
         *lock(&self.resolved) = (Some(Instant::now()), resolution.clone());
+        if let Some(facts) = &self.facts {
+            // A partial resolution (one name of several failing) would undercount: said, not posted.
+            match resolution.errors.is_empty() {
+                true => facts.post_replicas(
+                    ReplicasFact {
+                        count: resolution.peers.len() as u64 + 1,
+                        from: format!("fleet.peers: {} peers and this replica", resolution.peers.len()),
+                    },
+                    3 * RESOLVE_EVERY,
+                ),
+                false => facts.replicas_unknown(format!(
+                    "the fleet's peers did not all resolve: {}",
+                    resolution.errors.join("; ")
+                )),
+            }
+        }
         resolution
     }
 

@@ -22,6 +22,7 @@ use self::metrics::GatewayMetrics;
 use self::pool::Pool;
 use self::traffic::Traffic;
 use crate::checks::cert;
+use crate::checks::facts::{Facts, PoolFact};
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
 use crate::config::{CheckSettings, Invalid, Scope};
 use crate::core::outcome::{FailureKind, Figure, Finding, Outcome, Report, Status, Unit};
@@ -55,6 +56,10 @@ pub(crate) struct GatewayCheck {
     /// The metric names the pool and the traffic read: all a scrape keeps.
     wanted: Arc<[String]>,
     expiry: cert::Expiry,
+    /// Where each scrape posts the pool's max and in use (the postgres check's connection
+    /// budget), true for three intervals.
+    facts: Arc<Facts>,
+    interval: std::time::Duration,
 }
 
 /// The `gateway` kind: `[gateway]`, critical and local by default.
@@ -104,6 +109,8 @@ fn build(
         traffic,
         wanted,
         expiry: cert::Expiry::new(name, &cx.metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn),
+        facts: Arc::clone(&cx.facts),
+        interval: settings.interval,
     };
     Ok(Scheduled::new(name, *settings, check))
 }
@@ -174,11 +181,23 @@ impl GatewayCheck {
         match self.parse(result).await {
             Ok(exposition) => {
                 let now = Instant::now();
-                self.pool.assess(&exposition, now, &self.metrics, report);
+                match self.pool.assess(&exposition, now, &self.metrics, report) {
+                    Ok((in_use, max)) => self.facts.post_pool(
+                        PoolFact {
+                            max,
+                            open: in_use,
+                            from: "the gateway check's scrape of the gateway's pool metrics".to_owned(),
+                        },
+                        3 * self.interval,
+                    ),
+                    Err(why) => self.facts.pool_unknown(why),
+                }
                 self.traffic.assess(&exposition, now, &self.metrics, report);
                 true
             }
             Err((kind, reason)) => {
+                self.facts
+                    .pool_unknown(format!("the gateway's metrics could not be read: {reason}"));
                 self.metrics.pool_unknown();
                 self.metrics.traffic_unknown(true, true);
                 // With a health endpoint, a missing scrape only leaves the pool unknown.

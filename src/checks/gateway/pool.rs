@@ -110,28 +110,28 @@ impl Pool {
         &self.names
     }
 
-    /// Reads the pool from one scrape into `report` and the metrics.
+    /// Reads the pool from one scrape into `report` and the metrics. Returns the pool's in use
+    /// and max (for the facts board: the postgres check's connection budget), or why they are
+    /// not known.
     pub(super) fn assess(
         &mut self,
         exposition: &Exposition,
         now: Instant,
         metrics: &GatewayMetrics,
         report: &mut Report,
-    ) {
+    ) -> Result<(f64, f64), String> {
         let mut reading = self.read(exposition);
         let Some(in_use) = reading.sums[0] else {
-            report.detail(
-                "pool",
-                json!({ "error": format!("no {} in the gateway's metrics", self.names.in_use()) }),
-            );
+            let missing = format!("no {} in the gateway's metrics", self.names.in_use());
+            report.detail("pool", json!({ "error": missing }));
             metrics.pool_unknown();
-            return;
+            return Err(missing);
         };
         if let Some(impossible) = self.impossible(&reading) {
             report.detail("pool", json!({ "error": impossible }));
-            report.find(Finding::warn(FailureKind::Protocol, impossible).with_hint(IMPOSSIBLE_HINT));
+            report.find(Finding::warn(FailureKind::Protocol, impossible.clone()).with_hint(IMPOSSIBLE_HINT));
             metrics.pool_unknown();
-            return;
+            return Err(impossible);
         }
         reading.sums[2] = self.waiting_now(exposition, reading.sums[2], now);
         let max = reading.sums[1];
@@ -153,6 +153,11 @@ impl Pool {
         }
         self.judge_waiting(reading.sums[2], now, report);
         report.detail("pool", self.details(&reading, saturation, now));
+        match max {
+            Some(max) if max > 0.0 => Ok((in_use, max)),
+            Some(_) => Err("the gateway's pool has no maximum (0: unlimited)".to_owned()),
+            None => Err(format!("no {} in the gateway's metrics", self.names.0[1])),
+        }
     }
 
     /// A figure no pool can have (NaN, infinite, negative): the gateway's bug, named, rather

@@ -40,6 +40,14 @@ pub(crate) struct Postgres {
     /// `sslmode` but `disable`, when the server speaks TLS) may come before the check warns
     /// (expired fails). Default `14d`; at most 365d.
     pub cert_warn: Duration,
+    /// A query waiting on a lock longer than this is "blocked": counted, and the root of its
+    /// chain named (warn). Default `5s`; 100ms to 1h.
+    pub lock_wait: Duration,
+    /// A session idle inside a transaction longer than this warns, named. Default `1m`; 1s to 24h.
+    pub idle_in_transaction_warn: Duration,
+    /// `true`: a server in recovery (a standby) fails the check (the gateway's writes would
+    /// fail). Default `false`: a standby passes, shown.
+    pub require_primary: bool,
 }
 
 /// Prints the keys as written: `url` (redacted) or `url_file`, never both, so that the
@@ -59,6 +67,11 @@ impl Serialize for Postgres {
             pool_size: u32,
             #[serde(with = "duration")]
             cert_warn: Duration,
+            #[serde(with = "duration")]
+            lock_wait: Duration,
+            #[serde(with = "duration")]
+            idle_in_transaction_warn: Duration,
+            require_primary: bool,
         }
         Shown {
             url: self.url_file.is_none().then_some(&self.target),
@@ -68,6 +81,9 @@ impl Serialize for Postgres {
             long_query: self.long_query,
             pool_size: self.pool_size,
             cert_warn: self.cert_warn,
+            lock_wait: self.lock_wait,
+            idle_in_transaction_warn: self.idle_in_transaction_warn,
+            require_primary: self.require_primary,
         }
         .serialize(serializer)
     }
@@ -98,6 +114,15 @@ pub(crate) struct PostgresKeys {
     /// [`Postgres::cert_warn`].
     #[serde(default = "default_cert_warn", with = "duration")]
     cert_warn: Duration,
+    /// [`Postgres::lock_wait`].
+    #[serde(default = "default_lock_wait", with = "duration")]
+    lock_wait: Duration,
+    /// [`Postgres::idle_in_transaction_warn`].
+    #[serde(default = "default_idle_in_transaction_warn", with = "duration")]
+    idle_in_transaction_warn: Duration,
+    /// [`Postgres::require_primary`].
+    #[serde(default)]
+    require_primary: bool,
 }
 
 impl PostgresKeys {
@@ -123,6 +148,9 @@ impl PostgresKeys {
             long_query: self.long_query,
             pool_size: self.pool_size,
             cert_warn: self.cert_warn,
+            lock_wait: self.lock_wait,
+            idle_in_transaction_warn: self.idle_in_transaction_warn,
+            require_primary: self.require_primary,
         };
         postgres.validate()?;
         Ok(postgres)
@@ -147,6 +175,18 @@ impl Postgres {
                 ),
             ));
         }
+        within(
+            "postgres.lock_wait",
+            self.lock_wait,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        )?;
+        within(
+            "postgres.idle_in_transaction_warn",
+            self.idle_in_transaction_warn,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        )?;
         if !(1..=16).contains(&self.pool_size) {
             return Err(Invalid::new(
                 "postgres.pool_size",
@@ -155,6 +195,31 @@ impl Postgres {
         }
         Ok(())
     }
+}
+
+/// `key` between `low` and `high`, both included.
+fn within(key: &str, value: Duration, low: Duration, high: Duration) -> Result<(), Invalid> {
+    if (low..=high).contains(&value) {
+        return Ok(());
+    }
+    let shown = crate::core::fmt::duration;
+    Err(Invalid::new(
+        key,
+        format!(
+            "must be between {} and {}, got {}",
+            shown(low),
+            shown(high),
+            shown(value)
+        ),
+    ))
+}
+
+fn default_lock_wait() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_idle_in_transaction_warn() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_long_query() -> Duration {

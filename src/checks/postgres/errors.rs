@@ -14,7 +14,7 @@ use tokio_postgres::error::SqlState;
 use crate::core::fmt;
 use crate::core::outcome::{FailureKind, Finding};
 
-pub(super) const NETSTAT_HINT: &str = "kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
+pub(crate) const NETSTAT_HINT: &str = "kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
 pub(super) const SATURATION_HINT: &str = "who holds the connections: SELECT usename, application_name, client_addr, state, count(*) \
      FROM pg_stat_activity GROUP BY 1,2,3,4 ORDER BY 5 DESC; look for `idle in transaction` and for pool size × \
      replicas above max_connections; kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
@@ -23,7 +23,7 @@ pub(super) const LONG_QUERY_HINT: &str = "SELECT pid, now() - query_start AS run
 
 /// What vigil tried to reach, for reasons and for telling DNS failures apart.
 #[derive(Debug, Clone)]
-pub(super) struct Target {
+pub(crate) struct Target {
     /// `host:port` (or the socket directory) as shown in reasons.
     pub display: String,
     /// The host as written, when it is a name that needs DNS.
@@ -38,7 +38,7 @@ fn failure(kind: FailureKind, reason: String, hint: impl Into<String>) -> Findin
 }
 
 /// Nothing came back within `after`.
-pub(super) fn timeout(target: &Target, what: &str, after: Duration) -> Finding {
+pub(crate) fn timeout(target: &Target, what: &str, after: Duration) -> Finding {
     failure(
         FailureKind::Timeout,
         format!("timed out {what} {} after {}", target.display, fmt::duration(after)),
@@ -51,7 +51,7 @@ pub(super) fn timeout(target: &Target, what: &str, after: Duration) -> Finding {
 }
 
 /// The server answered something vigil cannot use.
-pub(super) fn protocol(target: &Target, what: &str) -> Finding {
+pub(crate) fn protocol(target: &Target, what: &str) -> Finding {
     failure(
         FailureKind::Protocol,
         format!("{}: {what}", target.display),
@@ -60,7 +60,7 @@ pub(super) fn protocol(target: &Target, what: &str) -> Finding {
 }
 
 /// Classifies an error of connecting or querying.
-pub(super) fn classify(error: &tokio_postgres::Error, target: &Target, budget: Duration) -> Finding {
+pub(crate) fn classify(error: &tokio_postgres::Error, target: &Target, budget: Duration) -> Finding {
     if let Some(db) = error.as_db_error() {
         let code = db.code();
         let message = db.message();
@@ -70,12 +70,17 @@ pub(super) fn classify(error: &tokio_postgres::Error, target: &Target, budget: D
                 format!("too many clients: the server refused a new connection ({message})"),
                 SATURATION_HINT,
             )
-        } else if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+        } else if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            // PgBouncer says "SASL authentication failed" / "password authentication failed" with 08P01.
+            || (*code == SqlState::PROTOCOL_VIOLATION && message.contains("authentication failed"))
+        {
             failure(
                 FailureKind::Auth,
                 format!("authentication failed for user \"{}\" ({message})", target.user),
-                "check the user and password in the Secret behind DATABASE_URL / postgres.url_file, and \
-                 pg_hba.conf on the server (its log says which rule rejected the client)",
+                "check the user and password in the Secret behind DATABASE_URL / postgres.url_file (or the \
+                 client certificate, sslcert and sslkey, where the server requires one), and pg_hba.conf on the \
+                 server (its log says which rule rejected the client)",
             )
         } else if *code == SqlState::INVALID_CATALOG_NAME {
             failure(
@@ -192,6 +197,22 @@ fn is_dns(text: &str) -> bool {
     ]
     .iter()
     .any(|needle| text.contains(needle))
+}
+
+/// Which limit a refusal with SQLSTATE 53300 names (the server's, the role's, the database's).
+pub(super) fn refusal(error: &tokio_postgres::Error) -> Option<super::why::Scope> {
+    let db = error
+        .as_db_error()
+        .filter(|db| *db.code() == SqlState::TOO_MANY_CONNECTIONS)?;
+    Some(super::why::Scope::of_refusal(db.message()))
+}
+
+/// As [`refusal`], for an error of the agent's own pool.
+pub(super) fn pool_refusal(error: &PoolError) -> Option<super::why::Scope> {
+    match error {
+        PoolError::Backend(e) => refusal(e),
+        _ => None,
+    }
 }
 
 /// Classifies an error of the agent's own pool.

@@ -1,7 +1,7 @@
 //! The `postgres` check's figures: `vigil_postgres_*`.
 
 use prometheus::core::Collector;
-use prometheus::{Gauge, Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts};
+use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts};
 
 use crate::metrics::{Metrics, MetricsError};
 
@@ -21,6 +21,23 @@ pub(crate) struct PostgresMetrics {
     pub connection_saturation_ratio: Gauge,
     /// The agent's own pool: in_use, idle, waiting.
     pub pool_connections: IntGaugeVec,
+    /// Queries waiting on a lock longer than `lock_wait`.
+    pub blocked_queries: Gauge,
+    /// The longest current lock wait (0 when nobody waits).
+    pub lock_wait_max_seconds: Gauge,
+    /// The oldest open transaction but the agent's own (0 when none).
+    pub oldest_transaction_seconds: Gauge,
+    /// The longest a session has been idle inside a transaction (0 when none).
+    pub idle_in_transaction_max_seconds: Gauge,
+    /// 1 on a standby.
+    pub in_recovery: Gauge,
+    /// On a standby, its replay lag; NaN on a primary.
+    pub replication_lag_seconds: Gauge,
+    /// The usable limits that apply, by scope (server, role, database): a scope without a limit
+    /// has no series.
+    pub connection_limit: GaugeVec,
+    /// The most replicas whose pools fit; NaN while an input is missing.
+    pub connection_budget_replicas: Gauge,
 }
 
 /// `vigil_postgres_connections{state}` label values, in PostgreSQL's order; `unknown` counts
@@ -79,7 +96,53 @@ impl PostgresMetrics {
                 ),
                 &["state"],
             )?,
+            blocked_queries: Gauge::new(
+                "vigil_postgres_blocked_queries",
+                "Queries waiting on a lock longer than postgres.lock_wait; NaN while unread.",
+            )?,
+            lock_wait_max_seconds: Gauge::new(
+                "vigil_postgres_lock_wait_max_seconds",
+                "The longest current lock wait of a client session (0: none waits); NaN while unread.",
+            )?,
+            oldest_transaction_seconds: Gauge::new(
+                "vigil_postgres_oldest_transaction_seconds",
+                "Age of the oldest open transaction of a client session, the agent's own left out; NaN while unread.",
+            )?,
+            idle_in_transaction_max_seconds: Gauge::new(
+                "vigil_postgres_idle_in_transaction_max_seconds",
+                "The longest time a session has been idle inside a transaction (0: none); NaN while unread.",
+            )?,
+            in_recovery: Gauge::new(
+                "vigil_postgres_in_recovery",
+                "1 when the server is in recovery (a standby), 0 on a primary; NaN while unread.",
+            )?,
+            replication_lag_seconds: Gauge::new(
+                "vigil_postgres_replication_lag_seconds",
+                "On a standby, seconds since the last replayed transaction while received WAL waits unreplayed (0: caught up); NaN on a primary.",
+            )?,
+            connection_limit: GaugeVec::new(
+                Opts::new(
+                    "vigil_postgres_connection_limit",
+                    "The usable connection limits that apply to the URL's role and database: server (max_connections minus the reserved), role (rolconnlimit), database (datconnlimit); only those set.",
+                ),
+                &["scope"],
+            )?,
+            connection_budget_replicas: Gauge::new(
+                "vigil_postgres_connection_budget_replicas",
+                "The most gateway replicas whose DB pools (at their max) fit in the usable connections beside the other clients; NaN while the pool max or the replica count is unknown.",
+            )?,
         };
+        for gauge in [
+            &pg.blocked_queries,
+            &pg.lock_wait_max_seconds,
+            &pg.oldest_transaction_seconds,
+            &pg.idle_in_transaction_max_seconds,
+            &pg.in_recovery,
+            &pg.replication_lag_seconds,
+            &pg.connection_budget_replicas,
+        ] {
+            gauge.set(f64::NAN);
+        }
         for state in POSTGRES_CONNECTION_STATES {
             pg.connections.with_label_values(&[*state]);
         }
@@ -96,6 +159,14 @@ impl PostgresMetrics {
                 Box::new(handles.max_connections.clone()),
                 Box::new(handles.connection_saturation_ratio.clone()),
                 Box::new(handles.pool_connections.clone()),
+                Box::new(handles.blocked_queries.clone()),
+                Box::new(handles.lock_wait_max_seconds.clone()),
+                Box::new(handles.oldest_transaction_seconds.clone()),
+                Box::new(handles.idle_in_transaction_max_seconds.clone()),
+                Box::new(handles.in_recovery.clone()),
+                Box::new(handles.replication_lag_seconds.clone()),
+                Box::new(handles.connection_limit.clone()),
+                Box::new(handles.connection_budget_replicas.clone()),
             ]
         };
         metrics.register_group(name, collectors)?;

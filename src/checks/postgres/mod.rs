@@ -20,41 +20,47 @@
 //! Every run is cancel-safe: the kept connection is stored only once fully opened (an opened
 //! connection dropped by a cut run is retired quietly), and the pool hands connections back on
 //! drop.
+//!
+//! Why the database is slow or full (blocked queries and their root blocker, idle transactions,
+//! the tightest limit, primary or standby) is read by the same statement ([`queries`]) and judged
+//! in [`why`]; the connection budget across replicas ([`budget`]) also reads the facts board (the
+//! gateway's pool max, the replica count), which other parts of the agent post to.
 
+mod budget;
 pub(crate) mod config;
-mod errors;
+pub(crate) mod errors;
 pub(crate) mod metrics;
 mod queries;
-// Not wired yet: the query text of blocked queries and idle transactions (issue 21) will use it.
-#[allow(dead_code)]
+mod report;
 mod sql_text;
-mod tls;
+pub(crate) mod tls;
 pub(crate) mod url;
+mod why;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use tokio::time::timeout_at;
 use tokio_postgres::Client;
 use tokio_postgres::config::Host;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use self::budget::Budget;
 use self::config::{Postgres, PostgresKeys};
-use self::errors::{LONG_QUERY_HINT, SATURATION_HINT, Target, classify, classify_pool};
-use self::metrics::{POSTGRES_CONNECTION_STATES, PostgresMetrics};
-use self::queries::{Stats, read_stats, stats_sql};
+use self::errors::{LONG_QUERY_HINT, Target, classify, classify_pool};
+use self::metrics::PostgresMetrics;
+use self::queries::{Statements, Stats, read_stats};
 use self::tls::SslMode;
+use self::url::ClientCertFiles;
 use crate::checks::cert;
+use crate::checks::facts::Facts;
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled, Wake};
 use crate::config::{CheckSettings, EnvAlias, Invalid, Scope};
 use crate::core::fmt;
-use crate::core::outcome::{
-    self, ComponentType, FailureKind, Figure, Finding, Observation, Outcome, Report, Rerun, Status, Unit,
-};
-use crate::metrics::Metrics;
+use crate::core::outcome::{ComponentType, FailureKind, Finding, Outcome, Report, Rerun, Status};
 
 /// The `application_name` of every connection the agent opens, so that it can be told apart
 /// in `pg_stat_activity` (and left out of a DBA's "who holds the connections").
@@ -77,7 +83,15 @@ pub(crate) struct PostgresCheck {
     saturation_warn: f64,
     saturation_fail: f64,
     long_query: Duration,
-    stats_sql: String,
+    lock_wait: Duration,
+    idle_in_transaction_warn: Duration,
+    require_primary: bool,
+    statements: Statements,
+    /// `server_version_num` as the last statement read it: picks the statement for the server.
+    version_num: Option<i32>,
+    /// Where the connection budget's inputs are read (the gateway's pool, the replica count).
+    facts: Arc<Facts>,
+    client_cert: Option<ClientCertFiles>,
     metrics: PostgresMetrics,
     kept: Option<Kept>,
     /// Rung by the kept connection's driver when the connection ends.
@@ -102,6 +116,10 @@ const CERT_RECHECK: Duration = Duration::from_secs(300);
 struct Kept {
     client: Client,
     since: SystemTime,
+    /// The statement for this server (its version, as reported at the connection) and how it
+    /// is sent.
+    sql: String,
+    plan: queries::Plan,
     /// Set when vigil drops the connection itself, so that its end does not ring the wake.
     retired: Arc<AtomicBool>,
 }
@@ -121,6 +139,11 @@ struct Measured {
     kept_error: Option<Finding>,
     /// Taking a pooled connection or `SELECT 1` on it failed.
     probe_error: Option<Finding>,
+    /// A new connection was refused with SQLSTATE 53300: for which limit.
+    refused_by: Option<why::Scope>,
+    /// The connection budget across replicas (with the server's figures), and its account.
+    budget: Option<Budget>,
+    budget_details: Option<Json>,
 }
 
 impl Measured {
@@ -136,30 +159,6 @@ impl Measured {
             .any(|f| f.as_ref().is_some_and(|f| f.kind == FailureKind::TooManyClients))
     }
 }
-
-/// The agent's own pool, each figure described once: its `state` label on
-/// `vigil_postgres_pool_connections`, its observation, and its key under `pool` in `/diag`.
-const POOL_FIGURES: [(&str, Figure); 3] = [
-    ("in_use", Figure::new("pool_in_use", Unit::Count)),
-    ("idle", Figure::new("pool_idle", Unit::Count)),
-    ("waiting", Figure::new("pool_waiting", Unit::Count)),
-];
-
-fn pool_values(pool: &deadpool_postgres::Status) -> [f64; 3] {
-    [
-        pool.size.saturating_sub(pool.available) as f64,
-        pool.available as f64,
-        pool.waiting as f64,
-    ]
-}
-
-/// The server's figures, each described once: observation and metric (where it has one) take
-/// the same value.
-const QUERY_DURATION: Figure = Figure::new("query_duration", Unit::Seconds);
-const CONNECTIONS_IN_USE: Figure = Figure::new("connections_in_use", Unit::Count);
-const MAX_CONNECTIONS: Figure = Figure::new("max_connections", Unit::Count);
-const SATURATION: Figure = Figure::new("saturation", Unit::Ratio);
-const LONG_QUERIES: Figure = Figure::new("long_queries", Unit::Count);
 
 /// The `postgres` kind: `[postgres]`, or `DATABASE_URL` alone; critical and shared by default.
 pub(crate) struct Kind;
@@ -190,7 +189,7 @@ impl CheckKind for Kind {
         Ok(Scheduled::new(
             name,
             *settings,
-            PostgresCheck::new(section, settings, name, cx.metrics)?,
+            PostgresCheck::new(section, settings, name, cx)?,
         ))
     }
 }
@@ -202,12 +201,14 @@ impl PostgresCheck {
         config: &Postgres,
         settings: &CheckSettings,
         name: &str,
-        metrics: &Metrics,
+        cx: &BuildContext<'_>,
     ) -> Result<PostgresCheck, BuildError> {
+        let metrics = cx.metrics;
         let error = |message: String| BuildError::new("postgres", message);
         let parsed = &config.target;
-        let (connector, seen_expiry) = tls::connector(parsed.sslmode, parsed.root_cert.as_deref())
-            .map_err(|e| error(format!("postgres.url: {e}")))?;
+        let (connector, seen_expiry) =
+            tls::connector(parsed.sslmode, parsed.root_cert.as_deref(), parsed.client_cert.as_ref())
+                .map_err(|e| error(format!("postgres.url: {e}")))?;
         let budget = settings.timeout.mul_f64(0.9);
         let mut pg_config = parsed.config.clone();
         pg_config.application_name(APPLICATION_NAME).connect_timeout(budget);
@@ -242,7 +243,13 @@ impl PostgresCheck {
             saturation_warn: config.saturation_warn,
             saturation_fail: config.saturation_fail,
             long_query: config.long_query,
-            stats_sql: stats_sql(config.long_query),
+            lock_wait: config.lock_wait,
+            idle_in_transaction_warn: config.idle_in_transaction_warn,
+            require_primary: config.require_primary,
+            statements: Statements::new(config.long_query, config.lock_wait, config.idle_in_transaction_warn),
+            version_num: None,
+            facts: Arc::clone(&cx.facts),
+            client_cert: parsed.client_cert.clone(),
             metrics,
             kept: None,
             wake: Wake::new(),
@@ -257,13 +264,19 @@ impl PostgresCheck {
     /// Opens the kept connection and spawns its driver (tokio-postgres needs one per
     /// connection), which rings the wake when the connection ends without vigil having retired
     /// it.
-    async fn connect_kept(&self, deadline: tokio::time::Instant) -> Result<Kept, Finding> {
+    async fn connect_kept(&self, deadline: tokio::time::Instant) -> Result<Kept, (Finding, Option<why::Scope>)> {
         let connecting = self.pg_config.connect(self.tls.clone());
         let (client, connection) = match timeout_at(deadline, connecting).await {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(classify(&e, &self.target, self.timeout)),
-            Err(_) => return Err(errors::timeout(&self.target, "connecting to", self.timeout)),
+            Ok(Err(e)) => return Err((classify(&e, &self.target, self.timeout), errors::refusal(&e))),
+            Err(_) => return Err((errors::timeout(&self.target, "connecting to", self.timeout), None)),
         };
+        // The version the server reported at start-up picks the statement (a server of unknown
+        // version gets the one every version understands).
+        let version_num = connection
+            .parameter("server_version")
+            .and_then(queries::version_num)
+            .or(self.version_num);
         let retired = Arc::new(AtomicBool::new(false));
         let quiet = Arc::clone(&retired);
         let wake = self.wake.clone();
@@ -284,6 +297,8 @@ impl PostgresCheck {
         Ok(Kept {
             client,
             since: SystemTime::now(),
+            sql: self.statements.for_version(version_num).to_owned(),
+            plan: queries::Plan::default(),
             retired,
         })
     }
@@ -360,22 +375,23 @@ impl PostgresCheck {
             };
             tokio::join!(connect, probe(&pool, &this.target, deadline, this.timeout))
         };
-        let kept_error = match connected {
+        let (kept_error, kept_refused) = match connected {
             Some(Ok(kept)) => {
                 self.kept = Some(kept);
-                None
+                (None, None)
             }
-            Some(Err(failure)) => Some(failure),
-            None => None,
+            Some(Err((failure, refused))) => (Some(failure), refused),
+            None => (None, None),
         };
-        let (query_duration, pooled, probe_error) = match probed {
-            Ok((duration, client)) => (Some(duration), Some(client), None),
-            Err(failure) => (None, None, Some(failure)),
+        let (query_duration, pooled, probe_error, probe_refused) = match probed {
+            Ok((duration, client)) => (Some(duration), Some(client), None, None),
+            Err((failure, refused)) => (None, None, Some(failure), refused),
         };
 
         let mut stats = None;
-        if let Some(kept) = &self.kept {
-            let read = read(&kept.client, &self.stats_sql, deadline, &self.target, self.timeout).await;
+        if let Some(kept) = &mut self.kept {
+            let plan = Some(&mut kept.plan);
+            let read = read(&kept.client, &kept.sql, plan, deadline, &self.target, self.timeout).await;
             // A kept connection that stopped answering (a silent network partition leaves it
             // "open" for hours) is retired, so that the next run opens a fresh one.
             if read.as_ref().is_err_and(|f| f.kind == FailureKind::Timeout) {
@@ -386,141 +402,67 @@ impl PostgresCheck {
         if stats.is_none()
             && let Some(client) = &pooled
         {
-            stats = read(client, &self.stats_sql, deadline, &self.target, self.timeout)
-                .await
-                .ok();
+            let sql = self.statements.for_version(self.version_num);
+            stats = read(client, sql, None, deadline, &self.target, self.timeout).await.ok();
         }
         drop(pooled);
+        if let Some(s) = &stats {
+            self.version_num = s.why.version_num;
+        }
+        let (budget, budget_details) = match &stats {
+            Some(s) => {
+                let (budget, shown) = budget::assess(s, &self.facts);
+                (budget, Some(shown))
+            }
+            None => (None, None),
+        };
         Measured {
             query_duration,
             stats,
             pool: self.pool.status(),
             kept_error,
             probe_error,
+            refused_by: probe_refused.or(kept_refused),
+            budget,
+            budget_details,
         }
-    }
-
-    fn export(&self, m: &Measured) {
-        if let Some(d) = m.query_duration {
-            self.metrics.query_duration_seconds.observe(d.as_secs_f64());
-        }
-        self.metrics
-            .up
-            .set(i64::from(m.up(self.kept.is_some()) || m.answered_full()));
-        for ((state, _), value) in POOL_FIGURES.iter().zip(pool_values(&m.pool)) {
-            self.metrics
-                .pool_connections
-                .with_label_values(&[*state])
-                .set(value as i64);
-        }
-        let Some(s) = &m.stats else {
-            // Not read this run: a gap, not the last value (which would keep a saturation
-            // alert firing while the server is down).
-            self.metrics.connection_saturation_ratio.set(f64::NAN);
-            self.metrics.connections_by_application.reset();
-            return;
-        };
-        for state in POSTGRES_CONNECTION_STATES {
-            let pg_name = match *state {
-                "idle_in_transaction" => "idle in transaction",
-                "idle_in_transaction_aborted" => "idle in transaction (aborted)",
-                "fastpath_function_call" => "fastpath function call",
-                other => other,
-            };
-            self.metrics
-                .connections
-                .with_label_values(&[*state])
-                .set(s.in_state(pg_name));
-        }
-        // Names come and go: last run's series leave with them, so at most 11 stand.
-        let (top, others) = s.by_application();
-        let by_application = &self.metrics.connections_by_application;
-        by_application.reset();
-        for (name, connections) in &top {
-            by_application.with_label_values(&[name.as_str()]).set(*connections);
-        }
-        if others > 0 || top.len() as i64 == queries::TOP_APPLICATIONS {
-            // Added, not set: an application_name that is itself "other" shares the series.
-            by_application.with_label_values(&["other"]).add(others);
-        }
-        self.metrics.max_connections.set(s.usable());
-        self.metrics.connection_saturation_ratio.set(s.saturation());
-    }
-
-    fn observations(&self, m: &Measured) -> Vec<Observation> {
-        let mut observations = Vec::new();
-        if let Some(d) = m.query_duration {
-            observations.push(QUERY_DURATION.of(d.as_secs_f64()));
-        }
-        if let Some(s) = &m.stats {
-            observations.extend([
-                CONNECTIONS_IN_USE.of(s.connections_in_use as f64),
-                MAX_CONNECTIONS.of(s.usable() as f64),
-                SATURATION.of(s.saturation()),
-                LONG_QUERIES.of(s.long_queries as f64),
-                Observation::text("in_recovery", s.in_recovery.to_string()),
-                Observation::text("connections_by_state", s.by_state_line()),
-                Observation::text("top_application_names", s.top_applications_line()),
-            ]);
-        }
-        observations.extend(
-            POOL_FIGURES
-                .iter()
-                .zip(pool_values(&m.pool))
-                .map(|((_, figure), value)| figure.of(value)),
-        );
-        observations
     }
 
     /// What the run's measurements find wrong (nothing: pass).
     fn judge(&self, m: Measured) -> Vec<Finding> {
         let up = m.up(self.kept.is_some());
-        let found = match (up, m.stats, m.probe_error) {
+        let found = match (up, &m.stats, m.probe_error) {
             (false, _, probe_error) => m
                 .kept_error
                 .or(probe_error)
                 .unwrap_or_else(|| Finding::fail(FailureKind::Protocol, "no answer from the server")),
-            (true, Some(s), Some(failure)) if failure.kind == FailureKind::TooManyClients => Finding::fail(
-                FailureKind::TooManyClients,
-                format!(
-                    "too many clients: {} of {} usable connections in use (saturation {})",
-                    s.connections_in_use,
-                    s.usable(),
-                    fmt::percent(s.saturation())
-                ),
-            )
-            .with_hint(SATURATION_HINT),
+            (true, Some(s), Some(failure)) if failure.kind == FailureKind::TooManyClients => {
+                let mut findings = vec![why::refused(m.refused_by.unwrap_or(why::Scope::Server), s)];
+                findings.extend(
+                    self.assess(s, m.budget.as_ref())
+                        .into_iter()
+                        .filter(|f| f.status != Status::Fail),
+                );
+                return findings;
+            }
             (true, _, Some(failure)) => failure,
             (true, None, None) => Finding::warn(
                 FailureKind::Protocol,
                 "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read",
             )
             .with_hint("see vigil's log and the server's log; the agent's role needs only to connect"),
-            (true, Some(s), None) => return self.assess(&s),
+            (true, Some(s), None) => return self.assess(s, m.budget.as_ref()),
         };
         vec![found]
     }
 
-    /// The findings of a server that answered: saturation, then long queries.
-    fn assess(&self, s: &Stats) -> Vec<Finding> {
-        let saturation = s.saturation();
+    /// The findings of a server that answered: primary or standby, the tightest limit's
+    /// saturation, long queries, blocked queries, idle transactions, the budget.
+    fn assess(&self, s: &Stats, budget: Option<&Budget>) -> Vec<Finding> {
         let mut findings = Vec::new();
-        if let Some((status, word, threshold)) =
-            outcome::crossed(saturation, self.saturation_warn, self.saturation_fail)
-        {
-            findings.push(
-                Finding::of(
-                    status,
-                    FailureKind::Threshold,
-                    format!(
-                        "saturation {} of {} usable connections ({word} at {})",
-                        fmt::percent(saturation),
-                        s.usable(),
-                        fmt::percent(threshold)
-                    ),
-                )
-                .with_hint(SATURATION_HINT),
-            );
+        let limits = why::limits(s);
+        if let Some(tightest) = why::tightest(&limits) {
+            findings.extend(why::saturation(tightest, self.saturation_warn, self.saturation_fail));
         }
         if s.long_queries > 0 {
             let longest = s
@@ -541,72 +483,15 @@ impl PostgresCheck {
                 .with_hint(LONG_QUERY_HINT),
             );
         }
+        findings.extend(why::findings(
+            s,
+            self.lock_wait,
+            self.idle_in_transaction_warn,
+            self.require_primary,
+        ));
+        findings.extend(budget.and_then(Budget::finding));
         findings
     }
-
-    fn details(&self, m: &Measured) -> Json {
-        let last_loss = self
-            .last_loss
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .map(|(at, why)| json!({"at": fmt::timestamp_seconds(at), "reason": why}));
-        let mut pool = serde_json::Map::new();
-        pool.insert("max_size".to_owned(), json!(m.pool.max_size));
-        pool.insert("size".to_owned(), json!(m.pool.size));
-        for ((state, _), value) in POOL_FIGURES.iter().zip(pool_values(&m.pool)) {
-            pool.insert((*state).to_owned(), json!(value as u64));
-        }
-        pool.insert("error".to_owned(), json!(m.probe_error.as_ref().map(|f| &f.reason)));
-        let mut details = json!({
-            "target": self.target.display,
-            "user": self.target.user,
-            "database": self.target.dbname,
-            "sslmode": self.sslmode.as_str(),
-            "kept_connection": {
-                "open": self.kept.is_some(),
-                "since": self.kept.as_ref().map(|k| fmt::timestamp_seconds(k.since)),
-                "error": m.kept_error.as_ref().map(|f| &f.reason),
-                "last_loss": last_loss,
-            },
-            "pool": pool,
-            "long_query_threshold": fmt::duration(self.long_query),
-        });
-        if let (Some(s), Json::Object(map)) = (&m.stats, &mut details) {
-            map.insert("server".to_owned(), server_details(s));
-            map.insert(
-                "connections".to_owned(),
-                json!({
-                    "in_use": s.connections_in_use,
-                    "saturation": s.saturation(),
-                    "note": "client backends of every role, vigil's own included (its pool plus one kept connection, application_name=vigil)",
-                    "by_state": s.by_state,
-                    "top_application_names": s.top_applications,
-                }),
-            );
-            map.insert(
-                "long_queries".to_owned(),
-                json!({"count": s.long_queries, "longest": s.longest_queries}),
-            );
-            if let Some(kept) = map.get_mut("kept_connection").and_then(Json::as_object_mut)
-                && self.kept.is_some()
-            {
-                kept.insert("backend_pid".to_owned(), json!(s.backend_pid));
-            }
-        }
-        details
-    }
-}
-
-fn server_details(s: &Stats) -> Json {
-    json!({
-        "version": s.server_version,
-        "in_recovery": s.in_recovery,
-        "max_connections": s.max_connections,
-        "superuser_reserved_connections": s.superuser_reserved_connections,
-        "reserved_connections": s.reserved_connections,
-        "usable_connections": s.usable(),
-    })
 }
 
 impl Check for PostgresCheck {
@@ -624,33 +509,35 @@ impl Check for PostgresCheck {
 }
 
 /// Takes a connection from the pool and times `SELECT 1` on it.
+/// A refusal with SQLSTATE 53300 also says for which limit.
 async fn probe(
     pool: &Pool,
     target: &Target,
     deadline: tokio::time::Instant,
     timeout: Duration,
-) -> Result<(Duration, deadpool_postgres::Object), Finding> {
+) -> Result<(Duration, deadpool_postgres::Object), (Finding, Option<why::Scope>)> {
     let client = match timeout_at(deadline, pool.get()).await {
         Ok(Ok(client)) => client,
-        Ok(Err(e)) => return Err(classify_pool(&e, target, timeout)),
-        Err(_) => return Err(errors::timeout(target, "connecting to", timeout)),
+        Ok(Err(e)) => return Err((classify_pool(&e, target, timeout), errors::pool_refusal(&e))),
+        Err(_) => return Err((errors::timeout(target, "connecting to", timeout), None)),
     };
     let started = Instant::now();
     match timeout_at(deadline, client.simple_query("SELECT 1")).await {
         Ok(Ok(_)) => Ok((started.elapsed(), client)),
-        Ok(Err(e)) => Err(classify(&e, target, timeout)),
-        Err(_) => Err(errors::timeout(target, "waiting for SELECT 1 on", timeout)),
+        Ok(Err(e)) => Err((classify(&e, target, timeout), errors::refusal(&e))),
+        Err(_) => Err((errors::timeout(target, "waiting for SELECT 1 on", timeout), None)),
     }
 }
 
 async fn read(
     client: &Client,
     sql: &str,
+    plan: Option<&mut queries::Plan>,
     deadline: tokio::time::Instant,
     target: &Target,
     timeout: Duration,
 ) -> Result<Stats, Finding> {
-    match timeout_at(deadline, read_stats(client, sql)).await {
+    match timeout_at(deadline, read_stats(client, sql, plan)).await {
         Ok(Ok(Some(stats))) => Ok(stats),
         Ok(Ok(None)) => Err(errors::protocol(target, "the statistics statement returned no row")),
         Ok(Err(e)) => {
@@ -662,7 +549,7 @@ async fn read(
     }
 }
 
-fn target_of(config: &tokio_postgres::Config) -> Result<Target, String> {
+pub(crate) fn target_of(config: &tokio_postgres::Config) -> Result<Target, String> {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let (display, dns_name) = match config.get_hosts().first() {
         Some(Host::Tcp(host)) => {

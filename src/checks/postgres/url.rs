@@ -1,5 +1,5 @@
-//! `postgres.url` parsed once, at load: libpq's `sslmode` and `sslrootcert` taken out (vigil
-//! handles TLS itself, see `checks::postgres::tls`) and the rest parsed into the
+//! `postgres.url` parsed once, at load: libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`
+//! taken out (vigil handles TLS itself, see `checks::postgres::tls`) and the rest parsed into the
 //! [`tokio_postgres::Config`] the check connects with. No message quotes the password.
 
 use std::path::PathBuf;
@@ -21,6 +21,17 @@ pub(crate) struct PostgresTarget {
     /// libpq's `sslrootcert`: the CA file `verify-full` checks the server against (the
     /// Mozilla roots without it). Read when the check is built.
     pub root_cert: Option<PathBuf>,
+    /// libpq's `sslcert` and `sslkey` (both or neither): the client certificate chain and its
+    /// private key (PEM), presented when the server asks for one (`clientcert=verify-full`,
+    /// the `cert` method). Read when the check is built and again when the files change.
+    pub client_cert: Option<ClientCertFiles>,
+}
+
+/// The client certificate's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientCertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Why a postgres URL was refused. No variant holds the password: the messages are redacted
@@ -32,6 +43,9 @@ pub(crate) enum PostgresUrlError {
     /// A bad `sslmode`.
     #[error("{0}")]
     SslMode(String),
+    /// `sslcert` without `sslkey` or the other way round.
+    #[error("sslcert and sslkey go together: set both (the client certificate and its key) or neither")]
+    ClientCertPair,
     /// What tokio-postgres said about the rest.
     #[error("cannot be parsed: {0}")]
     Parse(String),
@@ -70,10 +84,19 @@ impl PostgresTarget {
             (mode, _) => mode.for_driver(),
         };
         config.ssl_mode(driver_mode);
+        let client_cert = match (options.client_cert, options.client_key) {
+            (Some(cert), Some(key)) => Some(ClientCertFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (None, None) => None,
+            _ => return Err(PostgresUrlError::ClientCertPair),
+        };
         Ok(PostgresTarget {
             config,
             sslmode: options.mode,
             root_cert: options.root_cert.map(PathBuf::from),
+            client_cert,
         })
     }
 }
@@ -143,22 +166,36 @@ struct TlsOptions {
     mode: SslMode,
     /// `sslrootcert`, if given.
     root_cert: Option<String>,
-    /// The URL (or key=value string) without `sslmode` and `sslrootcert`.
+    /// `sslcert` and `sslkey`, if given.
+    client_cert: Option<String>,
+    client_key: Option<String>,
+    /// The URL (or key=value string) without the options above.
     rest: String,
 }
 
-/// Takes `sslmode` and `sslrootcert` out of a `postgres://` URL's query or a key=value string.
+/// Takes `sslmode`, `sslrootcert`, `sslcert` and `sslkey` out of a `postgres://` URL's query or
+/// a key=value string. A URL's values are percent-decoded (a path may hold `%20`).
 fn split_tls_options(url: &str) -> Result<TlsOptions, String> {
     let mut mode = SslMode::Prefer;
     let mut root_cert = None;
-    let mut take = |key: &str, value: &str| -> Result<bool, String> {
+    let mut client_cert = None;
+    let mut client_key = None;
+    let mut take = |key: &str, value: String| -> Result<bool, String> {
         match key {
             "sslmode" => {
-                mode = SslMode::parse(value)?;
+                mode = SslMode::parse(&value)?;
                 Ok(true)
             }
             "sslrootcert" => {
-                root_cert = Some(value.to_owned());
+                root_cert = Some(value);
+                Ok(true)
+            }
+            "sslcert" => {
+                client_cert = Some(value);
+                Ok(true)
+            }
+            "sslkey" => {
+                client_key = Some(value);
                 Ok(true)
             }
             _ => Ok(false),
@@ -171,6 +208,9 @@ fn split_tls_options(url: &str) -> Result<TlsOptions, String> {
                 let mut kept = Vec::new();
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
                     let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    let value = percent_encoding::percent_decode_str(value)
+                        .decode_utf8_lossy()
+                        .into_owned();
                     if !take(key, value)? {
                         kept.push(pair);
                     }
@@ -186,7 +226,7 @@ fn split_tls_options(url: &str) -> Result<TlsOptions, String> {
         let mut rest = String::with_capacity(url.len());
         let mut from = 0;
         for pair in keyword_pairs(url) {
-            if take(&pair.key, &pair.value)? {
+            if take(&pair.key, pair.value.clone())? {
                 rest.push_str(&url[from..pair.span.start]);
                 let after = &url[pair.span.end..];
                 from = pair.span.end + (after.len() - after.trim_start().len());
@@ -195,7 +235,13 @@ fn split_tls_options(url: &str) -> Result<TlsOptions, String> {
         rest.push_str(&url[from..]);
         rest.trim().to_owned()
     };
-    Ok(TlsOptions { mode, root_cert, rest })
+    Ok(TlsOptions {
+        mode,
+        root_cert,
+        client_cert,
+        client_key,
+        rest,
+    })
 }
 
 /// One `key = value` of a key=value connection string, with the span it takes in the text.
@@ -347,6 +393,29 @@ mod tests {
             let message = PostgresTarget::parse(url).unwrap_err().to_string();
             assert!(!message.contains("hunter2"), "{message}");
         }
+    }
+
+    #[test]
+    fn sslcert_and_sslkey_are_taken_out_together() {
+        let t = PostgresTarget::parse(
+            "postgres://gw@h/db?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c/my%20client.crt&sslkey=/c/client.key",
+        )
+        .unwrap();
+        assert_eq!(
+            t.client_cert,
+            Some(ClientCertFiles {
+                cert: PathBuf::from("/c/my client.crt"),
+                key: PathBuf::from("/c/client.key"),
+            })
+        );
+        let t = PostgresTarget::parse("host=h user=gw sslcert='/c/a b.crt' sslkey=/c/k.pem dbname=db").unwrap();
+        assert_eq!(t.client_cert.unwrap().cert, PathBuf::from("/c/a b.crt"));
+        assert_eq!(t.config.get_dbname(), Some("db"));
+        assert_eq!(
+            PostgresTarget::parse("postgres://gw@h/db?sslcert=/c.crt").unwrap_err(),
+            PostgresUrlError::ClientCertPair
+        );
+        assert!(PostgresTarget::parse("host=h sslkey=/k.pem").is_err());
     }
 
     #[test]

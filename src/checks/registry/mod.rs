@@ -3,12 +3,13 @@
 //! the checks through them. A new kind is a folder under `checks/` and one row here.
 
 use super::kind::{Registered, Row};
-use super::{gateway, jwt, pod, postgres, system, upstream};
+use super::{gateway, jwt, pgbouncer, pod, postgres, system, upstream};
 use crate::config::{self, Config, ConfigError, SectionKind, Sources};
 
 /// Every check kind.
 static ROWS: &[&dyn Row] = &[
     &Registered::<postgres::Kind>::ROW,
+    &Registered::<pgbouncer::Kind>::ROW,
     &Registered::<jwt::Kind>::ROW,
     &Registered::<gateway::Kind>::ROW,
     &Registered::<upstream::Kind>::ROW,

@@ -13,7 +13,7 @@ use crate::checks::postgres::config::Postgres;
 use crate::checks::postgres::url::{PostgresTarget, SslMode};
 use crate::checks::system::config::System;
 use crate::checks::upstream::config::{Upstream, UpstreamUrl};
-use crate::checks::{gateway, jwt, pod, postgres, system, upstream};
+use crate::checks::{gateway, jwt, pgbouncer, pod, postgres, system, upstream};
 use crate::config::*;
 use crate::net::http::HttpVersion;
 
@@ -413,6 +413,36 @@ fn database_url_configures_postgres_alone() {
 }
 
 #[test]
+fn pgbouncer_is_not_critical_shared_and_prints_its_url_redacted() {
+    let config = load_str(
+        "[pgbouncer]\nurl = \"postgres://vigil:s3cret-pgb@pgb:6432/pgbouncer\"\ndatabases = [\"gateway\"]\n",
+        &[],
+    )
+    .unwrap();
+    let section = config
+        .enabled_checks()
+        .find(|c| c.table == "pgbouncer")
+        .expect("the pgbouncer check");
+    assert_eq!(section.name, "pgbouncer");
+    assert_eq!(
+        (section.settings.critical, section.settings.scope),
+        (false, Scope::Shared)
+    );
+    let keys = &section.keys::<Typed<pgbouncer::Kind>>().unwrap().0;
+    assert_eq!(
+        (keys.wait_warn, keys.wait_fail, keys.databases.as_slice()),
+        (
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            &["gateway".to_owned()][..]
+        )
+    );
+    let shown = config.to_redacted_toml();
+    assert!(!shown.contains("s3cret-pgb"), "{shown}");
+    assert!(shown.contains("[pgbouncer]"), "{shown}");
+}
+
+#[test]
 fn every_bad_value_names_its_key() {
     let cases = [
         (
@@ -430,6 +460,30 @@ fn every_bad_value_names_its_key() {
         (
             "[postgres]\nurl = \"mysql://root:hunter2@db/x\"\n",
             "postgres.url: must be a postgres:// or postgresql:// URL (or key=value connection string)",
+        ),
+        (
+            "[postgres]\nurl = \"postgres://a@b/c\"\nlock_wait = \"10ms\"\n",
+            "postgres.lock_wait: must be between 100ms and 1h, got 10ms",
+        ),
+        (
+            "[postgres]\nurl = \"postgres://a@b/c\"\nidle_in_transaction_warn = \"2d\"\n",
+            "postgres.idle_in_transaction_warn: must be between 1s and 1day, got 2days",
+        ),
+        (
+            "[postgres]\nurl = \"postgres://a:hunter2@b/c?sslcert=/c.crt\"\n",
+            "postgres.url: sslcert and sslkey go together: set both (the client certificate and its key) or neither",
+        ),
+        (
+            "[pgbouncer]\n",
+            "pgbouncer.url: required: set url or url_file (the admin console, database pgbouncer)",
+        ),
+        (
+            "[pgbouncer]\nurl = \"postgres://v@pgb:6432/pgbouncer\"\nwait_warn = \"5s\"\n",
+            "pgbouncer.wait_warn: must be below wait_fail (5s), got 5s",
+        ),
+        (
+            "[pgbouncer]\nurl = \"postgres://v@pgb:6432/pgbouncer\"\ndatabases = [\"gw\", \"gw\"]\n",
+            "pgbouncer.databases[1]: \"gw\" is listed twice",
         ),
         (
             "[defaults]\ninterval = \"5\"\n",
@@ -453,7 +507,7 @@ fn every_bad_value_names_its_key() {
         ),
         (
             "colour = \"blue\"\n",
-            "colour: unknown key; expected one of listen, defaults, shutdown, diag, postgres, jwt, gateway, upstream, system, kubernetes, fleet",
+            "colour: unknown key; expected one of listen, defaults, shutdown, diag, postgres, pgbouncer, jwt, gateway, upstream, system, kubernetes, fleet",
         ),
         (
             "[gateway]\nhealth_url = \"ftp://gw/healthz\"\n",
