@@ -21,7 +21,9 @@
 //! connection dropped by a cut run is retired quietly), and the pool hands connections back on
 //! drop.
 
+mod bounded;
 pub(crate) mod config;
+mod connect;
 mod errors;
 pub(crate) mod metrics;
 mod queries;
@@ -50,10 +52,10 @@ use self::tls::SslMode;
 use crate::checks::cert;
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled, Wake};
 use crate::config::{CheckSettings, EnvAlias, Invalid, Scope};
-use crate::core::fmt;
 use crate::core::outcome::{
     self, ComponentType, FailureKind, Figure, Finding, Observation, Outcome, Report, Rerun, Status, Unit,
 };
+use crate::core::{fmt, text};
 use crate::metrics::Metrics;
 
 /// The `application_name` of every connection the agent opens, so that it can be told apart
@@ -121,6 +123,8 @@ struct Measured {
     kept_error: Option<Finding>,
     /// Taking a pooled connection or `SELECT 1` on it failed.
     probe_error: Option<Finding>,
+    /// Why the server's figures could not be read, when they could not.
+    stats_error: Option<Finding>,
 }
 
 impl Measured {
@@ -213,9 +217,10 @@ impl PostgresCheck {
         pg_config.application_name(APPLICATION_NAME).connect_timeout(budget);
         let target = target_of(&pg_config).map_err(error)?;
 
-        let manager = Manager::from_config(
+        // The pool opens its connections as the kept one is opened: bounded (see `bounded`).
+        let manager = Manager::from_connect(
             pg_config.clone(),
-            connector.clone(),
+            connect::PoolConnect { tls: connector.clone() },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -258,7 +263,7 @@ impl PostgresCheck {
     /// connection), which rings the wake when the connection ends without vigil having retired
     /// it.
     async fn connect_kept(&self, deadline: tokio::time::Instant) -> Result<Kept, Finding> {
-        let connecting = self.pg_config.connect(self.tls.clone());
+        let connecting = connect::connect(&self.pg_config, &self.tls);
         let (client, connection) = match timeout_at(deadline, connecting).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(classify(&e, &self.target, self.timeout)),
@@ -269,11 +274,13 @@ impl PostgresCheck {
         let wake = self.wake.clone();
         let last_loss = Arc::clone(&self.last_loss);
         tokio::spawn(async move {
+            // The server's words: one printable line, bounded, before the log and /diag see them.
             let why = match connection.await {
                 Ok(()) => "closed".to_owned(),
-                Err(e) => e
-                    .as_db_error()
-                    .map_or_else(|| e.to_string(), |db| db.message().to_owned()),
+                Err(e) => match e.as_db_error() {
+                    Some(db) => text::one_line(db.message(), text::REASON_MAX).into_owned(),
+                    None => text::one_line(&e.to_string(), text::REASON_MAX).into_owned(),
+                },
             };
             if !quiet.load(Ordering::SeqCst) {
                 tracing::warn!(check = "postgres", reason = %why, "Kept PostgreSQL connection lost; checking again at once");
@@ -374,6 +381,7 @@ impl PostgresCheck {
         };
 
         let mut stats = None;
+        let mut stats_error = None;
         if let Some(kept) = &self.kept {
             let read = read(&kept.client, &self.stats_sql, deadline, &self.target, self.timeout).await;
             // A kept connection that stopped answering (a silent network partition leaves it
@@ -381,14 +389,18 @@ impl PostgresCheck {
             if read.as_ref().is_err_and(|f| f.kind == FailureKind::Timeout) {
                 self.kept = None;
             }
-            stats = read.ok();
+            match read {
+                Ok(read) => stats = Some(read),
+                Err(failure) => stats_error = Some(failure),
+            }
         }
         if stats.is_none()
             && let Some(client) = &pooled
         {
-            stats = read(client, &self.stats_sql, deadline, &self.target, self.timeout)
-                .await
-                .ok();
+            match read(client, &self.stats_sql, deadline, &self.target, self.timeout).await {
+                Ok(read) => stats = Some(read),
+                Err(failure) => stats_error = Some(failure),
+            }
         }
         drop(pooled);
         Measured {
@@ -397,6 +409,7 @@ impl PostgresCheck {
             pool: self.pool.status(),
             kept_error,
             probe_error,
+            stats_error,
         }
     }
 
@@ -493,7 +506,15 @@ impl PostgresCheck {
             (true, _, Some(failure)) => failure,
             (true, None, None) => Finding::warn(
                 FailureKind::Protocol,
-                "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read",
+                match m.stats_error {
+                    Some(why) => format!(
+                        "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read: {}",
+                        why.reason
+                    ),
+                    None => {
+                        "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read".to_owned()
+                    }
+                },
             )
             .with_hint("see vigil's log and the server's log; the agent's role needs only to connect"),
             (true, Some(s), None) => return self.assess(&s),
