@@ -288,3 +288,30 @@ fn a_pod_status_reason_cannot_forge_readyz_lines_or_drive_a_terminal() {
     assert_printable(&vigil.logs(), "the text log");
     assert!(fake.errors().is_empty(), "{:?}", fake.errors());
 }
+
+/// A token the API server refuses fails every request alike (pods, slices, metrics): the pod
+/// check says so once (issue 23: the same sentence came two or three times).
+#[test]
+fn a_refused_token_is_said_once() {
+    let fake = FakeKube::start("token-1");
+    fake.set_pod(pod("CrashLoopBackOff", "Error"));
+    let wrong = fake.dir().join("wrong-token");
+    std::fs::write(&wrong, "not-the-token").unwrap();
+    let section = fake
+        .section("interval = \"2s\"\nservice = \"api-gateway-service\"\n")
+        .replace(&fake.token_file().display().to_string(), &wrong.display().to_string());
+    let vigil = Vigil::start(&format!("[system]\nenabled = false\n{section}"));
+    let mut line = String::new();
+    let seen = poll_until(WAIT, || {
+        line = vigil
+            .get("/readyz?verbose")
+            .body
+            .lines()
+            .find(|l| l.starts_with("[+]pod") || l.starts_with("[-]pod"))
+            .unwrap_or_default()
+            .to_owned();
+        line.contains("unauthorized")
+    });
+    assert!(seen, "{line}\n{}", vigil.logs());
+    assert_eq!(line.matches("unauthorized").count(), 1, "{line}");
+}
