@@ -51,7 +51,12 @@ pub fn init(format: LogFormat, rust_log: Option<&str>) {
         .with_writer(|| QuietStderr);
     let installed = match format {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        // Colours only for a person at a terminal: `kubectl logs` and log shippers read the
+        // escape sequences as text.
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .try_init(),
     };
     if installed.is_err() {
         // Already installed (a second call in tests): keep the first.

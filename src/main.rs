@@ -252,6 +252,7 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
     // pod's volume within the kubelet's sync period anyway, and a look is one stat.
     let mut looks = tokio::time::interval(CONFIG_LOOK_EVERY);
     looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running_blank = sources.file.as_deref().is_some_and(vigil::engine::reload::is_blank);
     let which = loop {
         let cause = tokio::select! {
             event = signals.next() => match event {
@@ -263,7 +264,7 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
                 false => continue,
             },
         };
-        reload(&sources, &mut config, &mut agent, &metrics, cause);
+        reload(&sources, &mut config, &mut running_blank, &mut agent, &metrics, cause);
     };
     agent.start_draining();
     let drain = config.shutdown.drain;
@@ -292,8 +293,29 @@ async fn run(sources: Sources, mut watch: Option<FileWatch>, mut config: Config)
 const CONFIG_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Loads the configuration again and applies it; an invalid one is refused with the same one
-/// line as at start-up, and the running one stays.
-fn reload(sources: &Sources, config: &mut Config, agent: &mut Agent, metrics: &Metrics, cause: &'static str) {
+/// line as at start-up, and the running one stays. So is a blank file while the running
+/// configuration came from one that was not (`running_blank`): a file caught while it is
+/// rewritten in place.
+fn reload(
+    sources: &Sources,
+    config: &mut Config,
+    running_blank: &mut bool,
+    agent: &mut Agent,
+    metrics: &Metrics,
+    cause: &'static str,
+) {
+    let blank = sources.file.as_deref().is_some_and(vigil::engine::reload::is_blank);
+    if blank && !*running_blank {
+        tracing::warn!(
+            cause,
+            file = %sources.file.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "Configuration reload refused: the file is empty while the running configuration is not \
+             (caught while it is being rewritten?); the running configuration stays. To remove every \
+             check on purpose, leave a comment in the file"
+        );
+        metrics.config_last_reload_successful.set(0);
+        return;
+    }
     let applied = checks::registry::load(sources)
         .map_err(|error| error.to_string())
         .and_then(|new| {
@@ -319,6 +341,7 @@ fn reload(sources: &Sources, config: &mut Config, agent: &mut Agent, metrics: &M
                 "Configuration reloaded"
             );
             *config = vigil::engine::reload::in_effect(config, new);
+            *running_blank = blank;
             metrics.config_last_reload_successful.set(1);
             metrics
                 .config_last_reload_success_timestamp_seconds

@@ -365,3 +365,193 @@ fn a_failing_local_check_is_never_held_even_when_it_fails_everywhere() {
         assert_eq!(d["vigil"]["checks"]["postgres"]["scope"], "shared");
     }
 }
+
+// ----- only vigil's answers count, never its own (issue 23) -----
+
+/// A replica at `listen` watching `url`, with `[fleet] peers` as given (TOML array items).
+fn replica(listen: SocketAddr, url: &str, peers: &[String], env: &[(&str, &str)]) -> Vigil {
+    let config = format!(
+        "[defaults]\ninterval = \"1s\"\ntimeout = \"900ms\"\n[system]\nenabled = false\n\
+         [postgres]\nurl = \"{url}\"\n[fleet]\npeers = [{}]\n",
+        peers.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
+    );
+    let mut builder = Vigil::builder().listen(listen);
+    for (key, value) in env {
+        builder = builder.env(key, value);
+    }
+    builder.start(&config)
+}
+
+/// Waits for `count` consultations of `vigil` and returns its last decision about postgres.
+#[track_caller]
+fn decided_after(vigil: &Vigil, count: u64) -> Json {
+    wait_until(Duration::from_secs(10), "consultations", || {
+        diag(vigil)["vigil"]["fleet"]["consultations"].as_u64() >= Some(count)
+    });
+    diag(vigil)["vigil"]["fleet"]["checks"][0].clone()
+}
+
+#[test]
+fn a_503_from_a_proxy_in_front_of_a_peer_is_not_a_failing_replica() {
+    let pg = PgServer::start();
+    let url = pg.create_user_db("gateway", PASSWORD);
+    let wrong = pg.url("gateway", "not-the-password", "gateway");
+    // What Envoy or a mesh sidecar answers, to every path, for a peer that is down.
+    let sidecar = support::FakeServer::fixed(support::Response::text(503, "no healthy upstream"));
+    let ips = [ip(2), ip(3), ip(4)];
+    let port = port_free_on(&ips);
+    let peers_of = |own: Ipv4Addr| -> Vec<String> {
+        let mut peers: Vec<String> = ips
+            .iter()
+            .filter(|p| **p != own)
+            .map(|p| format!("{p}:{port}"))
+            .collect();
+        peers.push(sidecar.addr().to_string());
+        peers
+    };
+    let honest: Vec<Vigil> = ips[1..]
+        .iter()
+        .map(|own| replica(SocketAddr::from((*own, port)), &url, &peers_of(*own), &[]))
+        .collect();
+    for vigil in &honest {
+        vigil.wait_for_status("/readyz/postgres", 200, Duration::from_secs(10));
+    }
+    // Its database is unreachable for this replica only.
+    let alone = replica(SocketAddr::from((ips[0], port)), &wrong, &peers_of(ips[0]), &[]);
+    let decision = decided_after(&alone, 3);
+    let (status, body) = readyz(&alone);
+    assert_eq!(status, 503, "the failure is this replica's: {body}");
+    assert!(!body.contains("fleet"), "{body}");
+    assert_eq!(
+        (
+            decision["fails"].as_u64(),
+            decision["passes"].as_u64(),
+            decision["unknown"].as_u64()
+        ),
+        (Some(1), Some(2), Some(1)),
+        "the sidecar's 503 is not counted: {decision}"
+    );
+    let text = alone.get("/diag").body;
+    assert!(text.contains("answered 503 without Vigil-Instance"), "{text}");
+    // Every vigil answer names its instance; the instances differ.
+    let ids: Vec<String> = honest
+        .iter()
+        .chain([&alone])
+        .map(|v| {
+            support::client::try_request(v.addr(), "GET", "/livez", &[], &[])
+                .expect("livez")
+                .header("vigil-instance")
+                .expect("Vigil-Instance on every answer")
+                .to_owned()
+        })
+        .collect();
+    assert!(ids.iter().all(|id| id.len() == 16), "{ids:?}");
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "{ids:?}");
+    assert_eq!(metric(&alone, "vigil_fleet_panic{check=\"postgres\"} "), Some(0.0));
+}
+
+#[test]
+fn a_replica_never_counts_itself_whatever_address_reaches_it() {
+    let pg = PgServer::start();
+    let url = pg.create_user_db("gateway", PASSWORD);
+    let wrong = pg.url("gateway", "not-the-password", "gateway");
+    let honest_port = port_free_on(&[ip(3)]);
+    let honest = replica(
+        SocketAddr::from((ip(3), honest_port)),
+        &url,
+        &[format!("127.0.0.1:{honest_port}")],
+        &[],
+    );
+    honest.wait_for_status("/readyz/postgres", 200, Duration::from_secs(10));
+    let honest_peer = format!("127.0.0.3:{honest_port}");
+
+    // Each replica's database is unreachable for it alone, and its peers name it by an address it
+    // does not know as its own: only the honest peer counts, 1 failing of 2, no panic.
+    let mut cases: Vec<(&str, Vigil)> = Vec::new();
+    // A wildcard listen without POD_IP, reached as 127.0.0.1.
+    let port = port_free_on(&[Ipv4Addr::UNSPECIFIED, ip(1)]);
+    let wildcard = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    cases.push((
+        "listen 0.0.0.0, no POD_IP",
+        replica(
+            wildcard,
+            &wrong,
+            &[format!("127.0.0.1:{port}"), honest_peer.clone()],
+            &[],
+        ),
+    ));
+    // POD_IP set, while the list names 127.0.0.1.
+    let port = port_free_on(&[Ipv4Addr::UNSPECIFIED, ip(1)]);
+    cases.push((
+        "POD_IP 127.0.0.2, named as 127.0.0.1",
+        replica(
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            &wrong,
+            &[format!("127.0.0.1:{port}"), honest_peer.clone()],
+            &[("POD_IP", "127.0.0.2")],
+        ),
+    ));
+    // A dual-stack name resolving to its IPv4 and IPv6 loopback (root: /etc/hosts).
+    let dual = support::hosts::HostsEntry::add(&["127.0.0.1", "::1"]).filter(|_| running_as_root());
+    match &dual {
+        Some(name) => {
+            let port = port_free_on(&[Ipv4Addr::UNSPECIFIED, ip(1)]);
+            let any6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+            cases.push((
+                "listen [::], a dual-stack name",
+                replica(
+                    any6,
+                    &wrong,
+                    &[format!("{}:{port}", name.name), honest_peer.clone()],
+                    &[],
+                ),
+            ));
+        }
+        None => eprintln!("SKIPPED the dual-stack name: /etc/hosts needs root"),
+    }
+
+    for (case, vigil) in &cases {
+        let decision = decided_after(vigil, 3);
+        let (status, body) = readyz(vigil);
+        assert_eq!(status, 503, "{case}: this replica's failure: {body}");
+        assert!(!body.contains("fleet"), "{case}: {body}");
+        assert_eq!(
+            (
+                decision["fails"].as_u64(),
+                decision["passes"].as_u64(),
+                decision["unknown"].as_u64()
+            ),
+            (Some(1), Some(1), Some(0)),
+            "{case}: itself left out: {decision}"
+        );
+        assert_eq!(
+            metric(vigil, "vigil_fleet_panic{check=\"postgres\"} "),
+            Some(0.0),
+            "{case}"
+        );
+        assert_eq!(
+            metric(vigil, "vigil_fleet_peers "),
+            Some(1.0),
+            "{case}: the honest peer alone"
+        );
+        // Asked once, recognised by its own id, left out from then on.
+        let logs = vigil.logs();
+        assert!(
+            logs.contains("answered with this replica's own Vigil-Instance"),
+            "{case}: {logs}"
+        );
+        assert_eq!(
+            diag(vigil)["vigil"]["fleet"]["known"],
+            serde_json::json!([honest_peer]),
+            "{case}"
+        );
+    }
+    drop(dual);
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}

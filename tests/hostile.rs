@@ -686,3 +686,115 @@ fn a_dns_server_that_never_answers_costs_only_the_lookups_that_need_it() {
         "vigil check took {took:?}, waiting for hung lookups"
     );
 }
+
+/// Polls vigil's `/livez` on 127.0.0.1:`port` inside the namespace every 100 ms for `seconds`
+/// (once it answers), then prints one JSON document: each answer's status and time, and `/diag`.
+const LIVEZ_SAMPLER: &str = r#"
+import json, sys, time, urllib.error, urllib.request
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+base = f"http://127.0.0.1:{port}"
+def get(path):
+    try:
+        with urllib.request.urlopen(base + path, timeout=3) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except Exception as e:
+        return 0, str(e).encode()
+up = time.monotonic() + 10
+while get("/livez")[0] == 0 and time.monotonic() < up:
+    time.sleep(0.05)
+samples, end = [], time.monotonic() + seconds
+while time.monotonic() < end:
+    t = time.monotonic()
+    status, _ = get("/livez")
+    samples.append([status, time.monotonic() - t])
+    time.sleep(0.1)
+_, diag = get("/diag?format=json")
+_, readyz = get("/readyz?verbose")
+print(json.dumps({"livez": samples, "diag": json.loads(diag), "readyz": readyz.decode()}), flush=True)
+"#;
+
+/// `[fleet] peers` as twenty names behind a DNS server that never answers, while the postgres
+/// check fails (so every run consults the peers): the names are looked up concurrently and the
+/// consultation is cut at the check's timeout, so the check's loop keeps its schedule and
+/// `/livez` (what the kubelet restarts the container on) stays 200 (issue 23; it answered 503
+/// for 25 s at a stretch when the names were looked up one after another).
+#[test]
+fn peers_behind_a_silent_dns_server_never_delay_the_check_loop_or_livez() {
+    let dns = match SilentDns::create() {
+        Ok(dns) => dns,
+        Err(why) => {
+            eprintln!("SKIPPED: a network namespace with its own resolv.conf is needed: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = 9476;
+    let peers: Vec<String> = (0..20).map(|i| format!("\"peer-{i}.fleet.vigil.test\"")).collect();
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"900ms\"\n\
+         [system]\nenabled = false\n[postgres]\nurl = \"postgres://gw:pw@127.0.0.1:1/gw\"\n\
+         [fleet]\npeers = [{}]\n",
+        peers.join(", ")
+    );
+    let path = dir.path().join("vigil.toml");
+    fs::write(&path, config).unwrap();
+    let mut vigil = dns
+        .command(VIGIL_BIN)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env_remove("VIGIL_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vigil in the namespace");
+    let sampled = dns
+        .command("python3")
+        .args(["-c", LIVEZ_SAMPLER, &port.to_string(), "12"])
+        .output();
+    let _ = vigil.kill();
+    let _ = vigil.wait();
+    let sampled = sampled.expect("the sampler runs");
+    let report: serde_json::Value = serde_json::from_slice(&sampled.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sampler output: {e}: {}{}",
+            String::from_utf8_lossy(&sampled.stdout),
+            String::from_utf8_lossy(&sampled.stderr)
+        )
+    });
+    let samples = report["livez"].as_array().expect("samples");
+    let failed: Vec<&serde_json::Value> = samples
+        .iter()
+        .filter(|s| s[0] != 200 || s[1].as_f64().unwrap_or(9.0) > 1.0)
+        .collect();
+    let fleet = &report["diag"]["vigil"]["fleet"];
+    eprintln!(
+        "silent DNS, 20 peer names: {} /livez samples, {} not 200 within 1 s; {} consultations; resolution: {}",
+        samples.len(),
+        failed.len(),
+        fleet["consultations"],
+        fleet["resolution_errors"]
+    );
+    assert!(samples.len() >= 50, "too few samples: {}", samples.len());
+    assert!(failed.is_empty(), "/livez failed or was slow: {failed:?}");
+    let runs = report["diag"]["vigil"]["checks"]["postgres"]["runs"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        runs >= 8,
+        "the postgres loop ran {runs} times in 12 s at a 1 s interval"
+    );
+    assert!(
+        fleet["consultations"].as_u64().unwrap_or(0) >= 8,
+        "every failing run asks the peers: {fleet}"
+    );
+    let errors = fleet["resolution_errors"].to_string();
+    assert!(errors.contains("peer-0.fleet.vigil.test timed out"), "{errors}");
+    let readyz = report["readyz"].as_str().unwrap_or_default();
+    assert!(
+        readyz.starts_with("[-]postgres failed: ") && !readyz.contains("fleet"),
+        "no peer answered: readiness fails as without [fleet]: {readyz}"
+    );
+}

@@ -245,3 +245,43 @@ fn a_changed_critical_check_keeps_the_pod_ready_through_the_reload() {
         .expect("reloaded");
     assert_eq!(line["changed"], serde_json::json!(["upstream:a"]));
 }
+
+/// A file caught empty while it is rewritten in place is refused (issue 23: every check was
+/// removed and added again, eight 503s "no result yet"); one with only a comment empties the
+/// configuration on purpose.
+#[test]
+fn an_empty_file_is_refused_while_the_running_configuration_is_not_empty() {
+    let server = FakeServer::start(|_| Response::text(200, "ok"));
+    let vigil = Vigil::start(&format!(
+        "[system]\nenabled = false\n{}",
+        upstreams(&server, &["a", "b"])
+    ));
+    vigil.wait_for_status("/readyz", 200, Duration::from_secs(5));
+    let before = runs(&vigil, "upstream:a");
+    let written = fs::read_to_string(vigil.config_path()).unwrap();
+    let listen = written.lines().next().unwrap().to_owned();
+
+    fs::write(vigil.config_path(), "").unwrap();
+    vigil.signal("HUP");
+    vigil.wait_for_log(
+        "Configuration reload refused: the file is empty",
+        Duration::from_secs(5),
+    );
+    assert_eq!(metric(&vigil, "vigil_config_last_reload_successful "), Some(0.0));
+    let body = vigil.get("/readyz?verbose").body;
+    assert_eq!(body, "[+]upstream:a ok\n[+]upstream:b ok\nreadyz check passed\n");
+    assert!(
+        poll_until(Duration::from_secs(5), || runs(&vigil, "upstream:a") > before + 2),
+        "the running checks go on"
+    );
+
+    // A comment: an empty configuration on purpose.
+    fs::write(
+        vigil.config_path(),
+        format!("{listen}\n# no checks\n[system]\nenabled = false\n"),
+    )
+    .unwrap();
+    vigil.signal("HUP");
+    wait_for_verbose(&vigil, "the checks removed", |body| !body.contains("upstream"));
+    assert_eq!(metric(&vigil, "vigil_config_last_reload_successful "), Some(1.0));
+}

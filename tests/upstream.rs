@@ -446,3 +446,132 @@ fn every_address_is_probed_with_all_and_the_next_one_answers_with_first() {
         "the refusing first address was passed over"
     );
 }
+
+/// `addresses = "all"` over its cap of 64 (issue 23): a name with 100 addresses counts 100, the
+/// reason says how many were not probed, and the runs take the addresses in turn; every address
+/// failing reads once, not after the first failure's own reason.
+#[test]
+fn over_64_addresses_the_count_is_all_of_them_and_the_unprobed_share_is_said() {
+    // 127.0.1.1 … 127.0.1.50 listen, 127.0.1.51 … 127.0.1.100 refuse, all on one port.
+    let first = TcpListener::bind("127.0.1.1:0").expect("bind 127.0.1.1");
+    let port = first.local_addr().unwrap().port();
+    let mut listeners = vec![first];
+    for i in 2..=50 {
+        listeners.push(TcpListener::bind(("127.0.1.".to_owned() + &i.to_string(), port)).expect("the same port"));
+    }
+    let addresses: Vec<String> = (1..=100).map(|i| format!("127.0.1.{i}")).collect();
+    let refs: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let Some(hosts) = support::hosts::HostsEntry::add(&refs) else {
+        eprintln!("skipped: /etc/hosts is not writable here (the test needs root)");
+        return;
+    };
+    let url = format!("tcp://{}:{port}", hosts.name);
+    let vigil = Vigil::start(&upstream(
+        "many",
+        &url,
+        "addresses = \"all\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+    ));
+    // The first run probes 127.0.1.1 … 127.0.1.64 (14 refuse), the next 127.0.1.65 … 100 and
+    // 1 … 28 (36 refuse).
+    let first_share = format!(
+        "[+]upstream:many warn: {url}: 14 of 64 probed addresses fail (100 resolved, 36 not probed this run): 127.0.1.51:{port} (connection refused)"
+    );
+    let second_share = format!(
+        "[+]upstream:many warn: {url}: 36 of 64 probed addresses fail (100 resolved, 36 not probed this run): 127.0.1.65:{port} (connection refused)"
+    );
+    let mut seen = (false, false);
+    let both = poll_until(Duration::from_secs(10), || {
+        let body = verbose(&vigil);
+        seen.0 |= body.contains(&first_share);
+        seen.1 |= body.contains(&second_share);
+        seen.0 && seen.1
+    });
+    assert!(both, "both shares in turn {seen:?}:\n{}", verbose(&vigil));
+    let line = verbose(&vigil);
+    assert!(line.lines().all(|l| l.len() <= 600), "{line}");
+    assert!(
+        vigil
+            .get("/metrics")
+            .body
+            .contains("vigil_upstream_addresses{upstream=\"many\"} 100"),
+        "every address resolved is counted"
+    );
+    assert_eq!(observed(&vigil, "upstream:many:addresses_not_probed"), Some(36.0));
+    drop(vigil);
+    drop(listeners);
+
+    // Every address refusing: one reason, the per-address list.
+    let Some(pair) = support::hosts::HostsEntry::add(&["127.0.2.1", "127.0.2.2"]) else {
+        return;
+    };
+    let down = refused_addr().port();
+    let url = format!("tcp://{}:{down}", pair.name);
+    let vigil = Vigil::start(&upstream("down", &url, "addresses = \"all\""));
+    wait_for_line(
+        &vigil,
+        &format!(
+            "[-]upstream:down failed: {url}: 2 of 2 addresses fail: 127.0.2.1:{down} (connection refused), 127.0.2.2:{down} (connection refused)\n"
+        ),
+        Duration::from_secs(5),
+    );
+}
+
+/// Certificates dated before 1970 (issue 23): UTCTime reaches back to 1950, and a chain with
+/// such a date is read like any other: one that expired in 1960 reads "certificate expired", one
+/// valid from 1950 to 2100 has its expiry exported although the verifier refuses it.
+#[test]
+fn certificates_dated_before_1970_are_read() {
+    let at = |unix: i64| time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+    let expiry_metric = |vigil: &Vigil, name: &str| {
+        vigil.get("/metrics").body.lines().find_map(|l| {
+            l.strip_prefix(&format!(
+                "vigil_tls_cert_expiry_timestamp_seconds{{check=\"upstream:{name}\"}} "
+            ))
+            .and_then(|v| v.parse::<f64>().ok())
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // 1950-01-01 to 1960-01-01.
+    let old = TlsServer::valid_between(at(-631_152_000), at(-315_619_200));
+    let ca = dir.path().join("old.pem");
+    std::fs::write(&ca, old.ca_pem()).unwrap();
+    let url = old.url("/healthz");
+    let vigil = Vigil::start(&upstream("old", &url, &format!("ca_file = \"{}\"", ca.display())));
+    wait_for_line(
+        &vigil,
+        &format!("[-]upstream:old failed: GET {url}: certificate expired "),
+        Duration::from_secs(5),
+    );
+    assert!(
+        verbose(&vigil).contains(" ago (notAfter 1960-01-01T00:00:00Z)"),
+        "{}",
+        verbose(&vigil)
+    );
+    assert_eq!(expiry_metric(&vigil, "old"), Some(-315_619_200.0));
+    drop(vigil);
+
+    // 1950-01-01 to 2100-01-01: refused by the verifier, its expiry read all the same.
+    let long = TlsServer::valid_between(at(-631_152_000), at(4_102_444_800));
+    let ca = dir.path().join("long.pem");
+    std::fs::write(&ca, long.ca_pem()).unwrap();
+    let vigil = Vigil::start(&upstream(
+        "long",
+        &long.url("/healthz"),
+        &format!("ca_file = \"{}\"", ca.display()),
+    ));
+    let mut seen = None;
+    let read = poll_until(Duration::from_secs(5), || {
+        seen = expiry_metric(&vigil, "long");
+        seen == Some(4_102_444_800.0)
+    });
+    assert!(
+        read,
+        "the expiry of a chain from 1950: {seen:?}\n{}",
+        vigil.get("/metrics").body
+    );
+    let details = diag(&vigil)["vigil"]["checks"]["upstream:long"]["last_run"]["details"].clone();
+    assert!(
+        details.to_string().contains("2100-01-01T00:00:00"),
+        "cert_not_after in /diag: {details}"
+    );
+}

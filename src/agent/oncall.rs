@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::config::Config;
-use crate::core::fmt;
+use crate::core::{fmt, text};
 use crate::core::url::HttpUrl;
 use crate::engine::drain;
 use crate::fleet::table::{self, TableError};
@@ -106,7 +106,7 @@ pub async fn drain(config: &Config, request: DrainRequest) -> Result<Printed, On
                 failure.error
             ))
         })?;
-    let said = fmt::one_line(&String::from_utf8_lossy(&response.body), 1024);
+    let said = text::one_line_bytes(&response.body, 1024);
     Ok(Printed {
         report: format!("{said}\n"),
         success: response.status == 200,

@@ -29,9 +29,11 @@ impl Expiry {
     /// Exports the earliest `notAfter` seen (when a chain was seen at all) and judges it.
     pub(crate) fn judge(&self, not_after: Option<SystemTime>) -> Option<Finding> {
         let not_after = not_after?;
-        let unix = not_after
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        // Negative before 1970: a certificate that expired in 1960 reads as such.
+        let unix = match not_after.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => after.as_secs_f64(),
+            Err(before) => -before.duration().as_secs_f64(),
+        };
         self.gauge.with_label_values(&[self.check.as_str()]).set(unix);
         judge(not_after, SystemTime::now(), self.warn)
     }

@@ -6,8 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::outcome::Unit;
 
-/// A configured duration as it is written in the configuration: `5s`, `250ms`, `2m`.
+/// A configured duration as it is written in the configuration: `5s`, `250ms`, `2m`. Rounded to
+/// the millisecond (above one), so that a measured one never reads `799ms 999us 539ns`.
 pub fn duration(d: Duration) -> String {
+    let d = if d >= Duration::from_millis(1) {
+        Duration::from_millis(u64::try_from((d.as_nanos() + 500_000) / 1_000_000).unwrap_or(u64::MAX))
+    } else {
+        d
+    };
     humantime::format_duration(d).to_string()
 }
 
@@ -22,10 +28,12 @@ pub fn seconds(d: Duration) -> String {
     }
 }
 
-/// How long ago or ahead, in its largest whole unit: `3d`, `5h`, `12m`, `30s`.
+/// How long ago or ahead, in its largest whole unit: `3y` (from two years), `3d`, `5h`, `12m`,
+/// `30s`.
 pub fn age(d: Duration) -> String {
     let secs = d.as_secs();
     match secs {
+        s if s >= 2 * 31_556_952 => format!("{}y", s / 31_556_952),
         s if s >= 86_400 => format!("{}d", s / 86_400),
         s if s >= 3_600 => format!("{}h", s / 3_600),
         s if s >= 60 => format!("{}m", s / 60),
@@ -65,12 +73,48 @@ pub fn bytes(value: u64) -> String {
 
 /// A wall-clock time with milliseconds: `2026-11-23T20:24:05.123Z`.
 pub fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(_) => humantime::format_rfc3339_millis(t).to_string(),
+        Err(before) => before_epoch(before.duration(), true),
+    }
 }
 
 /// A wall-clock time to the second: `2026-11-23T20:24:05Z`.
 pub fn timestamp_seconds(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(_) => humantime::format_rfc3339_seconds(t).to_string(),
+        Err(before) => before_epoch(before.duration(), false),
+    }
+}
+
+/// A time `before` the Unix epoch, as [`timestamp`] writes later ones (humantime cannot: a
+/// certificate's `notAfter` can be 1960).
+fn before_epoch(before: Duration, millis: bool) -> String {
+    let nanos = i128::try_from(before.as_nanos()).unwrap_or(i128::MAX);
+    let total_ms = -(nanos / 1_000_000) - i128::from(nanos % 1_000_000 != 0);
+    let seconds = i64::try_from(total_ms.div_euclid(1000)).unwrap_or(i64::MIN);
+    let ms = total_ms.rem_euclid(1000);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let of_day = seconds.rem_euclid(86_400);
+    let (h, m, s) = (of_day / 3_600, of_day % 3_600 / 60, of_day % 60);
+    match millis {
+        true => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z"),
+        false => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"),
+    }
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// A number without noise: whole numbers without decimals, others to four significant places.
@@ -96,45 +140,6 @@ pub fn figure(value: f64, unit: Unit) -> String {
         Unit::Cores => format!("{} cores", trimmed(value, 3)),
         Unit::Seconds | Unit::Bytes | Unit::Count | Unit::None => number(value),
     }
-}
-
-/// Text from outside (an operator's drain reason, a peer's answer) as one printable line of at
-/// most `max_bytes`: line breaks and tabs become spaces, an escape sequence (`ESC [ … m`) and
-/// every other control or bidi-override character become `?`, so that nothing read can move a
-/// terminal's cursor, recolour it or reorder what follows; cut with `…` at a character boundary.
-///
-/// Issue 23 brings `core::text` for every reason; until it lands this is the one such function,
-/// and it should become a call to it.
-pub fn one_line(text: &str, max_bytes: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_bytes));
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\n' | '\r' | '\t' => out.push(' '),
-            '\u{1b}' => {
-                out.push('?');
-                // A CSI sequence: `[`, parameters, one final byte from `@` to `~`.
-                if chars.next_if_eq(&'[').is_some() {
-                    for p in chars.by_ref() {
-                        if ('@'..='~').contains(&p) {
-                            break;
-                        }
-                    }
-                }
-            }
-            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    let trimmed = out.trim();
-    if trimmed.len() <= max_bytes {
-        return trimmed.to_owned();
-    }
-    let mut end = max_bytes.saturating_sub('…'.len_utf8());
-    while !trimmed.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &trimmed[..end])
 }
 
 /// `value` to at most `places` decimals, trailing zeros dropped: `1.4`, `2`, `0.25`.
@@ -174,19 +179,23 @@ mod tests {
     }
 
     #[test]
-    fn outside_text_becomes_one_printable_bounded_line() {
-        assert_eq!(one_line("  forensics\n\tby ops ", 200), "forensics  by ops");
-        assert_eq!(one_line("a\u{1b}[31mred\u{1b}[0m\u{7}b", 200), "a?red??b");
-        assert_eq!(one_line("x\u{202e}y\u{0}", 200), "x?y?");
-        let long = "é".repeat(300);
-        let cut = one_line(&long, 200);
-        assert!(cut.len() <= 200 && cut.ends_with('…'), "{cut}");
-        assert_eq!(one_line("short", 5), "short");
-    }
-
-    #[test]
     fn configured_durations_read_as_written() {
         assert_eq!(duration(Duration::from_secs(5)), "5s");
         assert_eq!(duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(duration(Duration::from_nanos(799_999_539)), "800ms");
+        assert_eq!(duration(Duration::from_micros(1_500_400)), "1s 500ms");
+    }
+
+    #[test]
+    fn times_before_1970_are_written_too() {
+        let t = SystemTime::UNIX_EPOCH - Duration::from_secs(315_619_200);
+        assert_eq!(timestamp_seconds(t), "1960-01-01T00:00:00Z");
+        assert_eq!(timestamp(t - Duration::from_millis(1)), "1959-12-31T23:59:59.999Z");
+        assert_eq!(
+            timestamp_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)),
+            "1970-01-02T00:00:00Z"
+        );
+        assert_eq!(age(Duration::from_secs(66 * 31_556_952 + 5)), "66y");
+        assert_eq!(age(Duration::from_secs(400 * 86_400)), "400d");
     }
 }

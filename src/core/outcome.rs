@@ -4,11 +4,18 @@
 //!
 //! A run collects its [`Finding`]s in [`Findings`], and [`Findings::into_outcome`] is the one
 //! rule that turns several findings into one status, one reason and one hint.
+//!
+//! Reasons, hints and text observations quote dependencies (a server's error, a pod's status
+//! reason), so this is where they are made printable and bounded ([`crate::core::text`]): a
+//! finding's or an outcome's reason when it is made, and the joined reason again in the
+//! reducer. Every output (`/readyz`, `/diag`, `vigil check`, logs, Events) reads them from here.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use super::text::{NOTE_MAX, REASON_MAX, one_line};
 
 /// The result of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -178,10 +185,12 @@ impl Observation {
         }
     }
 
+    /// A text figure, made one printable line of at most [`NOTE_MAX`] bytes: such values
+    /// (application names, states) come from the dependency.
     pub fn text(name: &'static str, value: impl Into<String>) -> Self {
         Observation {
             name,
-            value: Value::Text(value.into()),
+            value: Value::Text(printable(value.into(), NOTE_MAX)),
             unit: Unit::None,
         }
     }
@@ -263,7 +272,7 @@ impl Outcome {
     pub fn warn(kind: FailureKind, reason: impl Into<String>) -> Self {
         Outcome {
             status: Status::Warn,
-            reason: reason.into(),
+            reason: printable(reason.into(), REASON_MAX),
             kind: Some(kind),
             ..Outcome::pass()
         }
@@ -272,14 +281,14 @@ impl Outcome {
     pub fn fail(kind: FailureKind, reason: impl Into<String>) -> Self {
         Outcome {
             status: Status::Fail,
-            reason: reason.into(),
+            reason: printable(reason.into(), REASON_MAX),
             kind: Some(kind),
             ..Outcome::pass()
         }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(printable(hint.into(), NOTE_MAX));
         self
     }
 
@@ -322,7 +331,7 @@ impl Finding {
         Finding {
             status: Status::Fail,
             kind,
-            reason: reason.into(),
+            reason: printable(reason.into(), REASON_MAX),
             hint: None,
         }
     }
@@ -343,7 +352,7 @@ impl Finding {
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Finding {
-        self.hint = Some(hint.into());
+        self.hint = Some(printable(hint.into(), NOTE_MAX));
         self
     }
 }
@@ -376,19 +385,23 @@ impl Findings {
     /// - else the worst status found decides, and only the findings of that status speak
     ///   (a failing database's slow queries would only hide why it fails; they show again, and
     ///   in `/diag` all the time, once the failure is gone);
-    /// - the reason joins theirs with `; `, in the order found; the kind is the first one's;
-    /// - the hint joins their distinct hints with `; `, in the order found.
+    /// - the reason joins their distinct reasons with `; `, in the order found; the kind is the
+    ///   first one's;
+    /// - the hint joins their distinct hints with `; `, in the order found;
+    /// - reason and hint are one printable line each, the reason at most [`REASON_MAX`] bytes
+    ///   (a finding made field by field is cleaned here too).
     pub fn into_outcome(self) -> Outcome {
         let worst = self.worst();
         let mut top = self.0.into_iter().filter(|f| f.status == worst);
         let Some(first) = top.next() else {
             return Outcome::pass();
         };
-        let mut reason = first.reason;
+        let mut reasons: Vec<String> = vec![first.reason];
         let mut hints: Vec<String> = first.hint.into_iter().collect();
         for finding in top {
-            reason.push_str("; ");
-            reason.push_str(&finding.reason);
+            if !reasons.contains(&finding.reason) {
+                reasons.push(finding.reason);
+            }
             if let Some(hint) = finding.hint
                 && !hints.contains(&hint)
             {
@@ -396,13 +409,21 @@ impl Findings {
             }
         }
         let outcome = match worst {
-            Status::Fail => Outcome::fail(first.kind, reason),
-            Status::Pass | Status::Warn => Outcome::warn(first.kind, reason),
+            Status::Fail => Outcome::fail(first.kind, reasons.join("; ")),
+            Status::Pass | Status::Warn => Outcome::warn(first.kind, reasons.join("; ")),
         };
         Outcome {
-            hint: (!hints.is_empty()).then(|| hints.join("; ")),
+            hint: (!hints.is_empty()).then(|| printable(hints.join("; "), NOTE_MAX)),
             ..outcome
         }
+    }
+}
+
+/// `text` as one printable line of at most `max` bytes, without a copy when it is one already.
+fn printable(text: String, max: usize) -> String {
+    match one_line(&text, max) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(clean) => clean,
     }
 }
 
@@ -537,6 +558,54 @@ mod tests {
         assert_eq!(outcome.status, Status::Warn);
         assert_eq!(outcome.reason, "cpu 95%; memory 97%; 1 OOM kill; no hint here");
         assert_eq!(outcome.hint.as_deref(), Some("cpu hint; memory hint"));
+    }
+
+    #[test]
+    fn dependency_text_becomes_one_printable_line_of_at_most_512_bytes() {
+        let hostile = format!(
+            "boom\n[+]postgres ok\n\u{1b}]0;pwned\u{7}\u{1b}[2J{}",
+            "x".repeat(10_000)
+        );
+        let outcome = Findings::from_iter([
+            Finding::fail(FailureKind::Protocol, format!("server error P0001: {hostile}")),
+            // Made field by field, as a check may: the reducer cleans it too.
+            Finding {
+                status: Status::Fail,
+                kind: FailureKind::Protocol,
+                reason: "second\r\nline".to_owned(),
+                hint: Some("look\nthere".to_owned()),
+            },
+        ])
+        .into_outcome();
+        assert!(outcome.reason.len() <= 512, "{}", outcome.reason.len());
+        assert!(
+            outcome
+                .reason
+                .starts_with("server error P0001: boom [+]postgres ok \u{fffd}"),
+            "{}",
+            outcome.reason
+        );
+        assert!(!outcome.reason.chars().any(char::is_control), "{:?}", outcome.reason);
+        assert!(outcome.reason.ends_with('…'));
+        assert_eq!(outcome.hint.as_deref(), Some("look there"));
+        let direct = Outcome::warn(FailureKind::Io, "a\tb\n").with_hint("c\u{1b}[31m");
+        assert_eq!(
+            (direct.reason.as_str(), direct.hint.as_deref()),
+            ("a b", Some("c\u{fffd}"))
+        );
+        let observed = Observation::text("top_application_names", "app\u{1b}[2J=3");
+        assert_eq!(observed.value, Value::Text("app\u{fffd}=3".to_owned()));
+    }
+
+    #[test]
+    fn the_same_reason_found_twice_is_said_once() {
+        let outcome = Findings::from_iter([
+            Finding::warn(FailureKind::Auth, "kubernetes API: unauthorized"),
+            Finding::warn(FailureKind::Auth, "kubernetes API: unauthorized"),
+            Finding::warn(FailureKind::Threshold, "cpu 95%"),
+        ])
+        .into_outcome();
+        assert_eq!(outcome.reason, "kubernetes API: unauthorized; cpu 95%");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::core::fmt;
+use crate::core::{fmt, text};
 use crate::core::outcome::Status;
 use crate::engine::state::{Drained, State, Transition};
 use crate::kube::events::{Change, EventSink};
@@ -52,7 +52,7 @@ pub fn duration(text: Option<&str>) -> Result<Duration, DrainError> {
     let Some(text) = text else {
         return Ok(DEFAULT_FOR);
     };
-    let shown = fmt::one_line(text, 40);
+    let shown = crate::core::text::one_line(text, 40).into_owned();
     let parsed = humantime::parse_duration(text.trim()).map_err(|_| {
         DrainError::Unreadable(format!(
             "expected a duration such as \"30s\", \"15m\" or \"2h\", got {shown:?}"
@@ -105,7 +105,7 @@ impl Drain {
     /// `by` names who asked, for the log.
     pub fn start(&self, lasting: Duration, reason: Option<&str>, by: &str) -> Drained {
         let lasting = lasting.min(MAX_FOR);
-        let reason = reason.map(|r| fmt::one_line(r, REASON_MAX)).filter(|r| !r.is_empty());
+        let reason = reason.map(|r| text::one_line(r, REASON_MAX).into_owned()).filter(|r| !r.is_empty());
         let now = SystemTime::now();
         let started = Instant::now();
         let drained = Drained {

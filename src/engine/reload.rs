@@ -109,6 +109,15 @@ pub fn in_effect(old: &Config, new: Config) -> Config {
     }
 }
 
+/// Whether the configuration file at `path` reads blank (nothing but whitespace). A file being
+/// rewritten in place is blank for a moment, and a blank file is a valid configuration (every
+/// check removed): a reload refuses it while the running configuration came from a file that was
+/// not blank. A file with only a comment is not blank: the way to empty the configuration on
+/// purpose.
+pub fn is_blank(path: &Path) -> bool {
+    crate::core::files::read_text(path, crate::core::files::CONFIG_CAP).is_ok_and(|text| text.trim().is_empty())
+}
+
 /// What identifies one version of a file: a ConfigMap update swaps the `..data` symlink, so the
 /// path then leads to another inode; an editor's save changes the size or the time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +187,19 @@ mod tests {
 
     const UPSTREAMS: &str = "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n\
                              [[upstream]]\nname = \"b\"\nurl = \"http://127.0.0.1:2/\"\n";
+
+    #[test]
+    fn a_file_of_whitespace_is_blank_and_one_with_a_comment_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(&path, "").unwrap();
+        assert!(is_blank(&path));
+        std::fs::write(&path, " \n\t\n").unwrap();
+        assert!(is_blank(&path));
+        std::fs::write(&path, "# no checks on purpose\n").unwrap();
+        assert!(!is_blank(&path));
+        assert!(!is_blank(&dir.path().join("missing")), "a missing file is no blank one");
+    }
 
     #[test]
     fn unchanged_checks_are_kept_and_only_the_rest_is_built() {

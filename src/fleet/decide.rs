@@ -13,6 +13,10 @@ pub enum Answer {
     Fails,
     /// Anything else, and why: not counted.
     Unknown(String),
+    /// The answer carried this process's own `Vigil-Instance`: this replica, reached by
+    /// another address (a dual-stack name, 127.0.0.1, a wildcard `listen`). Left out: not
+    /// asked, not counted.
+    Itself,
 }
 
 impl Answer {
@@ -22,6 +26,7 @@ impl Answer {
             Answer::Passes => "passes".to_owned(),
             Answer::Fails => "fails".to_owned(),
             Answer::Unknown(why) => format!("unknown: {why}"),
+            Answer::Itself => "this replica (its own Vigil-Instance), left out".to_owned(),
         }
     }
 }
@@ -40,11 +45,11 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// This replica (failing) and the peers' answers.
+    /// This replica (failing) and the peers' answers; an answer from this replica itself is
+    /// not a peer's.
     pub fn of(answers: &[Answer]) -> Tally {
         let mut tally = Tally {
             fails: 1,
-            asked: answers.len(),
             ..Tally::default()
         };
         for answer in answers {
@@ -52,7 +57,9 @@ impl Tally {
                 Answer::Passes => tally.passes += 1,
                 Answer::Fails => tally.fails += 1,
                 Answer::Unknown(_) => tally.unknown += 1,
+                Answer::Itself => continue,
             }
+            tally.asked += 1;
         }
         tally
     }
@@ -175,6 +182,15 @@ mod tests {
         assert_eq!((t.fails, t.answering(), t.unknown, t.asked), (2, 3, 2, 4));
         assert!(decide(&t, 0.5));
         assert!(!decide(&t, 0.7));
+    }
+
+    #[test]
+    fn an_answer_from_this_replica_itself_is_not_counted() {
+        let mut answers = vec![Answer::Fails, Answer::Passes, Answer::Itself, Answer::Itself];
+        let t = Tally::of(&answers);
+        assert_eq!((t.fails, t.answering(), t.unknown, t.asked), (2, 3, 0, 2));
+        answers.truncate(2);
+        assert_eq!(Tally::of(&answers), t);
     }
 
     #[test]

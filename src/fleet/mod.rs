@@ -29,14 +29,20 @@
 //!
 //! The peers are resolved every [`RESOLVE_EVERY`] by a task of this module (for
 //! `vigil_fleet_peers` and `/diag`) and again by a consultation whose last resolution is
-//! older than the check's interval.
+//! older than the check's interval, concurrently and within half the check's timeout (a name
+//! whose lookup times out keeps its last addresses); the whole consultation is cut at the
+//! check's timeout, so peers and their DNS never delay the check's loop or `/livez`.
+//!
+//! Only vigil's answers count: each carries `Vigil-Instance` ([`instance`]); an answer with this
+//! process's own id is this replica itself, left out of the count and of later consultations.
 
 mod decide;
+pub(crate) mod instance;
 mod metrics;
 mod peers;
 pub(crate) mod table;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -53,7 +59,6 @@ use crate::core::outcome::Status;
 use crate::engine::observe::{Ended, Look, Observer, Recorded};
 use crate::engine::state::{State, Transition};
 use crate::metrics::{Metrics, MetricsError};
-use crate::net::tls::{ClientError, HttpClient};
 
 /// At most this many peers are asked per run.
 pub(crate) const PEERS_ASKED: usize = 16;
@@ -67,8 +72,6 @@ pub(crate) const RESOLVE_EVERY: Duration = Duration::from_secs(15);
 /// The fleet could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    #[error("fleet: HTTP client: {0}")]
-    Client(#[from] ClientError),
     #[error("fleet: {0}")]
     Metrics(#[from] MetricsError),
 }
@@ -108,11 +111,14 @@ impl Decision {
 /// The other replicas and the decisions about them.
 pub struct Fleet {
     config: config::Fleet,
-    client: HttpClient,
     metrics: FleetMetrics,
     /// Told which checks are held; read by its readiness rule.
     state: Arc<State>,
     resolved: Mutex<(Option<Instant>, Resolution)>,
+    /// Lookups of peer names still in flight, shared.
+    lookups: peers::Lookups,
+    /// Addresses that answered with this process's own `Vigil-Instance`.
+    itself: Mutex<HashSet<SocketAddr>>,
     decisions: RwLock<HashMap<String, Decision>>,
     peer_requests: AtomicU64,
     consultations: AtomicU64,
@@ -137,6 +143,8 @@ pub struct View {
     /// Left out of the peers.
     pub own_address: Option<SocketAddr>,
     pub own_address_from: &'static str,
+    /// This process's `Vigil-Instance`.
+    pub instance: &'static str,
     pub resolution: Resolution,
     /// Runs that asked the peers, and requests sent, since start.
     pub consultations: u64,
@@ -149,10 +157,11 @@ impl Fleet {
     pub fn new(config: &config::Fleet, metrics: &Metrics, state: Arc<State>) -> Result<Fleet, FleetError> {
         Ok(Fleet {
             config: config.clone(),
-            client: HttpClient::new()?,
             metrics: FleetMetrics::register(metrics)?,
             state,
             resolved: Mutex::new((None, Resolution::default())),
+            lookups: peers::Lookups::default(),
+            itself: Mutex::new(HashSet::new()),
             decisions: RwLock::new(HashMap::new()),
             peer_requests: AtomicU64::new(0),
             consultations: AtomicU64::new(0),
@@ -227,20 +236,52 @@ impl Fleet {
         self.announce(check, &tally, before.is_panic(), hold.is_panic())
     }
 
-    /// Up to [`PEERS_ASKED`] peers chosen at random, asked about `check` within its timeout
-    /// (resolution included).
+    /// Up to [`PEERS_ASKED`] peers chosen at random, asked about `check` within its timeout,
+    /// resolution included (at most half of it). An address that answers with this process's
+    /// own id is remembered and left out from then on.
     async fn ask_peers(&self, check: &str, settings: &CheckSettings) -> (Vec<SocketAddr>, Vec<Answer>) {
         let started = Instant::now();
-        let deadline = settings.timeout;
+        let timeout = settings.timeout;
         self.consultations.fetch_add(1, Ordering::Relaxed);
-        let mut chosen = self.peers(settings.interval, deadline).await;
-        fastrand::shuffle(&mut chosen);
-        chosen.truncate(PEERS_ASKED);
-        let left = deadline.saturating_sub(started.elapsed());
-        self.peer_requests.fetch_add(chosen.len() as u64, Ordering::Relaxed);
-        let asked = chosen.iter().map(|addr| peers::ask(&self.client, *addr, check, left));
-        let answers = futures_util::future::join_all(asked).await;
+        let consultation = async {
+            let mut chosen = self.peers(settings.interval, timeout / 2).await;
+            fastrand::shuffle(&mut chosen);
+            chosen.truncate(PEERS_ASKED);
+            let left = timeout.saturating_sub(started.elapsed());
+            self.peer_requests.fetch_add(chosen.len() as u64, Ordering::Relaxed);
+            let asked = chosen.iter().map(|addr| peers::ask(*addr, check, left, timeout));
+            let answers = futures_util::future::join_all(asked).await;
+            (chosen, answers)
+        };
+        // Every part is cut on its own; this is the promise that the whole never outlasts the
+        // check's timeout.
+        let (chosen, answers) = tokio::time::timeout(timeout, consultation).await.unwrap_or_default();
+        self.learn_itself(&chosen, &answers);
         (chosen, answers)
+    }
+
+    /// Remembers the addresses that answered with this process's own id, and leaves them out
+    /// of the peers known.
+    fn learn_itself(&self, chosen: &[SocketAddr], answers: &[Answer]) {
+        let found: HashSet<SocketAddr> = chosen
+            .iter()
+            .zip(answers)
+            .filter(|(_, answer)| **answer == Answer::Itself)
+            .map(|(addr, _)| *addr)
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        tracing::info!(
+            addresses = ?found,
+            "Fleet: these peer addresses answered with this replica's own Vigil-Instance; leaving them out"
+        );
+        lock(&self.itself).extend(&found);
+        let mut resolved = lock(&self.resolved);
+        resolved.1.leave_out(&found);
+        self.metrics
+            .peers
+            .set(i64::try_from(resolved.1.peers.len()).unwrap_or(i64::MAX));
     }
 
     /// The start or end of a panic, logged and returned for the transition ring.
@@ -310,9 +351,11 @@ impl Fleet {
         self.resolve(deadline).await.peers
     }
 
-    /// Resolves the peers (each name cut at `deadline`) and keeps the result.
+    /// Resolves the peers (concurrently, within `deadline`) and keeps the result.
     pub async fn resolve(&self, deadline: Duration) -> Resolution {
-        let resolution = peers::resolve(&self.config, deadline).await;
+        let previous = lock(&self.resolved).1.clone();
+        let itself = lock(&self.itself).clone();
+        let resolution = peers::resolve(&self.config, deadline, &self.lookups, &previous, &itself).await;
         self.metrics
             .peers
             .set(i64::try_from(resolution.peers.len()).unwrap_or(i64::MAX));
@@ -348,6 +391,7 @@ impl Fleet {
             panic_threshold: self.config.panic_threshold,
             own_address: peers::own_address(&self.config),
             own_address_from: self.config.own_ip_source,
+            instance: instance::id(),
             resolution: lock(&self.resolved).1.clone(),
             consultations: self.consultations.load(Ordering::Relaxed),
             peer_requests: self.peer_requests.load(Ordering::Relaxed),
@@ -504,8 +548,13 @@ mod tests {
         assert_eq!(fleet.view().resolution.problem().as_deref(), Some(problem.as_str()));
     }
 
-    /// A peer answering every request with `status`.
+    /// A vigil peer answering every request with `status`.
     async fn peer(status: u16) -> String {
+        answering(status, "vigil-instance: 00000000000000aa\r\n").await
+    }
+
+    /// A peer answering every request with `status` and these header lines.
+    async fn answering(status: u16, headers: &'static str) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
@@ -513,7 +562,7 @@ mod tests {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let mut request = [0; 1024];
                 let _ = stream.read(&mut request).await;
-                let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let answer = format!("HTTP/1.1 {status} X\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n");
                 let _ = stream.write_all(answer.as_bytes()).await;
             }
         });
@@ -570,6 +619,37 @@ mod tests {
         let cut_off = fleet_of(&[&refused]);
         assert!(cut_off.consult("postgres", &shared(), true).await.is_none());
         assert!(!cut_off.holds("postgres", Instant::now()));
+    }
+
+    #[tokio::test]
+    async fn a_503_without_vigil_instance_is_unknown_and_an_answer_from_itself_is_left_out() {
+        let sidecar = answering(503, "").await;
+        let itself = answering(
+            503,
+            Box::leak(format!("vigil-instance: {}\r\n", instance::id()).into_boxed_str()),
+        )
+        .await;
+        let passing = peer(200).await;
+        let fleet = fleet_of(&[&sidecar, &itself, &passing]);
+        assert!(fleet.consult("postgres", &shared(), false).await.is_none());
+        let shown = fleet.view();
+        let decision = &shown.decisions[0].1;
+        assert_eq!(
+            (
+                decision.tally.fails,
+                decision.tally.passes,
+                decision.tally.unknown,
+                decision.tally.asked
+            ),
+            (1, 1, 1, 2),
+            "{:?}",
+            decision.answers
+        );
+        assert!(!fleet.holds("postgres", Instant::now()));
+        assert_eq!(shown.resolution.peers.len(), 2, "itself left out from now on");
+        assert_eq!(shown.resolution.own_left_out, 1);
+        let again = fleet.resolve(Duration::from_secs(1)).await;
+        assert_eq!(again.peers.len(), 2, "and in later resolutions");
     }
 
     fn fleet_of(peers: &[&str]) -> Fleet {

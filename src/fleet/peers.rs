@@ -1,14 +1,30 @@
 //! The other replicas: what `fleet.peers` resolves to (this replica left out), and asking one of
 //! them about a check.
+//!
+//! The names are looked up concurrently, the whole resolution cut at its deadline: twenty names
+//! behind a DNS server that does not answer cost one deadline, not twenty. A lookup the system
+//! has not answered yet is shared by the next resolution instead of started again beside it
+//! ([`Lookups`]), so a silent DNS server holds one lookup slot per name, never more, and the
+//! other checks' lookups keep theirs. A name whose lookup timed out keeps the addresses it had.
 
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
+use http::header::{CONNECTION, HOST, RETRY_AFTER, USER_AGENT};
+use http_body_util::Full;
+
 use super::decide::Answer;
+use super::instance;
 use crate::config::Fleet as FleetConfig;
-use crate::core::url::HttpUrl;
-use crate::net::http::ProbeRequest;
-use crate::net::tls::HttpClient;
+use crate::core::{fmt, text};
+use crate::net::attempt::cut_at;
+use crate::net::connect::connect;
+use crate::net::http as net_http;
 
 /// How much of a peer's answer is read: `/readyz/NAME` is one line.
 const ANSWER_LIMIT: usize = 1024;
@@ -20,8 +36,12 @@ pub struct Resolution {
     pub peers: Vec<SocketAddr>,
     /// Entries that did not resolve, and why.
     pub errors: Vec<String>,
-    /// Addresses left out as this replica's own.
+    /// Addresses left out as this replica's own (its own address, and those that answered with
+    /// its own `Vigil-Instance`).
     pub own_left_out: usize,
+    /// What each name resolved to, for the next resolution to fall back on when its lookup
+    /// times out.
+    named: HashMap<String, Vec<SocketAddr>>,
 }
 
 impl Resolution {
@@ -40,6 +60,13 @@ impl Resolution {
             "no peer to ask: the peers resolve to no address".to_owned()
         })
     }
+
+    /// Leaves `addresses` out (they answered with this replica's own id).
+    pub(super) fn leave_out(&mut self, addresses: &HashSet<SocketAddr>) {
+        let before = self.peers.len();
+        self.peers.retain(|addr| !addresses.contains(addr));
+        self.own_left_out += before - self.peers.len();
+    }
 }
 
 /// This replica's own address as peers see it: the own IP at vigil's port.
@@ -47,59 +74,164 @@ pub(super) fn own_address(config: &FleetConfig) -> Option<SocketAddr> {
     config.own_ip.map(|ip| SocketAddr::new(ip, config.default_port))
 }
 
-/// Resolves every entry of `fleet.peers`, all at once (each cut at `deadline`, so the whole
-/// resolution fits in it), this replica left out.
-pub(super) async fn resolve(config: &FleetConfig, deadline: Duration) -> Resolution {
-    let lookups = config.peers.targets().iter().map(|target| async move {
-        if let Ok(ip) = target.host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, target.port)]);
+type Looked = Result<Vec<SocketAddr>, String>;
+
+/// One name's lookup, which several resolutions may wait on.
+type Lookup = Shared<BoxFuture<'static, Looked>>;
+
+/// Lookups of peer names, shared while the system has not answered them (see the module docs).
+#[derive(Default)]
+pub(super) struct Lookups(Mutex<HashMap<(String, u16), Lookup>>);
+
+impl Lookups {
+    /// The lookup of `host`: the one in flight, or a new one.
+    fn of(&self, host: &str, port: u16) -> Lookup {
+        let mut lookups = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (host.to_owned(), port);
+        if let Some(pending) = lookups.get(&key)
+            && pending.peek().is_none()
+        {
+            return pending.clone();
         }
-        let lookup = crate::net::dns::lookup(target.host.as_str(), target.port);
-        match tokio::time::timeout(deadline, lookup).await {
-            Ok(Ok(answer)) if answer.addresses.is_empty() => Err(format!("{} resolves to no address", target.host)),
-            Ok(Ok(answer)) => Ok(answer.addresses),
-            Ok(Err(error)) => Err(format!("DNS lookup of {} failed: {error}", target.host)),
-            Err(_) => Err(format!(
-                "DNS lookup of {} timed out after {}",
-                target.host,
-                crate::core::fmt::duration(deadline)
-            )),
+        let name = host.to_owned();
+        let lookup = async move {
+            crate::net::dns::lookup(&name, port)
+                .await
+                .map(|found| found.addresses)
+                .map_err(|error| format!("DNS lookup of {name} failed: {error}"))
         }
-    });
+        .boxed()
+        .shared();
+        lookups.insert(key, lookup.clone());
+        lookup
+    }
+}
+
+/// Resolves every entry of `fleet.peers` concurrently within `deadline`, this replica (its own
+/// address, and `itself`: addresses that answered with its id) left out. A name whose lookup
+/// times out keeps what it resolved to in `previous`.
+pub(super) async fn resolve(
+    config: &FleetConfig,
+    deadline: Duration,
+    lookups: &Lookups,
+    previous: &Resolution,
+    itself: &HashSet<SocketAddr>,
+) -> Resolution {
+    let looked = futures_util::future::join_all(config.peers.targets().iter().map(|target| async move {
+        let found = match target.host.parse::<IpAddr>() {
+            Ok(ip) => Ok(vec![SocketAddr::new(ip, target.port)]),
+            Err(_) => match tokio::time::timeout(deadline, lookups.of(&target.host, target.port)).await {
+                Ok(found) => found.map_err(|e| (e, false)),
+                Err(_) => Err((
+                    format!(
+                        "DNS lookup of {} timed out after {}",
+                        target.host,
+                        fmt::duration(deadline)
+                    ),
+                    true,
+                )),
+            },
+        };
+        (target, found)
+    }))
+    .await;
     let mut found: Vec<SocketAddr> = Vec::new();
     let mut errors = Vec::new();
-    for result in futures_util::future::join_all(lookups).await {
+    let mut named = HashMap::new();
+    for (target, result) in looked {
         match result {
-            Ok(addresses) => found.extend(addresses),
-            Err(error) => errors.push(error),
+            Ok(addresses) if addresses.is_empty() => errors.push(format!("{} resolves to no address", target.host)),
+            Ok(addresses) => {
+                found.extend(&addresses);
+                named.insert(target.text.clone(), addresses);
+            }
+            Err((error, timed_out)) => match previous.named.get(&target.text).filter(|_| timed_out) {
+                Some(kept) => {
+                    errors.push(format!("{error}; asking the {} address(es) it had", kept.len()));
+                    found.extend(kept);
+                    named.insert(target.text.clone(), kept.clone());
+                }
+                None => errors.push(error),
+            },
         }
     }
     found.sort();
     found.dedup();
     let before = found.len();
     let own = own_address(config);
-    found.retain(|addr| Some(*addr) != own);
+    found.retain(|addr| Some(*addr) != own && !itself.contains(addr));
     Resolution {
         at: Some(SystemTime::now()),
         own_left_out: before - found.len(),
         peers: found,
-        errors,
+        errors: errors
+            .iter()
+            .map(|e| text::one_line(e, text::REASON_MAX).into_owned())
+            .collect(),
+        named,
     }
 }
 
-/// Asks `peer` about `check` (`GET /readyz/<check>`) within `deadline`: 200 passes there, 503
-/// fails there, anything else is unknown.
-pub(super) async fn ask(client: &HttpClient, peer: SocketAddr, check: &str, deadline: Duration) -> Answer {
+/// Asks `peer` about `check` (`GET /readyz/<check>`) within `deadline` (a timeout names
+/// `configured`, the check's timeout): with vigil's `Vigil-Instance`, 200 passes there and 503
+/// fails there; this process's own id is this replica itself; anything else is unknown.
+pub(super) async fn ask(peer: SocketAddr, check: &str, deadline: Duration, configured: Duration) -> Answer {
     let path: String = percent_encoding::utf8_percent_encode(check, percent_encoding::NON_ALPHANUMERIC).collect();
-    let url = match HttpUrl::parse(&format!("http://{peer}/readyz/{path}")) {
-        Ok(url) => url,
-        Err(error) => return Answer::Unknown(error),
+    let answer = cut_at(Some(peer), deadline, configured, async |progress, _| {
+        let (tcp, _) = connect(&peer.ip().to_string(), peer.port(), progress).await?;
+        let request = http::Request::get(format!("/readyz/{path}"))
+            .header(HOST, peer.to_string())
+            .header(USER_AGENT, net_http::USER_AGENT)
+            .header(CONNECTION, "close")
+            .body(Full::new(Bytes::new()))?;
+        net_http::send(Box::new(tcp), false, request, ANSWER_LIMIT).await
+    })
+    .await;
+    match answer {
+        Ok(answer) => judge(answer.status, &answer.headers),
+        Err(failure) => Answer::Unknown(text::one_line(&failure.error.to_string(), text::REASON_MAX).into_owned()),
+    }
+}
+
+/// What an answer with `status` and `headers` says about the check there.
+fn judge(status: u16, headers: &http::HeaderMap) -> Answer {
+    let Some(id) = headers.get(instance::HEADER) else {
+        return Answer::Unknown(format!(
+            "answered {status} without Vigil-Instance: not vigil (a proxy or a mesh sidecar in front of a peer that is down?)"
+        ));
     };
-    let request = ProbeRequest::get(&url, []);
-    match client.probe(&request, deadline, deadline, ANSWER_LIMIT).await {
-        Ok(response) if response.status == 200 => Answer::Passes,
-        Ok(response) if response.status == 503 => Answer::Fails,
-        Ok(response) => Answer::Unknown(format!("answered {}", response.status)),
-        Err(failure) => Answer::Unknown(failure.error.to_string()),
+    if id.as_bytes() == instance::id().as_bytes() {
+        return Answer::Itself;
+    }
+    match status {
+        200 => Answer::Passes,
+        // vigil's refusal of a connection over its caps: busy, not failing.
+        503 if headers.contains_key(RETRY_AFTER) => {
+            Answer::Unknown("answered 503 with Retry-After: it refuses connections (over its caps)".to_owned())
+        }
+        503 => Answer::Fails,
+        other => Answer::Unknown(format!("answered {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn only_vigils_answers_count_and_its_own_is_left_out() {
+        let mut headers = http::HeaderMap::new();
+        assert!(matches!(judge(503, &headers), Answer::Unknown(why) if why.contains("without Vigil-Instance")));
+        assert!(matches!(judge(200, &headers), Answer::Unknown(_)));
+        headers.insert(instance::HEADER, HeaderValue::from_static("0123456789abcdef"));
+        assert_eq!(judge(200, &headers), Answer::Passes);
+        assert_eq!(judge(503, &headers), Answer::Fails);
+        assert!(matches!(judge(404, &headers), Answer::Unknown(_)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        assert!(matches!(judge(503, &headers), Answer::Unknown(_)));
+        headers.insert(instance::HEADER, instance::value());
+        assert_eq!(judge(503, &headers), Answer::Itself);
+        assert_eq!(judge(200, &headers), Answer::Itself);
     }
 }

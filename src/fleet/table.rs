@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::peers;
 use crate::config::Config;
-use crate::core::fmt;
+use crate::core::{fmt, text};
 use crate::core::url::HttpUrl;
 use crate::net::http::ProbeRequest;
 use crate::net::tls::{ClientError, HttpClient};
@@ -432,9 +432,9 @@ pub(crate) fn parse(body: &str) -> Option<Vec<Cell>> {
             continue;
         };
         cells.push(Cell {
-            name: fmt::one_line(name, 128),
+            name: text::one_line(name, 128).into_owned(),
             status,
-            reason: reason.map(|r| fmt::one_line(r, REASON_SHOWN)),
+            reason: reason.map(|r| text::one_line(r, REASON_SHOWN).into_owned()),
         });
     }
     (summary || !cells.is_empty()).then_some(cells)
@@ -456,7 +456,14 @@ pub(crate) fn own_target(config: &Config) -> SocketAddr {
 pub(crate) async fn gather(config: &Config) -> Result<Report, TableError> {
     let fleet = config.fleet.as_ref().ok_or(TableError::NoFleet)?;
     let client = HttpClient::new()?;
-    let resolution = peers::resolve(fleet, ANSWER_WITHIN).await;
+    let resolution = peers::resolve(
+        fleet,
+        ANSWER_WITHIN,
+        &peers::Lookups::default(),
+        &peers::Resolution::default(),
+        &std::collections::HashSet::new(),
+    )
+    .await;
     let own = own_target(config);
     let own_label = peers::own_address(fleet).unwrap_or(own);
     let mut targets: Vec<(SocketAddr, String, bool)> = vec![(own, own_label.to_string(), true)];

@@ -22,6 +22,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::routes::{self, App};
+use crate::fleet::instance;
 
 /// Connections served at once, from every peer together. Probes and scrapes need a handful; the
 /// cap keeps misbehaving clients from exhausting file descriptors.
@@ -85,7 +86,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl Future<Outpu
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
         let service = service_fn(move |request| {
-            let response = routes::handle(&app, &request, peer);
+            let mut response = routes::handle(&app, &request, peer);
+            // Every answer says which vigil gave it: the fleet counts only these, never its own.
+            response.headers_mut().insert(instance::HEADER, instance::value());
             async move { Ok::<_, Infallible>(response) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
@@ -122,8 +125,10 @@ fn refuse(stream: TcpStream, refusal: Refusal) {
     let body = refusal.message();
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
-         content-length: {}\r\ncache-control: no-store\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
-        body.len()
+         content-length: {}\r\ncache-control: no-store\r\nretry-after: 1\r\n{}: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len(),
+        instance::HEADER,
+        instance::id()
     );
     let _ = stream.write(answer.as_bytes());
 }

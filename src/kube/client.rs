@@ -81,14 +81,10 @@ fn status_suffix(status: &Status) -> String {
     text
 }
 
-/// `text` cut to at most `max` characters (an API server's words are shown, never trusted).
+/// `text` as one printable line of at most `max` bytes (an API server's words are shown, never
+/// trusted: `core::text`).
 pub(crate) fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    crate::core::text::one_line(text, max).into_owned()
 }
 
 impl ApiError {

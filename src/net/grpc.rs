@@ -313,22 +313,14 @@ pub(crate) fn interpret(
     decode_response(body, limit).map(HealthAnswer::Status)
 }
 
-/// How much of a `grpc-message` a reason quotes.
+/// How many bytes of a `grpc-message` a reason quotes.
 const MESSAGE_LIMIT: usize = 200;
 
-/// `grpc-message` percent-decoded (as the protocol encodes it), control characters replaced,
-/// cut at [`MESSAGE_LIMIT`] characters: it is the server's text and goes into a one-line reason.
+/// `grpc-message` percent-decoded (as the protocol encodes it), made one printable line of at
+/// most [`MESSAGE_LIMIT`] bytes (`core::text`): it is the server's text and goes into a reason.
 fn readable_message(raw: &[u8]) -> String {
-    let decoded: String = percent_encoding::percent_decode(raw).decode_utf8_lossy().into_owned();
-    let mut out: String = decoded
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MESSAGE_LIMIT)
-        .collect();
-    if decoded.chars().count() > MESSAGE_LIMIT {
-        out.push('…');
-    }
-    out.trim().to_owned()
+    let decoded: Vec<u8> = percent_encoding::percent_decode(raw).collect();
+    crate::core::text::one_line_bytes(&decoded, MESSAGE_LIMIT)
 }
 
 #[cfg(test)]
@@ -506,7 +498,7 @@ mod tests {
         assert_eq!(readable_message(b"a%0Ab%25"), "a b%");
         let long = "x".repeat(500);
         let cut = readable_message(long.as_bytes());
-        assert_eq!(cut.chars().count(), MESSAGE_LIMIT + 1);
+        assert!(cut.len() <= MESSAGE_LIMIT && cut.ends_with('…'), "{cut}");
         assert!(cut.ends_with('…'));
     }
 }

@@ -5,6 +5,7 @@
 //! gRPC's framing and health protocol ([`grpc`]).
 
 pub(crate) mod attempt;
+pub(crate) mod cert_time;
 pub(crate) mod connect;
 pub(crate) mod dns;
 pub(crate) mod executor;

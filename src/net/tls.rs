@@ -17,7 +17,6 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
-use x509_cert::der::Decode as _;
 
 use super::attempt::{ProbeError, Progress};
 use super::connect::connect;
@@ -204,12 +203,12 @@ fn refused_alpn(error: &std::io::Error) -> bool {
         })
 }
 
-/// The earliest `notAfter` of `chain`; `None` when no certificate in it parses.
+/// The earliest `notAfter` of `chain`, of any year (`cert_time`: also before 1970); `None` when
+/// no certificate in it parses.
 pub(crate) fn earliest_not_after<'a>(chain: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> Option<SystemTime> {
     chain
         .into_iter()
-        .filter_map(|der| x509_cert::Certificate::from_der(der.as_ref()).ok())
-        .map(|cert| cert.tbs_certificate.validity.not_after.to_system_time())
+        .filter_map(|der| super::cert_time::not_after(der.as_ref()))
         .min()
 }
 

@@ -30,13 +30,22 @@ impl TlsServer {
 
     /// [`TlsServer::start_valid_for`], answering every request `200` with `body`.
     pub fn serving(seconds: Option<i64>, body: &str) -> TlsServer {
+        TlsServer::with(Issued::valid_for(seconds), body)
+    }
+
+    /// A server whose leaf certificate is valid from `not_before` to `not_after` (any year
+    /// rcgen writes: 1950 on).
+    pub fn valid_between(not_before: time::OffsetDateTime, not_after: time::OffsetDateTime) -> TlsServer {
+        TlsServer::with(Issued::between(not_before, not_after), "ok")
+    }
+
+    fn with(issued: Issued, body: &str) -> TlsServer {
         let answer = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         )
         .into_bytes();
         let answer: Arc<[u8]> = answer.into();
-        let issued = Issued::valid_for(seconds);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(issued.server_config(&[])));
 
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("tls: bind");
@@ -120,8 +129,20 @@ impl Issued {
         Issued::valid_for(None)
     }
 
+    /// The same, the leaf valid from `not_before` to `not_after`.
+    pub fn between(not_before: time::OffsetDateTime, not_after: time::OffsetDateTime) -> Issued {
+        Issued::with_validity(Some((not_before, not_after)))
+    }
+
     /// The same, the leaf's `notAfter` `seconds` from now (`None`: rcgen's default, far off).
     pub fn valid_for(seconds: Option<i64>) -> Issued {
+        Issued::with_validity(seconds.map(|seconds| {
+            let now = time::OffsetDateTime::now_utc();
+            (now - time::Duration::days(30), now + time::Duration::seconds(seconds))
+        }))
+    }
+
+    fn with_validity(validity: Option<(time::OffsetDateTime, time::OffsetDateTime)>) -> Issued {
         let ca_key = KeyPair::generate().expect("tls: CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("tls: CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -129,10 +150,9 @@ impl Issued {
         let leaf_key = KeyPair::generate().expect("tls: leaf key");
         let mut leaf_params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("tls: leaf params");
-        if let Some(seconds) = seconds {
-            let now = time::OffsetDateTime::now_utc();
-            leaf_params.not_before = now - time::Duration::days(30);
-            leaf_params.not_after = now + time::Duration::seconds(seconds);
+        if let Some((not_before, not_after)) = validity {
+            leaf_params.not_before = not_before;
+            leaf_params.not_after = not_after;
         }
         let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("tls: leaf cert");
         Issued {

@@ -65,6 +65,15 @@ pub(crate) struct Exported {
     pub api_up: bool,
 }
 
+/// Adds `problem` to `problems` unless the same one is there already; `kept` names the view it
+/// left old.
+fn once(problems: &mut Vec<(Finding, Vec<String>)>, problem: &Finding, kept: Option<String>) {
+    match problems.iter_mut().find(|(known, _)| known.reason == problem.reason) {
+        Some((_, views)) => views.extend(kept),
+        None => problems.push((problem.clone(), kept.into_iter().collect())),
+    }
+}
+
 /// The judgement of one run.
 pub(crate) fn assess(inputs: &Inputs<'_>) -> (Report, Exported) {
     let mut report = Report::new();
@@ -73,9 +82,12 @@ pub(crate) fn assess(inputs: &Inputs<'_>) -> (Report, Exported) {
     let ns = &config.namespace;
     let pod_name = &config.pod;
 
-    // The API's failures first: they say why what follows may be old.
+    // The API's failures first: they say why what follows may be old. One token refused, one
+    // wrong CA, fails every request alike: each distinct problem is said once, with the views it
+    // left old.
     let mut api_up = true;
     let mut api = serde_json::Map::new();
+    let mut problems: Vec<(Finding, Vec<String>)> = Vec::new();
     api.insert("url".to_owned(), json!(config.api_url.as_str()));
     for (part, problem, age) in [
         ("pods", inputs.pod.problem.as_ref(), inputs.pod.age),
@@ -90,24 +102,25 @@ pub(crate) fn assess(inputs: &Inputs<'_>) -> (Report, Exported) {
         };
         api_up = false;
         api.insert(part.to_owned(), json!(problem.reason));
-        let kept = match age {
-            Some(age) => format!("; showing {part} as last seen {} ago", fmt::age(age)),
-            None => String::new(),
-        };
-        report.find(Finding {
-            reason: format!("{}{kept}", problem.reason),
-            ..problem.clone()
-        });
+        let kept = age.map(|age| format!("{part} as last seen {} ago", fmt::age(age)));
+        once(&mut problems, problem, kept);
     }
     if let Usage::Failed(problem) = inputs.usage {
         api_up = false;
         api.insert("metrics".to_owned(), json!(problem.reason));
-        report.find(problem.clone());
+        once(&mut problems, problem, None);
     }
     if let Some(problem) = &inputs.events {
         api_up = false;
         api.insert("events".to_owned(), json!(problem.reason));
-        report.find(problem.clone());
+        once(&mut problems, problem, None);
+    }
+    for (problem, kept) in problems {
+        let reason = match kept.is_empty() {
+            true => problem.reason,
+            false => format!("{}; showing {}", problem.reason, kept.join(", ")),
+        };
+        report.find(Finding { reason, ..problem });
     }
     exported.api_up = api_up;
     report.observe(API_UP.of(f64::from(u8::from(api_up))));
@@ -688,6 +701,26 @@ mod tests {
         );
         assert!(!exported.api_up);
         assert_eq!(exported.ready, Some(true), "the last view still speaks");
+    }
+
+    #[test]
+    fn one_api_problem_on_every_request_is_said_once() {
+        let refused = Finding::warn(
+            FailureKind::Auth,
+            "kubernetes API: unauthorized: the service account token was refused",
+        )
+        .with_hint("h");
+        let mut stale = pod("{}", RUNNING);
+        stale.age = Some(Duration::from_secs(150));
+        stale.problem = Some(refused.clone());
+        let mut old_slices = slices(&[(true, true, false)]);
+        old_slices.age = Some(Duration::from_secs(150));
+        old_slices.problem = Some(refused.clone());
+        let (outcome, _) = run(&stale, Some(&old_slices), &Usage::Failed(refused.clone()));
+        assert_eq!(
+            outcome.reason,
+            "kubernetes API: unauthorized: the service account token was refused; showing pods as last seen 2m ago, endpointslices as last seen 2m ago"
+        );
     }
 
     #[test]

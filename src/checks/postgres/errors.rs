@@ -11,6 +11,7 @@ use std::time::Duration;
 use deadpool_postgres::{PoolError, TimeoutType};
 use tokio_postgres::error::SqlState;
 
+use super::bounded::Oversized;
 use crate::core::fmt;
 use crate::core::outcome::{FailureKind, Finding};
 
@@ -149,6 +150,14 @@ fn tls_failure(detail: &str, target: &Target) -> Finding {
 /// Classifies an I/O error below the driver.
 pub(super) fn classify_io(io: &io::Error, target: &Target, budget: Duration) -> Finding {
     let text = io.to_string();
+    if let Some(oversized) = io.get_ref().and_then(|e| e.downcast_ref::<Oversized>()) {
+        return failure(
+            FailureKind::Protocol,
+            format!("{}: {oversized}", target.display),
+            "see the server's log for the statement that answered this; a function or a proxy between vigil \
+             and the server may be sending it",
+        );
+    }
     match io.kind() {
         io::ErrorKind::ConnectionRefused => failure(
             FailureKind::Refused,
@@ -194,6 +203,7 @@ fn is_dns(text: &str) -> bool {
         "name resolution",
         "No address associated",
         "nodename nor servname",
+        "resolves to no addresses",
     ]
     .iter()
     .any(|needle| text.contains(needle))

@@ -26,8 +26,10 @@
 //! in [`why`]; the connection budget across replicas ([`budget`]) also reads the facts board (the
 //! gateway's pool max, the replica count), which other parts of the agent post to.
 
+mod bounded;
 mod budget;
 pub(crate) mod config;
+mod connect;
 pub(crate) mod errors;
 pub(crate) mod metrics;
 mod queries;
@@ -59,8 +61,8 @@ use crate::checks::cert;
 use crate::checks::facts::Facts;
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled, Wake};
 use crate::config::{CheckSettings, EnvAlias, Invalid, Scope};
-use crate::core::fmt;
 use crate::core::outcome::{ComponentType, FailureKind, Finding, Outcome, Report, Rerun, Status};
+use crate::core::{fmt, text};
 
 /// The `application_name` of every connection the agent opens, so that it can be told apart
 /// in `pg_stat_activity` (and left out of a DBA's "who holds the connections").
@@ -144,6 +146,8 @@ struct Measured {
     /// The connection budget across replicas (with the server's figures), and its account.
     budget: Option<Budget>,
     budget_details: Option<Json>,
+    /// Why the server's figures could not be read, when they could not.
+    stats_error: Option<Finding>,
 }
 
 impl Measured {
@@ -214,9 +218,10 @@ impl PostgresCheck {
         pg_config.application_name(APPLICATION_NAME).connect_timeout(budget);
         let target = target_of(&pg_config).map_err(error)?;
 
-        let manager = Manager::from_config(
+        // The pool opens its connections as the kept one is opened: bounded (see `bounded`).
+        let manager = Manager::from_connect(
             pg_config.clone(),
-            connector.clone(),
+            connect::PoolConnect { tls: connector.clone() },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -265,7 +270,7 @@ impl PostgresCheck {
     /// connection), which rings the wake when the connection ends without vigil having retired
     /// it.
     async fn connect_kept(&self, deadline: tokio::time::Instant) -> Result<Kept, (Finding, Option<why::Scope>)> {
-        let connecting = self.pg_config.connect(self.tls.clone());
+        let connecting = connect::connect(&self.pg_config, &self.tls);
         let (client, connection) = match timeout_at(deadline, connecting).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err((classify(&e, &self.target, self.timeout), errors::refusal(&e))),
@@ -282,11 +287,13 @@ impl PostgresCheck {
         let wake = self.wake.clone();
         let last_loss = Arc::clone(&self.last_loss);
         tokio::spawn(async move {
+            // The server's words: one printable line, bounded, before the log and /diag see them.
             let why = match connection.await {
                 Ok(()) => "closed".to_owned(),
-                Err(e) => e
-                    .as_db_error()
-                    .map_or_else(|| e.to_string(), |db| db.message().to_owned()),
+                Err(e) => match e.as_db_error() {
+                    Some(db) => text::one_line(db.message(), text::REASON_MAX).into_owned(),
+                    None => text::one_line(&e.to_string(), text::REASON_MAX).into_owned(),
+                },
             };
             if !quiet.load(Ordering::SeqCst) {
                 tracing::warn!(check = "postgres", reason = %why, "Kept PostgreSQL connection lost; checking again at once");
@@ -389,6 +396,7 @@ impl PostgresCheck {
         };
 
         let mut stats = None;
+        let mut stats_error = None;
         if let Some(kept) = &mut self.kept {
             let plan = Some(&mut kept.plan);
             let read = read(&kept.client, &kept.sql, plan, deadline, &self.target, self.timeout).await;
@@ -397,13 +405,19 @@ impl PostgresCheck {
             if read.as_ref().is_err_and(|f| f.kind == FailureKind::Timeout) {
                 self.kept = None;
             }
-            stats = read.ok();
+            match read {
+                Ok(read) => stats = Some(read),
+                Err(failure) => stats_error = Some(failure),
+            }
         }
         if stats.is_none()
             && let Some(client) = &pooled
         {
             let sql = self.statements.for_version(self.version_num);
-            stats = read(client, sql, None, deadline, &self.target, self.timeout).await.ok();
+            match read(client, sql, None, deadline, &self.target, self.timeout).await {
+                Ok(read) => stats = Some(read),
+                Err(failure) => stats_error = Some(failure),
+            }
         }
         drop(pooled);
         if let Some(s) = &stats {
@@ -425,6 +439,7 @@ impl PostgresCheck {
             refused_by: probe_refused.or(kept_refused),
             budget,
             budget_details,
+            stats_error,
         }
     }
 
@@ -448,7 +463,15 @@ impl PostgresCheck {
             (true, _, Some(failure)) => failure,
             (true, None, None) => Finding::warn(
                 FailureKind::Protocol,
-                "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read",
+                match m.stats_error {
+                    Some(why) => format!(
+                        "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read: {}",
+                        why.reason
+                    ),
+                    None => {
+                        "SELECT 1 works but the server's figures (pg_stat_activity, settings) cannot be read".to_owned()
+                    }
+                },
             )
             .with_hint("see vigil's log and the server's log; the agent's role needs only to connect"),
             (true, Some(s), None) => return self.assess(s, m.budget.as_ref()),

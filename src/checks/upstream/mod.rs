@@ -62,6 +62,9 @@ pub(crate) struct UpstreamCheck {
     metrics: Arc<UpstreamSeries>,
     /// The certificate expiry's series (`check="upstream:<name>"`) and its judge.
     expiry: cert::Expiry,
+    /// `addresses = "all"` over [`MAX_ADDRESSES`]: where in the sorted addresses the next run's
+    /// share starts, so that every address is probed in turn.
+    next_share: usize,
 }
 
 /// What every address of one run answered (`addresses = "all"`).
@@ -201,6 +204,7 @@ impl UpstreamCheck {
             target,
             every_address: config.addresses == AddressMode::All,
             expiry: cert::Expiry::new(name, &metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn),
+            next_share: 0,
             client,
             expect: config.expect_status.clone(),
             latency_warn: config.latency_warn,
@@ -258,15 +262,16 @@ impl UpstreamCheck {
         }
     }
 
-    /// `addresses = "all"`: the name resolved once, every address (at most [`MAX_ADDRESSES`])
-    /// probed side by side within the run; pass when all pass, warn naming the failing ones
-    /// when some fail, fail when all fail. The figures are those of the slowest good answer.
+    /// `addresses = "all"`: the name resolved once, every address (at most [`MAX_ADDRESSES`]
+    /// a run, the rest in turn over the next runs) probed side by side within the run; pass when
+    /// all pass, warn naming the failing ones when some fail, fail when all fail. The figures
+    /// are those of the slowest good answer; the count is of every address the name resolved to.
     async fn run_every_address(&mut self, deadline: Duration) -> Outcome {
         let started = std::time::Instant::now();
         let (host, port) = self.target.host_port();
         let resolved = tokio::time::timeout(deadline, crate::net::connect::resolve(host, port)).await;
-        let addresses: Vec<SocketAddr> = match resolved {
-            Ok(Ok(found)) if !found.is_empty() => found.into_iter().take(MAX_ADDRESSES).collect(),
+        let mut resolved: Vec<SocketAddr> = match resolved {
+            Ok(Ok(found)) if !found.is_empty() => found,
             outcome => {
                 let error = match outcome {
                     Ok(Err(error)) => error,
@@ -285,9 +290,10 @@ impl UpstreamCheck {
                 return self.failed(failure, Instant::now()).into_outcome();
             }
         };
+        let (addresses, not_probed) = self.share(&mut resolved);
         let left = deadline.saturating_sub(started.elapsed());
         let results = futures_util::future::join_all(addresses.iter().map(|a| self.probe(Some(*a), left))).await;
-        let count = addresses.len();
+        let count = resolved.len();
         let tally = self.tally(&addresses, results);
         let now = Instant::now();
         let mut report = match (tally.good, tally.first_failure) {
@@ -295,23 +301,45 @@ impl UpstreamCheck {
                 response.addresses = count;
                 self.answered(response, now)
             }
+            // No address answered as expected: the per-address finding below says why, once,
+            // rather than after the first failure's own reason.
             (None, Some(mut failure)) => {
                 failure.addresses = Some(count);
-                self.failed(failure, now)
-            }
-            (None, None) => {
-                let mut report = Report::new();
-                report.find(Finding::fail(
-                    FailureKind::HttpStatus,
-                    "no address answered as expected",
-                ));
+                let (mut report, _, expiry) = self.failed_parts(failure, now);
+                report.find_all(expiry);
                 report
             }
+            (None, None) => Report::new(),
         };
         self.metrics.update(|figures| figures.addresses = count);
-        report.find_all(self.failing_addresses(&tally.failing, count));
+        report.find_all(self.failing_addresses(&tally.failing, addresses.len(), &not_probed, count));
         report.observe(Observation::text("address_results", tally.line.join(", ")));
+        if !not_probed.is_empty() {
+            report.observe(Observation::number(
+                "addresses_not_probed",
+                not_probed.len() as f64,
+                Unit::Count,
+            ));
+            let listed: Vec<String> = not_probed.iter().map(ToString::to_string).collect();
+            report.detail("addresses_not_probed", serde_json::json!(listed));
+        }
         report.into_outcome()
+    }
+
+    /// This run's share of `resolved` (sorted in place): at most [`MAX_ADDRESSES`], starting
+    /// where the last run's ended, and the addresses left for later runs.
+    fn share(&mut self, resolved: &mut [SocketAddr]) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+        if resolved.len() <= MAX_ADDRESSES {
+            return (resolved.to_vec(), Vec::new());
+        }
+        resolved.sort();
+        let start = self.next_share % resolved.len();
+        self.next_share = start + MAX_ADDRESSES;
+        resolved.rotate_left(start);
+        let (probed, rest) = resolved.split_at(MAX_ADDRESSES);
+        let shares = (probed.to_vec(), rest.to_vec());
+        resolved.rotate_right(start);
+        shares
     }
 
     /// The answers of every address: the slowest good one, the first failure, the failing
@@ -347,14 +375,29 @@ impl UpstreamCheck {
         tally
     }
 
-    /// The failing addresses among `count`, as one finding: a warn when some fail, a fail when
-    /// all do.
-    fn failing_addresses(&self, failing: &[String], count: usize) -> Option<Finding> {
+    /// The failing addresses among the `probed` ones, as one finding: a warn when some fail,
+    /// a fail when all do. Over the cap it says how many of the `resolved` were not probed.
+    fn failing_addresses(
+        &self,
+        failing: &[String],
+        probed: usize,
+        not_probed: &[SocketAddr],
+        resolved: usize,
+    ) -> Option<Finding> {
         if failing.is_empty() {
             return None;
         }
-        let share = format!("{} of {count} addresses fail: {}", failing.len(), failing.join(", "));
-        let status = if failing.len() == count {
+        let share = if not_probed.is_empty() {
+            format!("{} of {probed} addresses fail: {}", failing.len(), failing.join(", "))
+        } else {
+            format!(
+                "{} of {probed} probed addresses fail ({resolved} resolved, {} not probed this run): {}",
+                failing.len(),
+                not_probed.len(),
+                failing.join(", ")
+            )
+        };
+        let status = if failing.len() == probed {
             Status::Fail
         } else {
             Status::Warn
@@ -463,6 +506,15 @@ impl UpstreamCheck {
     }
 
     fn failed(&mut self, failure: ProbeFailure, now: Instant) -> Report {
+        let (mut report, found, expiry) = self.failed_parts(failure, now);
+        report.find(found);
+        report.find_all(expiry);
+        report
+    }
+
+    /// A failed probe's figures (exported, observed, in the details), what it found (the
+    /// error, or an expired certificate) and the certificate's expiry judged.
+    fn failed_parts(&mut self, failure: ProbeFailure, now: Instant) -> (Report, Finding, Option<Finding>) {
         // A timeout is the slowest answer there is: it belongs in the percentiles. Other
         // failures have no latency to speak of.
         let timed_out = matches!(failure.error, ProbeError::Timeout(_));
@@ -505,17 +557,24 @@ impl UpstreamCheck {
         let mut report = Report::new();
         report.observe_all(observations);
         report.details(details);
-        match expiry {
-            Some(expired) if expired.status == Status::Fail => report.find(Finding {
-                reason: format!("{}: {}", self.target.describe(), expired.reason),
-                ..expired
-            }),
-            expiry => {
-                report.find(Finding::fail(failure.error.kind(), reason).with_hint(hint));
-                report.find_all(expiry);
-            }
+        if let Some(not_after) = failure.cert_not_after {
+            // Read before verification decided: shown also when the handshake failed.
+            report.detail("cert_not_after", serde_json::json!(fmt::timestamp_seconds(not_after)));
         }
-        report
+        match expiry {
+            Some(expired) if expired.status == Status::Fail => {
+                let found = Finding {
+                    reason: format!("{}: {}", self.target.describe(), expired.reason),
+                    ..expired
+                };
+                (report, found, None)
+            }
+            expiry => (
+                report,
+                Finding::fail(failure.error.kind(), reason).with_hint(hint),
+                expiry,
+            ),
+        }
     }
 
     fn details(

@@ -17,6 +17,8 @@ pub struct Snapshot {
     /// Left out of the peers.
     pub own_address: Option<String>,
     pub own_address_from: &'static str,
+    /// This process's `Vigil-Instance`: an answer carrying it is this replica's, left out.
+    pub instance: String,
     pub resolved_at: Option<String>,
     /// The peers the last resolution found.
     pub known: Vec<String>,
@@ -72,6 +74,7 @@ impl Snapshot {
             panic_threshold: view.panic_threshold,
             own_address: view.own_address.map(|a| a.to_string()),
             own_address_from: view.own_address_from,
+            instance: view.instance.to_owned(),
             resolved_at: resolution.at.map(fmt::timestamp),
             known: resolution.peers.iter().map(ToString::to_string).collect(),
             resolution_errors: resolution.errors.clone(),
@@ -110,10 +113,11 @@ fn answers(check: &str, d: &Decision, holding: bool, threshold: f64) -> CheckAns
 pub(super) fn fleet_block(out: &mut String, fleet: &Snapshot) {
     let _ = writeln!(
         out,
-        "\nfleet: peers {} ({} known, this replica {} left out), panic threshold {}",
+        "\nfleet: peers {} ({} known, this replica {} left out, and any answering with Vigil-Instance {}), panic threshold {}",
         fleet.peers.join(", "),
         fleet.known.len(),
         fleet.own_address.as_deref().unwrap_or("unknown (set POD_IP):"),
+        fleet.instance,
         fmt::percent(fleet.panic_threshold)
     );
     if let Some(at) = &fleet.resolved_at {
