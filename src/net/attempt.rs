@@ -47,6 +47,47 @@ pub struct ProbeResponse {
     pub version: Option<Version>,
     /// A gRPC health check's answer ([`HttpClient::grpc_health`] only).
     pub grpc: Option<grpc::HealthAnswer>,
+    /// The answer's `Retry-After`, when it sent a valid one (HTTP only).
+    pub retry_after: Option<RetryAfter>,
+}
+
+/// A `Retry-After` header (RFC 9110 §10.2.3): a number of seconds, or an HTTP date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    Seconds(u64),
+    Date(SystemTime),
+}
+
+impl RetryAfter {
+    /// The header's value; `None` for anything but digits or an HTTP date. A number too large
+    /// for 64 bits is the largest there is (the caller caps the wait anyway).
+    pub(crate) fn parse(value: &str) -> Option<RetryAfter> {
+        let value = value.trim();
+        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(RetryAfter::Seconds(value.parse().unwrap_or(u64::MAX)));
+        }
+        httpdate::parse_http_date(value).ok().map(RetryAfter::Date)
+    }
+
+    /// How long from `now` the server asked to wait: nothing for a date already past.
+    pub fn wait(self, now: SystemTime) -> Duration {
+        match self {
+            RetryAfter::Seconds(seconds) => Duration::from_secs(seconds),
+            RetryAfter::Date(at) => at.duration_since(now).unwrap_or_default(),
+        }
+    }
+
+    /// The wait in whole seconds as a person reads it: the header's number, or the seconds
+    /// left until its date, rounded up.
+    pub fn seconds(self, now: SystemTime) -> u64 {
+        match self {
+            RetryAfter::Seconds(seconds) => seconds,
+            RetryAfter::Date(_) => {
+                let wait = self.wait(now);
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            }
+        }
+    }
 }
 
 /// A request that got no answer. The message never quotes a header value.

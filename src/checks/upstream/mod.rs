@@ -8,6 +8,7 @@
 //! the window's p95, so one slow answer among many fast ones does not page anyone.
 
 pub(crate) mod config;
+mod excerpt;
 pub(crate) mod metrics;
 
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use crate::checks::latency::{LatencyWindow, Percentiles};
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
 use crate::config::{CheckSettings, Invalid, Scope, Shape};
 use crate::core::fmt;
-use crate::core::outcome::{FailureKind, Finding, Observation, Outcome, Report, Status, Unit};
+use crate::core::outcome::{FailureKind, Finding, Observation, Outcome, Report, Rerun, Status, Unit};
 use crate::metrics::Metrics;
 use crate::net::attempt::ProbeResponse;
 use crate::net::attempt::{Phases, ProbeError, ProbeFailure};
@@ -44,6 +45,8 @@ const HTTP2_HINT: &str = "the server (or a proxy in front of it) does not offer 
                           http_version = \"auto\" or \"1.1\"; a gRPC server must be reached over HTTP/2 end to end";
 const NOT_GRPC_HINT: &str = "the port does not answer as a gRPC server: check the URL's port, and that nothing in \
                              between (an HTTP/1.1 proxy, a load balancer) turns gRPC away";
+const RATE_LIMIT_HINT: &str = "the upstream asked callers to wait (Retry-After); vigil waits as asked before it asks \
+                               again (at most 10 intervals): check the upstream's rate limits and who else calls it";
 const TLS_HINT: &str = "the upstream's certificate is not trusted or not valid for its name: \
                         set ca_file to the CA that signed it, or check the certificate's names and dates";
 
@@ -431,16 +434,21 @@ impl UpstreamCheck {
         report.details(details);
         report.find_all(self.certificate(response.cert_not_after));
         if !expected {
-            let reason = match self.target {
-                Target::Http(_) => format!(
-                    "{}: status {}, expected {}",
-                    self.target.describe(),
-                    response.status,
-                    describe_expect(&self.expect)
+            let (reason, wait) = match self.target {
+                Target::Http(_) => self.unexpected_status(&response),
+                _ => (
+                    format!("{}: {}", self.target.describe(), self.target.refusal(&response)),
+                    None,
                 ),
-                _ => format!("{}: {}", self.target.describe(), self.target.refusal(&response)),
             };
-            report.find(Finding::fail(FailureKind::HttpStatus, reason).with_hint(self.refusal_hint(&response)));
+            let hint = match wait {
+                Some(wait) => {
+                    report.rerun(Rerun::NotBefore(wait));
+                    RATE_LIMIT_HINT
+                }
+                None => self.refusal_hint(&response),
+            };
+            report.find(Finding::fail(FailureKind::HttpStatus, reason).with_hint(hint));
         } else {
             let slow = percentiles.and_then(|p| {
                 let (fail, warn) = (self.latency_fail, self.latency_warn);
@@ -460,6 +468,29 @@ impl UpstreamCheck {
             report.find_all(slow);
         }
         report
+    }
+
+    /// The reason for an HTTP answer whose status is not expected: the status, or for a 429
+    /// or 503 with `Retry-After` the wait asked for, then what the upstream said (the start of
+    /// its body, one printable line). With the wait, for the next run to keep.
+    fn unexpected_status(&self, response: &ProbeResponse) -> (String, Option<Duration>) {
+        let now = SystemTime::now();
+        let (status, wait) = match (response.status, response.retry_after) {
+            (status @ (429 | 503), Some(retry_after)) => {
+                let what = if status == 429 { "rate limited" } else { "unavailable" };
+                let status = format!("{what} ({status}), Retry-After {}s", retry_after.seconds(now));
+                (status, Some(retry_after.wait(now)))
+            }
+            (status, _) => (
+                format!("status {status}, expected {}", describe_expect(&self.expect)),
+                None,
+            ),
+        };
+        let reason = match excerpt::excerpt(&response.body) {
+            said if said.is_empty() => format!("{}: {status}", self.target.describe()),
+            said => format!("{}: {status}: {said}", self.target.describe()),
+        };
+        (reason, wait)
     }
 
     fn failed(&mut self, failure: ProbeFailure, now: Instant) -> Report {
