@@ -20,7 +20,6 @@ pub(crate) mod latency;
 pub(crate) mod pod;
 pub(crate) mod postgres;
 pub mod registry;
-#[allow(dead_code)]
 pub(crate) mod sockets;
 pub(crate) mod system;
 pub(crate) mod upstream;
