@@ -47,6 +47,10 @@ const NOT_GRPC_HINT: &str = "the port does not answer as a gRPC server: check th
                              between (an HTTP/1.1 proxy, a load balancer) turns gRPC away";
 const RATE_LIMIT_HINT: &str = "the upstream asked callers to wait (Retry-After); vigil waits as asked before it asks \
                                again (at most 10 intervals): check the upstream's rate limits and who else calls it";
+const CLIENT_CERT_REQUIRED_HINT: &str = "the upstream requires mutual TLS: set client_cert_file and client_key_file to \
+                                         a certificate its CA trusts (a cert-manager Certificate's Secret, mounted)";
+const CLIENT_CERT_REFUSED_HINT: &str = "the upstream does not trust our client certificate: is it signed by the CA the \
+                                        upstream trusts, for a name it accepts, and not expired?";
 const TLS_HINT: &str = "the upstream's certificate is not trusted or not valid for its name: \
                         set ca_file to the CA that signed it, or check the certificate's names and dates";
 
@@ -65,6 +69,8 @@ pub(crate) struct UpstreamCheck {
     metrics: Arc<UpstreamSeries>,
     /// The certificate expiry's series (`check="upstream:<name>"`) and its judge.
     expiry: cert::Expiry,
+    /// Our client certificate (mutual TLS), read again each run, its expiry judged.
+    client_cert: Option<cert::ClientCertificate>,
 }
 
 /// What every address of one run answered (`addresses = "all"`).
@@ -173,14 +179,18 @@ impl CheckKind for Kind {
         validate_names(sections)
     }
 
-    /// Every upstream without a `ca_file` shares the one client.
+    /// Every upstream without a `ca_file` or a client certificate shares the one client.
     fn build(
         section: &Upstream,
         settings: &CheckSettings,
         name: &str,
         cx: &BuildContext<'_>,
     ) -> Result<Scheduled, BuildError> {
-        let client = cx.http_client(name, section.ca_file.as_deref())?;
+        let client_cert = section
+            .client_cert_file
+            .as_deref()
+            .zip(section.client_key_file.as_deref());
+        let client = cx.mtls_client(name, section.ca_file.as_deref(), client_cert)?;
         let check = UpstreamCheck::new(section, settings, name, client, cx.metrics);
         Ok(Scheduled::new(name, *settings, check))
     }
@@ -204,6 +214,12 @@ impl UpstreamCheck {
             target,
             every_address: config.addresses == AddressMode::All,
             expiry: cert::Expiry::new(name, &metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn),
+            client_cert: cert::ClientCertificate::of(
+                &client,
+                name,
+                &metrics.tls_client_cert_expiry_timestamp_seconds,
+                config.cert_warn,
+            ),
             client,
             expect: config.expect_status.clone(),
             latency_warn: config.latency_warn,
@@ -221,17 +237,28 @@ impl UpstreamCheck {
     }
 
     async fn run_once(&mut self) -> Outcome {
-        let deadline = crate::net::attempt::inner_deadline(self.timeout);
-        if self.every_address {
-            return self.run_every_address(deadline).await;
+        let started = std::time::Instant::now();
+        // Renewed client certificate files are read before the handshake that presents them.
+        let ours = match &self.client_cert {
+            Some(client_cert) => client_cert.refresh().await,
+            None => Vec::new(),
+        };
+        let deadline = crate::net::attempt::inner_deadline(self.timeout).saturating_sub(started.elapsed());
+        let mut report = if self.every_address {
+            self.run_every_address(deadline).await
+        } else {
+            let result = self.probe(None, deadline).await;
+            let now = Instant::now();
+            match result {
+                Ok(response) => self.answered(response, now),
+                Err(failure) => self.failed(failure, now),
+            }
+        };
+        report.find_all(ours);
+        if let Some(client_cert) = &self.client_cert {
+            report.detail("client_certificate", client_cert.describe());
         }
-        let result = self.probe(None, deadline).await;
-        let now = Instant::now();
-        match result {
-            Ok(response) => self.answered(response, now),
-            Err(failure) => self.failed(failure, now),
-        }
-        .into_outcome()
+        report.into_outcome()
     }
 
     /// One probe, of the name (`at` none) or of one of its addresses.
@@ -264,7 +291,7 @@ impl UpstreamCheck {
     /// `addresses = "all"`: the name resolved once, every address (at most [`MAX_ADDRESSES`])
     /// probed side by side within the run; pass when all pass, warn naming the failing ones
     /// when some fail, fail when all fail. The figures are those of the slowest good answer.
-    async fn run_every_address(&mut self, deadline: Duration) -> Outcome {
+    async fn run_every_address(&mut self, deadline: Duration) -> Report {
         let started = std::time::Instant::now();
         let (host, port) = self.target.host_port();
         let resolved = tokio::time::timeout(deadline, crate::net::connect::resolve(host, port)).await;
@@ -285,7 +312,7 @@ impl UpstreamCheck {
                     addresses: Some(0),
                     cert_not_after: None,
                 };
-                return self.failed(failure, Instant::now()).into_outcome();
+                return self.failed(failure, Instant::now());
             }
         };
         let left = deadline.saturating_sub(started.elapsed());
@@ -314,7 +341,7 @@ impl UpstreamCheck {
         self.metrics.update(|figures| figures.addresses = count);
         report.find_all(self.failing_addresses(&tally.failing, count));
         report.observe(Observation::text("address_results", tally.line.join(", ")));
-        report.into_outcome()
+        report
     }
 
     /// The answers of every address: the slowest good one, the first failure, the failing
@@ -522,6 +549,8 @@ impl UpstreamCheck {
                 endpoints_command(host)
             ),
             ProbeError::Tls(_) | ProbeError::ServerName(_) => TLS_HINT.to_owned(),
+            ProbeError::ClientCertificateRequired(_) => CLIENT_CERT_REQUIRED_HINT.to_owned(),
+            ProbeError::ClientCertificateRefused(_) => CLIENT_CERT_REFUSED_HINT.to_owned(),
             ProbeError::NotHttp2 { .. } => HTTP2_HINT.to_owned(),
             ProbeError::Grpc(_) => NOT_GRPC_HINT.to_owned(),
             _ => DOWN_HINT.to_owned(),
