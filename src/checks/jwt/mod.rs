@@ -54,6 +54,7 @@ const ROTATIONS: Figure = Figure::new("rotations", Unit::Count);
 const ACCEPTS_VALID: Figure = Figure::new("gateway_accepts_valid_token", Unit::Flag);
 const REJECTS_FORGED: Figure = Figure::new("gateway_rejects_forged_token", Unit::Flag);
 const JWKS_KEYS: Figure = Figure::new("jwks_keys", Unit::Count);
+const JWKS_ROTATIONS: Figure = Figure::new("jwks_rotations", Unit::Count);
 const JWKS_AGE: Figure = Figure::new("jwks_age", Unit::Seconds);
 const CLOCK_SKEW: Figure = Figure::new("clock_skew", Unit::Seconds);
 
@@ -322,6 +323,12 @@ impl JwtCheck {
     fn report_jwks(&self, jwks: JwksReport, report: &mut Report) {
         for finding in jwks.findings {
             report.find(finding);
+        }
+        if let (Some(_), Some(counter)) = (&jwks.rotation, &self.metrics.jwks_rotations_total) {
+            counter.inc();
+        }
+        if let Some(counter) = &self.metrics.jwks_rotations_total {
+            report.observe(JWKS_ROTATIONS.of(counter.get() as f64));
         }
         if let Some(keys) = jwks.keys {
             if let Some(gauge) = &self.metrics.jwks_keys {
