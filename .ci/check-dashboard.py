@@ -17,6 +17,8 @@ EXPECTED = [
     "Gateway container CPU against its limit", "Gateway container memory against its limit",
     "Gateway container restarts", "Gateway container last termination", "Service endpoints by condition",
     "Kubernetes API up",
+    "Connections by state (watched ports)", "CLOSE_WAIT connections per pod", "Accept queue and listen overflows",
+    "Client certificates: days left", "JWKS key rotations",
 ]
 # Series the rules use that come from elsewhere (Prometheus itself, cAdvisor, kube-state-metrics).
 EXTERNAL = {"up", "container_cpu_usage_seconds_total", "kube_pod_container_resource_limits"}
