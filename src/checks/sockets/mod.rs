@@ -224,7 +224,7 @@ impl SocketsCheck {
                 let plural = if stuck == 1 { "" } else { "s" };
                 report.find(
                     Finding::warn(
-                        FailureKind::Refused,
+                        FailureKind::Timeout,
                         format!(
                             "{stuck} connection{plural} to port {port} stuck in {} over two runs: port {port} is unreachable from the pod",
                             TcpState::SynSent.netstat_name()
