@@ -20,6 +20,8 @@ EXPECTED = [
     "Blocked queries and the longest lock wait", "Oldest transaction and idle in transaction",
     "Connection limits and the budget across replicas", "Standby and replay lag",
     "PgBouncer clients waiting and the longest wait",
+    "Connections by state (watched ports)", "CLOSE_WAIT connections per pod", "Accept queue and listen overflows",
+    "Client certificates: days left", "JWKS key rotations",
 ]
 # Series the rules use that come from elsewhere (Prometheus itself, cAdvisor, kube-state-metrics).
 EXTERNAL = {"up", "container_cpu_usage_seconds_total", "kube_pod_container_resource_limits"}

@@ -574,7 +574,7 @@ fn the_gateway_check_presents_our_client_certificate() {
         gateway(&https.url("/healthz"), &pki.ca_file())
     ));
     let line = wait_for_line(&vigil, "gateway", "a failed run", |l| {
-        l.starts_with("[-]gateway failed: ")
+        l.starts_with("[-]gateway failed: ") && !l.contains("no result yet")
     });
     assert!(line.to_ascii_lowercase().contains("client certificate"), "{line}");
 }

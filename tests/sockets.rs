@@ -41,7 +41,7 @@ const STATES: [&str; 12] = [
 ];
 
 fn config(sockets: &str) -> String {
-    format!("[system]\nenabled = false\n\n[sockets]\ninterval = \"300ms\"\ntimeout = \"1s\"\n{sockets}\n")
+    format!("[system]\nenabled = false\n\n[sockets]\ninterval = \"300ms\"\ntimeout = \"250ms\"\n{sockets}\n")
 }
 
 // ----- reading what vigil says -----
@@ -354,7 +354,7 @@ fn the_watched_port_defaults_to_the_postgres_port() {
     let port = database.port();
     let config = format!(
         "[system]\nenabled = false\n\n[postgres]\nurl = \"postgres://gateway@127.0.0.1:{port}/gateway\"\n\
-         interval = \"300ms\"\ntimeout = \"200ms\"\n\n[sockets]\ninterval = \"300ms\"\n"
+         interval = \"300ms\"\ntimeout = \"200ms\"\n\n[sockets]\ninterval = \"300ms\"\ntimeout = \"200ms\"\n"
     );
     let vigil = Vigil::start(&config);
     let _gateway_pool = database.connect(3);

@@ -1,12 +1,15 @@
 //! What a certificate's expiry means for a check: the one rule for every check that speaks TLS
-//! (upstream, gateway, jwt, postgres). The expiry itself is read during the handshake by the
+//! (upstream, gateway, jwt, postgres), for the server's certificate and for our own client
+//! certificate ([`ClientCertificate`]). The expiry itself is read during the handshake by the
 //! network layer's recorder (`net::tls::Recorder`), also when verification fails.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::core::fmt;
 use crate::core::outcome::{FailureKind, Finding};
+use crate::net::client_cert::ClientIdentity;
+use crate::net::tls::HttpClient;
 
 /// One check's certificate expiry: its series of `vigil_tls_cert_expiry_timestamp_seconds` and
 /// how close an expiry warns. Every check that speaks TLS judges what it saw through this.
@@ -66,6 +69,74 @@ impl Earliest {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
+
+/// Our own client certificate (mutual TLS) for one check: reads its files again each run, exports
+/// its expiry as `vigil_tls_client_cert_expiry_timestamp_seconds{check}` and judges it against
+/// the check's `cert_warn`, as a server's is judged.
+pub(crate) struct ClientCertificate {
+    identity: Arc<ClientIdentity>,
+    check: String,
+    gauge: prometheus::GaugeVec,
+    warn: Duration,
+}
+
+impl ClientCertificate {
+    /// For `client`'s identity; `None` when it presents no client certificate.
+    pub(crate) fn of(
+        client: &HttpClient,
+        check: impl Into<String>,
+        gauge: &prometheus::GaugeVec,
+        warn: Duration,
+    ) -> Option<ClientCertificate> {
+        Some(ClientCertificate {
+            identity: Arc::clone(client.identity()?),
+            check: check.into(),
+            gauge: gauge.clone(),
+            warn,
+        })
+    }
+
+    /// Reads the files again (a renewal is presented from this run on), exports the expiry of
+    /// the certificate presented now and judges it. Files that no longer load warn, naming
+    /// them: the previous certificate stays in use.
+    pub(crate) async fn refresh(&self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        if let Err(error) = self.identity.refresh().await {
+            findings.push(
+                Finding::warn(
+                    FailureKind::Tls,
+                    format!("our client certificate was not reloaded: {error}; the previous one stays in use"),
+                )
+                .with_hint(CLIENT_CERT_HINT),
+            );
+        }
+        if let Some(not_after) = self.identity.not_after() {
+            let unix = not_after
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.gauge.with_label_values(&[self.check.as_str()]).set(unix);
+            let judged = judge(not_after, SystemTime::now(), self.warn).map(|finding| Finding {
+                reason: format!("our client {}", finding.reason),
+                hint: Some(CLIENT_CERT_HINT.to_owned()),
+                ..finding
+            });
+            findings.extend(judged);
+        }
+        findings
+    }
+
+    /// `client_cert_file`, as `/diag` names it.
+    pub(crate) fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "file": self.identity.cert_file().display().to_string(),
+            "not_after": self.identity.not_after().map(fmt::timestamp_seconds),
+        })
+    }
+}
+
+pub(crate) const CLIENT_CERT_HINT: &str = "renew vigil's client certificate (cert-manager: kubectl describe certificate -n \
+                                           api-gateway); vigil reads client_cert_file and client_key_file again when they \
+                                           change, no restart needed";
 
 pub(crate) const CERT_HINT: &str = "renew the server's certificate (cert-manager: kubectl describe certificate -A; \
                              or the issuer's renewal job) before it expires";

@@ -55,6 +55,19 @@ pub(crate) trait CheckKind: Sync + 'static {
         Ok(())
     }
 
+    /// The TCP ports of the server a check of this section connects to (see
+    /// [`Keys::remote_ports`](crate::config::Keys::remote_ports)).
+    fn remote_ports(_section: &Self::Section) -> Vec<u16> {
+        Vec::new()
+    }
+
+    /// The section with what it takes from the others filled in, once every section is read
+    /// (`[sockets] ports` defaults to `[postgres]`'s port); `None`: nothing to fill in. Read
+    /// only: a section learns facts of the others' keys, never their checks.
+    fn complete(_section: &Self::Section, _all: &[CheckSection]) -> Option<Self::Section> {
+        None
+    }
+
     /// The check of one section, named `name`, ready for the scheduler.
     fn build(
         section: &Self::Section,
@@ -67,6 +80,8 @@ pub(crate) trait CheckKind: Sync + 'static {
 /// A row of the registry: a kind as the loader and `build_all` see it.
 pub(crate) trait Row: SectionKind {
     fn build(&self, section: &CheckSection, cx: &BuildContext<'_>) -> Result<Scheduled, BuildError>;
+    /// `section` completed from `all` ([`CheckKind::complete`]); `None`: as it is.
+    fn complete(&self, section: &CheckSection, all: &[CheckSection]) -> Option<CheckSection>;
 }
 
 /// The row of kind `K`.
@@ -103,6 +118,10 @@ impl<K: CheckKind> Keys for Typed<K> {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn remote_ports(&self) -> Vec<u16> {
+        K::remote_ports(&self.0)
     }
 }
 
@@ -161,5 +180,13 @@ impl<K: CheckKind> Row for Registered<K> {
             .keys::<Typed<K>>()
             .ok_or_else(|| BuildError::new(&section.name, format!("not a [{}] section", K::TABLE)))?;
         K::build(&typed.0, &section.settings, &section.name, cx)
+    }
+
+    fn complete(&self, section: &CheckSection, all: &[CheckSection]) -> Option<CheckSection> {
+        let completed = K::complete(&section.keys::<Typed<K>>()?.0, all)?;
+        Some(CheckSection {
+            keys: Arc::new(Typed::<K>(completed)),
+            ..section.clone()
+        })
     }
 }

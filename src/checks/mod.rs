@@ -22,7 +22,6 @@ pub(crate) mod pgbouncer;
 pub(crate) mod pod;
 pub(crate) mod postgres;
 pub mod registry;
-#[allow(dead_code)]
 pub(crate) mod sockets;
 pub(crate) mod system;
 pub(crate) mod upstream;
@@ -43,6 +42,7 @@ use crate::core::outcome::{ComponentType, Outcome};
 pub use crate::core::wake::Wake;
 use crate::kube::Cluster;
 use crate::metrics::Metrics;
+use crate::net::client_cert::ClientIdentity;
 use crate::net::tls::HttpClient;
 pub(crate) use kind::CheckKind;
 
@@ -93,6 +93,26 @@ impl<'a> BuildContext<'a> {
     pub fn with_facts(mut self, facts: &Arc<Facts>) -> BuildContext<'a> {
         self.facts = Arc::clone(facts);
         self
+    }
+
+    /// [`BuildContext::http_client`], presenting the client certificate of `client_cert`
+    /// (`client_cert_file`, `client_key_file`) to servers that ask for one: a client of its own,
+    /// which reads the files now (a pair that does not load is refused here, naming the file)
+    /// and again each run.
+    pub(crate) fn mtls_client(
+        &self,
+        check: &str,
+        ca_file: Option<&Path>,
+        client_cert: Option<(&Path, &Path)>,
+    ) -> Result<HttpClient, BuildError> {
+        let client = self.http_client(check, ca_file)?;
+        match client_cert {
+            None => Ok(client),
+            Some((cert, key)) => {
+                let identity = ClientIdentity::load(cert, key).map_err(|e| BuildError::new(check, e))?;
+                Ok(client.with_identity(Arc::new(identity)))
+            }
+        }
     }
 
     /// The shared client, or one that also trusts the CAs of `ca_file`.

@@ -64,6 +64,26 @@ pub(crate) fn cert_warn(key: &str, value: Duration) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// `client_cert_file` and `client_key_file` (mutual TLS): both or none; the error names the
+/// missing one.
+pub(crate) fn client_cert_pair(
+    prefix: &str,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<(), Invalid> {
+    match (cert, key) {
+        (Some(_), None) => Err(Invalid::new(
+            format!("{prefix}.client_key_file"),
+            "required with client_cert_file: set both (the certificate and its key, PEM) or neither",
+        )),
+        (None, Some(_)) => Err(Invalid::new(
+            format!("{prefix}.client_cert_file"),
+            "required with client_key_file: set both (the certificate and its key, PEM) or neither",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A Kubernetes object name: a DNS label (`a-z 0-9 -`, alphanumeric at both ends), or with
 /// `dots` a DNS subdomain. Names go into URL paths and selectors, so nothing else may pass.
 pub(crate) fn dns_name(key: &str, name: &str, max: usize, dots: bool) -> Result<(), Invalid> {

@@ -130,4 +130,9 @@ pub trait Keys: Debug + Send + Sync + Any {
     /// Whether `other` is the same section (a reload keeps the check as it runs).
     fn same(&self, other: &dyn Keys) -> bool;
     fn as_any(&self) -> &dyn Any;
+    /// The TCP ports of the server the check connects to (its dependency's), for a section that
+    /// defaults to them; none when it names no TCP server.
+    fn remote_ports(&self) -> Vec<u16> {
+        Vec::new()
+    }
 }

@@ -1,13 +1,14 @@
 //! The one reader for every file vigil reads: the configuration itself, CA bundles (`ca_file`,
-//! `sslrootcert`), secrets (`*_file`) and the kernel's interface files (cgroups, `/proc`).
+//! `sslrootcert`), secrets (`*_file`), client certificates and keys, and the kernel's interface
+//! files (cgroups, `/proc`; the large tables of `/proc/net` as a capped stream).
 //!
 //! Only regular files are read, and only up to a cap: a FIFO would block start-up (and SIGTERM
 //! with it) until someone writes to it, `/dev/zero` would never end, a directory is a mistake.
 //! The file is opened non-blocking and checked on the open handle, so a path swapped for a FIFO
 //! between a check and the open cannot hang the reading thread either.
 
-use std::fs::OpenOptions;
-use std::io::Read;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Take};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -23,6 +24,10 @@ pub(crate) const SECRET_CAP: u64 = 64 * 1024;
 /// The most a kernel interface file vigil reads whole may hold (`cpu.stat`, `memory.stat`,
 /// `/proc/self/cgroup`: a few KiB; under a configurable `cgroup_root` anything may sit).
 pub(crate) const KERNEL_CAP: u64 = 64 * 1024;
+
+/// The most of a kernel table vigil streams line by line (`/proc/net/tcp`: about 150 bytes a
+/// socket; the `sockets` check stops counting at 262,144 lines, well inside this).
+pub(crate) const TABLE_CAP: u64 = 64 * 1024 * 1024;
 
 /// Why a file cannot be used. The messages do not name the path: callers say which file it
 /// was and what it was for (`ca_file /etc/ca.pem: …`).
@@ -44,6 +49,27 @@ pub enum FileError {
 
 /// The bytes of the regular file at `path`, at most `cap` of them.
 pub(crate) fn read(path: &Path, cap: u64) -> Result<Vec<u8>, FileError> {
+    let file = open_regular(path)?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(FileError::TooLarge { cap });
+    }
+    Ok(bytes)
+}
+
+/// The regular file at `path` as a buffered stream of at most `cap` bytes, for a file too
+/// large to hold whole and read line by line (`/proc/net/tcp` of a pod with 100k sockets is
+/// 15 MB): memory stays at the buffer's 64 KiB. The stream ends at `cap` without an error; a
+/// reader that must tell a cut file from a whole one looks at its last line (the kernel ends
+/// every line with a newline).
+pub(crate) fn stream(path: &Path, cap: u64) -> Result<BufReader<Take<File>>, FileError> {
+    let file = open_regular(path)?;
+    Ok(BufReader::with_capacity(64 * 1024, file.take(cap)))
+}
+
+/// Opens `path` for reading if it is a regular file, without blocking on a FIFO.
+fn open_regular(path: &Path) -> Result<File, FileError> {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
     let file = OpenOptions::new()
         .read(true)
@@ -64,12 +90,7 @@ pub(crate) fn read(path: &Path, cap: u64) -> Result<Vec<u8>, FileError> {
         };
         return Err(FileError::NotRegular { what });
     }
-    let mut bytes = Vec::new();
-    file.take(cap + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        return Err(FileError::TooLarge { cap });
-    }
-    Ok(bytes)
+    Ok(file)
 }
 
 /// [`read`], as UTF-8 text.
@@ -127,6 +148,18 @@ mod tests {
         assert!(error.contains("not a regular file (a FIFO)"), "{error}");
         let error = read(&dir.path().join("missing"), CONFIG_CAP).unwrap_err().to_string();
         assert!(error.starts_with("No such file or directory"), "{error}");
+    }
+
+    #[test]
+    fn a_stream_reads_lines_up_to_the_cap_and_refuses_what_read_refuses() {
+        use std::io::BufRead;
+        let (dir, path) = temp_file("table", "one\ntwo\nthree\n");
+        let lines: Vec<String> = stream(&path, 9).unwrap().lines().map(Result::unwrap).collect();
+        assert_eq!(lines, ["one", "two", "t"], "cut at 9 bytes");
+        let error = stream(dir.path(), TABLE_CAP).unwrap_err().to_string();
+        assert!(error.contains("not a regular file (a directory)"), "{error}");
+        let error = stream(Path::new("/dev/zero"), TABLE_CAP).unwrap_err().to_string();
+        assert!(error.contains("not a regular file (a device)"), "{error}");
     }
 
     #[test]

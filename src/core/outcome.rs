@@ -211,6 +211,11 @@ pub enum Rerun {
     /// interval (the scheduler never goes below one run a second): the dependency is expected
     /// back soon and costs nothing to ask (a port that refuses).
     ConfirmThenEvery(Duration),
+    /// The dependency said when to come back (an HTTP `Retry-After`): the next run starts no
+    /// sooner than this long after this run ended, never sooner than the interval, and no later
+    /// than `scheduler::MAX_WAIT_INTERVALS` intervals after this run started. While the check
+    /// waits, its last result stands (it is not stale) and its loop counts as on schedule.
+    NotBefore(Duration),
 }
 
 /// What one run of a check found.

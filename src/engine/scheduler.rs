@@ -12,6 +12,11 @@
 //!   times in a row (the confirmation budget); a run that asks for nothing refills it;
 //! - once the budget is spent, a run that asks to look again soon does so no sooner than
 //!   [`EARLY_RUN_FLOOR`] after the previous run started.
+//!
+//! A run may also ask for a later run ([`Rerun::NotBefore`]: the dependency answered 429 or 503
+//! with `Retry-After`): the loop then rests until then, at most [`MAX_WAIT_INTERVALS`]
+//! intervals, wakes ignored, and tells the slot ([`CheckSlot::rest_until`]) so that the last
+//! result is not stale and `/livez` counts the rest as on schedule.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -37,6 +42,10 @@ pub const WAKE_SPACING: Duration = Duration::from_secs(1);
 
 /// The least time between the starts of two runs outside the confirmation budget.
 pub const EARLY_RUN_FLOOR: Duration = Duration::from_millis(100);
+
+/// The longest a run may put off the next one ([`Rerun::NotBefore`]), in intervals: a
+/// `Retry-After: 86400` must not silence a check for a day.
+pub const MAX_WAIT_INTERVALS: u32 = 10;
 
 /// What the state needs to know of each scheduled check, in order.
 pub fn specs(checks: &[Scheduled]) -> Vec<CheckSpec> {
@@ -186,6 +195,13 @@ impl Plan {
     fn next(&mut self, started: Instant, (status, rerun): (Status, Rerun), jitter: Duration) -> Instant {
         let planned = started + self.settings.interval + jitter;
         let early = match rerun {
+            // Not a confirmation: the budget is neither spent nor refilled.
+            Rerun::NotBefore(wait) => {
+                let cap = started + self.settings.interval * MAX_WAIT_INTERVALS;
+                // `Retry-After: 99999999999` must not overflow the clock.
+                let asked = Instant::now().checked_add(wait).unwrap_or(cap);
+                return asked.min(cap).max(planned);
+            }
             Rerun::Scheduled => {
                 self.confirm_left = self.settings.failure_threshold.saturating_sub(1);
                 return planned;
@@ -225,6 +241,12 @@ async fn check_loop(slot: Arc<CheckSlot>, mut scheduled: Scheduled, shared: Arc<
         tracing::trace!(check = %scheduled.name, lag_us, "Run started");
         let ended = run_and_record(&mut scheduled, &shared, slot, &series).await;
         planned = plan.next(started, ended, jitter(scheduled.settings.interval));
+        if let Rerun::NotBefore(_) = ended.1 {
+            // The dependency asked for quiet: no wake shortens the rest.
+            slot.rest_until(planned);
+            wait(planned, None).await;
+            continue;
+        }
         if wait(planned, wake.as_ref()).await == Cause::Woken {
             tracing::debug!(check = %scheduled.name, "Running again early: the check saw its dependency change");
             planned = plan.woken_at(Instant::now());
@@ -528,6 +550,59 @@ mod tests {
         let runs = offsets(t0, &starts);
         assert_eq!(runs[1], Duration::ZERO, "the first failure is confirmed: {runs:?}");
         assert_eq!(runs[3], runs[2], "and so is the next one after a pass: {runs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_asked_for_is_kept_within_ten_intervals_wakes_ignored_and_the_result_stands() {
+        let (t0, starts, wake) = start_loop(settings(Duration::from_millis(500), 1), |n| match n {
+            1 => refused().with_rerun(Rerun::NotBefore(Duration::from_secs(3))),
+            2 => refused().with_rerun(Rerun::NotBefore(Duration::from_secs(30))),
+            3 => refused().with_rerun(Rerun::NotBefore(Duration::from_millis(10))),
+            _ => Outcome::pass(),
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        wake.ring();
+        tokio::time::sleep(Duration::from_millis(9_000)).await;
+        let runs = offsets(t0, &starts);
+        let ms = |n: u64| Duration::from_millis(n);
+        assert_eq!(runs[1], ms(3_000), "the wait asked for, the wake ignored: {runs:?}");
+        assert_eq!(runs[2], ms(8_000), "30s cut at ten intervals: {runs:?}");
+        assert!(
+            runs[3] >= ms(8_500) && runs[3] <= ms(8_550),
+            "never sooner than the interval: {runs:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_it_rests_the_last_result_is_not_stale_and_the_loop_on_schedule() {
+        let scheduled = Scheduled::new(
+            "dep",
+            settings(Duration::from_millis(100), 1),
+            Recorder {
+                starts: Arc::default(),
+                script: |n| match n {
+                    1 => refused().with_rerun(Rerun::NotBefore(Duration::from_secs(1))),
+                    _ => Outcome::pass(),
+                },
+                wake: None,
+            },
+        );
+        let state = Arc::new(State::new(specs(std::slice::from_ref(&scheduled))));
+        let metrics = Metrics::new().unwrap();
+        let series = metrics.register_check("dep");
+        let slot = Arc::clone(&state.slots()[0]);
+        tokio::spawn(check_loop(Arc::clone(&slot), scheduled, shared(state, metrics), series));
+        tokio::time::sleep(Duration::from_millis(950)).await;
+        let view = slot.view(Instant::now());
+        assert_eq!(view.reason, "connection refused", "not stale after 9 intervals of rest");
+        assert!(slot.loop_on_schedule(Instant::now()));
+        // Three intervals after the rest, with no run since, the stale rule holds again.
+        let later = Instant::now() + Duration::from_millis(400);
+        assert!(
+            slot.view(later).reason.starts_with("stale: "),
+            "{}",
+            slot.view(later).reason
+        );
     }
 
     #[tokio::test(start_paused = true)]

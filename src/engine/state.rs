@@ -69,6 +69,9 @@ struct Record {
     reported: Option<Reported>,
     counts: Counts,
     runs: u64,
+    /// Until when the loop rests at the last run's request (`Rerun::NotBefore`): until then
+    /// the last result stands and the loop counts as on schedule.
+    resting_until: Option<Instant>,
 }
 
 /// Consecutive raw results of one kind, the last run included.
@@ -166,6 +169,7 @@ impl CheckSlot {
             reported: record.reported.clone(),
             counts: record.counts,
             runs: record.runs,
+            resting_until: record.resting_until,
         };
     }
 
@@ -176,9 +180,22 @@ impl CheckSlot {
 
     /// Whether the loop has shown progress recently enough: a run is cut at its timeout and the
     /// next starts one interval (plus a little jitter) after the previous, so twice that is late.
+    /// A rest the last run asked for ([`CheckSlot::rest_until`]) is on schedule too.
     pub fn loop_on_schedule(&self, now: Instant) -> bool {
         let allowed = 2 * (self.spec.settings.interval + self.spec.settings.timeout) + Duration::from_secs(1);
-        now.saturating_duration_since(*lock(&self.heartbeat)) <= allowed
+        let beat = *lock(&self.heartbeat);
+        let rest = self.record.read().unwrap_or_else(PoisonError::into_inner).resting_until;
+        now.saturating_duration_since(rest.map_or(beat, |rest| rest.max(beat))) <= allowed
+    }
+
+    /// The loop rests until `until`, as the last run asked (a `Retry-After`): the last result
+    /// stands until then (the stale rule counts from the end of the rest) and `/livez` counts
+    /// the rest as on schedule. The scheduler calls it; nothing else decides a rest.
+    pub fn rest_until(&self, until: Instant) {
+        self.record
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resting_until = Some(until);
     }
 
     /// Records a finished run, applies [`hysteresis`], and returns the status change if any.
@@ -269,10 +286,13 @@ impl CheckSlot {
         })
     }
 
-    /// How old the last result is, when it is older than [`STALE_INTERVALS`] intervals.
+    /// How old the last result is, when it is older than [`STALE_INTERVALS`] intervals, counted
+    /// from the end of a rest the last run asked for when there is one.
     fn stale_age(&self, record: &Record, now: Instant) -> Option<Duration> {
-        let age = now.saturating_duration_since(record.last_run.as_ref()?.finished);
-        (age > STALE_INTERVALS * self.spec.settings.interval).then_some(age)
+        let finished = record.last_run.as_ref()?.finished;
+        let counted_from = record.resting_until.map_or(finished, |rest| rest.max(finished));
+        let late = now.saturating_duration_since(counted_from) > STALE_INTERVALS * self.spec.settings.interval;
+        late.then(|| now.saturating_duration_since(finished))
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Metrics {
     /// `vigil_tls_cert_expiry_timestamp_seconds{check}`: a series per check once it has seen a
     /// certificate.
     pub tls_cert_expiry_timestamp_seconds: GaugeVec,
+    /// `vigil_tls_client_cert_expiry_timestamp_seconds{check}`: our own client certificate's
+    /// `notAfter`, a series per check that presents one (mutual TLS).
+    pub tls_client_cert_expiry_timestamp_seconds: GaugeVec,
     /// 1 when the last configuration reload (or the start) worked, 0 when it was refused.
     pub config_last_reload_successful: IntGauge,
     /// When the running configuration was loaded (at start, then by each successful reload).
@@ -92,6 +95,14 @@ impl Metrics {
             &["check"],
         )?;
         registry.register(Box::new(tls_cert_expiry_timestamp_seconds.clone()))?;
+        let tls_client_cert_expiry_timestamp_seconds = GaugeVec::new(
+            Opts::new(
+                "vigil_tls_client_cert_expiry_timestamp_seconds",
+                "notAfter (Unix time) of the client certificate the check presents for mutual TLS (client_cert_file), as last read.",
+            ),
+            &["check"],
+        )?;
+        registry.register(Box::new(tls_client_cert_expiry_timestamp_seconds.clone()))?;
         let config_last_reload_successful = IntGauge::new(
             "vigil_config_last_reload_successful",
             "1 when the last configuration reload worked (or none was asked since the start), 0 when it was refused.",
@@ -116,6 +127,7 @@ impl Metrics {
             drained,
             kubelet_last_probe_timestamp_seconds,
             tls_cert_expiry_timestamp_seconds,
+            tls_client_cert_expiry_timestamp_seconds,
             config_last_reload_successful,
             config_last_reload_success_timestamp_seconds,
             series: Arc::default(),
@@ -176,10 +188,13 @@ impl Metrics {
     }
 
     /// Removes everything of check `name`: its run figures, its groups, its series in the
-    /// kinds' families, its certificate expiry. The check is gone.
+    /// kinds' families, its certificate expiries. The check is gone.
     pub fn retire_check(&self, name: &str) {
         self.series.remove_check(name);
         let _ = self.tls_cert_expiry_timestamp_seconds.remove_label_values(&[name]);
+        let _ = self
+            .tls_client_cert_expiry_timestamp_seconds
+            .remove_label_values(&[name]);
         for (_, family) in lock(&self.families).iter() {
             family.retire(name);
         }

@@ -47,6 +47,47 @@ pub struct ProbeResponse {
     pub version: Option<Version>,
     /// A gRPC health check's answer ([`HttpClient::grpc_health`] only).
     pub grpc: Option<grpc::HealthAnswer>,
+    /// The answer's `Retry-After`, when it sent a valid one (HTTP only).
+    pub retry_after: Option<RetryAfter>,
+}
+
+/// A `Retry-After` header (RFC 9110 §10.2.3): a number of seconds, or an HTTP date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    Seconds(u64),
+    Date(SystemTime),
+}
+
+impl RetryAfter {
+    /// The header's value; `None` for anything but digits or an HTTP date. A number too large
+    /// for 64 bits is the largest there is (the caller caps the wait anyway).
+    pub(crate) fn parse(value: &str) -> Option<RetryAfter> {
+        let value = value.trim();
+        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(RetryAfter::Seconds(value.parse().unwrap_or(u64::MAX)));
+        }
+        httpdate::parse_http_date(value).ok().map(RetryAfter::Date)
+    }
+
+    /// How long from `now` the server asked to wait: nothing for a date already past.
+    pub fn wait(self, now: SystemTime) -> Duration {
+        match self {
+            RetryAfter::Seconds(seconds) => Duration::from_secs(seconds),
+            RetryAfter::Date(at) => at.duration_since(now).unwrap_or_default(),
+        }
+    }
+
+    /// The wait in whole seconds as a person reads it: the header's number, or the seconds
+    /// left until its date, rounded up.
+    pub fn seconds(self, now: SystemTime) -> u64 {
+        match self {
+            RetryAfter::Seconds(seconds) => seconds,
+            RetryAfter::Date(_) => {
+                let wait = self.wait(now);
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            }
+        }
+    }
 }
 
 /// A request that got no answer. The message never quotes a header value.
@@ -78,6 +119,12 @@ pub enum ProbeError {
     Request(#[from] http::Error),
     #[error("timed out after {0}")]
     Timeout(String),
+    /// The server asked for a client certificate, none is configured, and the exchange failed.
+    #[error("the server wants a client certificate and none is configured (client_cert_file, client_key_file): {0}")]
+    ClientCertificateRequired(Box<ProbeError>),
+    /// We presented our client certificate and the server refused it.
+    #[error("the server refused our client certificate: {0}")]
+    ClientCertificateRefused(Box<ProbeError>),
 }
 
 /// `error: its source: the source's source`, each told once.
@@ -102,7 +149,10 @@ impl ProbeError {
             ProbeError::Refused => FailureKind::Refused,
             ProbeError::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => FailureKind::Timeout,
             ProbeError::Connect { .. } => FailureKind::Refused,
-            ProbeError::Tls(_) | ProbeError::ServerName(_) => FailureKind::Tls,
+            ProbeError::Tls(_)
+            | ProbeError::ServerName(_)
+            | ProbeError::ClientCertificateRequired(_)
+            | ProbeError::ClientCertificateRefused(_) => FailureKind::Tls,
             ProbeError::Http(_) | ProbeError::Request(_) | ProbeError::NotHttp2 { .. } | ProbeError::Grpc(_) => {
                 FailureKind::Protocol
             }
@@ -132,11 +182,38 @@ pub(crate) struct Progress {
     pub(crate) cert_not_after: Option<SystemTime>,
     /// The one address to connect to, the name already resolved (`addresses = "all"`).
     pub(crate) at: Option<SocketAddr>,
+    /// Whether the server asked for a client certificate during the handshake.
+    pub(crate) client_cert: ClientCertAsked,
+}
+
+/// Whether a TLS server sent a CertificateRequest, and whether we presented one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum ClientCertAsked {
+    #[default]
+    No,
+    Asked {
+        presented: bool,
+    },
 }
 
 impl Progress {
-    /// What an attempt that ended in `error` got as far as, timed from `started`.
+    /// What an attempt that ended in `error` got as far as, timed from `started`. A TLS or
+    /// HTTP failure after the server asked for a client certificate says so: without one, the
+    /// server wanted it (TLS 1.3 servers refuse after the client's side of the handshake ended,
+    /// so the refusal comes as an alert on the first read); with ours, it refused ours when its
+    /// alert says so.
     fn failure(self, error: ProbeError, started: Instant) -> ProbeFailure {
+        let error = match (self.client_cert, &error) {
+            (ClientCertAsked::Asked { presented: false }, ProbeError::Tls(_) | ProbeError::Http(_)) => {
+                ProbeError::ClientCertificateRequired(Box::new(error))
+            }
+            (ClientCertAsked::Asked { presented: true }, ProbeError::Tls(_) | ProbeError::Http(_))
+                if refuses_certificate(&error) =>
+            {
+                ProbeError::ClientCertificateRefused(Box::new(error))
+            }
+            _ => error,
+        };
         ProbeFailure {
             error,
             phases: Phases {
@@ -147,6 +224,49 @@ impl Progress {
             cert_not_after: self.cert_not_after,
         }
     }
+}
+
+/// Whether `error` carries a TLS alert by which a server refuses a client certificate.
+fn refuses_certificate(error: &ProbeError) -> bool {
+    use rustls::AlertDescription as A;
+    let inner: &(dyn std::error::Error + 'static) = match error {
+        ProbeError::Tls(io) => io,
+        ProbeError::Http(http) => http,
+        _ => return false,
+    };
+    matches!(
+        rustls_error(inner),
+        Some(rustls::Error::AlertReceived(
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::CertificateRequired
+        ))
+    )
+}
+
+/// The rustls error at the root of `error`, looking inside the `io::Error`s that wrap it
+/// (whose `source()` skips the error they carry).
+fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        if let Some(found) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(found);
+        }
+        next = error.source();
+    }
+    None
 }
 
 /// One attempt of a probe, cut at `deadline` (a timeout names `configured`): `work` is given the
@@ -176,4 +296,47 @@ pub(crate) async fn cut_at<T>(
 pub(crate) fn inner_deadline(timeout: Duration) -> Duration {
     let margin = (timeout / 20).min(Duration::from_millis(50));
     timeout.saturating_sub(margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(alert: rustls::AlertDescription) -> ProbeError {
+        ProbeError::Tls(std::io::Error::other(rustls::Error::AlertReceived(alert)))
+    }
+
+    fn after(asked: ClientCertAsked, error: ProbeError) -> String {
+        let progress = Progress {
+            client_cert: asked,
+            ..Progress::default()
+        };
+        progress.failure(error, Instant::now()).error.to_string()
+    }
+
+    #[test]
+    fn a_refusal_after_a_certificate_request_says_what_the_server_wanted() {
+        use rustls::AlertDescription as A;
+        let none = ClientCertAsked::Asked { presented: false };
+        let ours = ClientCertAsked::Asked { presented: true };
+        assert!(
+            after(none, tls(A::CertificateRequired))
+                .starts_with("the server wants a client certificate and none is configured"),
+        );
+        assert!(after(ours, tls(A::UnknownCA)).starts_with("the server refused our client certificate: "));
+        assert!(
+            after(ours, tls(A::HandshakeFailure)).starts_with("TLS handshake failed"),
+            "an alert that does not name the certificate is not blamed on it"
+        );
+        assert!(after(ClientCertAsked::No, tls(A::CertificateRequired)).starts_with("TLS handshake failed"));
+        assert_eq!(
+            after(none, ProbeError::Refused),
+            "connection refused",
+            "not a TLS failure"
+        );
+        assert_eq!(
+            ProbeError::ClientCertificateRequired(Box::new(ProbeError::Refused)).kind(),
+            FailureKind::Tls
+        );
+    }
 }

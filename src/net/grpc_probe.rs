@@ -80,6 +80,7 @@ impl HttpClient {
                 date: None,
                 version: Some(answer.version),
                 grpc: Some(health),
+                retry_after: None,
             })
         })
         .await

@@ -30,7 +30,7 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::attempt::{Phases, ProbeError, ProbeFailure, ProbeResponse, Progress, cut_at};
+use super::attempt::{Phases, ProbeError, ProbeFailure, ProbeResponse, Progress, RetryAfter, cut_at};
 use super::connect::connect;
 use super::executor;
 
@@ -242,6 +242,11 @@ async fn http_exchange(
         .get(http::header::DATE)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| httpdate::parse_http_date(text).ok());
+    let retry_after = answer
+        .headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(RetryAfter::parse);
     Ok(ProbeResponse {
         status: answer.status,
         phases: Phases {
@@ -256,6 +261,7 @@ async fn http_exchange(
         date,
         version: Some(answer.version),
         grpc: None,
+        retry_after,
     })
 }
 
@@ -435,6 +441,23 @@ mod tests {
         );
         assert_eq!(&response.body[..], b"0123");
         assert!(response.truncated);
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_770);
+        assert_eq!(RetryAfter::parse(" 30 "), Some(RetryAfter::Seconds(30)));
+        assert_eq!(
+            RetryAfter::parse("99999999999999999999999"),
+            Some(RetryAfter::Seconds(u64::MAX))
+        );
+        let dated = RetryAfter::parse("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(dated.wait(now), Duration::from_secs(7));
+        assert_eq!(dated.seconds(now + Duration::from_millis(500)), 7, "rounded up");
+        assert_eq!(dated.wait(now + Duration::from_secs(60)), Duration::ZERO, "a date past");
+        for bad in ["", "-1", "1.5", "soon", "30s"] {
+            assert_eq!(RetryAfter::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ impl HttpClient {
                 date: None,
                 version: None,
                 grpc: None,
+                retry_after: None,
             })
         })
         .await

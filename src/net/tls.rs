@@ -7,9 +7,12 @@
 //! drops the figure the moment verification fails, prometheus/blackbox_exporter#1119).
 //! [`Recorder`] wraps the real verifier: it notes the earliest `notAfter` of the presented chain,
 //! then lets the real verifier decide. One recorder per connection (the verifier has no other
-//! way to tell connections apart); the verifier it wraps is built once.
+//! way to tell connections apart); the verifier it wraps is built once. Our own client
+//! certificate, when a check has one, is presented the same way, per connection
+//! ([`super::client_cert`]).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
@@ -18,15 +21,18 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 
-use super::attempt::{ProbeError, Progress};
+use super::attempt::{ClientCertAsked, ProbeError, Progress};
+use super::client_cert::{ClientIdentity, Presenter};
 use super::connect::connect;
 
-/// The TLS side of the shared client. Cheap to clone (one `Arc`).
+/// The TLS side of the shared client. Cheap to clone (a few `Arc`s).
 #[derive(Clone)]
 pub struct HttpClient {
     tls: Arc<rustls::ClientConfig>,
     /// The real verifier, built once; each connection wraps it in a [`Recorder`].
     verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    /// Our client certificate (mutual TLS), presented to a server that asks for one.
+    identity: Option<Arc<ClientIdentity>>,
 }
 
 /// A client that could not be built (an unreadable or empty CA file).
@@ -90,21 +96,43 @@ impl HttpClient {
         Ok(HttpClient {
             tls: Arc::new(config),
             verifier,
+            identity: None,
         })
     }
 
+    /// The same client presenting `identity` to servers that ask for a client certificate.
+    pub(crate) fn with_identity(self, identity: Arc<ClientIdentity>) -> HttpClient {
+        HttpClient {
+            identity: Some(identity),
+            ..self
+        }
+    }
+
+    /// Our client certificate, when this client has one.
+    pub(crate) fn identity(&self) -> Option<&Arc<ClientIdentity>> {
+        self.identity.as_ref()
+    }
+
     /// The TLS configuration for one connection: the shared one, with a recorder of the
-    /// presented chain's expiry in front of the verifier, offering `alpn` (none for `tls://`).
-    pub(crate) fn recording(
-        &self,
-        alpn: Alpn,
-    ) -> (Arc<rustls::ClientConfig>, Arc<std::sync::Mutex<Option<SystemTime>>>) {
-        let (recorder, seen) = Recorder::new(Arc::clone(&self.verifier));
+    /// presented chain's expiry in front of the verifier and a presenter of our client
+    /// certificate that notes whether the server asked for one, offering `alpn` (none for
+    /// `tls://`).
+    fn recording(&self, alpn: Alpn) -> (Arc<rustls::ClientConfig>, Seen) {
+        let (recorder, not_after) = Recorder::new(Arc::clone(&self.verifier));
+        let (presenter, asked) = Presenter::new(self.identity.clone());
         let mut config = (*self.tls).clone();
         config.dangerous().set_certificate_verifier(Arc::new(recorder));
+        config.client_auth_cert_resolver = Arc::new(presenter);
         config.alpn_protocols = alpn.protocols().iter().map(|p| p.to_vec()).collect();
-        (Arc::new(config), seen)
+        (Arc::new(config), Seen { not_after, asked })
     }
+}
+
+/// What one handshake noted: the presented chain's expiry, whether the server asked for a
+/// client certificate.
+struct Seen {
+    not_after: Arc<Mutex<Option<SystemTime>>>,
+    asked: Arc<AtomicBool>,
 }
 
 /// What a TLS connection offers by ALPN.
@@ -149,7 +177,12 @@ impl HttpClient {
         let handshake = Instant::now();
         let (config, seen) = self.recording(alpn);
         let connected = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await;
-        progress.cert_not_after = *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        progress.cert_not_after = *seen.not_after.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.asked.load(Ordering::Acquire) {
+            progress.client_cert = ClientCertAsked::Asked {
+                presented: self.identity.is_some(),
+            };
+        }
         let tls = connected.map_err(|error| match refused_alpn(&error) {
             true if alpn == Alpn::Http2 => ProbeError::NotHttp2 {
                 how: "it refused h2 by ALPN (alert NoApplicationProtocol)".to_owned(),

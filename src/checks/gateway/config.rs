@@ -1,5 +1,6 @@
 //! `[gateway]`: the check named `gateway`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -7,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Invalid;
 use crate::config::de::{duration, opt_duration};
 use crate::config::limits::{
-    cert_warn, default_cert_warn, default_saturation_fail, default_saturation_warn, default_window, metric_name, ratio,
-    warn_below_fail, window,
+    cert_warn, client_cert_pair, default_cert_warn, default_saturation_fail, default_saturation_warn, default_window,
+    metric_name, ratio, warn_below_fail, window,
 };
 use crate::core::url::HttpUrl;
 
@@ -77,11 +78,38 @@ pub(crate) struct Gateway {
     /// at most 365d.
     #[serde(default = "default_cert_warn", with = "duration")]
     pub cert_warn: Duration,
+    /// A PEM file of extra CA certificates for an https `health_url` or `metrics_url` (beside
+    /// the built-in Mozilla roots: a gateway behind a private CA, as mutual TLS often is), read
+    /// when the check is built. Default none; must hold at least one certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Our client certificate (PEM) for a gateway whose https endpoints require mutual TLS:
+    /// presented when the server asks, read when the check is built and again on every run (a
+    /// renewal is picked up without a restart); its expiry is judged against `cert_warn`.
+    /// Default none; only with `client_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key of `client_cert_file` (PEM: PKCS#8, PKCS#1 or SEC1); never printed.
+    /// Default none; only with `client_cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Gateway {
     pub(crate) fn validate(&self, interval: Duration) -> Result<(), Invalid> {
         cert_warn("gateway.cert_warn", self.cert_warn)?;
+        client_cert_pair(
+            "gateway",
+            self.client_cert_file.as_deref(),
+            self.client_key_file.as_deref(),
+        )?;
+        let https = |url: &Option<HttpUrl>| url.as_ref().is_some_and(|u| u.uri().scheme_str() == Some("https"));
+        if self.client_cert_file.is_some() && !https(&self.health_url) && !https(&self.metrics_url) {
+            return Err(Invalid::new(
+                "gateway.client_cert_file",
+                "applies only to an https:// health_url or metrics_url (a client certificate needs TLS)",
+            ));
+        }
         if self.health_url.is_none() && self.metrics_url.is_none() {
             return Err(Invalid::new(
                 "gateway.health_url",

@@ -60,6 +60,8 @@ pub(crate) struct GatewayCheck {
     /// budget), true for three intervals.
     facts: Arc<Facts>,
     interval: std::time::Duration,
+    /// Our client certificate (mutual TLS), read again each run, its expiry judged.
+    client_cert: Option<cert::ClientCertificate>,
 }
 
 /// The `gateway` kind: `[gateway]`, critical and local by default.
@@ -94,12 +96,22 @@ fn build(
     name: &str,
     cx: &BuildContext<'_>,
 ) -> Result<Scheduled, BuildError> {
-    let client = cx.http_client(name, None)?;
+    let client_cert = config
+        .client_cert_file
+        .as_deref()
+        .zip(config.client_key_file.as_deref());
+    let client = cx.mtls_client(name, config.ca_file.as_deref(), client_cert)?;
     let metrics = GatewayMetrics::register(cx.metrics, name).map_err(|e| BuildError::new(name, e))?;
     let request = |url: &Option<HttpUrl>| url.as_ref().map(|u| ProbeRequest::get(u, []));
     let (pool, traffic) = (Pool::new(config), Traffic::new(config, settings.interval));
     let wanted = pool.names().all().chain(traffic.names()).map(str::to_owned).collect();
     let check = GatewayCheck {
+        client_cert: cert::ClientCertificate::of(
+            &client,
+            name,
+            &cx.metrics.tls_client_cert_expiry_timestamp_seconds,
+            config.cert_warn,
+        ),
         client,
         health: request(&config.health_url),
         scrape: request(&config.metrics_url),
@@ -117,7 +129,14 @@ fn build(
 
 impl GatewayCheck {
     async fn run(&mut self) -> Outcome {
-        let (timeout, deadline) = (self.timeout, crate::net::attempt::inner_deadline(self.timeout));
+        let started = std::time::Instant::now();
+        // Renewed client certificate files are read before the handshakes that present them.
+        let ours = match &self.client_cert {
+            Some(client_cert) => client_cert.refresh().await,
+            None => Vec::new(),
+        };
+        let deadline = crate::net::attempt::inner_deadline(self.timeout).saturating_sub(started.elapsed());
+        let timeout = self.timeout;
         // The health probe and the scrape run side by side under the run's deadline: a slow
         // health endpoint must not leave the pool figures unread, nor the other way round.
         let client = &self.client;
@@ -141,6 +160,10 @@ impl GatewayCheck {
             })
             .min();
         report.find_all(self.expiry.judge(not_after));
+        report.find_all(ours);
+        if let Some(client_cert) = &self.client_cert {
+            report.detail("client_certificate", client_cert.describe());
+        }
         let healthy = health.map(|result| self.judge_health(result, &mut report));
         let scraped = match scraped {
             Some(result) => Some(self.read_scrape(result, &mut report).await),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Invalid;
 use crate::config::de::duration;
-use crate::config::limits::{cert_warn, default_cert_warn};
+use crate::config::limits::{cert_warn, client_cert_pair, default_cert_warn};
 use crate::core::url::HttpUrl;
 
 /// `[jwt]`: the check named `jwt`.
@@ -51,11 +51,29 @@ pub(crate) struct Jwt {
     /// most 365d.
     #[serde(default = "default_cert_warn", with = "duration")]
     pub cert_warn: Duration,
+    /// Our client certificate (PEM) for an auth service or gateway whose https `jwks_url` or
+    /// `validate_url` requires mutual TLS: presented when the server asks, read when the check
+    /// is built and again on every run (a renewal is picked up without a restart); its expiry is
+    /// judged against `cert_warn`. Default none; only with `client_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key of `client_cert_file` (PEM: PKCS#8, PKCS#1 or SEC1); never printed.
+    /// Default none; only with `client_cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Jwt {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         cert_warn("jwt.cert_warn", self.cert_warn)?;
+        client_cert_pair("jwt", self.client_cert_file.as_deref(), self.client_key_file.as_deref())?;
+        let https = |url: &Option<HttpUrl>| url.as_ref().is_some_and(|u| u.uri().scheme_str() == Some("https"));
+        if self.client_cert_file.is_some() && !https(&self.validate_url) && !https(&self.jwks_url) {
+            return Err(Invalid::new(
+                "jwt.client_cert_file",
+                "applies only to an https:// jwks_url or validate_url (a client certificate needs TLS)",
+            ));
+        }
         if self.algorithm.uses_shared_secret() {
             match (&self.secret_file, &self.secret_env) {
                 (Some(_), Some(_)) => {

@@ -1,9 +1,11 @@
-//! The auth service's JWKS: fetched each run, parsed, counted; the last good set is kept with
+//! The auth service's JWKS: fetched each run, parsed, counted; a change of its key ids from the
+//! last good set is a rotation (counted, logged with the ids added and removed: a gateway that
+//! still caches a removed id fails every token signed with it); the last good set is kept with
 //! its age, so that a short auth-service outage is a warning (gateways cache keys too) and a
 //! long one a failure. The `Date` header of the answer gives the clock skew against the auth
 //! service, the usual cause of tokens failing `exp`/`nbf` on one side only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -114,8 +116,55 @@ struct Good {
     at_wall: SystemTime,
 }
 
+/// A change of the set of key ids between two good sets: the ids added and removed, each
+/// sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// The most ids a rotation names in the log, each way; the rest are counted.
+const IDS_NAMED: usize = 20;
+
+/// The most characters of one id the log shows (ids are the auth service's text).
+const ID_CHARS: usize = 64;
+
+impl Rotation {
+    /// The change from the ids of `old` to those of `new` (keys without a `kid` have no id);
+    /// `None` when the ids are the same, in whatever order.
+    pub fn between(old: &[KeyInfo], new: &[KeyInfo]) -> Option<Rotation> {
+        let ids = |keys: &[KeyInfo]| -> BTreeSet<String> { keys.iter().filter_map(|k| k.kid.clone()).collect() };
+        let (old, new) = (ids(old), ids(new));
+        let added: Vec<String> = new.difference(&old).cloned().collect();
+        let removed: Vec<String> = old.difference(&new).cloned().collect();
+        (!added.is_empty() || !removed.is_empty()).then_some(Rotation { added, removed })
+    }
+
+    /// The ids as one log field: printable, each cut at [`ID_CHARS`], at most [`IDS_NAMED`],
+    /// comma-separated (`rsa-3,ec-2 and 5 more`).
+    fn list(ids: &[String]) -> String {
+        let shown: Vec<String> = ids
+            .iter()
+            .take(IDS_NAMED)
+            .map(|id| {
+                id.chars()
+                    .map(|c| if c.is_control() || c == ',' { '?' } else { c })
+                    .take(ID_CHARS)
+                    .collect()
+            })
+            .collect();
+        match ids.len().saturating_sub(IDS_NAMED) {
+            0 => shown.join(","),
+            more => format!("{} and {more} more", shown.join(",")),
+        }
+    }
+}
+
 /// What one JWKS run found, for the check to merge.
 pub struct JwksReport {
+    /// The key ids changed since the last good set.
+    pub rotation: Option<Rotation>,
     pub findings: Vec<Finding>,
     /// Keys in the set in use (the fresh one, or the kept one).
     pub keys: Option<usize>,
@@ -134,6 +183,9 @@ pub struct Jwks {
     client: HttpClient,
     request: ProbeRequest,
     last_good: Option<Good>,
+    /// Changes of the key ids seen, and when the last one was.
+    rotations: u64,
+    last_rotation: Option<SystemTime>,
     /// Where the expiry of the chain the auth service showed is noted (the check judges it).
     seen: Arc<cert::Earliest>,
 }
@@ -154,6 +206,8 @@ impl Jwks {
             client,
             request,
             last_good: None,
+            rotations: 0,
+            last_rotation: None,
             seen,
         })
     }
@@ -166,6 +220,7 @@ impl Jwks {
         let mut findings = Vec::new();
         let mut skew_secs = None;
         let mut error_text = None;
+        let mut rotation = None;
         match fetched {
             Ok((keys, date)) => {
                 if let Some(date) = date {
@@ -191,6 +246,21 @@ impl Jwks {
                         );
                     }
                 }
+                rotation = self
+                    .last_good
+                    .as_ref()
+                    .and_then(|old| Rotation::between(&old.keys, &keys));
+                if let Some(rotation) = &rotation {
+                    tracing::info!(
+                        check = "jwt",
+                        url = %self.url,
+                        added = %Rotation::list(&rotation.added),
+                        removed = %Rotation::list(&rotation.removed),
+                        "JWKS rotated: its key ids changed"
+                    );
+                    self.rotations += 1;
+                    self.last_rotation = Some(SystemTime::now());
+                }
                 self.last_good = Some(Good {
                     keys,
                     at: Instant::now(),
@@ -207,6 +277,7 @@ impl Jwks {
         }
         let good = self.last_good.as_ref();
         JwksReport {
+            rotation,
             findings,
             keys: good.map(|g| g.keys.len()),
             age: good.map(|g| g.at.elapsed()),
@@ -217,6 +288,8 @@ impl Jwks {
                 "fetched_at": good.map(|g| humantime::format_rfc3339_seconds(g.at_wall).to_string()),
                 "age_s": good.map(|g| g.at.elapsed().as_secs_f64()),
                 "clock_skew_s": skew_secs,
+                "rotations": self.rotations,
+                "last_rotation": self.last_rotation.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
                 "keys": good.map(|g| g.keys.iter().map(|k| json!({
                     "kid": k.kid, "kty": k.kty, "alg": k.alg, "crv": k.crv, "use": k.key_use, "usable": k.usable,
                 })).collect::<Vec<_>>()),
@@ -337,6 +410,39 @@ mod tests {
         assert!(keys.iter().all(|k| k.usable), "{keys:?}");
         assert!(keys.iter().any(|k| k.serves(JwtAlgorithm::RS256)));
         assert!(keys.iter().any(|k| k.serves(JwtAlgorithm::ES256)));
+    }
+
+    #[test]
+    fn a_rotation_is_a_change_of_key_ids_whatever_their_order() {
+        let keys = |kids: &[&str]| -> Vec<KeyInfo> {
+            kids.iter()
+                .map(|kid| KeyInfo {
+                    kid: (!kid.is_empty()).then(|| (*kid).to_owned()),
+                    kty: "RSA".to_owned(),
+                    alg: None,
+                    crv: None,
+                    key_use: None,
+                    usable: true,
+                })
+                .collect()
+        };
+        assert_eq!(Rotation::between(&keys(&["a", "b"]), &keys(&["b", "a"])), None);
+        assert_eq!(
+            Rotation::between(&keys(&["a", "b", ""]), &keys(&["b", "c"])),
+            Some(Rotation {
+                added: vec!["c".to_owned()],
+                removed: vec!["a".to_owned()]
+            }),
+            "a key without kid has no id"
+        );
+        let many: Vec<String> = (0..25).map(|i| format!("k{i:02}")).collect();
+        let listed = Rotation::list(&many);
+        assert!(listed.ends_with(",k19 and 5 more"), "{listed}");
+        assert_eq!(
+            Rotation::list(&["a\nb,c".to_owned(), "x".repeat(100)])[..5].to_owned(),
+            "a?b?c"
+        );
+        assert_eq!(Rotation::list(&["x".repeat(100)]).len(), 64);
     }
 
     #[test]

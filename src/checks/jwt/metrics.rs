@@ -1,4 +1,4 @@
-//! The `jwt` check's figures: `vigil_jwt_*` and `vigil_jwks_keys`.
+//! The `jwt` check's figures: `vigil_jwt_*`, `vigil_jwks_keys` and `vigil_jwks_rotations_total`.
 
 use prometheus::core::Collector;
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts};
@@ -14,8 +14,9 @@ pub(crate) struct JwtMetrics {
     pub secret: Option<JwtSecretMetrics>,
     /// With `validate_url` and a shared secret.
     pub gateway: Option<JwtGatewayMetrics>,
-    /// With `jwks_url`: the keys in the last good set.
+    /// With `jwks_url`: the keys in the last good set, and the changes of its key ids.
     pub jwks_keys: Option<IntGauge>,
+    pub jwks_rotations_total: Option<IntCounter>,
 }
 
 /// The mounted secret: valid or not, which one (by fingerprint), how often it changed.
@@ -97,21 +98,28 @@ impl JwtMetrics {
         } else {
             None
         };
-        let jwks_keys = if jwks {
+        let (jwks_keys, jwks_rotations_total) = if jwks {
             let gauge = IntGauge::new(
                 "vigil_jwks_keys",
                 "Keys in the last good JWKS fetched from the auth service.",
             )?;
-            let handle = gauge.clone();
-            metrics.register_group(name, move || vec![Box::new(handle.clone())])?;
-            Some(gauge)
+            let rotations = IntCounter::new(
+                "vigil_jwks_rotations_total",
+                "Changes of the set of key ids (kid) of the auth service's JWKS seen since the agent started (the first set is none).",
+            )?;
+            let handles = (gauge.clone(), rotations.clone());
+            metrics.register_group(name, move || -> Vec<Box<dyn Collector>> {
+                vec![Box::new(handles.0.clone()), Box::new(handles.1.clone())]
+            })?;
+            (Some(gauge), Some(rotations))
         } else {
-            None
+            (None, None)
         };
         Ok(JwtMetrics {
             secret,
             gateway,
             jwks_keys,
+            jwks_rotations_total,
         })
     }
 }

@@ -54,6 +54,7 @@ const ROTATIONS: Figure = Figure::new("rotations", Unit::Count);
 const ACCEPTS_VALID: Figure = Figure::new("gateway_accepts_valid_token", Unit::Flag);
 const REJECTS_FORGED: Figure = Figure::new("gateway_rejects_forged_token", Unit::Flag);
 const JWKS_KEYS: Figure = Figure::new("jwks_keys", Unit::Count);
+const JWKS_ROTATIONS: Figure = Figure::new("jwks_rotations", Unit::Count);
 const JWKS_AGE: Figure = Figure::new("jwks_age", Unit::Seconds);
 const CLOCK_SKEW: Figure = Figure::new("clock_skew", Unit::Seconds);
 
@@ -100,6 +101,8 @@ pub(crate) struct JwtCheck {
     /// The earliest certificate expiry the run's https requests were shown, and its judge.
     seen: Arc<cert::Earliest>,
     expiry: cert::Expiry,
+    /// Our client certificate (mutual TLS), read again each run, its expiry judged.
+    client_cert: Option<cert::ClientCertificate>,
 }
 
 /// The `jwt` kind: `[jwt]`, critical and shared by default.
@@ -154,8 +157,22 @@ impl JwtCheck {
         let seen = Arc::new(cert::Earliest::default());
         let client = match (&config.validate_url, &config.jwks_url) {
             (None, None) => None,
-            _ => Some(cx.http_client("jwt", config.ca_file.as_deref())?),
+            _ => {
+                let client_cert = config
+                    .client_cert_file
+                    .as_deref()
+                    .zip(config.client_key_file.as_deref());
+                Some(cx.mtls_client("jwt", config.ca_file.as_deref(), client_cert)?)
+            }
         };
+        let client_cert = client.as_ref().and_then(|client| {
+            cert::ClientCertificate::of(
+                client,
+                "jwt",
+                &cx.metrics.tls_client_cert_expiry_timestamp_seconds,
+                config.cert_warn,
+            )
+        });
         // The gateway probe signs with the shared secret; with RS256/ES256 vigil holds no
         // private key, so there is nothing it could sign (the README says so).
         let gateway = match (&config.validate_url, &client) {
@@ -192,12 +209,18 @@ impl JwtCheck {
             metrics,
             seen,
             expiry: cert::Expiry::new("jwt", &cx.metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn),
+            client_cert,
         })
     }
 
     async fn run(&mut self) -> Outcome {
         let mut report = Report::new();
         report.detail("algorithm", json!(format!("{:?}", self.algorithm)));
+        // Renewed client certificate files are read before the handshakes that present them.
+        if let Some(client_cert) = &self.client_cert {
+            report.find_all(client_cert.refresh().await);
+            report.detail("client_certificate", client_cert.describe());
+        }
         // The secret, its self-test and the tokens for the gateway: all synchronous, so a cut
         // at the timeout never leaves the rotation state half-updated.
         let tokens = match self.source.clone() {
@@ -300,6 +323,12 @@ impl JwtCheck {
     fn report_jwks(&self, jwks: JwksReport, report: &mut Report) {
         for finding in jwks.findings {
             report.find(finding);
+        }
+        if let (Some(_), Some(counter)) = (&jwks.rotation, &self.metrics.jwks_rotations_total) {
+            counter.inc();
+        }
+        if let Some(counter) = &self.metrics.jwks_rotations_total {
+            report.observe(JWKS_ROTATIONS.of(counter.get() as f64));
         }
         if let Some(keys) = jwks.keys {
             if let Some(gauge) = &self.metrics.jwks_keys {

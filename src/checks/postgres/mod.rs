@@ -184,6 +184,26 @@ impl CheckKind for Kind {
         keys.resolve()
     }
 
+    /// The URL's ports over TCP (libpq's default 5432 when it names none); none when it names
+    /// only Unix sockets.
+    fn remote_ports(section: &Postgres) -> Vec<u16> {
+        let config = &section.target.config;
+        let tcp = config
+            .get_hosts()
+            .iter()
+            .any(|host| matches!(host, tokio_postgres::config::Host::Tcp(_)));
+        if !tcp {
+            return Vec::new();
+        }
+        let mut ports = match config.get_ports() {
+            [] => vec![5432],
+            ports => ports.to_vec(),
+        };
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     fn build(
         section: &Postgres,
         settings: &CheckSettings,

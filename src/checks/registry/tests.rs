@@ -13,7 +13,7 @@ use crate::checks::postgres::config::Postgres;
 use crate::checks::postgres::url::{PostgresTarget, SslMode};
 use crate::checks::system::config::System;
 use crate::checks::upstream::config::{Upstream, UpstreamUrl};
-use crate::checks::{gateway, jwt, pgbouncer, pod, postgres, system, upstream};
+use crate::checks::{gateway, jwt, pgbouncer, pod, postgres, sockets, system, upstream};
 use crate::config::*;
 use crate::net::http::HttpVersion;
 
@@ -507,7 +507,7 @@ fn every_bad_value_names_its_key() {
         ),
         (
             "colour = \"blue\"\n",
-            "colour: unknown key; expected one of listen, defaults, shutdown, diag, postgres, pgbouncer, jwt, gateway, upstream, system, kubernetes, fleet",
+            "colour: unknown key; expected one of listen, defaults, shutdown, diag, postgres, pgbouncer, jwt, gateway, upstream, system, kubernetes, sockets, fleet",
         ),
         (
             "[gateway]\nhealth_url = \"ftp://gw/healthz\"\n",
@@ -659,6 +659,9 @@ critical = true
 name = "users"
 url = "http://users/healthz"
 expect_status = "3xx"
+[sockets]
+listen_ports = [8080]
+close_wait_warn = 20
 "#;
 
 #[test]
@@ -697,6 +700,16 @@ fn the_printed_configuration_loads_again_to_the_same_one() {
     assert!(orders.headers.iter().all(|(_, value)| value.is_sensitive()));
     assert!(!format!("{orders:?}").contains("upstream-secret"));
     assert!(view(&original).gateway.is_some() && view(&original).jwt.is_some() && view(&original).system.is_some());
+    let sockets = sections::<sockets::Kind>(&original).pop().unwrap();
+    assert_eq!(
+        sockets.ports.as_deref(),
+        Some(&[6432][..]),
+        "[postgres]'s port, printed"
+    );
+    assert_eq!(
+        (sockets.listen_ports.as_slice(), sockets.close_wait_warn),
+        (&[8080][..], 20)
+    );
 
     // A URL from a file prints as the file, and loads again as it is.
     let dir = tempfile::tempdir().unwrap();
@@ -821,4 +834,41 @@ fn grpc_and_http_version_keys_belong_to_their_kinds() {
         assert_eq!(error(&toml, &[]), expected, "for {toml:?}");
     }
     assert!(error(&entry("http://a/", "http_version = \"3\""), &[]).starts_with("upstream[0].http_version: "));
+}
+
+#[test]
+fn sockets_watch_the_postgres_ports_unless_told_and_a_reload_sees_them_change() {
+    let ports = |toml: &str| -> Option<Vec<u16>> {
+        let config = load_str(toml, &[]).unwrap();
+        sections::<sockets::Kind>(&config).pop().unwrap().keys.ports
+    };
+    assert_eq!(ports("[sockets]\n"), Some(vec![]), "no [postgres]: no port");
+    assert_eq!(
+        ports("[postgres]\nurl = \"postgres://u@db/gw\"\n[sockets]\n"),
+        Some(vec![5432]),
+        "libpq's default port"
+    );
+    assert_eq!(
+        ports("[postgres]\nurl = \"host=a,b port=6432,6433 dbname=gw\"\n[sockets]\n"),
+        Some(vec![6432, 6433])
+    );
+    assert_eq!(
+        ports("[postgres]\nurl = \"host=/run/postgresql dbname=gw\"\n[sockets]\n"),
+        Some(vec![]),
+        "a Unix socket has no port"
+    );
+    assert_eq!(
+        ports("[postgres]\nurl = \"postgres://u@db:6432/gw\"\n[sockets]\nports = [6379]\n"),
+        Some(vec![6379]),
+        "ports as written win"
+    );
+    let before = load_str("[postgres]\nurl = \"postgres://u@db:5432/gw\"\n[sockets]\n", &[]).unwrap();
+    let after = load_str("[postgres]\nurl = \"postgres://u@db:6432/gw\"\n[sockets]\n", &[]).unwrap();
+    assert_ne!(
+        before.check("sockets"),
+        after.check("sockets"),
+        "a reload rebuilds a [sockets] whose default port changed"
+    );
+    let error = error("[sockets]\nports = [0]\n", &[]);
+    assert!(error.starts_with("sockets.ports: "), "{error}");
 }

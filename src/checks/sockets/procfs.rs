@@ -415,6 +415,7 @@ impl Tally {
     }
 
     /// Connections to `port` by state; `None` when the port is not watched.
+    #[cfg(test)]
     pub(crate) fn connections(&self, port: u16) -> Option<&ByState> {
         let i = self.ports.binary_search(&port).ok()?;
         self.by_port.get(i)
@@ -426,6 +427,7 @@ impl Tally {
     }
 
     /// The listeners on `port`; `None` when the port is not watched.
+    #[cfg(test)]
     pub(crate) fn listening(&self, port: u16) -> Option<Listening> {
         let i = self.listen_ports.binary_search(&port).ok()?;
         self.listening.get(i).copied()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::Invalid;
 use crate::config::de::{duration, headers, method};
-use crate::config::limits::{cert_warn, default_cert_warn, default_window, window};
+use crate::config::limits::{cert_warn, client_cert_pair, default_cert_warn, default_window, window};
 use crate::core::url::HttpUrl;
 use crate::net::http::HttpVersion;
 
@@ -67,6 +67,17 @@ pub(crate) struct Upstream {
     /// probe every address the name resolves to (at most 64), each in the same run.
     #[serde(default)]
     pub addresses: AddressMode,
+    /// Our client certificate (PEM, the chain's leaf first) for an https, grpcs or tls upstream
+    /// that requires mutual TLS: presented when the server asks, read when the check is built
+    /// and again on every run (a cert-manager renewal, rewritten in place or swapped in a
+    /// Secret volume, is picked up without a restart); its expiry is judged against
+    /// `cert_warn`. Default none; only with `client_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key of `client_cert_file` (PEM: PKCS#8, PKCS#1 or SEC1); read like it,
+    /// never printed. Default none; only with `client_cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `upstream[].addresses`.
@@ -102,6 +113,11 @@ impl Upstream {
             ));
         }
         cert_warn(&format!("{prefix}.cert_warn"), self.cert_warn)?;
+        client_cert_pair(
+            prefix,
+            self.client_cert_file.as_deref(),
+            self.client_key_file.as_deref(),
+        )?;
         self.validate_kind_keys(prefix)?;
         window(&format!("{prefix}.window"), self.window, interval)
     }
@@ -111,6 +127,20 @@ impl Upstream {
     fn validate_kind_keys(&self, prefix: &str) -> Result<(), Invalid> {
         let is_http = matches!(self.url, UpstreamUrl::Http(_));
         let is_grpc = matches!(self.url, UpstreamUrl::Grpc(_) | UpstreamUrl::Grpcs(_));
+        let is_tls = match &self.url {
+            UpstreamUrl::Http(url) => url.uri().scheme_str() == Some("https"),
+            UpstreamUrl::Grpcs(_) | UpstreamUrl::Tls(_) => true,
+            UpstreamUrl::Grpc(_) | UpstreamUrl::Tcp(_) => false,
+        };
+        if self.client_cert_file.is_some() && !is_tls {
+            return Err(Invalid::new(
+                format!("{prefix}.client_cert_file"),
+                format!(
+                    "applies only to https://, grpcs:// and tls:// upstreams (a client certificate needs TLS), not to {}",
+                    self.url.as_str()
+                ),
+            ));
+        }
         if self.http_version.is_some() && !is_http {
             return Err(Invalid::new(
                 format!("{prefix}.http_version"),

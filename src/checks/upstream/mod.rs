@@ -8,6 +8,7 @@
 //! the window's p95, so one slow answer among many fast ones does not page anyone.
 
 pub(crate) mod config;
+mod excerpt;
 pub(crate) mod metrics;
 
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use crate::checks::latency::{LatencyWindow, Percentiles};
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
 use crate::config::{CheckSettings, Invalid, Scope, Shape};
 use crate::core::fmt;
-use crate::core::outcome::{FailureKind, Finding, Observation, Outcome, Report, Status, Unit};
+use crate::core::outcome::{FailureKind, Finding, Observation, Outcome, Report, Rerun, Status, Unit};
 use crate::metrics::Metrics;
 use crate::net::attempt::ProbeResponse;
 use crate::net::attempt::{Phases, ProbeError, ProbeFailure};
@@ -44,6 +45,12 @@ const HTTP2_HINT: &str = "the server (or a proxy in front of it) does not offer 
                           http_version = \"auto\" or \"1.1\"; a gRPC server must be reached over HTTP/2 end to end";
 const NOT_GRPC_HINT: &str = "the port does not answer as a gRPC server: check the URL's port, and that nothing in \
                              between (an HTTP/1.1 proxy, a load balancer) turns gRPC away";
+const RATE_LIMIT_HINT: &str = "the upstream asked callers to wait (Retry-After); vigil waits as asked before it asks \
+                               again (at most 10 intervals): check the upstream's rate limits and who else calls it";
+const CLIENT_CERT_REQUIRED_HINT: &str = "the upstream requires mutual TLS: set client_cert_file and client_key_file to \
+                                         a certificate its CA trusts (a cert-manager Certificate's Secret, mounted)";
+const CLIENT_CERT_REFUSED_HINT: &str = "the upstream does not trust our client certificate: is it signed by the CA the \
+                                        upstream trusts, for a name it accepts, and not expired?";
 const TLS_HINT: &str = "the upstream's certificate is not trusted or not valid for its name: \
                         set ca_file to the CA that signed it, or check the certificate's names and dates";
 
@@ -65,6 +72,8 @@ pub(crate) struct UpstreamCheck {
     /// `addresses = "all"` over [`MAX_ADDRESSES`]: where in the sorted addresses the next run's
     /// share starts, so that every address is probed in turn.
     next_share: usize,
+    /// Our client certificate (mutual TLS), read again each run, its expiry judged.
+    client_cert: Option<cert::ClientCertificate>,
 }
 
 /// What every address of one run answered (`addresses = "all"`).
@@ -173,14 +182,18 @@ impl CheckKind for Kind {
         validate_names(sections)
     }
 
-    /// Every upstream without a `ca_file` shares the one client.
+    /// Every upstream without a `ca_file` or a client certificate shares the one client.
     fn build(
         section: &Upstream,
         settings: &CheckSettings,
         name: &str,
         cx: &BuildContext<'_>,
     ) -> Result<Scheduled, BuildError> {
-        let client = cx.http_client(name, section.ca_file.as_deref())?;
+        let client_cert = section
+            .client_cert_file
+            .as_deref()
+            .zip(section.client_key_file.as_deref());
+        let client = cx.mtls_client(name, section.ca_file.as_deref(), client_cert)?;
         let check = UpstreamCheck::new(section, settings, name, client, cx.metrics);
         Ok(Scheduled::new(name, *settings, check))
     }
@@ -205,6 +218,12 @@ impl UpstreamCheck {
             every_address: config.addresses == AddressMode::All,
             expiry: cert::Expiry::new(name, &metrics.tls_cert_expiry_timestamp_seconds, config.cert_warn),
             next_share: 0,
+            client_cert: cert::ClientCertificate::of(
+                &client,
+                name,
+                &metrics.tls_client_cert_expiry_timestamp_seconds,
+                config.cert_warn,
+            ),
             client,
             expect: config.expect_status.clone(),
             latency_warn: config.latency_warn,
@@ -222,17 +241,28 @@ impl UpstreamCheck {
     }
 
     async fn run_once(&mut self) -> Outcome {
-        let deadline = crate::net::attempt::inner_deadline(self.timeout);
-        if self.every_address {
-            return self.run_every_address(deadline).await;
+        let started = std::time::Instant::now();
+        // Renewed client certificate files are read before the handshake that presents them.
+        let ours = match &self.client_cert {
+            Some(client_cert) => client_cert.refresh().await,
+            None => Vec::new(),
+        };
+        let deadline = crate::net::attempt::inner_deadline(self.timeout).saturating_sub(started.elapsed());
+        let mut report = if self.every_address {
+            self.run_every_address(deadline).await
+        } else {
+            let result = self.probe(None, deadline).await;
+            let now = Instant::now();
+            match result {
+                Ok(response) => self.answered(response, now),
+                Err(failure) => self.failed(failure, now),
+            }
+        };
+        report.find_all(ours);
+        if let Some(client_cert) = &self.client_cert {
+            report.detail("client_certificate", client_cert.describe());
         }
-        let result = self.probe(None, deadline).await;
-        let now = Instant::now();
-        match result {
-            Ok(response) => self.answered(response, now),
-            Err(failure) => self.failed(failure, now),
-        }
-        .into_outcome()
+        report.into_outcome()
     }
 
     /// One probe, of the name (`at` none) or of one of its addresses.
@@ -266,7 +296,7 @@ impl UpstreamCheck {
     /// a run, the rest in turn over the next runs) probed side by side within the run; pass when
     /// all pass, warn naming the failing ones when some fail, fail when all fail. The figures
     /// are those of the slowest good answer; the count is of every address the name resolved to.
-    async fn run_every_address(&mut self, deadline: Duration) -> Outcome {
+    async fn run_every_address(&mut self, deadline: Duration) -> Report {
         let started = std::time::Instant::now();
         let (host, port) = self.target.host_port();
         let resolved = tokio::time::timeout(deadline, crate::net::connect::resolve(host, port)).await;
@@ -287,7 +317,7 @@ impl UpstreamCheck {
                     addresses: Some(0),
                     cert_not_after: None,
                 };
-                return self.failed(failure, Instant::now()).into_outcome();
+                return self.failed(failure, Instant::now());
             }
         };
         let (addresses, not_probed) = self.share(&mut resolved);
@@ -323,7 +353,7 @@ impl UpstreamCheck {
             let listed: Vec<String> = not_probed.iter().map(ToString::to_string).collect();
             report.detail("addresses_not_probed", serde_json::json!(listed));
         }
-        report.into_outcome()
+        report
     }
 
     /// This run's share of `resolved` (sorted in place): at most [`MAX_ADDRESSES`], starting
@@ -474,16 +504,21 @@ impl UpstreamCheck {
         report.details(details);
         report.find_all(self.certificate(response.cert_not_after));
         if !expected {
-            let reason = match self.target {
-                Target::Http(_) => format!(
-                    "{}: status {}, expected {}",
-                    self.target.describe(),
-                    response.status,
-                    describe_expect(&self.expect)
+            let (reason, wait) = match self.target {
+                Target::Http(_) => self.unexpected_status(&response),
+                _ => (
+                    format!("{}: {}", self.target.describe(), self.target.refusal(&response)),
+                    None,
                 ),
-                _ => format!("{}: {}", self.target.describe(), self.target.refusal(&response)),
             };
-            report.find(Finding::fail(FailureKind::HttpStatus, reason).with_hint(self.refusal_hint(&response)));
+            let hint = match wait {
+                Some(wait) => {
+                    report.rerun(Rerun::NotBefore(wait));
+                    RATE_LIMIT_HINT
+                }
+                None => self.refusal_hint(&response),
+            };
+            report.find(Finding::fail(FailureKind::HttpStatus, reason).with_hint(hint));
         } else {
             let slow = percentiles.and_then(|p| {
                 let (fail, warn) = (self.latency_fail, self.latency_warn);
@@ -503,6 +538,29 @@ impl UpstreamCheck {
             report.find_all(slow);
         }
         report
+    }
+
+    /// The reason for an HTTP answer whose status is not expected: the status, or for a 429
+    /// or 503 with `Retry-After` the wait asked for, then what the upstream said (the start of
+    /// its body, one printable line). With the wait, for the next run to keep.
+    fn unexpected_status(&self, response: &ProbeResponse) -> (String, Option<Duration>) {
+        let now = SystemTime::now();
+        let (status, wait) = match (response.status, response.retry_after) {
+            (status @ (429 | 503), Some(retry_after)) => {
+                let what = if status == 429 { "rate limited" } else { "unavailable" };
+                let status = format!("{what} ({status}), Retry-After {}s", retry_after.seconds(now));
+                (status, Some(retry_after.wait(now)))
+            }
+            (status, _) => (
+                format!("status {status}, expected {}", describe_expect(&self.expect)),
+                None,
+            ),
+        };
+        let reason = match excerpt::excerpt(&response.body) {
+            said if said.is_empty() => format!("{}: {status}", self.target.describe()),
+            said => format!("{}: {status}: {said}", self.target.describe()),
+        };
+        (reason, wait)
     }
 
     fn failed(&mut self, failure: ProbeFailure, now: Instant) -> Report {
@@ -543,6 +601,8 @@ impl UpstreamCheck {
                 endpoints_command(host)
             ),
             ProbeError::Tls(_) | ProbeError::ServerName(_) => TLS_HINT.to_owned(),
+            ProbeError::ClientCertificateRequired(_) => CLIENT_CERT_REQUIRED_HINT.to_owned(),
+            ProbeError::ClientCertificateRefused(_) => CLIENT_CERT_REFUSED_HINT.to_owned(),
             ProbeError::NotHttp2 { .. } => HTTP2_HINT.to_owned(),
             ProbeError::Grpc(_) => NOT_GRPC_HINT.to_owned(),
             _ => DOWN_HINT.to_owned(),
