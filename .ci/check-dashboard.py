@@ -11,7 +11,9 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXPECTED = [
     "Readiness", "Checks over time (status per check)", "DB connection saturation", "Gateway DB pool saturation",
-    "Gateway DB pool connections", "Upstream latency percentiles", "JWT secret rotations", "JWT secret fingerprints",
+    "Gateway DB pool connections",
+    "Gateway request rate", "Gateway responses by class (share of requests)", "Gateway latency p50 / p95 / p99",
+    "Upstream latency percentiles", "JWT secret rotations", "JWT secret fingerprints",
     "CPU against the limit", "Memory against the limit",
     "Fleet panic (replicas holding readiness, per shared check)",
     "Gateway container CPU against its limit", "Gateway container memory against its limit",

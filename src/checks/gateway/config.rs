@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::presets::TrafficPreset;
 use crate::config::Invalid;
 use crate::config::de::{duration, opt_duration};
 use crate::config::limits::{
@@ -46,14 +47,29 @@ pub(crate) struct Gateway {
     /// Pool in use / max at which the check fails. Default 0.95; above 0, at most 1.
     #[serde(default = "default_saturation_fail")]
     pub pool_saturation_fail: f64,
-    /// The gateway's request counter, with a `status` label. Default `http_requests_total`;
-    /// a metric name.
-    #[serde(default = "default_requests_metric")]
-    pub requests_metric: String,
-    /// The gateway's request duration histogram. Default `http_request_duration_seconds`;
-    /// a metric name.
-    #[serde(default = "default_duration_metric")]
-    pub duration_metric: String,
+    /// Which gateway's metric names carry its served traffic: `generic` (default:
+    /// `http_requests_total` by `status` or `code`, `http_request_duration_seconds`), `haproxy`,
+    /// `caddy`, `envoy`, `traefik`, `kong`, `nginx_ingress` or `spring` (docs/gateway-presets.md).
+    #[serde(default)]
+    pub traffic_metrics: TrafficPreset,
+    /// The gateway's request counter (or a histogram's `_count`), instead of the preset's.
+    /// Default none (the preset's; `http_requests_total` for `generic`); a metric name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_metric: Option<String>,
+    /// The gateway's request duration histogram (its family name, without `_bucket`), instead
+    /// of the preset's, in the preset's unit. Default none (`http_request_duration_seconds` for
+    /// `generic`); a metric name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_metric: Option<String>,
+    /// The request counter's label that holds the status (a code or a class), instead of the
+    /// preset's. Default none; a Prometheus label name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_label: Option<String>,
+    /// The request counter's label that names a route, an upstream or a service: every traffic
+    /// warn names the one that contributed most. Default none; a Prometheus label name. At most
+    /// 10 of its values are kept per window, the rest summed as `other`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
     /// 5xx / all over `window` at which the check warns (the runbook's 5%). Default 0.05;
     /// above 0, at most 1.
     #[serde(default = "default_error_ratio_warn")]
@@ -62,6 +78,14 @@ pub(crate) struct Gateway {
     /// above 0, at most 1, above `error_ratio_warn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_ratio_fail: Option<f64>,
+    /// 401 + 403 / all over `window` at which the check warns (the runbook's 401s); it never
+    /// fails. Default 0.10; above 0, at most 1.
+    #[serde(default = "default_unauthorized_ratio_warn")]
+    pub unauthorized_ratio_warn: f64,
+    /// 429 / all over `window` at which the check warns; it never fails. Default 0.05; above 0,
+    /// at most 1.
+    #[serde(default = "default_throttled_ratio_warn")]
+    pub throttled_ratio_warn: f64,
     /// p95 of served requests over `window` at which the check warns (the runbook's 2 s).
     /// Default `2s`.
     #[serde(default = "default_latency_p95_warn", with = "duration")]
@@ -70,7 +94,7 @@ pub(crate) struct Gateway {
     /// `latency_p95_warn`.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub latency_p95_fail: Option<Duration>,
-    /// The span the error ratio and the p95 cover. Default `5m`; between the interval and 24h.
+    /// The span the traffic figures (rate, shares, quantiles) cover. Default `5m`; between the interval and 24h.
     #[serde(default = "default_window", with = "duration")]
     pub window: Duration,
     /// How close the earliest `notAfter` of the certificate chain an https `health_url` or
@@ -150,8 +174,24 @@ impl Gateway {
                 metric_name(key, name)?;
             }
         }
-        metric_name("gateway.requests_metric", &self.requests_metric)?;
-        metric_name("gateway.duration_metric", &self.duration_metric)?;
+        ratio("gateway.unauthorized_ratio_warn", self.unauthorized_ratio_warn)?;
+        ratio("gateway.throttled_ratio_warn", self.throttled_ratio_warn)?;
+        for (key, name) in [
+            ("gateway.requests_metric", &self.requests_metric),
+            ("gateway.duration_metric", &self.duration_metric),
+        ] {
+            if let Some(name) = name {
+                metric_name(key, name)?;
+            }
+        }
+        for (key, name) in [
+            ("gateway.status_label", &self.status_label),
+            ("gateway.group_by", &self.group_by),
+        ] {
+            if let Some(name) = name {
+                label_name(key, name)?;
+            }
+        }
         window("gateway.window", self.window, interval)
     }
 }
@@ -169,12 +209,24 @@ pub(crate) enum PoolPreset {
     GoSql,
 }
 
-fn default_requests_metric() -> String {
-    "http_requests_total".to_owned()
+/// A Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`): what `group_by` and `status_label`
+/// are matched against, so anything else could never match and is refused at load.
+fn label_name(key: &str, name: &str) -> Result<(), Invalid> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err(Invalid::new(key, format!("not a Prometheus label name: {name:?}")))
+    }
 }
 
-fn default_duration_metric() -> String {
-    "http_request_duration_seconds".to_owned()
+fn default_unauthorized_ratio_warn() -> f64 {
+    0.10
+}
+
+fn default_throttled_ratio_warn() -> f64 {
+    0.05
 }
 
 fn default_error_ratio_warn() -> f64 {

@@ -1,16 +1,16 @@
 //! `gateway`: the api-gateway's own health endpoint, probed like an upstream, and its
 //! `/metrics`, scraped and parsed (see [`crate::promtext`]) for its DB pool ([`pool`]) and,
-//! when it exports them, its served traffic ([`traffic`]).
+//! when it exports them, its served traffic ([`traffic`], by the gateway's own names:
+//! [`presets`]).
 //!
 //! The pool and health decide pass/fail; the traffic figures only warn unless
 //! `error_ratio_fail` / `latency_p95_fail` are set, because every replica sees the same
 //! traffic and failing them all at once would empty the load balancer.
 
 pub(crate) mod config;
+mod counts;
 pub(crate) mod metrics;
 mod pool;
-// Not wired yet (issue 22): the presets and their counting, for the traffic assessment.
-#[allow(dead_code)]
 mod presets;
 mod traffic;
 
@@ -215,14 +215,14 @@ impl GatewayCheck {
                     ),
                     Err(why) => self.facts.pool_unknown(why),
                 }
-                self.traffic.assess(&exposition, now, &self.metrics, report);
+                self.traffic.assess(&exposition, now, &mut self.metrics, report);
                 true
             }
             Err((kind, reason)) => {
                 self.facts
                     .pool_unknown(format!("the gateway's metrics could not be read: {reason}"));
                 self.metrics.pool_unknown();
-                self.metrics.traffic_unknown(true, true);
+                self.metrics.traffic_unknown();
                 // With a health endpoint, a missing scrape only leaves the pool unknown.
                 let severity = if self.health.is_some() {
                     Status::Warn

@@ -513,6 +513,18 @@ fn every_bad_value_names_its_key() {
             "[gateway]\nhealth_url = \"ftp://gw/healthz\"\n",
             "gateway.health_url: must be an http:// or https:// URL, got \"ftp://gw/healthz\"",
         ),
+        (
+            "[gateway]\nhealth_url = \"http://gw/\"\ntraffic_metrics = \"nginx\"\n",
+            "gateway.traffic_metrics: unknown variant `nginx`, expected one of `generic`, `haproxy`, `caddy`, `envoy`, `traefik`, `kong`, `nginx_ingress`, `spring`",
+        ),
+        (
+            "[gateway]\nhealth_url = \"http://gw/\"\ngroup_by = \"route-id\"\n",
+            "gateway.group_by: not a Prometheus label name: \"route-id\"",
+        ),
+        (
+            "[gateway]\nhealth_url = \"http://gw/\"\nthrottled_ratio_warn = 5\n",
+            "gateway.throttled_ratio_warn: must be between 0 and 1, got 5",
+        ),
         ("[jwt]\nalgorithm = \"RS256\"\n", "jwt.jwks_url: required for RS256"),
         (
             "[jwt]\nalgorithm = \"ES256\"\njwks_url = \"http://auth/jwks\"\nvalidate_url = \"http://gw/v\"\n",
@@ -625,10 +637,15 @@ pool_max_metric = "my_pool_max"
 pool_waiting_metric = "my_pool_waiting"
 pool_saturation_warn = 0.6
 pool_saturation_fail = 0.7
+traffic_metrics = "kong"
 requests_metric = "requests_total"
 duration_metric = "request_seconds"
+status_label = "status_code"
+group_by = "route"
 error_ratio_warn = 0.02
 error_ratio_fail = 0.1
+unauthorized_ratio_warn = 0.2
+throttled_ratio_warn = 0.01
 latency_p95_warn = "500ms"
 latency_p95_fail = "1s"
 window = "10m"
