@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::client::{self, ApiClient, ApiError};
 use super::objects::Pod;
-use super::watch::Store;
+use super::store::Store;
 use crate::core::outcome::Finding;
 use crate::core::outcome::Status;
 
