@@ -46,6 +46,8 @@ pub(crate) const WATCH_SECONDS: std::ops::RangeInclusive<u64> = 300..=600;
 pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(150);
 /// Items asked per list page (client-go's pager: 500).
 pub(crate) const PAGE_SIZE: u32 = 500;
+/// How long the end of a stream is waited for after an `ERROR` event.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
 /// The most pages one list may take (a server that sends `continue` forever is not followed
 /// forever).
 pub(crate) const MAX_PAGES: usize = 64;
@@ -280,6 +282,7 @@ async fn watch<T: Object>(
             }
             "ERROR" => {
                 let status: Status = serde_json::from_str(object).unwrap_or_default();
+                drain(&mut lines).await;
                 return match status.code {
                     Some(410) => Ended::Gone,
                     code => Ended::Failed(ApiError::Status {
@@ -292,6 +295,16 @@ async fn watch<T: Object>(
             _ => {}
         }
     }
+}
+
+/// Reads a stream to its end for a moment: the server ends a watch right after an `ERROR` event
+/// (the watch cache's error watcher closes), and a stream read to its end gives its connection
+/// back for the next request instead of a new TCP and TLS handshake.
+async fn drain(lines: &mut client::Lines) {
+    let _ = tokio::time::timeout(DRAIN_WAIT, async {
+        while let Ok(Some(_)) = lines.next_line().await {}
+    })
+    .await;
 }
 
 #[cfg(test)]
