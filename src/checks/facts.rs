@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::kube::Cluster;
 use crate::kube::objects::EndpointSlice;
-use crate::kube::watch::Store;
+use crate::kube::store::Store;
 
 /// The gateway's DB pool, as its last scrape read it (pools summed).
 #[derive(Debug, Clone, PartialEq)]

@@ -3,16 +3,18 @@
 //! `pod` check's section.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::de::duration;
 use super::error::Invalid;
 use super::limits::{dns_name, yes};
 use crate::core::url::HttpUrl;
 
 /// The keys of `[kubernetes]` that are the cluster's: the loader takes them out of the table
 /// before the `pod` check's section is read from what is left.
-pub(super) const CLUSTER_KEYS: [&str; 8] = [
+pub(super) const CLUSTER_KEYS: [&str; 9] = [
     "api_url",
     "token_file",
     "ca_file",
@@ -20,8 +22,15 @@ pub(super) const CLUSTER_KEYS: [&str; 8] = [
     "pod",
     "container",
     "service",
+    "metrics_interval",
     "events",
 ];
+
+/// The least and the most time between two reads of the metrics API: metrics-server refreshes
+/// its figures every 15 s by default (`--metric-resolution`, at least 10 s), so reading faster
+/// only costs the API server proxied requests.
+pub(crate) const METRICS_INTERVAL: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(5)..=Duration::from_secs(3600);
 
 /// The environment variables `[kubernetes]` takes its defaults from, read once at load: the
 /// API server's address (every pod has them) and the downward API's pod name and namespace. One
@@ -73,6 +82,11 @@ pub struct Kubernetes {
     /// Default none (no endpoints are watched); a DNS label.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The least time between two reads of the metrics API, whatever the `pod` check's
+    /// `interval` (a run in between reuses the last answer). Default `15s` (metrics-server's
+    /// usual resolution); 5s to 1h.
+    #[serde(with = "duration")]
+    pub metrics_interval: Duration,
     /// Whether status changes of the checks become Kubernetes Events on this pod. Default true.
     pub events: bool,
 }
@@ -102,6 +116,9 @@ pub(crate) struct KubernetesKeys {
     /// [`Kubernetes::service`].
     #[serde(default)]
     service: Option<String>,
+    /// [`Kubernetes::metrics_interval`].
+    #[serde(default = "default_metrics_interval", with = "duration")]
+    metrics_interval: Duration,
     /// [`Kubernetes::events`].
     #[serde(default = "yes")]
     events: bool,
@@ -197,6 +214,7 @@ impl KubernetesKeys {
             pod,
             container: self.container,
             service: self.service,
+            metrics_interval: self.metrics_interval,
             events: self.events,
         };
         kubernetes.validate()?;
@@ -230,8 +248,21 @@ impl Kubernetes {
         if let Some(service) = &self.service {
             dns_name("kubernetes.service", service, 63, false)?;
         }
+        if !METRICS_INTERVAL.contains(&self.metrics_interval) {
+            return Err(Invalid::new(
+                "kubernetes.metrics_interval",
+                format!(
+                    "must be between 5s and 1h (metrics-server refreshes every 15s by default), got {}",
+                    crate::core::fmt::duration(self.metrics_interval)
+                ),
+            ));
+        }
         Ok(())
     }
+}
+
+fn default_metrics_interval() -> Duration {
+    Duration::from_secs(15)
 }
 
 fn default_token_file() -> PathBuf {

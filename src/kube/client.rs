@@ -30,7 +30,8 @@ use crate::net::tls::HttpClient;
 /// The most one line of a watch stream may hold: the API server stores objects of at most
 /// 1.5 MiB (etcd's request limit), plus the event's envelope.
 pub(crate) const LINE_LIMIT: usize = 2 * 1024 * 1024;
-/// The most a list may hold (vigil lists one pod and one Service's slices).
+/// The most a list may hold, all its pages together (vigil lists one pod and one Service's
+/// slices).
 pub(crate) const LIST_LIMIT: usize = 8 * 1024 * 1024;
 /// The most any other answer may hold (PodMetrics, an Event written, an error's Status).
 pub(crate) const SMALL_LIMIT: usize = 256 * 1024;
@@ -48,13 +49,22 @@ pub(crate) enum ApiError {
     #[error("timed out after {0}")]
     Timeout(String),
     #[error("status {code}{}", status_suffix(.status))]
-    Status { code: u16, status: Box<Status> },
+    Status {
+        code: u16,
+        status: Box<Status>,
+        /// The server's `Retry-After` (its header, else the Status's `retryAfterSeconds`).
+        retry_after: Option<Duration>,
+    },
     #[error("the connection failed: {0}")]
     Http(#[from] hyper::Error),
     #[error("invalid request: {0}")]
     Request(#[from] http::Error),
     #[error("an answer over {0} bytes")]
     TooLarge(usize),
+    #[error("a list of more than {0} pages")]
+    TooManyPages(usize),
+    #[error("nothing received for {0}, not even a bookmark (a dead connection)")]
+    Silent(String),
     #[error("an answer vigil cannot read: {0}")]
     Json(String),
 }
@@ -96,6 +106,31 @@ impl ApiError {
         }
     }
 
+    /// Whether waiting and asking again may be all it takes: the API server rolling (a cut, a
+    /// refused or slow connection), overloaded (429, its `Retry-After`), failing for a moment
+    /// (5xx, among them 504 "too large resource version" while its cache catches up), or an
+    /// answer cut short. These are retried quietly; the rest (no token, 401, 403, another 4xx, an
+    /// answer over its cap) wait for a person, and are shown at once.
+    pub(crate) fn is_routine(&self) -> bool {
+        match self {
+            ApiError::Unreachable { .. }
+            | ApiError::Timeout(_)
+            | ApiError::Silent(_)
+            | ApiError::Http(_)
+            | ApiError::Json(_) => true,
+            ApiError::Status { code, .. } => matches!(code, 408 | 410 | 429 | 500..=599),
+            ApiError::Token(_) | ApiError::Request(_) | ApiError::TooLarge(_) | ApiError::TooManyPages(_) => false,
+        }
+    }
+
+    /// How long the server asked to be left alone, if it did.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// What failed, for a person: `kubernetes API: forbidden: cannot get pods/metrics in
     /// namespace api-gateway; grant it with deploy/base/rbac.yaml`, with a hint; a warn (an API
     /// server outage must not empty the Service).
@@ -126,9 +161,16 @@ impl ApiError {
                 format!("{verb} {resource} {self}"),
                 "the API server is slow or overloaded: kubectl get --raw /readyz?verbose; vigil keeps its last view of the pod meanwhile".to_owned(),
             ),
-            ApiError::Status { .. } | ApiError::Http(_) | ApiError::Request(_) | ApiError::TooLarge(_) | ApiError::Json(_) => (
+            ApiError::Status { .. }
+            | ApiError::Http(_)
+            | ApiError::Request(_)
+            | ApiError::TooLarge(_)
+            | ApiError::TooManyPages(_)
+            | ApiError::Silent(_)
+            | ApiError::Json(_) => (
                 match self {
                     ApiError::Status { .. } => FailureKind::HttpStatus,
+                    ApiError::Silent(_) => FailureKind::Timeout,
                     _ => FailureKind::Protocol,
                 },
                 format!("{verb} {resource}: {self}"),
@@ -180,10 +222,20 @@ impl ApiClient {
 
     /// `GET path`, the answer parsed as `T`, read to at most `limit` bytes.
     pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str, limit: usize) -> Result<T, ApiError> {
+        Ok(self.get_json_sized(path, limit).await?.0)
+    }
+
+    /// As [`ApiClient::get_json`], with the size of the answer (a list's pages share one cap).
+    pub(crate) async fn get_json_sized<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<(T, usize), ApiError> {
         let exchange = self.open(Method::GET, path, None).await?;
         let (body, connection) = exchange.read_all(limit).await?;
         give_back(&self.idle, connection);
-        serde_json::from_slice(&body).map_err(|e| ApiError::Json(e.to_string()))
+        let parsed = serde_json::from_slice(&body).map_err(|e| ApiError::Json(e.to_string()))?;
+        Ok((parsed, body.len()))
     }
 
     /// `method path` with a JSON body of `content_type`; any 2xx is success.
@@ -279,6 +331,11 @@ impl ApiClient {
         };
         if !(200..300).contains(&exchange.status) {
             let code = exchange.status;
+            let header = exchange
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
             let status = match exchange.read_all(SMALL_LIMIT).await {
                 Ok((text, connection)) => {
                     give_back(&self.idle, connection);
@@ -286,9 +343,11 @@ impl ApiClient {
                 }
                 Err(_) => Status::default(),
             };
+            let retry_after = header.or_else(|| status.retry_after_seconds()).map(Duration::from_secs);
             return Err(ApiError::Status {
                 code,
                 status: Box::new(status),
+                retry_after,
             });
         }
         Ok(exchange)
@@ -352,6 +411,7 @@ mod tests {
         let forbidden = ApiError::Status {
             code: 403,
             status: Box::default(),
+            retry_after: None,
         };
         assert_eq!(
             forbidden.problem("get", "pods/metrics", "api-gateway").reason,
@@ -360,6 +420,7 @@ mod tests {
         let expired = ApiError::Status {
             code: 401,
             status: Box::default(),
+            retry_after: None,
         };
         let problem = expired.problem("watch", "pods", "gw");
         assert_eq!(problem.kind, FailureKind::Auth);
@@ -373,6 +434,7 @@ mod tests {
                 message: Some("x".repeat(500)),
                 ..Status::default()
             }),
+            retry_after: None,
         };
         let reason = odd.problem("list", "pods", "gw").reason;
         assert!(
@@ -380,5 +442,23 @@ mod tests {
             "{reason}"
         );
         assert!(reason.chars().count() < 300, "an API server's message is cut: {reason}");
+    }
+
+    #[test]
+    fn routine_failures_are_the_ones_retrying_can_fix() {
+        let status = |code| ApiError::Status {
+            code,
+            status: Box::default(),
+            retry_after: None,
+        };
+        for code in [410, 429, 500, 503, 504] {
+            assert!(status(code).is_routine(), "{code}");
+        }
+        for code in [400, 401, 403, 404, 422] {
+            assert!(!status(code).is_routine(), "{code}");
+        }
+        assert!(ApiError::Timeout("10s".to_owned()).is_routine());
+        assert!(!ApiError::Token("no token".to_owned()).is_routine());
+        assert!(!ApiError::TooLarge(LIST_LIMIT).is_routine());
     }
 }

@@ -11,7 +11,18 @@
 //!   for its end (a later change of the same check replaces it; repeats of the same one are
 //!   counted), so a flapping check makes one write a minute, not one a run;
 //! - a change the same as one already posted (same type, reason and note) is added to that
-//!   Event's `series` (a merge PATCH of `count` and `lastObservedTime`) instead of a new Event.
+//!   Event's `series` (a merge PATCH of `count` and `lastObservedTime`) instead of a new Event,
+//!   for as long as the Event lives: the API server deletes an Event `--event-ttl` (1 h) after
+//!   its last write, each write starting the hour again (pkg/registry/core/event/storage,
+//!   `TTLFunc`), so a series written at least hourly is patched for as long as it goes on;
+//! - every Event names the pod by its `uid` as well (`kubectl describe pod` lists only the Events
+//!   whose `regarding.uid` is the pod's): a change that comes before the pod's watch has listed
+//!   it waits, in the same one-per-check slot, until the uid is known;
+//! - `reportingInstance` is the pod's name cut to the API's 128 bytes (`ValidateEventCreate`),
+//!   so that a long pod name does not make every Event a 422;
+//! - a write that fails for a routine reason (an API server rolling, 429, 5xx) is tried again at
+//!   the end of the check's minute, and shown as a problem of the `pod` check only once writes
+//!   have failed for longer than a minute; one refused for good (403, 422) is shown at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +36,7 @@ use tokio::time::Instant;
 
 use super::client::{self, ApiClient, ApiError};
 use super::objects::Pod;
-use super::watch::Store;
+use super::store::{GRACE, Store};
 use crate::core::outcome::Finding;
 use crate::core::outcome::Status;
 
@@ -35,9 +46,13 @@ pub(crate) const QUEUE: usize = 64;
 pub(crate) const PER_CHECK: Duration = Duration::from_secs(60);
 /// The API's limit on `note`, in bytes.
 pub(crate) const NOTE_LIMIT: usize = 1024;
+/// The API's limit on `reportingInstance`, in bytes.
+pub(crate) const INSTANCE_LIMIT: usize = 128;
 /// How long one write may take.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Events the API server keeps (its `--event-ttl` default is 1 h): older ones are not patched.
+/// How long after its last write an Event is still patched: the API server deletes it
+/// `--event-ttl` (1 h by default) after its last write; five minutes are left for clocks and
+/// queues. A patch that finds it gone (404) makes a new Event.
 const EVENT_KEPT: Duration = Duration::from_secs(55 * 60);
 /// Events remembered per check for series updates.
 const REMEMBERED: usize = 16;
@@ -158,18 +173,26 @@ fn key_of(change: &Change) -> Option<Key> {
     })
 }
 
-/// `note` cut to [`NOTE_LIMIT`] bytes at a character boundary.
-fn bounded_note(mut note: String) -> String {
+/// `note` cut to [`NOTE_LIMIT`] bytes at a character boundary, an ellipsis saying so.
+fn bounded_note(note: String) -> String {
     if note.len() <= NOTE_LIMIT {
         return note;
     }
-    let mut end = NOTE_LIMIT - '…'.len_utf8();
-    while !note.is_char_boundary(end) {
+    let mut cut = cut_bytes(&note, NOTE_LIMIT - '…'.len_utf8()).to_owned();
+    cut.push('…');
+    cut
+}
+
+/// The longest start of `text` of at most `limit` bytes that ends at a character boundary.
+fn cut_bytes(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    note.truncate(end);
-    note.push('…');
-    note
+    &text[..end]
 }
 
 /// An Event written, for series updates.
@@ -178,7 +201,14 @@ struct Written {
     key: Key,
     name: String,
     count: u32,
-    created: Instant,
+    /// Its last write (the create or the last series update): the server's TTL runs from there.
+    written: Instant,
+}
+
+impl Written {
+    fn alive(&self) -> bool {
+        self.written.elapsed() < EVENT_KEPT
+    }
 }
 
 #[derive(Debug, Default)]
@@ -190,9 +220,10 @@ struct CheckEvents {
 }
 
 impl CheckEvents {
-    fn due(&self) -> Option<Instant> {
+    /// When the waiting change may be written (`now` if the check never wrote).
+    fn due(&self, now: Instant) -> Option<Instant> {
         self.pending.as_ref()?;
-        Some(self.last_write.map_or_else(Instant::now, |at| at + PER_CHECK))
+        Some(self.last_write.map_or(now, |at| at + PER_CHECK))
     }
 }
 
@@ -205,6 +236,8 @@ pub(crate) struct Poster {
     pod_view: Arc<Store<Pod>>,
     stats: Arc<EventStats>,
     checks: HashMap<String, CheckEvents>,
+    /// Since when writes have failed routinely (an API server rolling, 429, 5xx).
+    failing_since: Option<Instant>,
 }
 
 impl Poster {
@@ -222,31 +255,49 @@ impl Poster {
             pod_view,
             stats,
             checks: HashMap::new(),
+            failing_since: None,
         }
     }
 
     /// Takes changes from `queue` until it closes.
     pub(crate) async fn run(mut self, mut queue: mpsc::Receiver<Change>) {
         loop {
-            let due = self.checks.values().filter_map(CheckEvents::due).min();
+            let known = self.uid().is_some();
+            let due = match known {
+                true => {
+                    let now = Instant::now();
+                    self.checks.values().filter_map(|c| c.due(now)).min()
+                }
+                false => None,
+            };
+            let waiting = !known && self.checks.values().any(|c| c.pending.is_some());
+            let pod = Arc::clone(&self.pod_view);
             tokio::select! {
                 change = queue.recv() => match change {
                     Some(change) => self.take(change).await,
                     None => return,
                 },
                 () = sleep_until(due), if due.is_some() => self.flush_due().await,
+                () = pod.holds(|pod| pod.metadata.uid.is_some()), if waiting => {}
             }
         }
+    }
+
+    /// The pod's uid, once its watch has listed it.
+    fn uid(&self) -> Option<String> {
+        self.pod_view
+            .find(|pod| pod.metadata.uid.clone().filter(|_| pod.metadata.name == self.pod))
     }
 
     async fn take(&mut self, change: Change) {
         let Some(key) = key_of(&change) else {
             return;
         };
+        let known = self.uid().is_some();
         let entry = self.checks.entry(change.check.clone()).or_default();
         let now = Instant::now();
         let may_write = entry.last_write.is_none_or(|at| now >= at + PER_CHECK) && entry.pending.is_none();
-        if may_write {
+        if may_write && known {
             self.write(&change.check, key, 1, change.at).await;
             return;
         }
@@ -265,7 +316,7 @@ impl Poster {
         let due: Vec<String> = self
             .checks
             .iter()
-            .filter(|(_, events)| events.due().is_some_and(|at| at <= now))
+            .filter(|(_, events)| events.due(now).is_some_and(|at| at <= now))
             .map(|(check, _)| check.clone())
             .collect();
         for check in due {
@@ -277,12 +328,10 @@ impl Poster {
 
     /// One write for `check`: a series update of the same Event if one is known, else a new one.
     async fn write(&mut self, check: &str, key: Key, count: u32, at: SystemTime) {
+        let key_again = key.clone();
         let entry = self.checks.entry(check.to_owned()).or_default();
         entry.last_write = Some(Instant::now());
-        let known = entry
-            .written
-            .iter()
-            .position(|w| w.key == key && w.created.elapsed() < EVENT_KEPT);
+        let known = entry.written.iter().position(|w| w.key == key && w.alive());
         let result = match known {
             Some(at_index) => {
                 let (name, total) = {
@@ -293,6 +342,7 @@ impl Poster {
                     Ok(()) => {
                         if let Some(written) = self.entry(check).written.get_mut(at_index) {
                             written.count = total;
+                            written.written = Instant::now();
                         }
                         self.stats.updated.fetch_add(1, Ordering::Relaxed);
                         Ok(())
@@ -307,15 +357,31 @@ impl Poster {
             }
             None => self.create(check, key, count, at).await,
         };
-        match result {
-            Ok(()) => self.stats.set_problem(None),
-            Err((verb, error)) => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                let problem = error.problem(verb, "events", &self.namespace);
-                tracing::warn!(check, reason = %problem.reason, "Posting a Kubernetes Event failed");
-                self.stats.set_problem(Some(problem));
+        let (verb, error) = match result {
+            Ok(()) => {
+                self.failing_since = None;
+                self.stats.set_problem(None);
+                return;
+            }
+            Err(failed) => failed,
+        };
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let problem = error.problem(verb, "events", &self.namespace);
+        if error.is_routine() {
+            // Written again at the end of the check's minute (unless a later change replaces it),
+            // and shown only once writes have failed for longer than the watches' grace.
+            let entry = self.entry(check);
+            if entry.pending.is_none() {
+                entry.pending = Some((key_again, count, at));
+            }
+            let since = *self.failing_since.get_or_insert_with(Instant::now);
+            if since.elapsed() <= GRACE {
+                tracing::debug!(check, reason = %problem.reason, "Posting a Kubernetes Event failed; retrying within the minute");
+                return;
             }
         }
+        tracing::warn!(check, reason = %problem.reason, "Posting a Kubernetes Event failed");
+        self.stats.set_problem(Some(problem));
     }
 
     fn entry(&mut self, check: &str) -> &mut CheckEvents {
@@ -330,16 +396,11 @@ impl Poster {
         at: SystemTime,
     ) -> Result<(), (&'static str, ApiError)> {
         let name = event_name(&self.pod, at);
-        let uid = self
-            .pod_view
-            .view()
-            .items
-            .first()
-            .and_then(|pod| pod.metadata.uid.clone());
-        let mut regarding = json!({"apiVersion": "v1", "kind": "Pod", "namespace": self.namespace, "name": self.pod});
-        if let Some(uid) = uid {
-            regarding["uid"] = json!(uid);
-        }
+        // Only ever called once the uid is known (`run` waits for it); an empty one would be
+        // refused by nobody but hidden from `kubectl describe pod`.
+        let uid = self.uid().unwrap_or_default();
+        let regarding =
+            json!({"apiVersion": "v1", "kind": "Pod", "namespace": self.namespace, "name": self.pod, "uid": uid});
         let mut event = json!({
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
@@ -350,7 +411,7 @@ impl Poster {
             "note": key.note,
             "action": ACTION,
             "reportingController": CONTROLLER,
-            "reportingInstance": self.pod,
+            "reportingInstance": cut_bytes(&self.pod, INSTANCE_LIMIT),
             "regarding": regarding,
         });
         if count > 1 {
@@ -373,7 +434,7 @@ impl Poster {
             key,
             name,
             count,
-            created: Instant::now(),
+            written: Instant::now(),
         });
         Ok(())
     }
@@ -448,6 +509,37 @@ mod tests {
         let long = key_of(&change(None, Status::Fail, &"é".repeat(2000))).unwrap();
         assert!(long.note.len() <= NOTE_LIMIT, "{}", long.note.len());
         assert!(long.note.ends_with('…'));
+    }
+
+    #[test]
+    fn a_long_pod_name_is_cut_to_the_instance_limit_at_a_character_boundary() {
+        let name = format!("api-gateway-{}", "x".repeat(150));
+        assert_eq!(cut_bytes(&name, INSTANCE_LIMIT).len(), INSTANCE_LIMIT);
+        assert!(name.starts_with(cut_bytes(&name, INSTANCE_LIMIT)));
+        let wide = "é".repeat(100);
+        let cut = cut_bytes(&wide, INSTANCE_LIMIT);
+        assert_eq!(cut.len(), 128);
+        assert_eq!(cut_bytes(&wide, 127).len(), 126, "never inside a character");
+        assert_eq!(cut_bytes("gw-1", INSTANCE_LIMIT), "gw-1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_written_within_the_hour_lives_on_from_its_last_write() {
+        let mut written = Written {
+            key: key_of(&change(None, Status::Fail, "x")).unwrap(),
+            name: "gw-1.1".to_owned(),
+            count: 1,
+            written: Instant::now(),
+        };
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(50 * 60)).await;
+            assert!(written.alive(), "written 50 minutes ago");
+            // A series update: the server's TTL starts again.
+            written.written = Instant::now();
+            written.count += 1;
+        }
+        tokio::time::advance(EVENT_KEPT).await;
+        assert!(!written.alive(), "not written for 55 minutes: about to expire");
     }
 
     #[test]

@@ -1,21 +1,27 @@
 //! `[kubernetes]`: what vigil reads from and writes to the Kubernetes API.
 //!
 //! [`Cluster`] is built once at start from the section (the cluster CA read then): the API
-//! client ([`client`]), the stores the watches keep ([`watch`]: this pod by field selector, the
-//! Service's EndpointSlices by label), the Event queue ([`events`]) and the metric group. The
-//! agent starts its background tasks (the watches and the Event poster) on the checks' runtime
-//! beside the loops; the `pod` check (`checks::pod`) reads the stores and asks the metrics API
-//! once per run. With the section absent, nothing here exists and the API is never called.
+//! client ([`client`]), the stores ([`store`]) the watches keep ([`watch`], backing off with
+//! [`backoff`]: this pod by field selector, the Service's EndpointSlices by label), the Event
+//! queue ([`events`]) and the metric group. The agent starts its background tasks (the watches
+//! and the Event poster) on the checks' runtime beside the loops; the `pod` check
+//! (`checks::pod`) reads the stores and asks the metrics API at most once per
+//! `metrics_interval`. With the section absent, nothing here exists and the API is never called.
 //!
-//! What one replica costs the API server at steady state: one metrics GET per run of the `pod`
-//! check, and the two watches, each opened again when the server closes it after its
-//! `timeoutSeconds` (5 to 10 minutes); Events only on status changes, at most one write per check
-//! a minute.
+//! What one replica costs the API server at steady state: one metrics GET per
+//! `metrics_interval` (15 s: 4 a minute), and the two watches, each opened again when the server
+//! closes it after its `timeoutSeconds` (5 to 10 minutes), all on kept-alive connections (no new
+//! connection a minute); Events only on status changes, at most one write per check a minute.
+//! Under a misbehaving server (410 on every watch, every watch ended at once, 5xx) each watch
+//! costs at most one list and one watch per step of its backoff (`backoff`: 0.8 s doubling to
+//! 30 s), the metrics API still one read per `metrics_interval`: the README states the figures.
 
+pub(crate) mod backoff;
 pub(crate) mod client;
 pub(crate) mod events;
 pub(crate) mod objects;
 pub(crate) mod quantity;
+pub(crate) mod store;
 pub(crate) mod watch;
 
 use std::future::Future;
@@ -27,7 +33,8 @@ use tokio::sync::mpsc;
 use self::client::ApiClient;
 use self::events::{Change, EventSink, EventStats, Poster};
 use self::objects::{EndpointSlice, Pod};
-use self::watch::{Resource, Store};
+use self::store::Store;
+use self::watch::Resource;
 use crate::config::Kubernetes;
 use crate::core::wake::Wake;
 use crate::net::tls::{ClientError, HttpClient};

@@ -25,12 +25,15 @@ pub struct ObjectMeta {
     pub resource_version: Option<String>,
 }
 
-/// A list's `metadata`: the version to watch from.
+/// A list's `metadata`: the version to watch from, and where the next page starts.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListMeta {
     #[serde(default)]
     pub resource_version: Option<String>,
+    /// Set while more pages remain (`limit` was given).
+    #[serde(default, rename = "continue")]
+    pub continue_token: Option<String>,
 }
 
 /// `PodList`, `EndpointSliceList`.
@@ -65,6 +68,16 @@ pub(crate) struct StatusDetails {
     pub group: Option<String>,
     #[serde(default)]
     pub kind: Option<String>,
+    /// How long the client should wait before asking again (429, 504 "too large resource
+    /// version").
+    #[serde(default, rename = "retryAfterSeconds")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl Status {
+    pub(crate) fn retry_after_seconds(&self) -> Option<u64> {
+        self.details.as_ref()?.retry_after_seconds.filter(|s| *s > 0)
+    }
 }
 
 /// core/v1 `Pod`, as far as vigil reads it.

@@ -88,10 +88,11 @@ impl KeptConnection {
                 None => break send.await?,
             }
         };
-        let status = response.status().as_u16();
+        let (head, body) = response.into_parts();
         Ok(Exchange {
-            status,
-            body: response.into_body(),
+            status: head.status.as_u16(),
+            headers: head.headers,
+            body,
             connection: self,
         })
     }
@@ -100,6 +101,8 @@ impl KeptConnection {
 /// An answer being read, its connection driven beside it.
 pub(crate) struct Exchange {
     pub(crate) status: u16,
+    /// The answer's headers (the Kubernetes client reads `Retry-After`).
+    pub(crate) headers: http::HeaderMap,
     body: Incoming,
     connection: KeptConnection,
 }

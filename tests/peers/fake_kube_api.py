@@ -93,6 +93,7 @@ state = {
     "errors": [],
     "requests": [],  # [time, method, path, connection, status]
     "connections": [],  # the time each TCP connection was accepted
+    "open": set(),  # the sockets of the connections still open (closed by /down)
     "slow": 0.0,
     "stopping": False,
 }
@@ -204,6 +205,12 @@ class Api(BaseHTTPRequestHandler):
         with lock:
             state["connections"].append(time.time())
             self.connection_id = len(state["connections"])
+            state["open"].add(self.connection)
+
+    def finish(self):
+        with lock:
+            state["open"].discard(self.connection)
+        super().finish()
 
     def send_response(self, code, message=None):
         if self.record is not None:
@@ -804,11 +811,18 @@ class ApiServer:
         self.thread.start()
 
     def stop(self):
+        """The API server goes away: it stops listening and every connection it holds, idle
+        kept-alive ones included, is closed (a real server's process exits with them)."""
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
             self.httpd = None
         with lock:
+            for connection in list(state["open"]):
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             state["cut"] += 1
             state["cut_how"] = "abrupt"
             state["stopping"] = True

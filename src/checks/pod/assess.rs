@@ -13,7 +13,7 @@ use crate::core::outcome::{FailureKind, Figure, Finding, Observation, Report, Un
 use crate::kube::client::shorten;
 use crate::kube::objects::{ContainerSpec, ContainerStatus, EndpointSlice, Pod, PodMetrics, Terminated};
 use crate::kube::quantity;
-use crate::kube::watch::View;
+use crate::kube::store::View;
 
 pub(crate) const READY: Figure = Figure::new("container_ready", Unit::Flag);
 pub(crate) const RESTARTS: Figure = Figure::new("container_restarts", Unit::Count);
@@ -89,14 +89,23 @@ pub(crate) fn assess(inputs: &Inputs<'_>) -> (Report, Exported) {
     let mut api = serde_json::Map::new();
     let mut problems: Vec<(Finding, Vec<String>)> = Vec::new();
     api.insert("url".to_owned(), json!(config.api_url.as_str()));
-    for (part, problem, age) in [
-        ("pods", inputs.pod.problem.as_ref(), inputs.pod.age),
+    for (part, view) in [
+        (
+            "pods",
+            Some((&inputs.pod.problem, &inputs.pod.retrying, inputs.pod.age)),
+        ),
         (
             "endpointslices",
-            inputs.slices.and_then(|s| s.problem.as_ref()),
-            inputs.slices.and_then(|s| s.age),
+            inputs.slices.map(|s| (&s.problem, &s.retrying, s.age)),
         ),
     ] {
+        let Some((problem, retrying, age)) = view else {
+            continue;
+        };
+        if let Some(retrying) = retrying {
+            // Retried quietly within the grace: for /diag only.
+            api.insert(part.to_owned(), json!(format!("retrying: {retrying}")));
+        }
         let Some(problem) = problem else {
             continue;
         };
@@ -500,6 +509,7 @@ mod tests {
             pod: "gw-1".to_owned(),
             container: None,
             service: Some("api-gateway-service".to_owned()),
+            metrics_interval: Duration::from_secs(15),
             events: true,
         }
     }
@@ -520,6 +530,7 @@ mod tests {
             listed: true,
             age: Some(Duration::ZERO),
             problem: None,
+            retrying: None,
             lists: 1,
             watches: 1,
         }
@@ -547,6 +558,7 @@ mod tests {
             listed: true,
             age: Some(Duration::ZERO),
             problem: None,
+            retrying: None,
             lists: 1,
             watches: 1,
         }

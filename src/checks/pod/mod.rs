@@ -1,31 +1,30 @@
 //! The `pod` check (with `[kubernetes]`): the runbook's `kubectl top pods`, `kubectl describe
 //! pod` and `kubectl get endpoints`, already answered for the gateway container.
 //!
-//! The pod and the Service's EndpointSlices come from the watches of `kubernetes::watch`, which
-//! ring this check's wake on every change (so a restart is reported within one event, not one
-//! interval); a run reads their last view and asks the metrics API once (a run woken again
-//! within half an interval reuses the previous answer, so that a burst of pod updates does not
-//! become a burst of requests). What it concludes is [`assess`]'s. API failures are warns, never
-//! fails: an API server outage must not empty the Service.
+//! The pod and the Service's EndpointSlices come from the watches of `kube::watch`, which ring
+//! this check's wake on every change (so a restart is reported within one event, not one
+//! interval); a run reads their last view and the metrics API's answer, read at most once per
+//! `metrics_interval` ([`reads`]). What it concludes is [`assess`]'s. API failures are warns,
+//! never fails: an API server outage must not empty the Service.
 
 pub(crate) mod assess;
 pub(crate) mod config;
 pub(crate) mod metrics;
+pub(crate) mod reads;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use self::assess::{Exported, Inputs, Usage};
+use self::assess::{Exported, Inputs};
 use self::config::PodKeys;
 use self::metrics::{ENDPOINT_CONDITIONS, KubernetesMetrics};
+use self::reads::MetricsReads;
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled, Wake};
 use crate::config::{CheckSettings, Invalid, Scope};
 use crate::core::outcome::Outcome;
 use crate::kube::Cluster;
-use crate::kube::client::{self, SMALL_LIMIT};
-use crate::kube::objects::PodMetrics;
 use crate::net::attempt::inner_deadline;
 
 /// Reads the cluster's views and the metrics API; see the module docs.
@@ -34,9 +33,8 @@ pub(crate) struct PodCheck {
     keys: PodKeys,
     metrics: KubernetesMetrics,
     timeout: Duration,
-    interval: Duration,
-    /// The last metrics answer and when it came.
-    usage: Option<(Instant, Usage)>,
+    /// The metrics API's reads.
+    reads: MetricsReads,
     /// The restart count last exported and for which container (the counter rises by the
     /// difference).
     restarts: Option<(String, u32)>,
@@ -81,8 +79,7 @@ impl CheckKind for Kind {
                 keys: section.clone(),
                 metrics: KubernetesMetrics::register(cx.metrics, name).map_err(|e| BuildError::new(name, e))?,
                 timeout: settings.timeout,
-                interval: settings.interval,
-                usage: None,
+                reads: MetricsReads::new(cluster.config.metrics_interval),
                 restarts: None,
                 termination: None,
             },
@@ -105,7 +102,7 @@ impl PodCheck {
         let deadline = Instant::now() + inner_deadline(self.timeout);
         // The first run waits (within its timeout) for the watch's first list.
         let _ = tokio::time::timeout_at(deadline, self.cluster.pod.settled()).await;
-        let usage = self.usage(deadline).await;
+        let usage = self.reads.usage(&self.cluster, deadline).await;
         let pod = self.cluster.pod.view();
         let slices = self.cluster.slices.as_ref().map(|s| s.view());
         let (report, exported) = assess::assess(&Inputs {
@@ -123,50 +120,6 @@ impl PodCheck {
             report.detail("events", stats.to_json());
         }
         report.into_outcome()
-    }
-
-    /// The metrics API's answer: asked now, or the last one if it is younger than half an
-    /// interval (a woken run).
-    async fn usage(&mut self, deadline: Instant) -> Usage {
-        if let Some((at, usage)) = &self.usage
-            && at.elapsed() < self.interval / 2
-        {
-            return usage.clone();
-        }
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(10));
-        let answer = client::within(
-            left,
-            self.cluster
-                .client
-                .get_json::<PodMetrics>(&self.cluster.metrics_path(), SMALL_LIMIT),
-        )
-        .await;
-        let config = &self.cluster.config;
-        let usage = match answer {
-            Ok(figures) => Usage::Figures(figures),
-            // The pipeline has no figures for a pod it has not scraped yet; a 404 about anything
-            // else (the whole API group) is a failure: no metrics-server.
-            Err(error)
-                if error.code() == Some(404)
-                    && matches!(&error, client::ApiError::Status { status, .. }
-                        if status.details.as_ref().and_then(|d| d.name.as_deref()) == Some(config.pod.as_str())) =>
-            {
-                Usage::NotYet
-            }
-            Err(error) => {
-                let mut problem = error.problem("get", "pods/metrics", &config.namespace);
-                if error.code() == Some(404) {
-                    problem
-                        .reason
-                        .push_str(" (is metrics-server installed? kubectl top pod needs it too)");
-                }
-                Usage::Failed(problem)
-            }
-        };
-        self.usage = Some((Instant::now(), usage.clone()));
-        usage
     }
 
     fn export(&mut self, exported: &Exported) {

@@ -143,6 +143,11 @@ fn kubernetes_takes_its_defaults_from_the_pod_and_names_bad_keys() {
     assert_eq!(k.token_file, Path::new(SERVICE_ACCOUNT_TOKEN));
     assert_eq!((k.keys.cpu_warn, k.keys.memory_warn, k.events), (0.8, 0.9, true));
     assert_eq!(k.keys.restart_window, Duration::from_secs(900));
+    assert_eq!(
+        k.metrics_interval,
+        Duration::from_secs(15),
+        "metrics-server's resolution"
+    );
     assert_eq!((k.settings.critical, k.settings.scope), (false, Scope::Local));
     let again = load_str(&config.to_redacted_toml(), &[]).unwrap();
     assert_eq!(
@@ -220,6 +225,11 @@ fn kubernetes_takes_its_defaults_from_the_pod_and_names_bad_keys() {
             "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nrestart_window = \"10s\"\n",
             &[][..],
             "kubernetes.restart_window: must be between 1m and 24h, got 10s",
+        ),
+        (
+            "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nmetrics_interval = \"1s\"\n",
+            &[][..],
+            "kubernetes.metrics_interval: must be between 5s and 1h",
         ),
         (
             "[kubernetes]\napi_url = \"https://k8s\"\npod = \"p\"\nnamespace = \"n\"\nwatch = true\n",
