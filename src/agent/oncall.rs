@@ -7,8 +7,8 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::config::Config;
-use crate::core::{fmt, text};
 use crate::core::url::HttpUrl;
+use crate::core::{fmt, text};
 use crate::engine::drain;
 use crate::fleet::table::{self, TableError};
 use crate::net::http::ProbeRequest;

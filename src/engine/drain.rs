@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::core::{fmt, text};
 use crate::core::outcome::Status;
+use crate::core::{fmt, text};
 use crate::engine::state::{Drained, State, Transition};
 use crate::kube::events::{Change, EventSink};
 
@@ -105,7 +105,9 @@ impl Drain {
     /// `by` names who asked, for the log.
     pub fn start(&self, lasting: Duration, reason: Option<&str>, by: &str) -> Drained {
         let lasting = lasting.min(MAX_FOR);
-        let reason = reason.map(|r| text::one_line(r, REASON_MAX).into_owned()).filter(|r| !r.is_empty());
+        let reason = reason
+            .map(|r| text::one_line(r, REASON_MAX).into_owned())
+            .filter(|r| !r.is_empty());
         let now = SystemTime::now();
         let started = Instant::now();
         let drained = Drained {

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use super::peers;
 use crate::config::Config;
-use crate::core::{fmt, text};
 use crate::core::url::HttpUrl;
+use crate::core::{fmt, text};
 use crate::net::http::ProbeRequest;
 use crate::net::tls::{ClientError, HttpClient};
 

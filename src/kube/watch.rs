@@ -301,10 +301,7 @@ async fn watch<T: Object>(
 /// (the watch cache's error watcher closes), and a stream read to its end gives its connection
 /// back for the next request instead of a new TCP and TLS handshake.
 async fn drain(lines: &mut client::Lines) {
-    let _ = tokio::time::timeout(DRAIN_WAIT, async {
-        while let Ok(Some(_)) = lines.next_line().await {}
-    })
-    .await;
+    let _ = tokio::time::timeout(DRAIN_WAIT, async { while let Ok(Some(_)) = lines.next_line().await {} }).await;
 }
 
 #[cfg(test)]
