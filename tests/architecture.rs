@@ -17,7 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("kube", &["core", "config", "net"]),
     ("checks", &["core", "config", "metrics", "net", "kube", "promtext"]),
     ("engine", &["core", "config", "metrics", "net", "kube", "checks"]),
-    ("fleet", &["core", "config", "metrics", "net", "engine"]),
+    ("fleet", &["core", "config", "metrics", "net", "checks", "engine"]),
     ("http", &["core", "config", "metrics", "engine", "fleet"]),
     (
         "agent",

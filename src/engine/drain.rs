@@ -257,8 +257,12 @@ mod tests {
         assert!(state.is_ready(Instant::now(), &[]));
         let task = tokio::spawn(keep_ending(Arc::clone(&drain)));
         let started = drain.start(Duration::from_secs(30), Some("forensics\u{1b}[2J"), "test");
-        assert_eq!(started.reason, "forensics?");
-        assert!(started.describe().starts_with("taken out by hand: forensics? (until "));
+        assert_eq!(started.reason, "forensics\u{fffd}");
+        assert!(
+            started
+                .describe()
+                .starts_with("taken out by hand: forensics\u{fffd} (until ")
+        );
         assert!(!state.is_ready(Instant::now(), &[]));
         let readiness = state.readiness(Instant::now(), &[]);
         assert!(!readiness.ready);

@@ -599,7 +599,7 @@ mod tests {
         assert_eq!(parse("ok\n"), None, "a plain /readyz is not the verbose form");
         assert_eq!(parse("<html>no healthy upstream</html>"), None);
         let hostile = parse("[-]x failed: \u{1b}[2Jgone\nreadyz check failed\n").unwrap();
-        assert_eq!(hostile[0].reason.as_deref(), Some("?gone"));
+        assert_eq!(hostile[0].reason.as_deref(), Some("\u{fffd}gone"));
     }
 
     fn five_checks() -> Vec<Cell> {
