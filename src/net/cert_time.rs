@@ -42,6 +42,14 @@ pub(crate) fn not_after(der: &[u8]) -> Option<SystemTime> {
     Some(at(seconds))
 }
 
+/// The earliest `notAfter` of `chain`, of any year (also before 1970); `None` when
+/// no certificate in it parses.
+pub(crate) fn earliest_not_after<'a>(
+    chain: impl IntoIterator<Item = &'a rustls::pki_types::CertificateDer<'a>>,
+) -> Option<SystemTime> {
+    chain.into_iter().filter_map(|der| not_after(der.as_ref())).min()
+}
+
 /// One DER element: its tag, its content and what follows it.
 fn element(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = bytes.split_first()?;

@@ -30,7 +30,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-use super::tls::earliest_not_after;
+use super::cert_time::earliest_not_after;
 use crate::core::files;
 use crate::core::secret::Secret;
 

@@ -236,15 +236,6 @@ fn refused_alpn(error: &std::io::Error) -> bool {
         })
 }
 
-/// The earliest `notAfter` of `chain`, of any year (`cert_time`: also before 1970); `None` when
-/// no certificate in it parses.
-pub(crate) fn earliest_not_after<'a>(chain: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> Option<SystemTime> {
-    chain
-        .into_iter()
-        .filter_map(|der| super::cert_time::not_after(der.as_ref()))
-        .min()
-}
-
 /// Notes the presented chain's expiry, then asks the real verifier.
 #[derive(Debug)]
 pub(crate) struct Recorder {
@@ -273,7 +264,7 @@ impl ServerCertVerifier for Recorder {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let earliest = earliest_not_after(std::iter::once(end_entity).chain(intermediates));
+        let earliest = super::cert_time::earliest_not_after(std::iter::once(end_entity).chain(intermediates));
         *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = earliest;
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)

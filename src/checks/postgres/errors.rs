@@ -12,13 +12,11 @@ use deadpool_postgres::{PoolError, TimeoutType};
 use tokio_postgres::error::SqlState;
 
 use super::bounded::Oversized;
+use super::why::SATURATION_HINT;
 use crate::core::fmt;
 use crate::core::outcome::{FailureKind, Finding};
 
 pub(crate) const NETSTAT_HINT: &str = "kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
-pub(super) const SATURATION_HINT: &str = "who holds the connections: SELECT usename, application_name, client_addr, state, count(*) \
-     FROM pg_stat_activity GROUP BY 1,2,3,4 ORDER BY 5 DESC; look for `idle in transaction` and for pool size × \
-     replicas above max_connections; kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
 pub(super) const LONG_QUERY_HINT: &str = "SELECT pid, now() - query_start AS running, state, usename, left(query, 100) \
      FROM pg_stat_activity WHERE state <> 'idle' ORDER BY 2 DESC; cancel one with SELECT pg_cancel_backend(<pid>)";
 

@@ -167,7 +167,7 @@ impl ResolvesClientCert for ClientCert {
 /// The earliest `notAfter` of the client certificate chain in `files`, for `/diag`.
 pub(super) fn client_cert_not_after(files: &ClientCertFiles) -> Option<SystemTime> {
     let chain = crate::core::files::read_certificates(&files.cert).ok()?;
-    crate::net::tls::earliest_not_after(&chain)
+    crate::net::cert_time::earliest_not_after(&chain)
 }
 
 /// libpq's `prefer`/`require`: the channel is encrypted and the server's signature over the

@@ -14,6 +14,11 @@ use super::queries::{Session, Stats};
 use crate::core::fmt;
 use crate::core::outcome::{self, FailureKind, Figure, Finding, Observation, Unit};
 
+/// What a person runs when the server itself is full: who holds the connections.
+pub(super) const SATURATION_HINT: &str = "who holds the connections: SELECT usename, application_name, client_addr, state, count(*) \
+     FROM pg_stat_activity GROUP BY 1,2,3,4 ORDER BY 5 DESC; look for `idle in transaction` and for pool size × \
+     replicas above max_connections; kubectl exec -it <api-gateway-pod> -- netstat -an | grep :5432";
+
 pub(super) const STANDBY_REASON: &str =
     "connected to a standby (in recovery): the gateway's writes fail; check the failover and the Service the URL names";
 const STANDBY_HINT: &str = "which server is the primary now (SELECT pg_is_in_recovery() on each; your operator's or \
@@ -155,7 +160,7 @@ pub(super) fn saturation(tightest: &Limit, warn: f64, fail: f64) -> Option<Findi
         ),
     };
     let hint = match tightest.scope {
-        Scope::Server => super::errors::SATURATION_HINT,
+        Scope::Server => SATURATION_HINT,
         _ => LIMIT_HINT,
     };
     Some(Finding::of(status, FailureKind::Threshold, reason).with_hint(hint))
@@ -184,7 +189,7 @@ pub(super) fn refused(scope: Scope, s: &Stats) -> Finding {
         ),
     };
     let hint = match scope {
-        Scope::Server => super::errors::SATURATION_HINT,
+        Scope::Server => SATURATION_HINT,
         _ => LIMIT_HINT,
     };
     Finding::fail(FailureKind::TooManyClients, reason).with_hint(hint)
