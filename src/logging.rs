@@ -10,11 +10,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,18 @@ impl LogFormat {
     }
 }
 
+/// `RUST_LOG` as `level` and `target=level` directives, comma-separated (`info`,
+/// `vigil=debug,tokio_postgres=warn`); `info` when unset, empty or unreadable. A targets filter
+/// rather than tracing's `EnvFilter`: the span and field matching that needs a regex engine in the
+/// binary is not something a sidecar's logs are filtered by.
+fn filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .map(str::trim)
+        .filter(|directives| !directives.is_empty())
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
+}
+
 /// Installs the global subscriber and routes panics through it, so that even a panic is one
 /// JSON line.
 ///
@@ -40,22 +54,21 @@ impl LogFormat {
 /// redirect) is dropped: never a panic, which the panic hook would try to log again and turn
 /// into an abort, taking the drain after SIGTERM with it.
 pub fn init(format: LogFormat, rust_log: Option<&str>) {
-    let filter = rust_log
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+    let filter = filter(rust_log);
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         // On a failed write tracing-subscriber would report it with `eprintln!`, which panics
         // when stderr is what failed.
         .log_internal_errors(false)
         .with_writer(|| QuietStderr);
     let installed = match format {
-        LogFormat::Json => builder.event_format(JsonLines).try_init(),
+        LogFormat::Json => builder.event_format(JsonLines).finish().with(filter).try_init(),
         // Colours only for a person at a terminal: `kubectl logs` and log shippers read the
         // escape sequences as text.
         LogFormat::Text => builder
             .with_target(false)
             .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .finish()
+            .with(filter)
             .try_init(),
     };
     if installed.is_err() {
@@ -204,6 +217,21 @@ impl Visit for JsonVisitor<'_> {
 mod tests {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
+
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_reads_levels_and_targets_and_anything_else_is_info() {
+        let set = super::filter(Some("vigil=debug,warn"));
+        assert!(set.would_enable("vigil::checks::postgres", &Level::DEBUG));
+        assert!(!set.would_enable("hyper", &Level::INFO));
+        assert!(set.would_enable("hyper", &Level::WARN));
+        for unset in [None, Some(""), Some("  "), Some("vigil=loud")] {
+            let info = super::filter(unset);
+            assert!(info.would_enable("vigil", &Level::INFO), "{unset:?}");
+            assert!(!info.would_enable("vigil", &Level::DEBUG), "{unset:?}");
+        }
+    }
 
     use super::*;
 

@@ -3,15 +3,16 @@
 #![no_main]
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use vigil::config::CheckSettings;
+use vigil::config::{CheckSettings, Scope};
 use vigil::http::diag_token::DiagToken;
 use vigil::http::routes::{self, App};
 use vigil::metrics::Metrics;
 use vigil::core::outcome::ComponentType;
+use vigil::engine::drain::Drain;
 use vigil::engine::state::{CheckSpec, State};
 
 fn app() -> &'static App {
@@ -23,17 +24,20 @@ fn app() -> &'static App {
             failure_threshold: 1,
             success_threshold: 1,
             critical: true,
+            scope: Scope::Shared,
         };
         let specs = ["postgres", "upstream:orders", "a b", "ünï"].map(|name| CheckSpec {
             name: name.to_owned(),
             settings,
             component_type: ComponentType::Component,
         });
+        let state = Arc::new(State::new(specs));
         App {
-            state: Arc::new(State::new(specs)),
+            drain: Arc::new(Drain::new(Arc::clone(&state), None)),
+            state,
             metrics: Metrics::new().unwrap(),
             diag_token: Arc::new(DiagToken::new(None, None)),
-            config: serde_json::value::RawValue::NULL.to_owned(),
+            config: RwLock::new(Arc::from(serde_json::value::RawValue::NULL.to_owned())),
             service_id: "fuzz".to_owned(),
             checks_runtime: None,
             fleet: None,
