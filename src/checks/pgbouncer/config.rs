@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::checks::postgres::url::PostgresTarget;
 use crate::config::Invalid;
 use crate::config::de::duration;
-use crate::config::limits::{cert_warn, default_cert_warn, read_secret_file};
+use crate::config::limits::{cert_warn, default_cert_warn};
 use crate::core::fmt;
 use crate::core::secret::Secret;
 
@@ -92,18 +92,12 @@ pub(crate) struct PgbouncerKeys {
 impl PgbouncerKeys {
     /// Reads `url_file`, parses the URL and validates the section.
     pub(crate) fn resolve(self) -> Result<Pgbouncer, Invalid> {
-        let (key, url) = match (self.url, &self.url_file) {
-            (Some(_), Some(_)) => return Err(Invalid::new("pgbouncer.url", "set either url or url_file, not both")),
-            (None, None) => {
-                return Err(Invalid::new(
-                    "pgbouncer.url",
-                    "required: set url or url_file (the admin console, database pgbouncer)",
-                ));
-            }
-            (None, Some(path)) => ("pgbouncer.url_file", read_secret_file("pgbouncer.url_file", path)?),
-            (Some(url), None) => ("pgbouncer.url", url),
-        };
-        let target = PostgresTarget::parse(url.expose()).map_err(|message| Invalid::new(key, message))?;
+        let target = PostgresTarget::from_keys(
+            "pgbouncer",
+            self.url,
+            self.url_file.as_deref(),
+            "required: set url or url_file (the admin console, database pgbouncer)",
+        )?;
         let section = Pgbouncer {
             target,
             url_file: self.url_file,

@@ -9,7 +9,7 @@ use super::url::PostgresTarget;
 use crate::config::Invalid;
 use crate::config::de::duration;
 use crate::config::limits::{
-    cert_warn, default_cert_warn, default_saturation_fail, default_saturation_warn, read_secret_file, warn_below_fail,
+    cert_warn, default_cert_warn, default_saturation_fail, default_saturation_warn, warn_below_fail,
 };
 use crate::core::secret::Secret;
 
@@ -128,18 +128,12 @@ pub(crate) struct PostgresKeys {
 impl PostgresKeys {
     /// Reads `url_file`, parses the URL and validates the section.
     pub(crate) fn resolve(self) -> Result<Postgres, Invalid> {
-        let (key, url) = match (self.url, &self.url_file) {
-            (Some(_), Some(_)) => return Err(Invalid::new("postgres.url", "set either url or url_file, not both")),
-            (None, None) => {
-                return Err(Invalid::new(
-                    "postgres.url",
-                    "required: set url, url_file or the DATABASE_URL environment variable",
-                ));
-            }
-            (None, Some(path)) => ("postgres.url_file", read_secret_file("postgres.url_file", path)?),
-            (Some(url), None) => ("postgres.url", url),
-        };
-        let target = PostgresTarget::parse(url.expose()).map_err(|message| Invalid::new(key, message))?;
+        let target = PostgresTarget::from_keys(
+            "postgres",
+            self.url,
+            self.url_file.as_deref(),
+            "required: set url, url_file or the DATABASE_URL environment variable",
+        )?;
         let postgres = Postgres {
             target,
             url_file: self.url_file,

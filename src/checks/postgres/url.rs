@@ -2,11 +2,13 @@
 //! taken out (vigil handles TLS itself, see `checks::postgres::tls`) and the rest parsed into the
 //! [`tokio_postgres::Config`] the check connects with. No message quotes the password.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Serialize, Serializer};
 use tokio_postgres::config::SslMode as PgSslMode;
 
+use crate::config::Invalid;
+use crate::config::limits::read_secret_file;
 use crate::core::secret::Secret;
 
 /// The server the postgres check watches, as parsed from `postgres.url`.
@@ -52,6 +54,28 @@ pub(crate) enum PostgresUrlError {
 }
 
 impl PostgresTarget {
+    /// The target of a section's `url` or `url_file` (exactly one; `required` says what to set
+    /// when neither is), read and parsed; a refusal names the key that was set.
+    pub(crate) fn from_keys(
+        table: &str,
+        url: Option<Secret<String>>,
+        url_file: Option<&Path>,
+        required: &str,
+    ) -> Result<PostgresTarget, Invalid> {
+        let url_key = format!("{table}.url");
+        let (key, url) = match (url, url_file) {
+            (Some(_), Some(_)) => return Err(Invalid::new(url_key, "set either url or url_file, not both")),
+            (None, None) => return Err(Invalid::new(url_key, required)),
+            (None, Some(path)) => {
+                let key = format!("{table}.url_file");
+                let url = read_secret_file(&key, path)?;
+                (key, url)
+            }
+            (Some(url), None) => (url_key, url),
+        };
+        PostgresTarget::parse(url.expose()).map_err(|message| Invalid::new(key, message))
+    }
+
     /// A `postgres://` / `postgresql://` URL or a `key=value` connection string. The error
     /// names no key (the caller's) and never shows the password.
     pub(crate) fn parse(url: &str) -> Result<PostgresTarget, PostgresUrlError> {
