@@ -346,31 +346,10 @@ fn gateway(url: &str, extra: &str) -> String {
     )
 }
 
-/// The `/readyz?verbose` line of `check`.
-fn line_of(vigil: &Vigil, check: &str) -> String {
-    let verbose = vigil.get("/readyz?verbose").body;
-    let prefix = format!("{check} ");
-    verbose
-        .lines()
-        .find(|l| l.get(3..).is_some_and(|rest| rest.starts_with(&prefix)))
-        .unwrap_or("")
-        .to_owned()
-}
-
+/// Polls `check`'s `/readyz?verbose` line until `done` holds for it.
 #[track_caller]
-fn wait_for_line(vigil: &Vigil, check: &str, what: &str, mut done: impl FnMut(&str) -> bool) -> String {
-    let mut last = String::new();
-    if !poll_until(DEADLINE, || {
-        last = line_of(vigil, check);
-        done(&last)
-    }) {
-        panic!(
-            "timed out waiting for {what}; last line {last:?}\n/readyz?verbose:\n{}\nlogs:\n{}",
-            vigil.get("/readyz?verbose").body,
-            vigil.logs()
-        );
-    }
-    last
+fn wait_for_line(vigil: &Vigil, check: &str, what: &str, done: impl FnMut(&str) -> bool) -> String {
+    vigil.wait_for_readyz_line(check, what, DEADLINE, done)
 }
 
 /// `vigil_tls_client_cert_expiry_timestamp_seconds{check="<check>"}`.
