@@ -7,10 +7,11 @@ mod support;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use support::netns::Netns;
 use support::vigil::VIGIL_BIN;
 use support::{FakeServer, Response, Vigil, client, free_port, poll_until, refused_addr, run_cli, wait_until};
 
@@ -56,106 +57,6 @@ while time.monotonic() < end:
     time.sleep(max(0.0, min(1.0 - (time.monotonic() - tick), end - time.monotonic())))
 print("done", flush=True)
 "#;
-
-/// Network namespaces need root; the tests that need one skip, saying why, otherwise.
-fn must_be_root() -> Result<(), String> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map_err(|e| format!("cannot run id: {e}"))?;
-    match String::from_utf8_lossy(&uid.stdout).trim() {
-        "0" => Ok(()),
-        _ => Err("not root".to_owned()),
-    }
-}
-
-/// A network namespace with a veth pair into it (`10.201.<k>.1` here, `10.201.<k>.2` there);
-/// deleted on drop, with any process started in it.
-struct Netns {
-    name: String,
-    host_link: String,
-    host_ip: Ipv4Addr,
-    children: Vec<Child>,
-}
-
-impl Netns {
-    /// `None`, with the reason, when this machine cannot make one (not root, no `ip netns`).
-    fn create() -> Result<Netns, String> {
-        must_be_root()?;
-        let pid = std::process::id();
-        let k = (pid % 250) as u8 + 1;
-        let netns = Netns {
-            name: format!("vigil-hostile-{pid}"),
-            host_link: format!("vh{pid}h"),
-            host_ip: Ipv4Addr::new(10, 201, k, 1),
-            children: Vec::new(),
-        };
-        let ns_link = format!("vh{pid}n");
-        let host_cidr = format!("{}/24", netns.host_ip);
-        let ns_cidr = format!("10.201.{k}.2/24");
-        let steps: [&[&str]; 7] = [
-            &["netns", "add", &netns.name],
-            &[
-                "link",
-                "add",
-                &netns.host_link,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &ns_link,
-            ],
-            &["link", "set", &ns_link, "netns", &netns.name],
-            &["addr", "add", &host_cidr, "dev", &netns.host_link],
-            &["link", "set", &netns.host_link, "up"],
-            &["-n", &netns.name, "addr", "add", &ns_cidr, "dev", &ns_link],
-            &["-n", &netns.name, "link", "set", &ns_link, "up"],
-        ];
-        for step in steps {
-            let output = Command::new("ip")
-                .args(step)
-                .output()
-                .map_err(|e| format!("cannot run ip: {e}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "ip {} failed: {}",
-                    step.join(" "),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-        }
-        Ok(netns)
-    }
-
-    /// Runs `program args…` inside the namespace, stdout piped.
-    fn spawn(&mut self, program: &str, args: &[&str]) -> &mut Child {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {program} in netns {}: {e}", self.name));
-        self.children.push(child);
-        self.children.last_mut().expect("just pushed")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        // Deleting the namespace deletes the veth pair; this is for a half-made one.
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_link])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// Latencies of one kind of request, with failures counted at the time they took.
 #[derive(Default)]
@@ -208,7 +109,7 @@ const ATTACK_CONNECTIONS: usize = 1000;
 
 #[test]
 fn a_slowloris_peer_in_another_namespace_does_not_delay_other_peers_probes() {
-    let mut netns = match Netns::create() {
+    let mut netns = match Netns::create("hostile").and_then(|netns| netns.with_veth(201)) {
         Ok(netns) => netns,
         Err(why) => {
             eprintln!("SKIPPED: a network namespace is needed for the remote slowloris peer: {why}");
@@ -219,20 +120,16 @@ fn a_slowloris_peer_in_another_namespace_does_not_delay_other_peers_probes() {
         .listen_ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
         .start("[system]\nenabled = false\n");
     let port = vigil.port();
-    let host_ip = netns.host_ip.to_string();
-    let attacker = netns.spawn(
-        "python3",
-        &[
-            "-c",
-            SLOWLORIS,
-            &host_ip,
-            &port.to_string(),
-            &ATTACK_CONNECTIONS.to_string(),
-            &ATTACK.as_secs_f64().to_string(),
-        ],
-    );
+    let mut attacker = netns.command("python3");
+    attacker
+        .args(["-c", SLOWLORIS, &netns.host_ip().to_string(), &port.to_string()])
+        .args([ATTACK_CONNECTIONS.to_string(), ATTACK.as_secs_f64().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let attacker = netns.spawn(attacker);
     let attack_started = Instant::now();
-    let stdout = attacker.stdout.take().expect("piped stdout");
+    let stdout = netns.child(attacker).stdout.take().expect("piped stdout");
     let (lines, from_attacker) = mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -255,7 +152,7 @@ fn a_slowloris_peer_in_another_namespace_does_not_delay_other_peers_probes() {
 
     // The kubelet's view: from this side of the veth (a source address that is neither
     // loopback nor the attacker's), and a loopback peer beside it; until the attack ends.
-    let node_side = SocketAddr::new(IpAddr::V4(netns.host_ip), port);
+    let node_side = SocketAddr::new(IpAddr::V4(netns.host_ip()), port);
     // Like the kubelet, each prober starts a request every 100 ms whether or not the last one
     // has answered, so that a stall shows in every probe it delays.
     let measure_until = attack_started + ATTACK - Duration::from_millis(500);
@@ -293,8 +190,8 @@ fn a_slowloris_peer_in_another_namespace_does_not_delay_other_peers_probes() {
     });
     let done = from_attacker.recv_timeout(Duration::from_secs(5));
     eprintln!("slowloris, {opened} connections from the namespace, one byte a second:");
-    eprintln!("  /readyz from {}: {}", netns.host_ip, readyz_node.summary());
-    eprintln!("  /livez  from {}: {}", netns.host_ip, livez_node.summary());
+    eprintln!("  /readyz from {}: {}", netns.host_ip(), readyz_node.summary());
+    eprintln!("  /livez  from {}: {}", netns.host_ip(), livez_node.summary());
     eprintln!("  /readyz from 127.0.0.1: {}", readyz_loopback.summary());
     assert_eq!(done.as_deref(), Ok("done"), "the attacker ran to its end");
 
@@ -552,15 +449,6 @@ fn diag_answers_503_when_failing_and_200_when_passing_or_warning() {
 
 // ----- a resolver that never answers -----
 
-/// A network namespace whose resolv.conf (`ip netns exec` mounts `/etc/netns/<name>/resolv.conf`
-/// over the real one) points at a DNS server that reads nothing and answers nothing, with a 20 s
-/// resolver timeout; a TCP port 7777 on its loopback accepts connections (the backlog does).
-/// Deleted on drop with its processes.
-struct SilentDns {
-    name: String,
-    server: Option<Child>,
-}
-
 const SILENT_DNS: &str = r#"
 import socket, sys, time
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -573,69 +461,24 @@ print("ready", flush=True)
 time.sleep(float(sys.argv[1]))
 "#;
 
-impl SilentDns {
-    fn create() -> Result<SilentDns, String> {
-        must_be_root()?;
-        let name = format!("vigil-dns-{}", std::process::id());
-        let mut dns = SilentDns { name, server: None };
-        for step in [
-            vec!["netns", "add", dns.name.as_str()],
-            vec!["-n", dns.name.as_str(), "link", "set", "lo", "up"],
-        ] {
-            let out = Command::new("ip")
-                .args(&step)
-                .output()
-                .map_err(|e| format!("cannot run ip: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "ip {} failed: {}",
-                    step.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        let etc = format!("/etc/netns/{}", dns.name);
-        fs::create_dir_all(&etc).map_err(|e| format!("cannot create {etc}: {e}"))?;
-        fs::write(
-            format!("{etc}/resolv.conf"),
-            "nameserver 127.0.0.1\noptions timeout:20 attempts:1\n",
-        )
-        .map_err(|e| format!("cannot write {etc}/resolv.conf: {e}"))?;
-        let mut server = dns
-            .command("python3")
-            .args(["-c", SILENT_DNS, "120"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start the silent DNS server: {e}"))?;
-        let mut line = String::new();
-        let stdout = server.stdout.take().ok_or("no stdout")?;
-        dns.server = Some(server);
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| format!("silent DNS server: {e}"))?;
-        if line.trim() != "ready" {
-            return Err(format!("the silent DNS server did not start: {line:?}"));
-        }
-        Ok(dns)
+/// A network namespace whose resolv.conf points at a DNS server that reads nothing and answers
+/// nothing, with a 20 s resolver timeout; a TCP port 7777 on its loopback accepts connections (the
+/// backlog does). Deleted on drop with its processes.
+fn silent_dns() -> Result<Netns, String> {
+    let mut dns = Netns::create("dns")?;
+    dns.set_resolv_conf("nameserver 127.0.0.1\noptions timeout:20 attempts:1\n")?;
+    let mut server = dns.command("python3");
+    server.args(["-c", SILENT_DNS, "120"]).stdout(Stdio::piped());
+    let server = dns.spawn(server);
+    let stdout = dns.child(server).stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("silent DNS server: {e}"))?;
+    if line.trim() != "ready" {
+        return Err(format!("the silent DNS server did not start: {line:?}"));
     }
-
-    /// `program` to be run inside the namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.name, program]);
-        command
-    }
-}
-
-impl Drop for SilentDns {
-    fn drop(&mut self) {
-        if let Some(server) = &mut self.server {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        let _ = fs::remove_dir_all(format!("/etc/netns/{}", self.name));
-    }
+    Ok(dns)
 }
 
 /// A DNS server that never answers (cut lookups cannot be cancelled: each one waits out the
@@ -645,7 +488,7 @@ impl Drop for SilentDns {
 /// waiting for the hung lookups.
 #[test]
 fn a_dns_server_that_never_answers_costs_only_the_lookups_that_need_it() {
-    let dns = match SilentDns::create() {
+    let dns = match silent_dns() {
         Ok(dns) => dns,
         Err(why) => {
             eprintln!("SKIPPED: a network namespace with its own resolv.conf is needed: {why}");
@@ -722,7 +565,7 @@ print(json.dumps({"livez": samples, "diag": json.loads(diag), "readyz": readyz.d
 /// for 25 s at a stretch when the names were looked up one after another).
 #[test]
 fn peers_behind_a_silent_dns_server_never_delay_the_check_loop_or_livez() {
-    let dns = match SilentDns::create() {
+    let dns = match silent_dns() {
         Ok(dns) => dns,
         Err(why) => {
             eprintln!("SKIPPED: a network namespace with its own resolv.conf is needed: {why}");

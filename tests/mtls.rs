@@ -9,19 +9,17 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::tls::TlsListener;
 use support::{Vigil, poll_until, run_cli};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DAY: i64 = 86_400;
 const JWKS: &str = include_str!("fixtures/jwks.json");
@@ -161,10 +159,8 @@ impl Pki {
 /// Answers `/jwks.json` with the JWKS fixture and every other path `200 ok`, only to clients
 /// presenting a certificate the test CA signed; remembers every client certificate presented.
 struct MtlsServer {
-    addr: SocketAddr,
+    listener: TlsListener,
     seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl MtlsServer {
@@ -181,87 +177,34 @@ impl MtlsServer {
             .with_client_cert_verifier(verifier)
             .with_single_cert(vec![pki.server.cert_der.clone()], pki.server.key_der.clone_key())
             .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("mtls: bind");
-        listener.set_nonblocking(true).expect("mtls: nonblocking");
-        let addr = listener.local_addr().expect("mtls: local_addr");
         let seen: Arc<Mutex<Vec<CertificateDer<'static>>>> = Arc::default();
         let noted = Arc::clone(&seen);
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("mtls: runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("mtls: listener");
-                loop {
-                    let (tcp, _) = tokio::select! {
-                        _ = &mut stop_rx => return,
-                        accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
-                    };
-                    let acceptor = acceptor.clone();
-                    let noted = Arc::clone(&noted);
-                    tokio::spawn(async move {
-                        let Ok(mut tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        if let Some(chain) = tls.get_ref().1.peer_certificates()
-                            && let Some(leaf) = chain.first()
-                        {
-                            noted.lock().unwrap().push(leaf.clone().into_owned());
-                        }
-                        let mut head = Vec::new();
-                        let mut buf = [0u8; 1024];
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match tls.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => head.extend_from_slice(&buf[..n]),
-                            }
-                        }
-                        let request = String::from_utf8_lossy(&head);
-                        let path = request.split_whitespace().nth(1).unwrap_or("/");
-                        let (content_type, body) = if path == "/jwks.json" {
-                            ("application/json", JWKS)
-                        } else {
-                            ("text/plain", "ok")
-                        };
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                        let _ = tls.write_all(answer.as_bytes()).await;
-                        let _ = tls.shutdown().await;
-                    });
-                }
-            });
+        let listener = TlsListener::start(config, move |connection, head| {
+            if let Some(leaf) = connection.peer_certificates().and_then(|chain| chain.first()) {
+                noted.lock().unwrap().push(leaf.clone().into_owned());
+            }
+            let path = head.split_whitespace().nth(1).unwrap_or("/");
+            let (content_type, body) = if path == "/jwks.json" {
+                ("application/json", JWKS)
+            } else {
+                ("text/plain", "ok")
+            };
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
         });
-        MtlsServer {
-            addr,
-            seen,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        MtlsServer { listener, seen }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("https://{}{path}", self.addr)
+        self.listener.url(path)
     }
 
     /// Whether a client presented `leaf` so far.
     fn saw(&self, leaf: &Leaf) -> bool {
         self.seen.lock().unwrap().contains(&leaf.cert_der)
-    }
-}
-
-impl Drop for MtlsServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -403,31 +346,10 @@ fn gateway(url: &str, extra: &str) -> String {
     )
 }
 
-/// The `/readyz?verbose` line of `check`.
-fn line_of(vigil: &Vigil, check: &str) -> String {
-    let verbose = vigil.get("/readyz?verbose").body;
-    let prefix = format!("{check} ");
-    verbose
-        .lines()
-        .find(|l| l.get(3..).is_some_and(|rest| rest.starts_with(&prefix)))
-        .unwrap_or("")
-        .to_owned()
-}
-
+/// Polls `check`'s `/readyz?verbose` line until `done` holds for it.
 #[track_caller]
-fn wait_for_line(vigil: &Vigil, check: &str, what: &str, mut done: impl FnMut(&str) -> bool) -> String {
-    let mut last = String::new();
-    if !poll_until(DEADLINE, || {
-        last = line_of(vigil, check);
-        done(&last)
-    }) {
-        panic!(
-            "timed out waiting for {what}; last line {last:?}\n/readyz?verbose:\n{}\nlogs:\n{}",
-            vigil.get("/readyz?verbose").body,
-            vigil.logs()
-        );
-    }
-    last
+fn wait_for_line(vigil: &Vigil, check: &str, what: &str, done: impl FnMut(&str) -> bool) -> String {
+    vigil.wait_for_readyz_line(check, what, DEADLINE, done)
 }
 
 /// `vigil_tls_client_cert_expiry_timestamp_seconds{check="<check>"}`.

@@ -5,12 +5,13 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use support::exposition::sample;
 use support::kube::FakeKube;
+use support::netns::Netns;
 use support::{FakeServer, Response, Vigil, refused_addr, run_cli, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -487,113 +488,24 @@ fn a_drain_and_its_end_are_events_on_the_pod_with_kubernetes() {
     assert!(errors.is_empty(), "the fake API refused: {errors:#?}");
 }
 
-/// Network namespaces need root; the test that needs one skips, saying why, otherwise.
-fn must_be_root() -> Result<(), String> {
-    let uid = Command::new("id")
-        .arg("-u")
+/// `curl -X method url` from inside the namespace: the status code.
+fn curl(netns: &Netns, method: &str, url: &str, headers: &[&str]) -> u16 {
+    let mut command = netns.command("curl");
+    command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", "-X", method]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let output = command
+        .arg(url)
+        .stderr(Stdio::inherit())
         .output()
-        .map_err(|e| format!("cannot run id: {e}"))?;
-    match String::from_utf8_lossy(&uid.stdout).trim() {
-        "0" => Ok(()),
-        _ => Err("not root".to_owned()),
-    }
-}
-
-/// A network namespace with a veth pair into it (`10.202.<k>.1` here, `.2` there); deleted on
-/// drop.
-struct Netns {
-    name: String,
-    host_link: String,
-    host_ip: Ipv4Addr,
-}
-
-impl Netns {
-    fn create() -> Result<Netns, String> {
-        must_be_root()?;
-        let pid = std::process::id();
-        let k = (pid % 250) as u8 + 1;
-        let netns = Netns {
-            name: format!("vigil-oncall-{pid}"),
-            host_link: format!("vo{pid}h"),
-            host_ip: Ipv4Addr::new(10, 202, k, 1),
-        };
-        let ns_link = format!("vo{pid}n");
-        let host_cidr = format!("{}/24", netns.host_ip);
-        let ns_cidr = format!("10.202.{k}.2/24");
-        let steps: [&[&str]; 7] = [
-            &["netns", "add", &netns.name],
-            &[
-                "link",
-                "add",
-                &netns.host_link,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &ns_link,
-            ],
-            &["link", "set", &ns_link, "netns", &netns.name],
-            &["addr", "add", &host_cidr, "dev", &netns.host_link],
-            &["link", "set", &netns.host_link, "up"],
-            &["-n", &netns.name, "addr", "add", &ns_cidr, "dev", &ns_link],
-            &["-n", &netns.name, "link", "set", &ns_link, "up"],
-        ];
-        for step in steps {
-            let output = Command::new("ip")
-                .args(step)
-                .output()
-                .map_err(|e| format!("cannot run ip: {e}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "ip {} failed: {}",
-                    step.join(" "),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-        }
-        Ok(netns)
-    }
-
-    /// `curl -X method url` from inside the namespace: the status code.
-    fn curl(&self, method: &str, url: &str, headers: &[&str]) -> u16 {
-        let mut command = Command::new("ip");
-        command.args([
-            "netns",
-            "exec",
-            &self.name,
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ]);
-        command.args(["-m", "5", "-X", method]);
-        for header in headers {
-            command.args(["-H", header]);
-        }
-        let output = command
-            .arg(url)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("curl in the namespace");
-        String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_link])
-            .stderr(Stdio::null())
-            .status();
-    }
+        .expect("curl in the namespace");
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0)
 }
 
 #[test]
 fn post_drain_from_another_network_namespace_is_refused_even_with_the_token() {
-    let netns = match Netns::create() {
+    let netns = match Netns::create("oncall").and_then(|netns| netns.with_veth(202)) {
         Ok(netns) => netns,
         Err(why) => {
             eprintln!("SKIPPED: a network namespace is needed for a peer from outside the pod: {why}");
@@ -609,21 +521,21 @@ fn post_drain_from_another_network_namespace_is_refused_even_with_the_token() {
             upstream.url("/healthz")
         ));
     vigil.wait_for_status("/readyz", 200, WAIT);
-    let base = format!("http://{}:{}", netns.host_ip, vigil.port());
+    let base = format!("http://{}:{}", netns.host_ip(), vigil.port());
     assert_eq!(
-        netns.curl("GET", &format!("{base}/livez"), &[]),
+        curl(&netns, "GET", &format!("{base}/livez"), &[]),
         200,
         "the namespace reaches the agent"
     );
     let bearer = format!("Authorization: Bearer {TOKEN}");
-    assert_eq!(netns.curl("POST", &format!("{base}/drain?for=1m"), &[]), 403);
+    assert_eq!(curl(&netns, "POST", &format!("{base}/drain?for=1m"), &[]), 403);
     assert_eq!(
-        netns.curl("POST", &format!("{base}/drain?for=1m"), &[&bearer]),
+        curl(&netns, "POST", &format!("{base}/drain?for=1m"), &[&bearer]),
         403,
         "loopback only, whatever token a remote peer holds"
     );
-    assert_eq!(netns.curl("DELETE", &format!("{base}/drain"), &[&bearer]), 403);
-    assert_eq!(netns.curl("POST", &format!("{base}/readyz"), &[&bearer]), 405);
+    assert_eq!(curl(&netns, "DELETE", &format!("{base}/drain"), &[&bearer]), 403);
+    assert_eq!(curl(&netns, "POST", &format!("{base}/readyz"), &[&bearer]), 405);
     assert_eq!(vigil.get("/readyz").status, 200, "still in the Service");
     assert_eq!(metric(&vigil, "vigil_drained", &[]), Some(0.0));
 }

@@ -38,30 +38,10 @@ fn config(url: &str, extra: &str) -> String {
     )
 }
 
-fn pgbouncer_line(vigil: &Vigil) -> String {
-    vigil
-        .get("/readyz?verbose")
-        .body
-        .lines()
-        .find(|l| l.starts_with("[+]pgbouncer ") || l.starts_with("[-]pgbouncer "))
-        .unwrap_or_default()
-        .to_owned()
-}
-
+/// Polls the `pgbouncer` line of `/readyz?verbose` until `f` holds for it.
 #[track_caller]
 fn wait_for_line(vigil: &Vigil, what: &str, deadline: Duration, f: impl Fn(&str) -> bool) -> String {
-    let mut line = String::new();
-    if poll_until(deadline, || {
-        line = pgbouncer_line(vigil);
-        f(&line)
-    }) {
-        return line;
-    }
-    panic!(
-        "no pgbouncer line with {what} within {deadline:?}; last: {line:?}\n--- /diag ---\n{}\n--- logs ---\n{}",
-        vigil.get("/diag").body,
-        vigil.logs()
-    );
+    vigil.wait_for_readyz_line("pgbouncer", what, deadline, f)
 }
 
 fn metrics(vigil: &Vigil) -> String {

@@ -50,32 +50,10 @@ fn metrics(vigil: &Vigil) -> String {
     vigil.get("/metrics").body
 }
 
-/// The `postgres` line of `/readyz?verbose`.
-fn postgres_line(vigil: &Vigil) -> String {
-    vigil
-        .get("/readyz?verbose")
-        .body
-        .lines()
-        .find(|l| l.starts_with("[+]postgres ") || l.starts_with("[-]postgres "))
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Polls until the postgres line satisfies `f`; panics with the last line, `/diag` and the logs.
+/// Polls the `postgres` line of `/readyz?verbose` until `f` holds for it.
 #[track_caller]
 fn wait_for_line(vigil: &Vigil, what: &str, deadline: Duration, f: impl Fn(&str) -> bool) -> String {
-    let mut line = String::new();
-    if poll_until(deadline, || {
-        line = postgres_line(vigil);
-        f(&line)
-    }) {
-        return line;
-    }
-    panic!(
-        "no postgres line with {what} within {deadline:?}; last: {line:?}\n--- /diag postgres ---\n{:#}\n--- logs ---\n{}",
-        postgres_diag(vigil),
-        vigil.logs()
-    );
+    vigil.wait_for_readyz_line("postgres", what, deadline, f)
 }
 
 /// Everything vigil says to the outside — both `/readyz` forms, `/diag` as text and JSON,
@@ -139,7 +117,7 @@ fn a_lock_held_by_an_idle_transaction_names_the_blocker_counts_the_blocked_and_c
     );
     let vigil = Vigil::start(&config);
     vigil.wait_for_status("/readyz", 200, Duration::from_secs(10));
-    assert_eq!(postgres_line(&vigil), "[+]postgres ok");
+    assert_eq!(vigil.readyz_line("postgres"), "[+]postgres ok");
 
     // The batch job updated a row (its literals hold a secret and a number) and never committed;
     // three API requests wait on that row, their statements holding the same literals.
@@ -419,7 +397,7 @@ fn a_standby_fails_under_require_primary_and_passes_once_promoted() {
     );
 
     on_primary.wait_for_status("/readyz", 200, Duration::from_secs(10));
-    assert_eq!(postgres_line(&on_primary), "[+]postgres ok");
+    assert_eq!(on_primary.readyz_line("postgres"), "[+]postgres ok");
     let m = metrics(&on_primary);
     assert_eq!(sample(&m, "vigil_postgres_in_recovery", &[]), Some(0.0));
     let lag = sample(&m, "vigil_postgres_replication_lag_seconds", &[]);
@@ -428,7 +406,7 @@ fn a_standby_fails_under_require_primary_and_passes_once_promoted() {
     // Failover: the standby is promoted, and the same URL now reaches a primary.
     standby.promote();
     on_standby.wait_for_status("/readyz", 200, Duration::from_secs(10));
-    assert_eq!(postgres_line(&on_standby), "[+]postgres ok");
+    assert_eq!(on_standby.readyz_line("postgres"), "[+]postgres ok");
     assert_eq!(
         sample(&metrics(&on_standby), "vigil_postgres_in_recovery", &[]),
         Some(0.0)
@@ -440,7 +418,11 @@ fn a_standby_passes_without_require_primary_and_shows_its_replay_lag() {
     let (primary, standby) = primary_and_standby();
     let vigil = Vigil::start(&section(&standby.url("gateway", PASSWORD, "gateway"), ""));
     vigil.wait_for_status("/readyz", 200, Duration::from_secs(10));
-    assert_eq!(postgres_line(&vigil), "[+]postgres ok", "a standby passes, shown");
+    assert_eq!(
+        vigil.readyz_line("postgres"),
+        "[+]postgres ok",
+        "a standby passes, shown"
+    );
     let d = diag(&vigil);
     assert_eq!(d["checks"]["postgres:in_recovery"][0]["observedValue"], "true", "{d:#}");
     let m = metrics(&vigil);
@@ -592,7 +574,7 @@ fn the_budget_says_which_input_is_missing_instead_of_guessing() {
         wait_for_line(&vigil, "a finished run", Duration::from_secs(10), |l| {
             l.starts_with("[+]postgres")
         });
-        let line = postgres_line(&vigil);
+        let line = vigil.readyz_line("postgres");
         assert!(
             !line.contains("replicas x pool max"),
             "no budget without its inputs: {line}"

@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use support::netns::Netns;
 use support::vigil::VIGIL_BIN;
 use support::{HttpResponse, Vigil, assert_promtool_accepts, client, poll_until, run_cli};
 
@@ -465,150 +466,39 @@ fn a_full_accept_queue_shows_and_listen_overflows_rising_warns() {
 
 // ----- SYN_SENT, in a network namespace of the test's own -----
 
-/// Network namespaces need root; the test that needs one skips, saying why, otherwise.
-fn must_be_root() -> Result<(), String> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map_err(|e| format!("cannot run id: {e}"))?;
-    match String::from_utf8_lossy(&uid.stdout).trim() {
-        "0" => Ok(()),
-        _ => Err("not root".to_owned()),
-    }
-}
-
 /// A network namespace with a veth pair into it (`10.204.<k>.1` here, `10.204.<k>.2` there)
-/// and, inside, a neighbour `10.204.<k>.3` with a MAC address nobody has: a SYN to it leaves
-/// the namespace and is dropped by the other end of the veth, no answer, no ICMP, so the
-/// connect stays in SYN_SENT (for the kernel's ~2 minutes of retries). Deleted on drop, with
+/// and, inside, a neighbour `10.204.<k>.3` ([`nowhere`]) with a MAC address nobody has: a SYN to
+/// it leaves the namespace and is dropped by the other end of the veth, no answer, no ICMP, so
+/// the connect stays in SYN_SENT (for the kernel's ~2 minutes of retries). Deleted on drop, with
 /// every process started in it.
-struct Netns {
-    name: String,
-    host_link: String,
-    k: u8,
-    children: Vec<Child>,
+fn netns_with_a_black_hole() -> Result<Netns, String> {
+    let netns = Netns::create("sockets")?.with_veth(204)?;
+    let nowhere = nowhere(&netns).to_string();
+    netns.ip(&[
+        "neigh",
+        "add",
+        &nowhere,
+        "lladdr",
+        "02:00:00:00:0b:0b",
+        "dev",
+        netns.inside_link(),
+        "nud",
+        "permanent",
+    ])?;
+    Ok(netns)
 }
 
-impl Netns {
-    fn create() -> Result<Netns, String> {
-        must_be_root()?;
-        let pid = std::process::id();
-        let k = (pid % 250) as u8 + 1;
-        let netns = Netns {
-            name: format!("vigil-sockets-{pid}"),
-            host_link: format!("vs{pid}h"),
-            k,
-            children: Vec::new(),
-        };
-        let ns_link = format!("vs{pid}n");
-        let host_cidr = format!("10.204.{k}.1/24");
-        let ns_cidr = format!("10.204.{k}.2/24");
-        let nowhere = format!("10.204.{k}.3");
-        let steps: [&[&str]; 9] = [
-            &["netns", "add", &netns.name],
-            &[
-                "link",
-                "add",
-                &netns.host_link,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &ns_link,
-            ],
-            &["link", "set", &ns_link, "netns", &netns.name],
-            &["addr", "add", &host_cidr, "dev", &netns.host_link],
-            &["link", "set", &netns.host_link, "up"],
-            &["-n", &netns.name, "link", "set", "lo", "up"],
-            &["-n", &netns.name, "addr", "add", &ns_cidr, "dev", &ns_link],
-            &["-n", &netns.name, "link", "set", &ns_link, "up"],
-            &[
-                "-n",
-                &netns.name,
-                "neigh",
-                "add",
-                &nowhere,
-                "lladdr",
-                "02:00:00:00:0b:0b",
-                "dev",
-                &ns_link,
-                "nud",
-                "permanent",
-            ],
-        ];
-        for step in steps {
-            let output = Command::new("ip")
-                .args(step)
-                .output()
-                .map_err(|e| format!("cannot run ip: {e}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "ip {} failed: {}",
-                    step.join(" "),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-        }
-        Ok(netns)
-    }
-
-    /// vigil's address inside the namespace.
-    fn inside(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 204, self.k, 2)
-    }
-
-    /// An address in the namespace's subnet whose packets are dropped.
-    fn nowhere(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 204, self.k, 3)
-    }
-
-    /// Runs `program args…` inside the namespace; the child is killed when the namespace is
-    /// dropped, or earlier with [`Netns::kill`].
-    fn spawn(&mut self, program: &str, args: &[&str], stdout: Stdio, stderr: Stdio) -> usize {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(stdout)
-            .stderr(stderr);
-        // Only what the test means reaches the agent (as support::vigil does).
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            if key.starts_with("VIGIL_") || key == "DATABASE_URL" || key == "RUST_LOG" {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {program} in netns {}: {e}", self.name));
-        self.children.push(child);
-        self.children.len() - 1
-    }
-
-    fn child(&mut self, index: usize) -> &mut Child {
-        &mut self.children[index]
-    }
-
-    fn kill(&mut self, index: usize) {
-        let child = &mut self.children[index];
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+/// An address in the namespace's subnet whose packets are dropped.
+fn nowhere(netns: &Netns) -> Ipv4Addr {
+    netns.subnet_ip(3)
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_link])
-            .stderr(Stdio::null())
-            .status();
-    }
+/// Runs `program args…` inside the namespace, stdin piped; the child is killed when the namespace
+/// is dropped, or earlier with [`Netns::kill`].
+fn spawn_in(netns: &mut Netns, program: &str, args: &[&str], stdout: Stdio, stderr: Stdio) -> usize {
+    let mut command = netns.command(program);
+    command.args(args).stdin(Stdio::piped()).stdout(stdout).stderr(stderr);
+    netns.spawn(command)
 }
 
 /// Holds `n` connects to `host:port` open until stdin closes; prints `connecting` once they
@@ -632,7 +522,7 @@ sys.stdin.read()
 /// the diag token (another peer than loopback reads reasons only with it).
 #[test]
 fn connections_stuck_in_syn_sent_over_two_runs_warn() {
-    let mut netns = match Netns::create() {
+    let mut netns = match netns_with_a_black_hole() {
         Ok(netns) => netns,
         Err(why) => {
             eprintln!("SKIPPED: a network namespace is needed to hold connections in SYN_SENT: {why}");
@@ -642,7 +532,7 @@ fn connections_stuck_in_syn_sent_over_two_runs_warn() {
     let dir = tempfile::tempdir().unwrap();
     let token = "sockets-test-diag-token-0123456789";
     fs::write(dir.path().join("token"), token).unwrap();
-    let listen = SocketAddr::from((netns.inside(), 9476));
+    let listen = SocketAddr::from((netns.inside_ip(), 9476));
     let config_path = dir.path().join("vigil.toml");
     fs::write(
         &config_path,
@@ -657,7 +547,8 @@ fn connections_stuck_in_syn_sent_over_two_runs_warn() {
     .unwrap();
     let logs = dir.path().join("vigil.log");
     let log_file = fs::File::create(&logs).unwrap();
-    let agent = netns.spawn(
+    let agent = spawn_in(
+        &mut netns,
         VIGIL_BIN,
         &["run", "--config", config_path.to_str().unwrap()],
         Stdio::from(log_file.try_clone().unwrap()),
@@ -673,7 +564,11 @@ fn connections_stuck_in_syn_sent_over_two_runs_warn() {
     });
     if !up || get("/livez").is_none() {
         let exited = netns.child(agent).try_wait();
-        panic!("vigil in {} did not answer ({exited:?}):\n{}", netns.name, logs_text());
+        panic!(
+            "vigil in {} did not answer ({exited:?}):\n{}",
+            netns.name(),
+            logs_text()
+        );
     }
     let line = || {
         get("/readyz?verbose")
@@ -687,8 +582,9 @@ fn connections_stuck_in_syn_sent_over_two_runs_warn() {
         logs_text()
     );
 
-    let nowhere = netns.nowhere().to_string();
-    let connector = netns.spawn(
+    let nowhere = nowhere(&netns).to_string();
+    let connector = spawn_in(
+        &mut netns,
         "python3",
         &["-c", CONNECTOR, &nowhere, "5432", "2"],
         Stdio::piped(),

@@ -9,7 +9,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use support::{FakeServer, Response, Vigil, poll_until};
+use support::{FakeServer, Response, Vigil};
 
 /// How long a test waits for the agent to see something (runs are 300–500 ms apart).
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -22,31 +22,10 @@ fn upstream(name: &str, url: &str, interval: &str) -> String {
     )
 }
 
-/// The `/readyz?verbose` line of `upstream:<name>`.
-fn line_of(vigil: &Vigil, name: &str) -> String {
-    let verbose = vigil.get("/readyz?verbose").body;
-    let prefix = format!("upstream:{name} ");
-    verbose
-        .lines()
-        .find(|l| l.get(3..).is_some_and(|rest| rest.starts_with(&prefix)))
-        .unwrap_or("")
-        .to_owned()
-}
-
+/// Polls `upstream:<name>`'s `/readyz?verbose` line until `done` holds for it.
 #[track_caller]
-fn wait_for_line(vigil: &Vigil, name: &str, what: &str, mut done: impl FnMut(&str) -> bool) -> String {
-    let mut last = String::new();
-    if !poll_until(DEADLINE, || {
-        last = line_of(vigil, name);
-        done(&last)
-    }) {
-        panic!(
-            "timed out waiting for {what}; last line {last:?}\n/readyz?verbose:\n{}\nlogs:\n{}",
-            vigil.get("/readyz?verbose").body,
-            vigil.logs()
-        );
-    }
-    last
+fn wait_for_line(vigil: &Vigil, name: &str, what: &str, done: impl FnMut(&str) -> bool) -> String {
+    vigil.wait_for_readyz_line(&format!("upstream:{name}"), what, DEADLINE, done)
 }
 
 /// An upstream that answers its first request with `first(now)` and every later one `200 ok`,
@@ -92,7 +71,7 @@ impl Limited {
             );
             let livez = vigil.get("/livez");
             assert_eq!(livez.status, 200, "/livez during the wait: {}", livez.body);
-            let now = line_of(vigil, name);
+            let now = vigil.readyz_line(&format!("upstream:{name}"));
             assert_eq!(now, line, "the last result stands during the wait");
             samples += 1;
             std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));

@@ -16,6 +16,8 @@
 //! - [`client`]: a tiny blocking HTTP/1.1 client on `std::net::TcpStream`;
 //! - [`exposition::sample`]: one sample of `/metrics`, labels in any order;
 //! - [`hosts::HostsEntry`]: a name with several loopback addresses in `/etc/hosts` (root only);
+//! - [`netns::Netns`]: a network namespace of the test's own, with a veth pair, processes run in it and
+//!   its own resolv.conf (root only);
 //! - [`wait_until`]: the one way tests wait for something (no sleeps), and [`free_port`].
 //!
 //! Not every test uses every helper, hence the module-wide `allow(dead_code)`.
@@ -27,6 +29,7 @@ pub mod gateways;
 pub mod hosts;
 pub mod http;
 pub mod kube;
+pub mod netns;
 pub mod pg_client_cert;
 pub mod pg_scenarios;
 pub mod pg_standby;

@@ -26,7 +26,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::postgres::{
-    PgServer, PgSession, clean_pg_env, encode, give_to_postgres, pg_bin, process_alive, run_command, server_command,
+    PgServer, PgSession, clean_pg_env, give_to_postgres, loopback_url, pg_bin, process_alive, run_command,
+    server_command,
 };
 use super::{free_port, poll_until};
 
@@ -286,13 +287,7 @@ impl PgBouncer {
 
     /// `postgres://user:password@127.0.0.1:<port>/db` (a pool, or `pgbouncer` for the console).
     pub fn url(&self, user: &str, password: &str, db: &str) -> String {
-        format!(
-            "postgres://{}:{}@127.0.0.1:{}/{}",
-            encode(user),
-            encode(password),
-            self.port,
-            encode(db)
-        )
+        loopback_url(self.port, user, password, db)
     }
 
     /// The admin console as [`ADMIN_USER`].

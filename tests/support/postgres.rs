@@ -378,13 +378,7 @@ impl PgServer {
 
     /// `postgres://user:password@127.0.0.1:<port>/db` (user and password percent-encoded).
     pub fn url(&self, user: &str, password: &str, db: &str) -> String {
-        format!(
-            "postgres://{}:{}@127.0.0.1:{}/{}",
-            encode(user),
-            encode(password),
-            self.port,
-            encode(db)
-        )
+        loopback_url(self.port, user, password, db)
     }
 
     /// `postgres://postgres:<SUPERUSER_PASSWORD>@127.0.0.1:<port>/postgres`.
@@ -1160,6 +1154,16 @@ fn first_line_pid(path: &Path) -> Option<u32> {
 
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `postgres://user:password@127.0.0.1:<port>/db`, user, password and database percent-encoded.
+pub(super) fn loopback_url(port: u16, user: &str, password: &str, db: &str) -> String {
+    format!(
+        "postgres://{}:{}@127.0.0.1:{port}/{}",
+        encode(user),
+        encode(password),
+        encode(db)
+    )
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

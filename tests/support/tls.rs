@@ -1,5 +1,6 @@
 //! A small HTTPS server on 127.0.0.1 with a certificate from a throw-away CA generated per test
-//! (rcgen), served with tokio-rustls. Answers every request `200 ok` and closes.
+//! (rcgen), served with tokio-rustls. Answers every request `200 ok` and closes. [`TlsListener`] is
+//! the server under it, for servers that answer otherwise or ask for client certificates.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -11,10 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An HTTPS server whose certificate (for 127.0.0.1 and localhost) is signed by [`TlsServer::ca_pem`].
 pub struct TlsServer {
-    addr: SocketAddr,
+    listener: TlsListener,
     ca_pem: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl TlsServer {
@@ -45,9 +44,43 @@ impl TlsServer {
             body.len()
         )
         .into_bytes();
-        let answer: Arc<[u8]> = answer.into();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(issued.server_config(&[])));
+        TlsServer {
+            listener: TlsListener::start(issued.server_config(&[]), move |_, _| answer.clone()),
+            ca_pem: issued.ca_pem,
+        }
+    }
 
+    /// `https://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        self.listener.url(path)
+    }
+
+    /// The PEM of the CA that signed the server's certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+}
+
+/// What a [`TlsListener`] answers a request: given the connection (for the client's certificate)
+/// and the request head, the bytes to write back before closing.
+pub type Answer = dyn Fn(&rustls::ServerConnection, &str) -> Vec<u8> + Send + Sync;
+
+/// A TLS server on 127.0.0.1 on a thread of its own, with `config` (its certificate, ALPN, and
+/// whether it asks for client certificates): on each connection it reads the request head,
+/// writes what `answer` makes of it and closes. Stopped on drop.
+pub struct TlsListener {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TlsListener {
+    pub fn start(
+        config: rustls::ServerConfig,
+        answer: impl Fn(&rustls::ServerConnection, &str) -> Vec<u8> + Send + Sync + 'static,
+    ) -> TlsListener {
+        let answer: Arc<Answer> = Arc::new(answer);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("tls: bind");
         listener.set_nonblocking(true).expect("tls: nonblocking");
         let addr = listener.local_addr().expect("tls: local_addr");
@@ -78,15 +111,15 @@ impl TlsServer {
                                 Ok(n) => head.extend_from_slice(&buf[..n]),
                             }
                         }
-                        let _ = tls.write_all(&answer).await;
+                        let reply = answer(tls.get_ref().1, &String::from_utf8_lossy(&head));
+                        let _ = tls.write_all(&reply).await;
                         let _ = tls.shutdown().await;
                     });
                 }
             });
         });
-        TlsServer {
+        TlsListener {
             addr,
-            ca_pem: issued.ca_pem,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -96,14 +129,9 @@ impl TlsServer {
     pub fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr)
     }
-
-    /// The PEM of the CA that signed the server's certificate.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
-    }
 }
 
-impl Drop for TlsServer {
+impl Drop for TlsListener {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -281,6 +281,44 @@ impl Vigil {
         }
     }
 
+    /// The `/readyz?verbose` line of `check` (`[+]check …` or `[-]check …`; `upstream:<name>` for an
+    /// upstream), or `""` when there is none.
+    pub fn readyz_line(&self, check: &str) -> String {
+        let verbose = self.get("/readyz?verbose").body;
+        let prefix = format!("{check} ");
+        verbose
+            .lines()
+            .find(|l| l.get(3..).is_some_and(|rest| rest.starts_with(&prefix)))
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// Polls [`Vigil::readyz_line`] until `done` holds for it, and returns it; panics naming `what`,
+    /// with the last line, `/readyz?verbose`, `/diag` and the logs at the deadline.
+    #[track_caller]
+    pub fn wait_for_readyz_line(
+        &self,
+        check: &str,
+        what: &str,
+        deadline: Duration,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> String {
+        let mut last = String::new();
+        if poll_until(deadline, || {
+            last = self.readyz_line(check);
+            done(&last)
+        }) {
+            return last;
+        }
+        panic!(
+            "timed out after {deadline:?} waiting for {what} in the {check} line; last: {last:?}\n\
+             --- /readyz?verbose ---\n{}\n--- /diag ---\n{}\n--- logs ---\n{}",
+            self.get("/readyz?verbose").body,
+            self.get("/diag").body,
+            self.logs()
+        );
+    }
+
     // ----- logs -----
 
     /// stdout followed by stderr, as written so far.
