@@ -235,6 +235,24 @@ fn a_replica_that_does_not_answer_shows_a_question_mark_within_the_deadline() {
     assert_eq!(gone["error"], "connection refused", "{gone}");
 }
 
+/// A replica reached again through a peer address (here: `listen` on every address, and a peer
+/// entry that is this same agent over another loopback address) is one replica, not two: its
+/// `Vigil-Instance` says so.
+#[test]
+fn this_replica_reached_again_through_a_peer_address_is_listed_once() {
+    let port = port_free_on(&[Ipv4Addr::UNSPECIFIED]);
+    let config = format!("[system]\nenabled = false\n[fleet]\npeers = [\"{}:{port}\"]\n", ip(5));
+    let vigil = Vigil::builder()
+        .listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+        .start(&config);
+    vigil.wait_for_status("/readyz", 200, WAIT);
+    let out = cli(&["fleet"], &config_of(&vigil));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert!(text.starts_with("1 replica: 1 ready"), "{text}");
+    assert!(!text.contains(&format!("{}:{port}", ip(5))), "listed twice:\n{text}");
+}
+
 #[test]
 fn vigil_fleet_without_a_fleet_section_is_refused_naming_fleet_peers() {
     let out = cli(&["fleet"], "listen = \"127.0.0.1:9\"\n[system]\nenabled = false\n");

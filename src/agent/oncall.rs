@@ -39,7 +39,6 @@ pub async fn fleet(config: &Config, json: bool) -> Result<Printed, OncallError> 
     let report = match table::gather(config).await {
         Ok(report) => report,
         Err(error @ TableError::NoFleet) => return Err(OncallError::Usage(error.to_string())),
-        Err(error) => return Err(OncallError::Failed(error.to_string())),
     };
     let text = if json {
         let mut document = serde_json::to_string_pretty(&report.json())

@@ -177,20 +177,42 @@ pub(super) async fn resolve(
 /// fails there; this process's own id is this replica itself; anything else is unknown.
 pub(super) async fn ask(peer: SocketAddr, check: &str, deadline: Duration, configured: Duration) -> Answer {
     let path: String = percent_encoding::utf8_percent_encode(check, percent_encoding::NON_ALPHANUMERIC).collect();
-    let answer = cut_at(Some(peer), deadline, configured, async |progress, _| {
-        let (tcp, _) = connect(&peer.ip().to_string(), peer.port(), progress).await?;
-        let request = http::Request::get(format!("/readyz/{path}"))
-            .header(HOST, peer.to_string())
-            .header(USER_AGENT, net_http::USER_AGENT)
-            .header(CONNECTION, "close")
-            .body(Full::new(Bytes::new()))?;
-        net_http::send(Box::new(tcp), false, request, ANSWER_LIMIT).await
-    })
+    let answer = get(
+        peer,
+        &format!("/readyz/{path}"),
+        None,
+        (deadline, configured),
+        ANSWER_LIMIT,
+    )
     .await;
     match answer {
         Ok(answer) => judge(answer.status, &answer.headers),
         Err(failure) => Answer::Unknown(text::one_line(&failure.error.to_string(), text::REASON_MAX).into_owned()),
     }
+}
+
+/// `GET path` of a replica over one plain HTTP/1.1 connection, closed after the answer: the
+/// fleet's consultations and `vigil fleet` ask the same way. `within`: the deadline, and the
+/// timeout a failure names; the body is read up to `body_limit`.
+pub(super) async fn get(
+    peer: SocketAddr,
+    path: &str,
+    authorization: Option<&http::HeaderValue>,
+    (deadline, configured): (Duration, Duration),
+    body_limit: usize,
+) -> Result<net_http::Answer, crate::net::attempt::ProbeFailure> {
+    cut_at(Some(peer), deadline, configured, async |progress, _| {
+        let (tcp, _) = connect(&peer.ip().to_string(), peer.port(), progress).await?;
+        let mut request = http::Request::get(path)
+            .header(HOST, peer.to_string())
+            .header(USER_AGENT, net_http::USER_AGENT)
+            .header(CONNECTION, "close");
+        if let Some(value) = authorization {
+            request = request.header(http::header::AUTHORIZATION, value);
+        }
+        net_http::send(Box::new(tcp), false, request.body(Full::new(Bytes::new()))?, body_limit).await
+    })
+    .await
 }
 
 /// What an answer with `status` and `headers` says about the check there.

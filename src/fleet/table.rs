@@ -14,15 +14,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use serde::Serialize;
 
 use super::peers;
 use crate::config::Config;
-use crate::core::url::HttpUrl;
 use crate::core::{fmt, text};
-use crate::net::http::ProbeRequest;
-use crate::net::tls::{ClientError, HttpClient};
 
 /// At most this many replicas are asked; more are counted and named as not asked.
 pub(crate) const MOST_REPLICAS: usize = 256;
@@ -50,8 +47,6 @@ pub(crate) enum TableError {
         "fleet.peers: vigil fleet asks the replicas that [fleet] peers names, and this configuration has no [fleet] section; add one (README, \"The fleet\")"
     )]
     NoFleet,
-    #[error("vigil fleet: cannot set up the HTTP client: {0}")]
-    Client(#[from] ClientError),
 }
 
 /// One check's line in a replica's answer.
@@ -92,6 +87,10 @@ pub(crate) struct Answer {
     /// The answer went on past [`ANSWER_LIMIT`]: the last lines are missing.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) cut: bool,
+    /// Its `Vigil-Instance`: which process answered, so that this replica reached again
+    /// through a peer address is listed once.
+    #[serde(skip)]
+    pub(crate) instance: Option<String>,
 }
 
 /// One row of the table.
@@ -455,7 +454,6 @@ pub(crate) fn own_target(config: &Config) -> SocketAddr {
 /// Asks every replica; see the module docs.
 pub(crate) async fn gather(config: &Config) -> Result<Report, TableError> {
     let fleet = config.fleet.as_ref().ok_or(TableError::NoFleet)?;
-    let client = HttpClient::new()?;
     let resolution = peers::resolve(
         fleet,
         ANSWER_WITHIN,
@@ -476,16 +474,15 @@ pub(crate) async fn gather(config: &Config) -> Result<Report, TableError> {
     );
     let not_asked = targets.len().saturating_sub(MOST_REPLICAS);
     targets.truncate(MOST_REPLICAS);
-    let authorization = config.diag.token.as_ref().and_then(|token| {
-        HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .ok()
-            .map(|value| (http::header::AUTHORIZATION, value))
-    });
-    let client = &client;
-    let authorization = &authorization;
-    let replicas = futures_util::stream::iter(targets)
+    let authorization = config
+        .diag
+        .token
+        .as_ref()
+        .and_then(|token| HeaderValue::from_str(&format!("Bearer {}", token.expose())).ok());
+    let authorization = authorization.as_ref();
+    let mut replicas: Vec<Replica> = futures_util::stream::iter(targets)
         .map(|(addr, address, this_replica)| async move {
-            let (answer, error) = match ask(client, addr, authorization.clone()).await {
+            let (answer, error) = match ask(addr, authorization).await {
                 Ok(answer) => (Some(answer), None),
                 Err(error) => (None, Some(error)),
             };
@@ -500,6 +497,7 @@ pub(crate) async fn gather(config: &Config) -> Result<Report, TableError> {
         .buffered(AT_ONCE)
         .collect()
         .await;
+    without_this_replica_again(&mut replicas);
     Ok(Report {
         replicas,
         not_asked,
@@ -508,17 +506,16 @@ pub(crate) async fn gather(config: &Config) -> Result<Report, TableError> {
 }
 
 /// `GET /readyz?verbose` of one replica within [`ANSWER_WITHIN`].
-async fn ask(
-    client: &HttpClient,
-    addr: SocketAddr,
-    authorization: Option<(HeaderName, HeaderValue)>,
-) -> Result<Answer, String> {
-    let url = HttpUrl::parse(&format!("http://{addr}/readyz?verbose"))?;
-    let request = ProbeRequest::get(&url, authorization);
-    let response = client
-        .probe(&request, ANSWER_WITHIN, ANSWER_WITHIN, ANSWER_LIMIT)
-        .await
-        .map_err(|failure| failure.error.to_string())?;
+async fn ask(addr: SocketAddr, authorization: Option<&HeaderValue>) -> Result<Answer, String> {
+    let response = peers::get(
+        addr,
+        "/readyz?verbose",
+        authorization,
+        (ANSWER_WITHIN, ANSWER_WITHIN),
+        ANSWER_LIMIT,
+    )
+    .await
+    .map_err(|failure| failure.error.to_string())?;
     let ready = match response.status {
         200 => true,
         503 => false,
@@ -531,7 +528,27 @@ async fn ask(
         ready,
         checks,
         cut: response.truncated,
+        instance: response
+            .headers
+            .get(super::instance::HEADER)
+            .and_then(|id| id.to_str().ok())
+            .map(|id| text::one_line(id, 64).into_owned()),
     })
+}
+
+/// Leaves out the rows that answered with this replica's own `Vigil-Instance` (a peers name
+/// that also resolves to this replica, a `listen` wildcard without `POD_IP`): each replica
+/// is listed once.
+fn without_this_replica_again(replicas: &mut Vec<Replica>) {
+    let own = replicas
+        .iter()
+        .find(|r| r.this_replica)
+        .and_then(|r| r.answer.as_ref())
+        .and_then(|a| a.instance.clone());
+    if let Some(own) = own {
+        replicas
+            .retain(|r| r.this_replica || r.answer.as_ref().and_then(|a| a.instance.as_deref()) != Some(own.as_str()));
+    }
 }
 
 #[cfg(test)]
@@ -556,6 +573,7 @@ mod tests {
                 ready,
                 checks,
                 cut: false,
+                instance: Some(address.to_owned()),
             }),
             error: None,
         }
