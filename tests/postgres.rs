@@ -202,6 +202,10 @@ fn saturation_by_real_clients_warns_then_fails_while_the_server_stays_up() {
         "no saturation warning:\n{body}\n{:#}",
         last_details(&diag(&vigil))
     );
+    assert!(
+        body.contains("usable connections (warn at 50%); most held by application_name \"orders\" (7)"),
+        "who holds them is named:\n{body}"
+    );
     assert_eq!(vigil.get("/readyz").status, 200, "warn never fails readiness");
 
     // Fill every usable slot, then take the agent's pool connection away: its pool must open a new

@@ -505,7 +505,14 @@ impl PostgresCheck {
         let mut findings = Vec::new();
         let limits = why::limits(s);
         if let Some(tightest) = why::tightest(&limits) {
-            findings.extend(why::saturation(tightest, self.saturation_warn, self.saturation_fail));
+            let (top, _) = s.by_application();
+            let top = top.first().map(|(name, n)| (name.as_str(), *n));
+            findings.extend(why::saturation(
+                tightest,
+                self.saturation_warn,
+                self.saturation_fail,
+                top,
+            ));
         }
         if s.long_queries > 0 {
             let longest = s

@@ -141,16 +141,23 @@ pub(super) fn tightest(limits: &[Limit]) -> Option<&Limit> {
         .max_by(|a, b| a.saturation().total_cmp(&b.saturation()).then(b.limit.cmp(&a.limit)))
 }
 
-/// The saturation finding against the tightest limit.
-pub(super) fn saturation(tightest: &Limit, warn: f64, fail: f64) -> Option<Finding> {
+/// The saturation finding against the tightest limit. When the server itself is full, the
+/// reason names the application that holds the most connections (`top`): "who took them" is
+/// the first question, and the answer is often not the gateway.
+pub(super) fn saturation(tightest: &Limit, warn: f64, fail: f64, top: Option<(&str, i64)>) -> Option<Finding> {
     let value = tightest.saturation();
     let (status, word, at) = outcome::crossed(value, warn, fail)?;
     let reason = match tightest.scope {
         Scope::Server => format!(
-            "saturation {} of {} usable connections ({word} at {})",
+            "saturation {} of {} usable connections ({word} at {}){}",
             fmt::percent(value),
             tightest.limit,
-            fmt::percent(at)
+            fmt::percent(at),
+            top.filter(|(_, n)| *n > 0)
+                .map_or_else(String::new, |(name, n)| match name {
+                    "" => format!("; most held by clients without an application_name ({n})"),
+                    name => format!("; most held by application_name \"{name}\" ({n})"),
+                })
         ),
         _ => format!(
             "{} (saturation {}, {word} at {})",
@@ -400,6 +407,30 @@ mod tests {
     use super::super::queries::{Edge, RoleRow, Why};
     use super::*;
 
+    #[test]
+    fn a_full_server_names_the_application_holding_the_most_connections() {
+        let server = Limit {
+            scope: Scope::Server,
+            name: String::new(),
+            limit: 47,
+            in_use: 47,
+        };
+        assert_eq!(
+            saturation(&server, 0.8, 0.95, Some(("report-runner", 40)))
+                .unwrap()
+                .reason,
+            "saturation 100% of 47 usable connections (fail at 95%); most held by application_name \"report-runner\" (40)"
+        );
+        assert_eq!(
+            saturation(&server, 0.8, 0.95, Some(("", 30))).unwrap().reason,
+            "saturation 100% of 47 usable connections (fail at 95%); most held by clients without an application_name (30)"
+        );
+        assert_eq!(
+            saturation(&server, 0.8, 0.95, None).unwrap().reason,
+            "saturation 100% of 47 usable connections (fail at 95%)"
+        );
+    }
+
     fn stats(why: Why) -> Stats {
         Stats {
             max_connections: 100,
@@ -494,7 +525,7 @@ mod tests {
         let tight = tightest(&limits).unwrap();
         assert_eq!(tight.scope, Scope::Role);
         assert_eq!(
-            saturation(tight, 0.8, 0.95).unwrap().reason,
+            saturation(tight, 0.8, 0.95, Some(("batch", 3))).unwrap().reason,
             "role \"gateway\" limit 10: 9 in use (saturation 90%, warn at 80%)"
         );
         assert_eq!(

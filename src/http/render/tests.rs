@@ -232,11 +232,19 @@ fn failures_come_worst_first_in_full_with_human_figures() {
         lines[1],
         "verdict: fail: not ready: critical check failing: postgres; draining: shutting down, /readyz answers 503 while connections drain"
     );
+    // Two at once: both reasons on the first screen, each on its line, before either in full.
+    assert_eq!(lines[4], "failing and warning (worst first):", "{text}");
+    assert_eq!(
+        lines[5],
+        "postgres [FAIL] (critical) connection refused (127.0.0.1:5432)"
+    );
+    assert_eq!(lines[6], "system [WARN] (not critical) memory 97% of its limit");
+    assert_eq!(lines[7], "", "{text}");
     let position = |needle: &str| {
         text.find(needle)
             .unwrap_or_else(|| panic!("{needle:?} missing from:\n{text}"))
     };
-    assert!(position("postgres [FAIL] (critical)") < position("system [WARN] (not critical)"));
+    assert!(position("\npostgres [FAIL] (critical)") < position("\nsystem [WARN] (not critical)"));
     assert!(position("system [WARN]") < position("\npassing:\n"));
     assert!(position("\npassing:\n") < position("status changes (newest first):"));
     assert!(position("status changes") < position("kubelet probes:"));

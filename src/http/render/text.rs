@@ -10,7 +10,8 @@ use crate::core::outcome::{Status, Value};
 use crate::engine::state::{CheckView, Readiness};
 
 /// The `/diag` text report for a terminal, for a person paged at night: the verdict first, then
-/// every check that fails or warns (worst first) in full, then one line per passing check, then
+/// every check that fails or warns (worst first: one line each when there are several, then each
+/// in full), then one line per passing check, then
 /// the notes, the timeline, the kubelet probes and the passing checks in full. Figures read in
 /// the units `kubectl top` prints (`0.3ms`, `653MiB`, `2.1%`); the JSON keeps raw values.
 pub fn diag_text(input: &DiagInput<'_>) -> String {
@@ -41,6 +42,13 @@ pub fn diag_text(input: &DiagInput<'_>) -> String {
 
     if !attention.is_empty() {
         let _ = writeln!(out, "\nfailing and warning (worst first):");
+        // Several at once: each one's reason on a line of its own first, so that all of them
+        // are on the first screen (the first ten lines) before any is shown in full.
+        if attention.len() > 1 {
+            for check in &attention {
+                let _ = writeln!(out, "{}", headline(check));
+            }
+        }
         for check in &attention {
             check_block(&mut out, check, input.now, true);
         }
@@ -205,8 +213,8 @@ fn passing_summary(check: &CheckView) -> String {
 }
 
 /// A check in full: status, reason, hint, since when, failed runs, the last run and its figures.
-fn check_block(out: &mut String, check: &CheckView, now: SystemTime, attention: bool) {
-    let _ = writeln!(out);
+/// `name [STATUS] (critical) reason`: a check in one line.
+fn headline(check: &CheckView) -> String {
     let status = check.status.map_or("PENDING", |s| match s {
         Status::Pass => "PASS",
         Status::Warn => "WARN",
@@ -217,7 +225,12 @@ fn check_block(out: &mut String, check: &CheckView, now: SystemTime, attention: 
     } else {
         "not critical"
     };
-    let _ = writeln!(out, "{} [{status}] ({critical}) {}", check.name, check.reason);
+    format!("{} [{status}] ({critical}) {}", check.name, check.reason)
+}
+
+fn check_block(out: &mut String, check: &CheckView, now: SystemTime, attention: bool) {
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{}", headline(check));
     let _ = writeln!(out, "  scope: {}", check.settings.scope.as_str());
     if let Some(hint) = &check.hint {
         let _ = writeln!(out, "  hint: {hint}");
