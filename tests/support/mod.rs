@@ -87,9 +87,21 @@ pub fn poll_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// take the port between this call and the moment the caller binds it (a small race, in practice
 /// rare because the kernel hands out ephemeral ports round-robin); the starters in this module retry
 /// with a new port when the bind fails.
+///
+/// A port is handed out at most once per test binary: the kernel may give the same free port to
+/// two tests running side by side, and two agents on one port answer each other's `/livez`.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 to find a free port");
-    listener.local_addr().expect("local_addr of a bound listener").port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..1000 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 to find a free port");
+        let port = listener.local_addr().expect("local_addr of a bound listener").port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+    panic!("no port that this test binary has not handed out already in 1000 tries");
 }
 
 /// An address on 127.0.0.1 where nothing listens: connecting to it is refused.

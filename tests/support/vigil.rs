@@ -189,7 +189,11 @@ impl Vigil {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if client::try_request(self.addr, "GET", "/livez", &[], &[]).is_ok() {
-                return Ok(());
+                // Answered by this agent, not by another process on the same port: it still runs.
+                return match self.child.try_wait() {
+                    Ok(Some(_)) => Err(true),
+                    _ => Ok(()),
+                };
             }
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return Err(true);
