@@ -3,14 +3,14 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use support::{PgServer, Vigil, refused_addr, wait_until};
+use support::{PgServer, Vigil, free_port_on, refused_addr, wait_until};
 
 const PASSWORD: &str = "gw-fleet-Pa55";
 const INTERVAL: Duration = Duration::from_millis(1000);
@@ -21,22 +21,11 @@ fn ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, n)
 }
 
-/// A port free on every one of `ips` a moment ago.
-fn port_free_on(ips: &[Ipv4Addr]) -> u16 {
-    for _ in 0..50 {
-        let port = TcpListener::bind((ips[0], 0)).unwrap().local_addr().unwrap().port();
-        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
-            return port;
-        }
-    }
-    panic!("no port free on all of {ips:?}");
-}
-
 /// `count` replicas on 127.0.0.2 …, each with `[fleet] peers` listing the others; replica `i`
 /// watches the database at `url(i)` and its config ends with `extra`.
 fn fleet(count: u8, url: impl Fn(u8) -> String, extra: &str) -> Vec<Vigil> {
     let ips: Vec<Ipv4Addr> = (2..2 + count).map(ip).collect();
-    let port = port_free_on(&ips);
+    let port = free_port_on(&ips);
     ips.iter()
         .enumerate()
         .map(|(i, own)| {
@@ -304,7 +293,7 @@ fn a_replica_with_its_own_wrong_database_url_alone_leaves_the_service() {
 fn unreachable_peers_mean_no_panic() {
     let pg = PgServer::start();
     let url = pg.create_user_db("gateway", PASSWORD);
-    let port = port_free_on(&[ip(2)]);
+    let port = free_port_on(&[ip(2)]);
     let wrong_port = refused_addr().port();
     let config = format!(
         "[defaults]\ninterval = \"1s\"\ntimeout = \"900ms\"\n[system]\nenabled = false\n\
@@ -399,7 +388,7 @@ fn a_503_from_a_proxy_in_front_of_a_peer_is_not_a_failing_replica() {
     // What Envoy or a mesh sidecar answers, to every path, for a peer that is down.
     let sidecar = support::FakeServer::fixed(support::Response::text(503, "no healthy upstream"));
     let ips = [ip(2), ip(3), ip(4)];
-    let port = port_free_on(&ips);
+    let port = free_port_on(&ips);
     let peers_of = |own: Ipv4Addr| -> Vec<String> {
         let mut peers: Vec<String> = ips
             .iter()
@@ -455,7 +444,7 @@ fn a_replica_never_counts_itself_whatever_address_reaches_it() {
     let pg = PgServer::start();
     let url = pg.create_user_db("gateway", PASSWORD);
     let wrong = pg.url("gateway", "not-the-password", "gateway");
-    let honest_port = port_free_on(&[ip(3)]);
+    let honest_port = free_port_on(&[ip(3)]);
     let honest = replica(
         SocketAddr::from((ip(3), honest_port)),
         &url,
@@ -469,7 +458,7 @@ fn a_replica_never_counts_itself_whatever_address_reaches_it() {
     // does not know as its own: only the honest peer counts, 1 failing of 2, no panic.
     let mut cases: Vec<(&str, Vigil)> = Vec::new();
     // A wildcard listen without POD_IP, reached as 127.0.0.1.
-    let port = port_free_on(&[Ipv4Addr::UNSPECIFIED, ip(1)]);
+    let port = free_port_on(&[Ipv4Addr::UNSPECIFIED, ip(1)]);
     let wildcard = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
     cases.push((
         "listen 0.0.0.0, no POD_IP",
@@ -481,7 +470,7 @@ fn a_replica_never_counts_itself_whatever_address_reaches_it() {
         ),
     ));
     // POD_IP set, while the list names 127.0.0.1.
-    let port = port_free_on(&[Ipv4Addr::UNSPECIFIED, ip(1)]);
+    let port = free_port_on(&[Ipv4Addr::UNSPECIFIED, ip(1)]);
     cases.push((
         "POD_IP 127.0.0.2, named as 127.0.0.1",
         replica(
@@ -495,7 +484,7 @@ fn a_replica_never_counts_itself_whatever_address_reaches_it() {
     let dual = support::hosts::HostsEntry::add(&["127.0.0.1", "::1"]).filter(|_| running_as_root());
     match &dual {
         Some(name) => {
-            let port = port_free_on(&[Ipv4Addr::UNSPECIFIED, ip(1)]);
+            let port = free_port_on(&[Ipv4Addr::UNSPECIFIED, ip(1)]);
             let any6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
             cases.push((
                 "listen [::], a dual-stack name",

@@ -8,16 +8,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::grpc_peer::GrpcPeer;
 use support::tls::TlsListener;
 use support::{Vigil, poll_until, run_cli};
 
@@ -26,9 +25,6 @@ const JWKS: &str = include_str!("fixtures/jwks.json");
 
 /// How long a test waits for the agent to see a change (runs are 500 ms apart).
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// How long the Python gRPC server has to start (importing grpcio takes a few hundred ms).
-const PEER_START: Duration = Duration::from_secs(20);
 
 fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
@@ -210,65 +206,16 @@ impl MtlsServer {
 
 // ----- the grpcio health server, with --client-ca -----
 
-struct GrpcPeer {
-    child: Child,
-    _stdin: ChildStdin,
-    port: u16,
-}
-
-impl GrpcPeer {
-    /// A grpcs health server (SERVING) that requires a client certificate from the test CA.
-    fn start(pki: &Pki) -> GrpcPeer {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/grpc_health.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .args([
-                "--cert",
-                &pki.path("server.pem"),
-                "--key",
-                &pki.path("server.key"),
-                "--client-ca",
-                &pki.path("ca.pem"),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python3 tests/peers/grpc_health.py (grpcio and grpcio-health-checking: .ci/deps.sh)");
-        let stdin = child.stdin.take().expect("peer stdin");
-        let stdout = child.stdout.take().expect("peer stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let ready: String = lines
-            .recv_timeout(PEER_START)
-            .unwrap_or_else(|e| panic!("no line from the gRPC peer within {PEER_START:?}: {e}"));
-        let port = ready
-            .strip_prefix("READY ")
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("the gRPC peer said {ready:?} instead of READY <port>"));
-        GrpcPeer {
-            child,
-            _stdin: stdin,
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("grpcs://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for GrpcPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A grpcs health server (SERVING) that requires a client certificate from the test CA.
+fn grpcs_requiring_client_certificates(pki: &Pki) -> GrpcPeer {
+    GrpcPeer::start(&[
+        "--cert",
+        &pki.path("server.pem"),
+        "--key",
+        &pki.path("server.key"),
+        "--client-ca",
+        &pki.path("ca.pem"),
+    ])
 }
 
 // ----- a Secret volume as the kubelet lays it out -----
@@ -420,13 +367,13 @@ fn assert_no_key(outputs: &[(String, String)], leaves: &[&Leaf]) {
 fn with_our_client_certificate_upstream_grpc_and_jwt_pass() {
     let pki = Pki::new();
     let https = MtlsServer::start(&pki);
-    let grpc = GrpcPeer::start(&pki);
+    let grpc = grpcs_requiring_client_certificates(&pki);
     let client = pki.ca.client("vigil", 200 * DAY);
     let keys = format!("{}{}", pki.ca_file(), pki.client_files("client", &client));
     let config = format!(
         "{SYSTEM_OFF}{}{}{}",
         upstream("orders", &https.url("/healthz"), &keys),
-        upstream("rpc", &grpc.url(), &keys),
+        upstream("rpc", &grpc.url("grpcs"), &keys),
         jwt(&https.url("/jwks.json"), &keys),
     );
     let vigil = Vigil::start(&config);
@@ -449,12 +396,12 @@ fn with_our_client_certificate_upstream_grpc_and_jwt_pass() {
 fn without_a_client_certificate_the_reason_says_the_server_wants_one() {
     let pki = Pki::new();
     let https = MtlsServer::start(&pki);
-    let grpc = GrpcPeer::start(&pki);
+    let grpc = grpcs_requiring_client_certificates(&pki);
     let trust = pki.ca_file();
     let config = format!(
         "{SYSTEM_OFF}{}{}{}",
         upstream("orders", &https.url("/healthz"), &trust),
-        upstream("rpc", &grpc.url(), &trust),
+        upstream("rpc", &grpc.url("grpcs"), &trust),
         jwt(&https.url("/jwks.json"), &trust),
     );
     let vigil = Vigil::start(&config);

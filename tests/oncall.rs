@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,24 +12,13 @@ use serde_json::{Value, json};
 use support::exposition::sample;
 use support::kube::FakeKube;
 use support::netns::Netns;
-use support::{FakeServer, Response, Vigil, refused_addr, run_cli, wait_until};
+use support::{FakeServer, Response, Vigil, free_port_on, refused_addr, run_cli, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
 const TOKEN: &str = "oncall-diag-token-0123456789";
 
 fn ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, n)
-}
-
-/// A port free on every one of `ips` a moment ago.
-fn port_free_on(ips: &[Ipv4Addr]) -> u16 {
-    for _ in 0..50 {
-        let port = TcpListener::bind((ips[0], 0)).unwrap().local_addr().unwrap().port();
-        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
-            return port;
-        }
-    }
-    panic!("no port free on all of {ips:?}");
 }
 
 fn stdout(output: &Output) -> String {
@@ -67,7 +56,7 @@ fn three() -> Three {
     let gateway = FakeServer::fixed(Response::text(200, "ok"));
     let refused = refused_addr();
     let ips: Vec<Ipv4Addr> = (2..=4).map(ip).collect();
-    let port = port_free_on(&ips);
+    let port = free_port_on(&ips);
     let replicas = ips
         .iter()
         .map(|own| {
@@ -240,7 +229,7 @@ fn a_replica_that_does_not_answer_shows_a_question_mark_within_the_deadline() {
 /// `Vigil-Instance` says so.
 #[test]
 fn this_replica_reached_again_through_a_peer_address_is_listed_once() {
-    let port = port_free_on(&[Ipv4Addr::UNSPECIFIED]);
+    let port = free_port_on(&[Ipv4Addr::UNSPECIFIED]);
     let config = format!("[system]\nenabled = false\n[fleet]\npeers = [\"{}:{port}\"]\n", ip(5));
     let vigil = Vigil::builder()
         .listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))

@@ -26,6 +26,7 @@
 pub mod client;
 pub mod exposition;
 pub mod gateways;
+pub mod grpc_peer;
 pub mod hosts;
 pub mod http;
 pub mod kube;
@@ -91,17 +92,27 @@ pub fn poll_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// A port is handed out at most once per test binary: the kernel may give the same free port to
 /// two tests running side by side, and two agents on one port answer each other's `/livez`.
 pub fn free_port() -> u16 {
+    free_port_on(&[Ipv4Addr::LOCALHOST])
+}
+
+/// A port free on every one of `ips` a moment ago (the replicas of a fleet on 127.0.0.2, .3, …
+/// share one), handed out at most once per test binary as [`free_port`]'s are.
+pub fn free_port_on(ips: &[Ipv4Addr]) -> u16 {
     static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..1000 {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 to find a free port");
+        let first = ips.first().copied().unwrap_or(Ipv4Addr::LOCALHOST);
+        let listener =
+            TcpListener::bind((first, 0)).unwrap_or_else(|e| panic!("bind {first}:0 to find a free port: {e}"));
         let port = listener.local_addr().expect("local_addr of a bound listener").port();
-        if handed_out.insert(port) {
+        drop(listener);
+        let free_on_all = ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok());
+        if free_on_all && handed_out.insert(port) {
             return port;
         }
     }
-    panic!("no port that this test binary has not handed out already in 1000 tries");
+    panic!("no port free on all of {ips:?} that this test binary has not handed out already in 1000 tries");
 }
 
 /// An address on 127.0.0.1 where nothing listens: connecting to it is refused.
