@@ -132,17 +132,8 @@ impl PostgresMetrics {
                 "The most gateway replicas whose DB pools (at their max) fit in the usable connections beside the other clients; NaN while the pool max or the replica count is unknown.",
             )?,
         };
-        for gauge in [
-            &pg.blocked_queries,
-            &pg.lock_wait_max_seconds,
-            &pg.oldest_transaction_seconds,
-            &pg.idle_in_transaction_max_seconds,
-            &pg.in_recovery,
-            &pg.replication_lag_seconds,
-            &pg.connection_budget_replicas,
-        ] {
-            gauge.set(f64::NAN);
-        }
+        pg.why_unknown();
+        pg.connection_budget_replicas.set(f64::NAN);
         for state in POSTGRES_CONNECTION_STATES {
             pg.connections.with_label_values(&[*state]);
         }
@@ -171,5 +162,20 @@ impl PostgresMetrics {
         };
         metrics.register_group(name, collectors)?;
         Ok(pg)
+    }
+
+    /// The "why" gauges read from the statistics statement, NaN: unknown until a run reads them
+    /// and again while the database cannot be read (a stale figure would mislead).
+    pub(super) fn why_unknown(&self) {
+        for gauge in [
+            &self.blocked_queries,
+            &self.lock_wait_max_seconds,
+            &self.oldest_transaction_seconds,
+            &self.idle_in_transaction_max_seconds,
+            &self.in_recovery,
+            &self.replication_lag_seconds,
+        ] {
+            gauge.set(f64::NAN);
+        }
     }
 }

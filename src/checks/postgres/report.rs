@@ -93,16 +93,7 @@ impl PostgresCheck {
             .set(budget.map_or(f64::NAN, |b| b.fit as f64));
         pg.connection_limit.reset();
         let Some(s) = s else {
-            for gauge in [
-                &pg.blocked_queries,
-                &pg.lock_wait_max_seconds,
-                &pg.oldest_transaction_seconds,
-                &pg.idle_in_transaction_max_seconds,
-                &pg.in_recovery,
-                &pg.replication_lag_seconds,
-            ] {
-                gauge.set(f64::NAN);
-            }
+            pg.why_unknown();
             return;
         };
         let limits = why::limits(s);
