@@ -38,22 +38,96 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level modules named as `crate::<module>` in the production part of `text` (unit
-/// tests may reach further, to build what they test).
+/// `text` without its `#[cfg(test)]` items (a `mod tests { … }`, a `use`, a helper `fn`), wherever
+/// they stand: code after a test-only item is production code too.
+fn production_part(text: &str) -> String {
+    const MARK: &str = "#[cfg(test)]";
+    let mut kept = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        kept.push_str(&rest[..at]);
+        let item = &rest[at + MARK.len()..];
+        rest = &item[item_len(item)..];
+    }
+    kept.push_str(rest);
+    kept
+}
+
+/// The length of the item at the start of `text`: up to its `;`, or to the brace that closes
+/// its body (braces inside strings, character literals and comments do not count).
+fn item_len(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i += text[i..].find('\n').unwrap_or(text.len() - i);
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'\'' if bytes.get(i + 2) == Some(&b'\'') => i += 2,
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            b';' if depth == 0 => return i + 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    text.len()
+}
+
+/// The top-level modules named as `crate::<module>` or in `crate::{<module>, …}` in the
+/// production part of `text` (unit tests may reach further, to build what they test).
 fn named_modules(text: &str) -> BTreeSet<String> {
-    let production = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let production = production_part(text);
     let mut named = BTreeSet::new();
+    let ident = |text: &str| -> String {
+        text.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
     for line in production.lines() {
         let code = line.split("//").next().unwrap_or_default();
         let mut rest = code;
         while let Some(at) = rest.find("crate::") {
             let after = &rest[at + "crate::".len()..];
-            let module: String = after
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !module.is_empty() {
-                named.insert(module);
+            if let Some(group) = after.strip_prefix('{') {
+                // A group: each top-level name in it (nested groups belong to their module).
+                let mut depth = 0;
+                let mut start = true;
+                for (i, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => start = true,
+                        c if c.is_whitespace() => {}
+                        _ if start => {
+                            let module = ident(&group[i..]);
+                            if !module.is_empty() {
+                                named.insert(module);
+                            }
+                            start = false;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                let module = ident(after);
+                if !module.is_empty() {
+                    named.insert(module);
+                }
             }
             rest = after;
         }
@@ -102,4 +176,15 @@ fn every_layer_imports_only_from_the_layers_before_it() {
 fn the_rule_sees_an_upward_import() {
     let named = named_modules("use crate::checks::Wake;\n// use crate::agent;\n#[cfg(test)]\nuse crate::http;");
     assert_eq!(named.into_iter().collect::<Vec<_>>(), ["checks"]);
+}
+
+#[test]
+fn the_rule_reads_past_a_test_only_item_and_into_groups() {
+    let text = "#[cfg(test)]\nmod tests {\n    use crate::agent;\n    const B: &str = \"}\";\n    fn f() { let _ = '}'; }\n}\n\
+                #[cfg(test)]\nfn helper() -> u8 { crate::fleet::x() }\n\
+                use crate::{core::text, engine::{State, Wake}};\nfn later() { crate::http::serve(); }\n";
+    assert_eq!(
+        named_modules(text).into_iter().collect::<Vec<_>>(),
+        ["core", "engine", "http"]
+    );
 }
