@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests use for real when it is missing: PostgreSQL (initdb, pg_ctl,
 # pg_basebackup), PgBouncer (in front of a test cluster), promtool (Debian's prometheus
-# package), setpriv, procps, iproute2, and the real gateways of tests/gateway_traffic.rs
+# package), setpriv, procps, iproute2, curl, and the real gateways of tests/gateway_traffic.rs
 # (haproxy, caddy); and from PyPI the real peers nobody here wrote: a gRPC health server
 # (grpcio, grpcio-health-checking) and the Kubernetes OpenAPI schema that the fake API
 # server's objects are checked against (kubernetes-validate).
@@ -14,6 +14,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)   # the tests' kill and pgrep
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)    # the network namespace of the slowloris test
+command -v curl >/dev/null 2>&1 || missing+=(curl)      # a request from inside a test's network namespace
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)  # a real gateway: HAProxy 2.6, built with USE_PROMEX
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)      # a real gateway: Caddy 2.6, request metrics
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
