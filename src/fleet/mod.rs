@@ -59,6 +59,7 @@ use crate::core::outcome::Status;
 use crate::engine::observe::{Ended, Look, Observer, Recorded};
 use crate::engine::state::{State, Transition};
 use crate::metrics::{Metrics, MetricsError};
+use crate::net::attempt::inner_deadline;
 
 /// At most this many peers are asked per run.
 pub(crate) const PEERS_ASKED: usize = 16;
@@ -247,7 +248,9 @@ impl Fleet {
             let mut chosen = self.peers(settings.interval, timeout / 2).await;
             fastrand::shuffle(&mut chosen);
             chosen.truncate(PEERS_ASKED);
-            let left = timeout.saturating_sub(started.elapsed());
+            // Each request ends a little before the whole: a peer that never answers must not
+            // race the outer cut, which would throw away every answer already in.
+            let left = inner_deadline(timeout.saturating_sub(started.elapsed()));
             self.peer_requests.fetch_add(chosen.len() as u64, Ordering::Relaxed);
             let asked = chosen.iter().map(|addr| peers::ask(*addr, check, left, timeout));
             let answers = futures_util::future::join_all(asked).await;
