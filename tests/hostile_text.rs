@@ -240,6 +240,99 @@ fn a_100_mb_postgresql_error_message_leaves_memory_bounded() {
     memory_under_an_error_of(100, "10s");
 }
 
+/// A server on a `[pgbouncer]` URL that answers every startup with a `megabytes` MB
+/// ErrorResponse (what a hostile or broken console could send); it serves until the test ends.
+fn console_raising_an_error_of(megabytes: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local_addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1000) {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                // The SSLRequest (refused with 'N') or the startup message, then the startup.
+                let mut length = [0u8; 4];
+                for _ in 0..2 {
+                    if stream.read_exact(&mut length).is_err() {
+                        return;
+                    }
+                    let mut rest = vec![0u8; (u32::from_be_bytes(length) as usize).saturating_sub(4).min(10_000)];
+                    if stream.read_exact(&mut rest).is_err() {
+                        return;
+                    }
+                    if rest.starts_with(&80_877_103u32.to_be_bytes()) {
+                        let _ = stream.write_all(b"N");
+                        continue;
+                    }
+                    break;
+                }
+                let message = megabytes * 1024 * 1024;
+                let fields_len = 1 + 6 + 1 + 6 + 1 + 5 + 1 + message + 1 + 1;
+                let mut head = vec![b'E'];
+                head.extend_from_slice(&u32::try_from(4 + fields_len).unwrap().to_be_bytes());
+                head.extend_from_slice(b"SFATAL\0CXX000\0Mhuge ");
+                if stream.write_all(&head).is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut left = message - 5;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+                let _ = stream.write_all(b"\0\0");
+            });
+        }
+    });
+    port
+}
+
+/// Issue 23 for `[pgbouncer]` too: its console connection is read through the postgres check's
+/// bounded stream, so a huge error costs a cut reason, not memory (tokio-postgres on its own
+/// buffers the whole message).
+#[test]
+fn a_50_mb_error_from_the_pgbouncer_console_leaves_memory_bounded() {
+    let port = console_raising_an_error_of(50);
+    let config = format!(
+        "[system]\nenabled = false\n[pgbouncer]\nurl = \"postgres://stats@127.0.0.1:{port}/pgbouncer?sslmode=disable\"\n\
+         interval = \"3s\"\ntimeout = \"3s\"\n"
+    );
+    let vigil = Vigil::start(&config);
+    let (before, _) = memory(vigil.pid());
+    let runs = |vigil: &Vigil| -> u64 {
+        let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).unwrap_or(json!({}));
+        doc["vigil"]["checks"]["pgbouncer"]["runs"].as_u64().unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(60), "three pgbouncer runs", || runs(&vigil) >= 3);
+    let (peak, now) = memory(vigil.pid());
+    eprintln!(
+        "50 MB error from the console: vigil's RSS {} MiB now, peak {} MiB (peak {} MiB before)",
+        now / MIB,
+        peak / MIB,
+        before / MIB
+    );
+    assert!(
+        peak < before + 24 * MIB,
+        "peak RSS {} MiB, {} MiB before: memory grows with the message",
+        peak / MIB,
+        before / MIB
+    );
+    assert!(peak < 64 * MIB, "peak RSS {} MiB", peak / MIB);
+    let line = vigil.wait_for_readyz_line("pgbouncer", "the cut error", WAIT, |l| l.starts_with("[-]pgbouncer"));
+    assert!(
+        line.len() <= 512 + 32,
+        "{} bytes: {}",
+        line.len(),
+        &line[..line.len().min(600)]
+    );
+    let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).expect("JSON");
+    assert_json_reasons(&doc);
+}
+
 // ----- a pod's status reason -----
 
 fn pod(waiting_reason: &str, last_reason: &str) -> Value {

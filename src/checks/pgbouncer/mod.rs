@@ -30,6 +30,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use self::config::{MAX_DATABASES, Pgbouncer, PgbouncerKeys};
 use self::metrics::{CLIENT_STATES, PgbouncerMetrics, SERVER_STATES};
 use crate::checks::cert;
+use crate::checks::postgres::connect::connect as postgres_connect;
 use crate::checks::postgres::errors::{self, Target, classify};
 use crate::checks::postgres::{APPLICATION_NAME, target_of, tls};
 use crate::checks::{BuildContext, BuildError, Check, CheckKind, RunFuture, Scheduled};
@@ -214,7 +215,8 @@ impl PgbouncerCheck {
     }
 
     async fn connect(&self, deadline: tokio::time::Instant) -> Result<Client, Finding> {
-        let connecting = self.pg_config.connect(self.tls.clone());
+        // The postgres check's connect: the one resolver, and every message bounded in bytes.
+        let connecting = postgres_connect(&self.pg_config, &self.tls);
         let (client, connection) = match timeout_at(deadline, connecting).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(classify(&e, &self.target, self.timeout)),

@@ -63,7 +63,7 @@ pub(super) struct Oversized {
 
 /// A stream whose backend messages are bounded (see the module docs).
 #[derive(Debug)]
-pub(super) struct Bounded<S> {
+pub(crate) struct Bounded<S> {
     inner: S,
     state: State,
     /// What the caller has not taken yet.

@@ -1,7 +1,7 @@
 //! Opening a PostgreSQL connection: the socket through `net` (the one resolver, Happy Eyeballs),
 //! its stream bounded ([`super::bounded`]), then handed to tokio-postgres (`connect_raw`) for
-//! TLS, the startup and authentication. Both the kept connection and the pool (through
-//! [`PoolConnect`]) open theirs here.
+//! TLS, the startup and authentication. The kept connection, the pool (through
+//! [`PoolConnect`]) and the `pgbouncer` check's console connection open theirs here.
 //!
 //! tokio-postgres' own `connect` opens its socket itself, out of reach: a stream wrapper cannot be
 //! put under it. So this does what its `connect` does, for what a `postgres.url` can say: hosts
@@ -26,22 +26,22 @@ use crate::core::text;
 use crate::net::attempt::{ProbeError, Progress};
 
 /// A socket to the server, TCP or Unix, as one type.
-pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io for S {}
 
 /// The stream tokio-postgres is handed: the socket, bounded.
-pub(super) type Socket = Bounded<Box<dyn Io>>;
+pub(crate) type Socket = Bounded<Box<dyn Io>>;
 
 /// The TLS stream over it, bounded again inside.
-pub(super) type TlsSocket = Bounded<<MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;
+pub(crate) type TlsSocket = Bounded<<MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;
 
 /// A connection as the check drives it.
-pub(super) type Connection = tokio_postgres::Connection<Socket, TlsSocket>;
+pub(crate) type Connection = tokio_postgres::Connection<Socket, TlsSocket>;
 
 /// Opens a connection as `config` says, every stream bounded. The errors are tokio-postgres',
 /// as its own `connect` would report them, so that one classification reads them all.
-pub(super) async fn connect(
+pub(crate) async fn connect(
     config: &Config,
     tls: &MakeRustlsConnect,
 ) -> Result<(Client, Connection), tokio_postgres::Error> {

@@ -26,10 +26,10 @@
 //! in [`why`]; the connection budget across replicas ([`budget`]) also reads the facts board (the
 //! gateway's pool max, the replica count), which other parts of the agent post to.
 
-mod bounded;
+pub(crate) mod bounded;
 mod budget;
 pub(crate) mod config;
-mod connect;
+pub(crate) mod connect;
 pub(crate) mod errors;
 pub(crate) mod metrics;
 mod queries;
