@@ -327,17 +327,20 @@ impl PgbouncerCheck {
         );
         report.detail("show_pools", json!({"rows": read.rows, "truncated": read.truncated}));
         if read.truncated {
-            report.find(Finding::warn(
-                FailureKind::Protocol,
-                format!("SHOW POOLS has more than {MAX_ROWS} rows: the rest were not read"),
-            ));
+            report.find(
+                Finding::warn(
+                    FailureKind::Protocol,
+                    format!("SHOW POOLS has more than {MAX_ROWS} rows: the rest were not read"),
+                )
+                .with_hint("list the pools that matter in pgbouncer.databases"),
+            );
         }
     }
 }
 
 /// A wait over the thresholds, naming the pool.
 fn judge(name: &str, pools: &Pools, wait_warn: Duration, wait_fail: Duration) -> Option<Finding> {
-    let waited = Duration::from_secs_f64(pools.max_wait.max(0.0));
+    let waited = Duration::try_from_secs_f64(pools.max_wait.max(0.0)).unwrap_or(Duration::MAX);
     let (status, word, at) = match waited {
         w if w >= wait_fail => (Status::Fail, "fail", wait_fail),
         w if w >= wait_warn => (Status::Warn, "warn", wait_warn),
@@ -415,5 +418,10 @@ mod tests {
             "{}",
             failed.reason
         );
+        // maxwait is the console's text: "inf" and 1e20 parse, and fail rather than panic.
+        for absurd in [f64::INFINITY, 1e20] {
+            let failed = judge("gateway", &pools(absurd, 1.0), warn, fail).unwrap();
+            assert_eq!(failed.status, Status::Fail, "{}", failed.reason);
+        }
     }
 }

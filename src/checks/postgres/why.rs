@@ -204,7 +204,7 @@ pub(super) fn refused(scope: Scope, s: &Stats) -> Finding {
 
 /// A span as reasons write it: `350ms`, `12s`, `5m`, `3h`.
 fn span(seconds: f64) -> String {
-    let d = Duration::from_secs_f64(seconds.max(0.0));
+    let d = Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX);
     match seconds {
         s if s < 1.0 => fmt::seconds(d),
         _ => fmt::age(d),
