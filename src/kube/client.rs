@@ -287,8 +287,9 @@ impl ApiClient {
     }
 
     /// Sends the request and reads the answer's head; a status other than 2xx becomes
-    /// [`ApiError::Status`] with the Status the server sent. A GET that finds its reused
-    /// connection closed by the server meanwhile is sent once more on a new one.
+    /// [`ApiError::Status`] with the Status the server sent. A request that finds its reused
+    /// connection closed by the server meanwhile is sent once more on a new one (see
+    /// [`resend_on_a_new_connection`]).
     async fn open(
         &self,
         method: Method,
@@ -323,7 +324,7 @@ impl ApiClient {
         };
         let (connection, reused) = self.connection().await?;
         let exchange = match connection.send(request(&body)?).await {
-            Err(ExchangeError::Http(error)) if reused && method == Method::GET && error.is_closed() => {
+            Err(ExchangeError::Http(error)) if reused && resend_on_a_new_connection(&method, &error) => {
                 let (connection, _) = self.connection().await?;
                 connection.send(request(&body)?).await?
             }
@@ -402,9 +403,44 @@ pub(crate) async fn within<T>(
         .unwrap_or_else(|_| Err(ApiError::Timeout(crate::core::fmt::duration(after))))
 }
 
+/// Whether a request that failed on a reused connection goes out again on a new one: the
+/// API server (and a load balancer before it) closes idle connections, and the close can cross
+/// the request. hyper says `canceled` when the request never left (safe for any method), and
+/// `incomplete message` or `closed` when the connection ended around it: only a GET is sent
+/// again then, as the server may have acted on it.
+fn resend_on_a_new_connection(method: &Method, error: &hyper::Error) -> bool {
+    error.is_canceled() || (method == Method::GET && (error.is_closed() || error.is_incomplete_message()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What hyper answers when the server closes a kept connection as a request goes out: the
+    /// request is sent again when it is a GET (before, only `is_closed` was, which hyper's
+    /// HTTP/1 client never reports for this).
+    #[tokio::test]
+    async fn a_get_crossed_by_the_servers_close_is_sent_again() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            // Closed without an answer: the idle timeout firing as the request arrived.
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = Request::get("/api/v1/pods").body(Full::new(Bytes::new())).unwrap();
+        let error = sender.send_request(request).await.unwrap_err();
+        assert!(resend_on_a_new_connection(&Method::GET, &error), "{error:?}");
+        assert!(!resend_on_a_new_connection(&Method::POST, &error), "{error:?}");
+    }
 
     #[test]
     fn each_failure_names_what_failed() {
