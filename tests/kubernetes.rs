@@ -616,6 +616,58 @@ fn a_flapping_check_writes_one_event_within_its_minute() {
     assert_no_fake_errors(&fake);
 }
 
+/// An Event create that landed but whose answer was lost (the API server's timeout filter
+/// answered 504) is tried again at the end of the check's minute under the same name: the 409
+/// AlreadyExists it then gets means the Event is there. Before, the 409 was shown at once as a
+/// problem of the pod check (`vigil_kubernetes_api_up` 0), which queued an Event of its own.
+#[test]
+fn an_event_whose_answer_was_lost_is_not_a_problem_when_its_retry_finds_it_there() {
+    let fake = healthy_fake();
+    fake.set_slices(vec![slice(&[true, true, true])]);
+    let vigil =
+        Vigil::start(&fake.section("service = \"api-gateway-service\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n"));
+    wait_pod_line(&vigil, "the first run", |l| l == "[+]pod ok");
+    fake.lose_event_answers(1);
+    fake.set_slices(vec![slice(&[true, false, false])]);
+    wait_pod_line(&vigil, "the warn", |l| l.contains("endpoints"));
+    let event_posts = || {
+        fake.requests()
+            .iter()
+            .filter(|(_, method, path)| method == "POST" && path.contains("/events"))
+            .count()
+    };
+    wait_until(WAIT, "the first create", || event_posts() >= 1);
+    // The retry comes at the end of the check's minute.
+    wait_until(Duration::from_secs(90), "the create tried again", || event_posts() >= 2);
+    // Two runs at 1 s after the retry's answer.
+    let runs_after = {
+        let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).unwrap_or_default();
+        doc["vigil"]["checks"]["pod"]["runs"].as_u64().unwrap_or(0)
+    };
+    wait_until(WAIT, "two more pod runs", || {
+        let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).unwrap_or_default();
+        doc["vigil"]["checks"]["pod"]["runs"].as_u64().unwrap_or(0) >= runs_after + 2
+    });
+    let line = pod_line(&vigil);
+    assert!(
+        !line.contains("events"),
+        "the retried create shown as a problem: {line}"
+    );
+    let metrics = vigil.get("/metrics").body;
+    assert!(
+        metrics.lines().any(|l| l == "vigil_kubernetes_api_up 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("api_up"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let warnings: Vec<Value> = events_about(&fake, "pod ");
+    assert_eq!(warnings.len(), 1, "one Event, stored once: {warnings:#?}");
+    assert_no_fake_errors(&fake);
+}
+
 // ------------------------------------------------------------------------------------------
 // As a real cluster behaves (issue 20; issue 23, point 6). These need the client side of
 // issue 20: see the report on the branch for what each needs from vigil.

@@ -419,12 +419,18 @@ impl Poster {
         }
         let path = format!("/apis/events.k8s.io/v1/namespaces/{}/events", self.namespace);
         let body = serde_json::to_vec(&event).unwrap_or_default();
-        client::within(
+        let created = client::within(
             WRITE_TIMEOUT,
             self.client.send_json(Method::POST, &path, "application/json", body),
         )
-        .await
-        .map_err(|error| ("create", error))?;
+        .await;
+        match created {
+            Ok(_) => {}
+            // The name is this change's own (its time): a 409 means an earlier try whose answer
+            // was lost (a timeout, a cut) did create it.
+            Err(error) if error.code() == Some(409) => {}
+            Err(error) => return Err(("create", error)),
+        }
         self.stats.created.fetch_add(1, Ordering::Relaxed);
         let written = &mut self.entry(check).written;
         if written.len() == REMEMBERED {

@@ -89,6 +89,7 @@ state = {
     "snapshots": {},  # continue token -> (rv, items) of the list it continues
     "events": {},  # name -> {"obj": event, "written": time}
     "event_ttl": DEFAULT_EVENT_TTL,
+    "event_answers_lost": 0,  # the next creates land, then answer 504 Timeout (the timeout filter)
     "event_log": [],
     "errors": [],
     "requests": [],  # [time, method, path, connection, status]
@@ -679,6 +680,13 @@ class Api(BaseHTTPRequestHandler):
             merged["metadata"]["resourceVersion"] = next_rv()
             state["events"][name] = {"obj": merged, "written": time.time()}
             state["event_log"].append([method, name, copy.deepcopy(merged)])
+            lost = method == "POST" and state["event_answers_lost"] > 0
+            if lost:
+                state["event_answers_lost"] -= 1
+        if lost:
+            # apiserver pkg/server/filters/timeout.go: the request's deadline passed while the
+            # handler went on; the client gets a 504 though the Event was stored.
+            return self.send_json(504, status(504, "Timeout", "Timeout: request did not complete within requested timeout - context deadline exceeded"))
         self.send_json(201 if method == "POST" else 200, merged)
 
 
@@ -966,6 +974,9 @@ class Control(BaseHTTPRequestHandler):
         elif path == "/page_cap":
             with lock:
                 state["page_cap"] = body.get("items")
+        elif path == "/event_answers_lost":
+            with lock:
+                state["event_answers_lost"] = int(body["count"])
         elif path == "/event_ttl":
             with lock:
                 state["event_ttl"] = float(body["seconds"])

@@ -265,6 +265,12 @@ impl FakeKube {
         self.control("/page_cap", json!({ "items": items }));
     }
 
+    /// The next `count` Event creates are stored and then answered 504 Timeout, as the API
+    /// server's timeout filter answers a request whose deadline passed while it was written.
+    pub fn lose_event_answers(&self, count: u32) {
+        self.control("/event_answers_lost", json!({ "count": count }));
+    }
+
     /// Events are deleted `seconds` after their last write (a real API server: 3600).
     pub fn set_event_ttl(&self, seconds: f64) {
         self.control("/event_ttl", json!({ "seconds": seconds }));
