@@ -224,6 +224,31 @@ fn a_replica_that_does_not_answer_shows_a_question_mark_within_the_deadline() {
     assert_eq!(gone["error"], "connection refused", "{gone}");
 }
 
+/// Only vigil's own answers count in `vigil fleet` too: a proxy or a mesh sidecar answering
+/// `/readyz?verbose` in vigil's words but without `Vigil-Instance` is no answer, not a replica.
+#[test]
+fn an_answer_without_vigil_instance_is_no_answer() {
+    let fleet = three();
+    let proxy = FakeServer::fixed(Response::text(
+        503,
+        "[-]postgres failed: no healthy upstream\nreadyz check failed\n",
+    ));
+    let config = config_of(&fleet.replicas[1]).replace("peers = [", &format!("peers = [\"{}\", ", proxy.addr()));
+    let out = cli(&["fleet"], &config);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("4 replicas: 2 ready, 1 not ready, 1 no answer"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{}  no answer: answered 503 without a Vigil-Instance header",
+            proxy.addr()
+        )),
+        "{text}"
+    );
+}
+
 /// A replica reached again through a peer address (here: `listen` on every address, and a peer
 /// entry that is this same agent over another loopback address) is one replica, not two: its
 /// `Vigil-Instance` says so.

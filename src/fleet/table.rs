@@ -9,6 +9,7 @@
 //! their reasons. What a replica sends is bounded in bytes ([`ANSWER_LIMIT`]) and every reason
 //! shown is made one printable line: an answer may come from anything listening on that port.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -497,7 +498,7 @@ pub(crate) async fn gather(config: &Config) -> Result<Report, TableError> {
         .buffered(AT_ONCE)
         .collect()
         .await;
-    without_this_replica_again(&mut replicas);
+    each_replica_once(&mut replicas);
     Ok(Report {
         replicas,
         not_asked,
@@ -515,7 +516,16 @@ async fn ask(addr: SocketAddr, authorization: Option<&HeaderValue>) -> Result<An
         ANSWER_LIMIT,
     )
     .await
-    .map_err(|failure| failure.error.to_string())?;
+    .map_err(|failure| text::one_line(&failure.error.to_string(), text::REASON_MAX).into_owned())?;
+    // Only vigil's own answers count (SPEC, the fleet): a mesh sidecar's or a proxy's 503 is
+    // no answer from the replica.
+    let Some(instance) = response.headers.get(super::instance::HEADER) else {
+        return Err(format!(
+            "answered {} without a Vigil-Instance header: not vigil (a proxy or a mesh sidecar?)",
+            response.status
+        ));
+    };
+    let instance = instance.to_str().ok().map(|id| text::one_line(id, 64).into_owned());
     let ready = match response.status {
         200 => true,
         503 => false,
@@ -528,27 +538,27 @@ async fn ask(addr: SocketAddr, authorization: Option<&HeaderValue>) -> Result<An
         ready,
         checks,
         cut: response.truncated,
-        instance: response
-            .headers
-            .get(super::instance::HEADER)
-            .and_then(|id| id.to_str().ok())
-            .map(|id| text::one_line(id, 64).into_owned()),
+        instance,
     })
 }
 
-/// Leaves out the rows that answered with this replica's own `Vigil-Instance` (a peers name
-/// that also resolves to this replica, a `listen` wildcard without `POD_IP`): each replica
-/// is listed once.
-fn without_this_replica_again(replicas: &mut Vec<Replica>) {
-    let own = replicas
+/// Each replica once: a row whose `Vigil-Instance` answered already is left out (a peers name
+/// that also resolves to this replica, a `listen` wildcard without `POD_IP`, a dual-stack
+/// Service naming every pod by two addresses); this replica's own row is the one kept for it.
+fn each_replica_once(replicas: &mut Vec<Replica>) {
+    let instance = |r: &Replica| r.answer.as_ref().and_then(|a| a.instance.clone());
+    let mut seen: HashSet<String> = replicas
         .iter()
-        .find(|r| r.this_replica)
-        .and_then(|r| r.answer.as_ref())
-        .and_then(|a| a.instance.clone());
-    if let Some(own) = own {
-        replicas
-            .retain(|r| r.this_replica || r.answer.as_ref().and_then(|a| a.instance.as_deref()) != Some(own.as_str()));
-    }
+        .filter(|r| r.this_replica)
+        .filter_map(instance)
+        .collect();
+    replicas.retain(|r| {
+        r.this_replica
+            || match instance(r) {
+                Some(id) => seen.insert(id),
+                None => true,
+            }
+    });
 }
 
 #[cfg(test)]
