@@ -242,7 +242,7 @@ fn an_answer_without_vigil_instance_is_no_answer() {
     );
     assert!(
         text.contains(&format!(
-            "{}  no answer: answered 503 without a Vigil-Instance header",
+            "{}  no answer: answered 503 without Vigil-Instance: not vigil",
             proxy.addr()
         )),
         "{text}"

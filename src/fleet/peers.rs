@@ -215,12 +215,18 @@ pub(super) async fn get(
     .await
 }
 
+/// Why an answer with `status` but no `Vigil-Instance` does not count (SPEC: only vigil's own
+/// answers count), for the consultation and `vigil fleet` alike.
+pub(super) fn not_vigil(status: u16) -> String {
+    format!(
+        "answered {status} without Vigil-Instance: not vigil (a proxy or a mesh sidecar in front of a peer that is down?)"
+    )
+}
+
 /// What an answer with `status` and `headers` says about the check there.
 fn judge(status: u16, headers: &http::HeaderMap) -> Answer {
     let Some(id) = headers.get(instance::HEADER) else {
-        return Answer::Unknown(format!(
-            "answered {status} without Vigil-Instance: not vigil (a proxy or a mesh sidecar in front of a peer that is down?)"
-        ));
+        return Answer::Unknown(not_vigil(status));
     };
     if id.as_bytes() == instance::id().as_bytes() {
         return Answer::Itself;

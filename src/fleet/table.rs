@@ -520,10 +520,7 @@ async fn ask(addr: SocketAddr, authorization: Option<&HeaderValue>) -> Result<An
     // Only vigil's own answers count (SPEC, the fleet): a mesh sidecar's or a proxy's 503 is
     // no answer from the replica.
     let Some(instance) = response.headers.get(super::instance::HEADER) else {
-        return Err(format!(
-            "answered {} without a Vigil-Instance header: not vigil (a proxy or a mesh sidecar?)",
-            response.status
-        ));
+        return Err(peers::not_vigil(response.status));
     };
     let instance = instance.to_str().ok().map(|id| text::one_line(id, 64).into_owned());
     let ready = match response.status {
