@@ -55,6 +55,8 @@ pub struct Exposition {
     pub samples: Vec<Sample>,
     /// Family name → declared type.
     pub types: HashMap<String, MetricType>,
+    /// [`Keep::optional`]'s names had more samples than the limit: none of theirs was kept.
+    pub optional_dropped: bool,
 }
 
 impl Exposition {
@@ -91,6 +93,11 @@ pub struct Keep<'a> {
     pub names: &'a [&'a str],
     /// More samples of those names than this is an error.
     pub max_samples: usize,
+    /// Names kept as well, with a limit of `max_samples` of their own: past it none of their
+    /// samples is kept and [`Exposition::optional_dropped`] says so, and the parse goes on. What
+    /// the caller can do without (a latency histogram of many series) never costs it what it
+    /// cannot (a pool's figures).
+    pub optional: &'a [&'a str],
 }
 
 /// Parses an exposition, keeping only the samples and types of `keep.names` and at most
@@ -101,8 +108,10 @@ pub fn parse_only(text: &str, keep: Keep<'_>) -> Result<Exposition, ParseError> 
 }
 
 fn parse_with(text: &str, keep: Option<Keep<'_>>) -> Result<Exposition, ParseError> {
-    let wanted = |name: &str| keep.is_none_or(|k| k.names.contains(&name));
+    let optional = |name: &str| keep.is_some_and(|k| k.optional.contains(&name));
+    let wanted = |name: &str| keep.is_none_or(|k| k.names.contains(&name)) || optional(name);
     let mut out = Exposition::default();
+    let (mut required, mut optionals) = (0usize, 0usize);
     for (index, line) in text.lines().enumerate() {
         // Messages quote the input: keep them one short line however long the input line is.
         let error = |message: String| ParseError {
@@ -137,16 +146,29 @@ fn parse_with(text: &str, keep: Option<Keep<'_>>) -> Result<Exposition, ParseErr
         if !wanted(&sample.name) {
             continue;
         }
-        if let Some(keep) = keep
-            && out.samples.len() >= keep.max_samples
-        {
-            return Err(ParseError {
-                line: index + 1,
-                message: format!("more than {} samples of the metrics read", keep.max_samples),
-                too_many: true,
-            });
+        if let Some(keep) = keep {
+            if optional(&sample.name) {
+                optionals += 1;
+                out.optional_dropped |= optionals > keep.max_samples;
+                if out.optional_dropped {
+                    continue;
+                }
+            } else if required >= keep.max_samples {
+                return Err(ParseError {
+                    line: index + 1,
+                    message: format!("more than {} samples of the metrics read", keep.max_samples),
+                    too_many: true,
+                });
+            } else {
+                required += 1;
+            }
         }
         out.samples.push(sample);
+    }
+    if let Some(keep) = keep
+        && out.optional_dropped
+    {
+        out.samples.retain(|s| !keep.optional.contains(&s.name.as_str()));
     }
     Ok(out)
 }
@@ -321,6 +343,7 @@ mod tests {
         let keep = Keep {
             names: &["b"],
             max_samples: 2,
+            optional: &[],
         };
         let only = parse_only(text, keep).unwrap();
         assert_eq!(only.samples.len(), 2);
@@ -336,6 +359,27 @@ mod tests {
             parse_only("b 1\nnot valid\n", keep).is_err(),
             "other lines are still checked"
         );
+    }
+
+    #[test]
+    fn optional_names_past_their_limit_are_dropped_and_the_rest_kept() {
+        let text = "pool 5\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"2\"} 2\nh_bucket{le=\"+Inf\"} 3\n";
+        let keep = Keep {
+            names: &["pool"],
+            max_samples: 3,
+            optional: &["h_bucket"],
+        };
+        let fits = parse_only(text, keep).unwrap();
+        assert_eq!((fits.samples.len(), fits.optional_dropped), (4, false));
+        let over = parse_only(text, Keep { max_samples: 2, ..keep }).unwrap();
+        assert!(over.optional_dropped);
+        assert_eq!(
+            over.samples.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["pool"]
+        );
+        // The names that must fit still fail past the limit.
+        let required = parse_only("pool 1\npool 2\n", Keep { max_samples: 1, ..keep }).unwrap_err();
+        assert!(required.too_many);
     }
 
     #[test]

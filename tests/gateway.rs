@@ -356,6 +356,45 @@ fn a_histogram_with_thousands_of_buckets_neither_stalls_vigil_nor_hides_the_pool
     }
 }
 
+/// A latency histogram of many series (Spring's percentiles-histogram: ~70 buckets per route,
+/// method and status) is larger than the check reads: p50/p95/p99 are not computed, and the
+/// pool and the shares still are. Before, its samples counted against the pool's budget, and
+/// without `health_url` the whole check failed on every replica.
+#[test]
+fn a_histogram_of_many_series_leaves_the_pool_read_and_the_check_passing() {
+    let mut metrics = pool("generic", 5, 0);
+    metrics.push_str("# TYPE http_requests_total counter\nhttp_requests_total{status=\"200\"} 100\n");
+    for route in 0..200 {
+        for bound in 0..60 {
+            metrics.push_str(&format!(
+                "http_request_duration_seconds_bucket{{route=\"/r{route}\",le=\"{}\"}} {bound}\n",
+                f64::from(bound) / 100.0
+            ));
+        }
+    }
+    let gateway = Gateway::start(&metrics);
+    let config = gateway
+        .config("")
+        .lines()
+        .filter(|l| !l.starts_with("health_url"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("timeout = \"200ms\"", "timeout = \"1s\"")
+        .replace("interval = \"200ms\"", "interval = \"1s\"")
+        .replace("window = \"1s\"", "window = \"3s\"");
+    let vigil = Vigil::start(&config);
+    wait_for_line(
+        &vigil,
+        "[+]gateway warn: the gateway's http_request_duration_seconds_bucket has more than 10000 samples: its p50/p95/p99 are not computed",
+    );
+    assert_eq!(vigil.get("/readyz").status, 200, "{}", verbose(&vigil));
+    let doc = diag(&vigil);
+    assert_eq!(
+        doc["checks"]["gateway:pool_in_use"][0]["observedValue"], 5.0,
+        "the pool is still read"
+    );
+}
+
 /// Tens of thousands of series of the metrics the check reads are refused, not parsed into
 /// unbounded memory: a scrape of 100,000 labelled pool series took vigil to 255 MiB, past its
 /// 64 MiB limit. Series of other metrics cost nothing beyond reading the lines.

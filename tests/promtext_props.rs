@@ -260,6 +260,7 @@ fn check_parse_only(text: &str, names: &[String], max: usize) -> Result<(), Test
     let keep = Keep {
         names: &names,
         max_samples: max,
+        optional: &[],
     };
     let full = promtext::parse(text);
     let only = promtext::parse_only(text, keep);
@@ -359,7 +360,12 @@ proptest! {
             .filter(|(_, line)| matches!(line, Line::Sample { sample, .. } if names.contains(&sample.name)))
             .nth(max)
             .map(|(index, _)| index + 1);
-        let got = promtext::parse_only(&text, Keep { names: &refs, max_samples: max });
+        let got = promtext::parse_only(&text, Keep {
+                names: &refs,
+                max_samples: max,
+                optional: &[],
+            },
+        );
         prop_assert_eq!(got.err().map(|e| (e.line, e.too_many)), over.map(|line| (line, true)));
     }
 

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         Keep {
             names: &names,
             max_samples: max,
+            optional: &[],
         },
     );
     match (&full, &only) {

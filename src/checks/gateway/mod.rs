@@ -36,9 +36,10 @@ use crate::promtext::{self, Exposition, Keep};
 const HEALTH_HINT: &str = "kubectl logs -f deployment/api-gateway -n api-gateway; kubectl describe pod <pod> \
                            (runbook: 503 Service Unavailable)";
 
-/// The most samples a scrape keeps of the metrics the check reads (pool, requests, latency
-/// buckets); a gateway exporting more of them is read as a protocol warning, not parsed into
-/// unbounded memory. Other metrics are checked line by line and dropped.
+/// The most samples a scrape keeps of the metrics the check reads (pool and requests; the
+/// latency buckets have as many again of their own); a gateway exporting more of them is read
+/// as a protocol warning, not parsed into unbounded memory. Past it, the buckets alone only
+/// leave p50/p95/p99 uncomputed. Other metrics are checked line by line and dropped.
 pub(crate) const MAX_SCRAPE_SAMPLES: usize = 10_000;
 
 const STATUS_CODE: Figure = Figure::new("status_code", Unit::None);
@@ -53,8 +54,9 @@ pub(crate) struct GatewayCheck {
     metrics: GatewayMetrics,
     pool: Pool,
     traffic: Traffic,
-    /// The metric names the pool and the traffic read: all a scrape keeps.
-    wanted: Arc<[String]>,
+    /// The metric names the pool and the traffic read, and (apart) the traffic's latency
+    /// buckets, which may be dropped: all a scrape keeps.
+    wanted: Arc<(Vec<String>, Vec<String>)>,
     expiry: cert::Expiry,
     /// Where each scrape posts the pool's max and in use (the postgres check's connection
     /// budget), true for three intervals.
@@ -104,7 +106,10 @@ fn build(
     let metrics = GatewayMetrics::register(cx.metrics, name).map_err(|e| BuildError::new(name, e))?;
     let request = |url: &Option<HttpUrl>| url.as_ref().map(|u| ProbeRequest::get(u, []));
     let (pool, traffic) = (Pool::new(config), Traffic::new(config, settings.interval));
-    let wanted = pool.names().all().chain(traffic.names()).map(str::to_owned).collect();
+    let wanted = Arc::new((
+        pool.names().all().chain(traffic.names()).map(str::to_owned).collect(),
+        traffic.bucket_names().map(str::to_owned).collect(),
+    ));
     let check = GatewayCheck {
         client_cert: cert::ClientCertificate::of(
             &client,
@@ -256,10 +261,12 @@ impl GatewayCheck {
         let wanted = Arc::clone(&self.wanted);
         let parsed = tokio::task::spawn_blocking(move || {
             let text = std::str::from_utf8(&response.body).map_err(|_| "metrics are not UTF-8".to_owned())?;
-            let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            let names: Vec<&str> = wanted.0.iter().map(String::as_str).collect();
+            let optional: Vec<&str> = wanted.1.iter().map(String::as_str).collect();
             let keep = Keep {
                 names: &names,
                 max_samples: MAX_SCRAPE_SAMPLES,
+                optional: &optional,
             };
             promtext::parse_only(text, keep).map_err(|e| match e.too_many {
                 true => format!("more than {MAX_SCRAPE_SAMPLES} samples of the pool and traffic metrics: not read"),

@@ -316,15 +316,12 @@ impl Names {
         self.buckets.as_deref()
     }
 
-    /// Every metric name the traffic reads, for the scrape's filter.
+    /// The request counters the traffic reads, for the scrape's filter (the buckets are
+    /// [`Names::buckets`], kept apart: they may be dropped).
     pub(crate) fn wanted(&self) -> impl Iterator<Item = &str> {
-        [
-            Some(self.requests.as_str()),
-            self.buckets.as_deref(),
-            self.without_status,
-        ]
-        .into_iter()
-        .flatten()
+        [Some(self.requests.as_str()), self.without_status]
+            .into_iter()
+            .flatten()
     }
 
     /// The figures this gateway can never give, and why: shown as unavailable in `/diag`,
@@ -365,7 +362,9 @@ impl Names {
         }
         match &counts.buckets {
             Buckets::Missing => Share::Unavailable(self.no_histogram),
-            Buckets::TooMany => Share::Unavailable("the gateway's latency histogram has more than 128 buckets"),
+            Buckets::TooMany => Share::Unavailable(
+                "the gateway's latency histogram is larger than vigil reads (more than 128 bounds or 10000 samples)",
+            ),
             Buckets::Bounds(bounds) => match quantile(q.value(), bounds) {
                 Some(seconds) => Share::Value(seconds),
                 None => Share::NoRequests,
@@ -407,7 +406,9 @@ pub(crate) fn traffic_from(exposition: &Exposition, names: &Names, group_by: Opt
             scrape.tally_for(sample.label(label).unwrap_or("")).count(status, n);
         }
     }
-    if let Some(bucket) = &names.buckets {
+    if exposition.optional_dropped && names.buckets.is_some() {
+        scrape.buckets = Buckets::TooMany;
+    } else if let Some(bucket) = &names.buckets {
         let mut bounds = Vec::new();
         scrape.buckets = Buckets::Missing;
         for sample in exposition.named(bucket) {
@@ -467,9 +468,11 @@ mod tests {
     /// Parses like the check does: only the wanted names, at most 10 000 samples.
     fn scrape(text: &str, names: &Names, group_by: Option<&str>) -> Scrape {
         let wanted: Vec<&str> = names.wanted().collect();
+        let buckets: Vec<&str> = names.buckets().into_iter().collect();
         let keep = Keep {
             names: &wanted,
             max_samples: 10_000,
+            optional: &buckets,
         };
         let exposition = promtext::parse_only(text, keep).expect("the fixture parses");
         traffic_from(&exposition, names, group_by)
@@ -882,10 +885,10 @@ mod tests {
             caddy.wanted().collect::<Vec<_>>(),
             [
                 "caddy_http_request_duration_seconds_count",
-                "caddy_http_request_duration_seconds_bucket",
                 "caddy_http_request_errors_total"
             ]
         );
+        assert_eq!(caddy.buckets(), Some("caddy_http_request_duration_seconds_bucket"));
         let haproxy = Names::new(TrafficPreset::Haproxy, Overrides::default());
         assert_eq!(
             haproxy.wanted().collect::<Vec<_>>(),

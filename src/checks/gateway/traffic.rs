@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json, json};
 
+use super::MAX_SCRAPE_SAMPLES;
 use super::counts::{
     Buckets, Counts, MAX_BUCKETS, Quantile, Ratio, Scrape, Share, Tally, TrafficFigure, Warned, describe,
 };
@@ -133,9 +134,15 @@ impl Traffic {
         }
     }
 
-    /// Every name the traffic figures read, for the scrape's filter.
+    /// The request counters the traffic figures read, for the scrape's filter.
     pub(super) fn names(&self) -> impl Iterator<Item = &str> {
         self.names.wanted()
+    }
+
+    /// The latency histogram's buckets, for the scrape's filter: kept apart, as they may be
+    /// dropped (too many samples) without losing the shares or the pool.
+    pub(super) fn bucket_names(&self) -> impl Iterator<Item = &str> {
+        self.names.buckets().into_iter()
     }
 
     /// Adds one scrape to the history and judges the window into `report` and the metrics.
@@ -148,10 +155,15 @@ impl Traffic {
     ) {
         let scrape = traffic_from(exposition, &self.names, self.group_by.as_deref());
         if scrape.buckets == Buckets::TooMany {
-            let reason = format!(
-                "the gateway's {} has more than {MAX_BUCKETS} buckets: its p50/p95/p99 are not computed",
-                self.names.buckets().unwrap_or_default()
-            );
+            let histogram = self.names.buckets().unwrap_or_default();
+            let reason = match exposition.optional_dropped {
+                true => format!(
+                    "the gateway's {histogram} has more than {MAX_SCRAPE_SAMPLES} samples: its p50/p95/p99 are not computed"
+                ),
+                false => format!(
+                    "the gateway's {histogram} has more than {MAX_BUCKETS} buckets: its p50/p95/p99 are not computed"
+                ),
+            };
             report.find(Finding::warn(FailureKind::Protocol, reason).with_hint(TRAFFIC_HINT));
         }
         self.observe_unavailable(report);
