@@ -25,8 +25,8 @@ use crate::kube::store::Store;
 pub(crate) struct PoolFact {
     /// The pool's maximum size.
     pub max: f64,
-    /// Connections the pool holds open now: its in-use figure (the pool metrics carry no idle
-    /// count), so the pools' share at the server is an estimate.
+    /// Connections the pool holds open now, in use and idle (where the pool metrics carry no
+    /// idle count, its in-use figure), so the pools' share at the server is an estimate.
     pub open: f64,
     /// Where the figure comes from, for `/diag`.
     pub from: String,

@@ -210,10 +210,10 @@ impl GatewayCheck {
             Ok(exposition) => {
                 let now = Instant::now();
                 match self.pool.assess(&exposition, now, &self.metrics, report) {
-                    Ok((in_use, max)) => self.facts.post_pool(
+                    Ok((open, max)) => self.facts.post_pool(
                         PoolFact {
                             max,
-                            open: in_use,
+                            open,
                             from: "the gateway check's scrape of the gateway's pool metrics".to_owned(),
                         },
                         3 * self.interval,

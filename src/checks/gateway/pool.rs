@@ -29,41 +29,57 @@ const FIGURES: [(&str, Figure); 3] = [
 ];
 const SATURATION: Figure = Figure::new("pool_saturation", Unit::Ratio);
 
-/// The metric names that carry the pool figures, in [`FIGURES`] order.
+/// The metric names that carry the pool figures, in [`FIGURES`] order, and the one of the
+/// connections the pool holds open (in use and idle) where the preset has one.
 #[derive(Debug, Clone)]
-pub(super) struct PoolNames([String; 3]);
+pub(super) struct PoolNames([String; 3], Option<&'static str>);
 
 impl PoolNames {
     pub(super) fn from_config(config: &Gateway) -> PoolNames {
-        let preset = match config.pool_metrics {
-            PoolPreset::Generic => [
-                "connection_pool_in_use",
-                "connection_pool_max",
-                "connection_pool_waiting",
-            ],
-            PoolPreset::Hikaricp => [
-                "hikaricp_connections_active",
-                "hikaricp_connections_max",
-                "hikaricp_connections_pending",
-            ],
-            PoolPreset::GoSql => [
-                "go_sql_in_use_connections",
-                "go_sql_max_open_connections",
-                "go_sql_wait_count_total",
-            ],
+        let (preset, open) = match config.pool_metrics {
+            PoolPreset::Generic => (
+                [
+                    "connection_pool_in_use",
+                    "connection_pool_max",
+                    "connection_pool_waiting",
+                ],
+                None,
+            ),
+            PoolPreset::Hikaricp => (
+                [
+                    "hikaricp_connections_active",
+                    "hikaricp_connections_max",
+                    "hikaricp_connections_pending",
+                ],
+                Some("hikaricp_connections"),
+            ),
+            PoolPreset::GoSql => (
+                [
+                    "go_sql_in_use_connections",
+                    "go_sql_max_open_connections",
+                    "go_sql_wait_count_total",
+                ],
+                Some("go_sql_open_connections"),
+            ),
         };
         let explicit = [
             &config.pool_in_use_metric,
             &config.pool_max_metric,
             &config.pool_waiting_metric,
         ];
-        PoolNames(std::array::from_fn(|i| {
-            explicit[i].clone().unwrap_or_else(|| preset[i].to_owned())
-        }))
+        PoolNames(
+            std::array::from_fn(|i| explicit[i].clone().unwrap_or_else(|| preset[i].to_owned())),
+            open,
+        )
     }
 
     /// Every name the pool reads, for the scrape's filter.
     pub(super) fn all(&self) -> impl Iterator<Item = &str> {
+        self.figures().chain(self.1)
+    }
+
+    /// The names of [`FIGURES`], in order.
+    fn figures(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
 
@@ -110,9 +126,10 @@ impl Pool {
         &self.names
     }
 
-    /// Reads the pool from one scrape into `report` and the metrics. Returns the pool's in use
-    /// and max (for the facts board: the postgres check's connection budget), or why they are
-    /// not known.
+    /// Reads the pool from one scrape into `report` and the metrics. Returns the connections the
+    /// pool holds open (its open-connections metric where the preset has one, else those in
+    /// use) and its max, for the facts board (the postgres check's connection budget), or why
+    /// they are not known.
     pub(super) fn assess(
         &mut self,
         exposition: &Exposition,
@@ -153,8 +170,14 @@ impl Pool {
         }
         self.judge_waiting(reading.sums[2], now, report);
         report.detail("pool", self.details(&reading, saturation, now));
+        let open = self
+            .names
+            .1
+            .map(|name| exposition.named(name).map(|s| s.value).sum::<f64>())
+            .filter(|open| open.is_finite() && *open >= in_use)
+            .unwrap_or(in_use);
         match max {
-            Some(max) if max > 0.0 => Ok((in_use, max)),
+            Some(max) if max > 0.0 => Ok((open, max)),
             Some(_) => Err("the gateway's pool has no maximum (0: unlimited)".to_owned()),
             None => Err(format!("no {} in the gateway's metrics", self.names.0[1])),
         }
@@ -165,7 +188,7 @@ impl Pool {
     fn impossible(&self, reading: &Reading) -> Option<String> {
         let (name, value) = self
             .names
-            .all()
+            .figures()
             .zip(reading.sums)
             .find_map(|(name, value)| value.filter(|v| !v.is_finite() || *v < 0.0).map(|v| (name, v)))?;
         Some(format!(
@@ -175,7 +198,7 @@ impl Pool {
 
     fn read(&self, exposition: &Exposition) -> Reading {
         let mut series: BTreeMap<String, [Option<f64>; 3]> = BTreeMap::new();
-        for (slot, name) in self.names.all().enumerate() {
+        for (slot, name) in self.names.figures().enumerate() {
             for sample in exposition.named(name) {
                 let entry = series.entry(sample.label_key("")).or_default();
                 entry[slot] = Some(entry[slot].unwrap_or(0.0) + sample.value);
@@ -262,5 +285,38 @@ impl Pool {
         );
         pool.insert("series".to_owned(), Json::Array(series));
         Json::Object(pool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// What the pool posts for the connection budget after one scrape of `text`.
+    fn posted(preset: &str, text: &str) -> Result<(f64, f64), String> {
+        let config: Gateway = toml::from_str(&format!(
+            "metrics_url = \"http://127.0.0.1:9/metrics\"\npool_metrics = \"{preset}\"\n"
+        ))
+        .unwrap();
+        let registry = Metrics::new().unwrap();
+        let metrics = GatewayMetrics::register(&registry, "gateway").unwrap();
+        let exposition = crate::promtext::parse(text).unwrap();
+        Pool::new(&config).assess(&exposition, Instant::now(), &metrics, &mut Report::new())
+    }
+
+    /// HikariCP keeps its whole pool open (minimumIdle = maximumPoolSize by default): its idle
+    /// connections are the gateway's, not other clients', in the postgres check's budget.
+    #[test]
+    fn the_budget_gets_the_connections_the_pool_holds_open_where_the_metrics_say() {
+        let hikari = "hikaricp_connections_active{pool=\"p\"} 1\nhikaricp_connections{pool=\"p\"} 15\n\
+                      hikaricp_connections_max{pool=\"p\"} 15\nhikaricp_connections_pending{pool=\"p\"} 0\n";
+        assert_eq!(posted("hikaricp", hikari), Ok((15.0, 15.0)));
+        let go = "go_sql_in_use_connections 2\ngo_sql_open_connections 6\ngo_sql_max_open_connections 10\n\
+                  go_sql_wait_count_total 0\n";
+        assert_eq!(posted("go_sql", go), Ok((6.0, 10.0)));
+        // No idle count in the generic metrics: the in-use figure stands for it.
+        let generic = "connection_pool_in_use 3\nconnection_pool_max 20\nconnection_pool_waiting 0\n";
+        assert_eq!(posted("generic", generic), Ok((3.0, 20.0)));
     }
 }
