@@ -180,6 +180,22 @@ fn retry_after_in_seconds_delays_the_next_run_and_keeps_the_result() {
     wait_for_line(&vigil, "limited", "recovery", |l| l == "[+]upstream:limited ok");
 }
 
+/// With `addresses = "all"` too, a 429's `Retry-After` holds the next run back: every address
+/// is asked again only after it (before, they were asked every interval).
+#[test]
+fn retry_after_holds_back_every_address_with_all() {
+    let upstream_server = Limited::start(|_| Response::text(429, "slow down").with_header("retry-after", "3"));
+    let url = upstream_server.server.url("/healthz");
+    let vigil = Vigil::start(&format!("{}addresses = \"all\"\n", upstream("limited", &url, "500ms")));
+    let line = wait_for_line(&vigil, "limited", "the failing address", |l| {
+        l.starts_with("[-]upstream:limited failed: ")
+    });
+    let first = upstream_server.arrivals()[0].0;
+    upstream_server.assert_quiet_until(&vigil, "limited", first + Duration::from_millis(2_950), &line);
+    let waited = upstream_server.second_request_after(Duration::from_secs(5));
+    assert!(waited >= Duration::from_millis(2_980), "asked again after {waited:?}");
+}
+
 /// `Retry-After: 30` with a 300 ms interval: the wait is cut at 10 intervals (3 s), not 30 s,
 /// and not one interval either.
 #[test]

@@ -83,6 +83,9 @@ struct AddressTally {
     first_failure: Option<ProbeFailure>,
     failing: Vec<String>,
     line: Vec<String>,
+    /// The longest `Retry-After` of a 429 or 503 among the answers: no address is asked again
+    /// before it (a probe never adds to a rate limit).
+    wait: Option<Duration>,
 }
 
 /// The most addresses `addresses = "all"` probes in one run.
@@ -326,6 +329,7 @@ impl UpstreamCheck {
         let count = resolved.len();
         let tally = self.tally(&addresses, results);
         let now = Instant::now();
+        let wait = tally.wait;
         let mut report = match (tally.good, tally.first_failure) {
             (Some(mut response), _) => {
                 response.addresses = count;
@@ -342,6 +346,9 @@ impl UpstreamCheck {
             (None, None) => Report::new(),
         };
         self.metrics.update(|figures| figures.addresses = count);
+        if let Some(wait) = wait {
+            report.rerun(Rerun::NotBefore(wait));
+        }
         report.find_all(self.failing_addresses(&tally.failing, addresses.len(), &not_probed, count));
         report.observe(Observation::text("address_results", tally.line.join(", ")));
         if !not_probed.is_empty() {
@@ -391,6 +398,10 @@ impl UpstreamCheck {
                     }
                 }
                 Ok(response) => {
+                    if let (429 | 503, Some(retry_after)) = (response.status, response.retry_after) {
+                        let wait = retry_after.wait(SystemTime::now());
+                        tally.wait = Some(tally.wait.map_or(wait, |longest| longest.max(wait)));
+                    }
                     let refusal = self.target.refusal(&response);
                     tally.failing.push(format!("{addr} ({refusal})"));
                     tally.line.push(format!("{addr} {refusal}"));
