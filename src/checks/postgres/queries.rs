@@ -43,7 +43,8 @@ pub(super) const QUERY_CHARS: usize = 200;
 const EDGES: i64 = 200;
 /// How many blockers a waiting session lists.
 const BLOCKERS_PER_WAIT: i64 = 16;
-/// How many blocking sessions are described (pid, application_name, client_addr, …).
+/// How many blocking sessions are described (pid, application_name, client_addr, …): those not
+/// waiting themselves first (a chain's root), the oldest transactions first.
 const HOLDERS: i64 = 50;
 
 /// The statement for a server: PostgreSQL 14 and later say since when a lock is awaited
@@ -163,7 +164,8 @@ fn statement(t: &Thresholds, waitstart: bool) -> String {
              'blocked', (SELECT count(*) FROM w WHERE waited > make_interval(secs => {lock_wait})), \
              'wait_max', (SELECT extract(epoch FROM max(waited))::float8 FROM w), \
              'edges', (SELECT json_agg(json_build_object('pid', pid, 'seconds', extract(epoch FROM waited)::float8, 'blockers', blockers)) FROM e), \
-             'holders', (SELECT json_agg({h}) FROM (SELECT * FROM a WHERE pid IN (SELECT unnest(blockers) FROM e) LIMIT {HOLDERS}) h), \
+             'holders', (SELECT json_agg({h}) FROM (SELECT * FROM a WHERE pid IN (SELECT unnest(blockers) FROM e) \
+                            ORDER BY coalesce(waiting, false), xact_age DESC NULLS LAST LIMIT {HOLDERS}) h), \
              'blocked_sessions', (SELECT json_agg(json_build_object('session', {b}, 'waited_seconds', extract(epoch FROM b.waited)::float8, \
                                                    'blocked_by', b.blockers) ORDER BY b.waited DESC) \
                  FROM (SELECT c.*, e.waited, e.blockers FROM e JOIN a c USING (pid) \
