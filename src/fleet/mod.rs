@@ -253,8 +253,8 @@ impl Fleet {
             let left = inner_deadline(timeout.saturating_sub(started.elapsed()));
             self.peer_requests.fetch_add(chosen.len() as u64, Ordering::Relaxed);
             let asked = chosen.iter().map(|addr| peers::ask(*addr, check, left, timeout));
-            let answers = futures_util::future::join_all(asked).await;
-            (chosen, answers)
+            let answered = futures_util::future::join_all(asked).await;
+            once_per_replica(chosen, answered)
         };
         // Every part is cut on its own; this is the promise that the whole never outlasts the
         // check's timeout.
@@ -494,9 +494,56 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The answers with each replica once: a second address answering with a `Vigil-Instance`
+/// already heard (a dual-stack name gives every pod an IPv4 and an IPv6 address) is left out,
+/// so that no replica's answer counts twice.
+fn once_per_replica(
+    chosen: Vec<SocketAddr>,
+    answered: Vec<(Answer, Option<Vec<u8>>)>,
+) -> (Vec<SocketAddr>, Vec<Answer>) {
+    let mut heard = HashSet::new();
+    chosen
+        .into_iter()
+        .zip(answered)
+        // This replica's own answers all stay: each of their addresses is to be learned.
+        .filter(|(_, (answer, instance))| {
+            *answer == Answer::Itself || instance.as_ref().is_none_or(|id| heard.insert(id.clone()))
+        })
+        .map(|(addr, (answer, _))| (addr, answer))
+        .unzip()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_answering_at_two_addresses_counts_once() {
+        let addr = |n: u8| SocketAddr::from(([127, 0, 0, n], 9476));
+        let id = |text: &str| Some(text.as_bytes().to_vec());
+        let (chosen, answers) = once_per_replica(
+            vec![addr(2), addr(3), addr(4), addr(5), addr(6), addr(7)],
+            vec![
+                (Answer::Fails, id("a")),
+                (Answer::Fails, id("a")),
+                (Answer::Passes, id("b")),
+                (Answer::Unknown("timed out".to_owned()), None),
+                (Answer::Itself, id("self")),
+                (Answer::Itself, id("self")),
+            ],
+        );
+        assert_eq!(chosen, [addr(2), addr(4), addr(5), addr(6), addr(7)]);
+        assert_eq!(
+            answers,
+            [
+                Answer::Fails,
+                Answer::Passes,
+                Answer::Unknown("timed out".to_owned()),
+                Answer::Itself,
+                Answer::Itself
+            ]
+        );
+    }
 
     fn tally(fails_there: usize, passes: usize, unknown: usize) -> Tally {
         let mut answers = vec![Answer::Fails; fails_there];
@@ -551,13 +598,15 @@ mod tests {
         assert_eq!(fleet.view().resolution.problem().as_deref(), Some(problem.as_str()));
     }
 
-    /// A vigil peer answering every request with `status`.
+    /// A vigil peer answering every request with `status`, under an instance id of its own.
     async fn peer(status: u16) -> String {
-        answering(status, "vigil-instance: 00000000000000aa\r\n").await
+        static NEXT: AtomicU64 = AtomicU64::new(0xaa);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        answering(status, format!("vigil-instance: {id:016x}\r\n")).await
     }
 
     /// A peer answering every request with `status` and these header lines.
-    async fn answering(status: u16, headers: &'static str) -> String {
+    async fn answering(status: u16, headers: String) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
@@ -626,12 +675,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_503_without_vigil_instance_is_unknown_and_an_answer_from_itself_is_left_out() {
-        let sidecar = answering(503, "").await;
-        let itself = answering(
-            503,
-            Box::leak(format!("vigil-instance: {}\r\n", instance::id()).into_boxed_str()),
-        )
-        .await;
+        let sidecar = answering(503, String::new()).await;
+        let itself = answering(503, format!("vigil-instance: {}\r\n", instance::id())).await;
         let passing = peer(200).await;
         let fleet = fleet_of(&[&sidecar, &itself, &passing]);
         assert!(fleet.consult("postgres", &shared(), false).await.is_none());

@@ -174,8 +174,15 @@ pub(super) async fn resolve(
 
 /// Asks `peer` about `check` (`GET /readyz/<check>`) within `deadline` (a timeout names
 /// `configured`, the check's timeout): with vigil's `Vigil-Instance`, 200 passes there and 503
-/// fails there; this process's own id is this replica itself; anything else is unknown.
-pub(super) async fn ask(peer: SocketAddr, check: &str, deadline: Duration, configured: Duration) -> Answer {
+/// fails there; this process's own id is this replica itself; anything else is unknown. With
+/// the `Vigil-Instance` that answered, so that a replica reached by two addresses (a
+/// dual-stack name) counts once.
+pub(super) async fn ask(
+    peer: SocketAddr,
+    check: &str,
+    deadline: Duration,
+    configured: Duration,
+) -> (Answer, Option<Vec<u8>>) {
     let path: String = percent_encoding::utf8_percent_encode(check, percent_encoding::NON_ALPHANUMERIC).collect();
     let answer = get(
         peer,
@@ -186,8 +193,14 @@ pub(super) async fn ask(peer: SocketAddr, check: &str, deadline: Duration, confi
     )
     .await;
     match answer {
-        Ok(answer) => judge(answer.status, &answer.headers),
-        Err(failure) => Answer::Unknown(text::one_line(&failure.error.to_string(), text::REASON_MAX).into_owned()),
+        Ok(answer) => (
+            judge(answer.status, &answer.headers),
+            answer.headers.get(instance::HEADER).map(|id| id.as_bytes().to_vec()),
+        ),
+        Err(failure) => (
+            Answer::Unknown(text::one_line(&failure.error.to_string(), text::REASON_MAX).into_owned()),
+            None,
+        ),
     }
 }
 
