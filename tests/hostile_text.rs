@@ -168,8 +168,8 @@ fn memory(pid: u32) -> (u64, u64) {
 
 const MIB: u64 = 1024 * 1024;
 
-/// vigil's memory under a `megabytes` MB error message, raised on every statistics read (the
-/// kept and a pooled connection, each run), over several runs of `timing` (interval and
+/// vigil's memory under a `megabytes` MB error message, raised on every statistics read (once
+/// a run), over several runs of `timing` (interval and
 /// timeout: PostgreSQL takes seconds to build a 100 MB message).
 fn memory_under_an_error_of(megabytes: usize, timing: &str) {
     let pg = PgServer::start();
@@ -228,6 +228,53 @@ fn memory_under_an_error_of(megabytes: usize, timing: &str) {
     let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).expect("JSON");
     assert_json_reasons(&doc);
     assert!(vigil.get("/diag?format=json").body.len() < 256 * 1024);
+}
+
+/// A statistics statement the server refuses (an error, a statement_timeout) on the kept
+/// connection is not sent again on a pooled one in the same run: that would double the run's
+/// heaviest query on a database that is struggling. Counted by the server itself: a sequence
+/// (not rolled back with the error) that the refusing function advances once per execution.
+#[test]
+fn a_statement_the_server_refuses_is_sent_once_per_run() {
+    let pg = PgServer::start();
+    let url = pg.create_user_db("gateway", PASSWORD);
+    let vigil = Vigil::start(&format!(
+        "[system]\nenabled = false\n[postgres]\nurl = \"{url}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n"
+    ));
+    vigil.wait_for_status("/readyz/postgres", 200, WAIT);
+    pg.psql_db(
+        "gateway",
+        "CREATE SCHEMA IF NOT EXISTS evil;\n\
+         CREATE SEQUENCE evil.calls;\n\
+         GRANT USAGE ON SCHEMA evil TO gateway;\n\
+         GRANT USAGE, UPDATE ON SEQUENCE evil.calls TO gateway;\n\
+         CREATE OR REPLACE FUNCTION evil.current_setting(text) RETURNS text LANGUAGE plpgsql AS $f$\n\
+         BEGIN PERFORM nextval('evil.calls'); RAISE EXCEPTION 'refused'; END $f$;\n\
+         ALTER ROLE gateway SET search_path = evil, pg_catalog;",
+    );
+    pg.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'gateway'");
+    let runs = |vigil: &Vigil| -> u64 {
+        let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).unwrap_or(json!({}));
+        doc["vigil"]["checks"]["postgres"]["runs"].as_u64().unwrap_or(0)
+    };
+    let calls = || -> u64 {
+        pg.psql_db("gateway", "SELECT last_value FROM evil.calls")
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(30), "the refusal in the reason", || {
+        vigil.get("/readyz/postgres").body.contains("refused")
+    });
+    let (runs_before, calls_before) = (runs(&vigil), calls());
+    wait_until(Duration::from_secs(30), "four more runs", || {
+        runs(&vigil) >= runs_before + 4
+    });
+    let (ran, sent) = (runs(&vigil) - runs_before, calls() - calls_before);
+    assert!(
+        sent <= ran + 1,
+        "the refused statement was sent {sent} times in {ran} runs: more than once a run"
+    );
 }
 
 #[test]

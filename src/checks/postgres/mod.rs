@@ -417,6 +417,10 @@ impl PostgresCheck {
 
         let mut stats = None;
         let mut stats_error = None;
+        // Whether the server itself refused the statement on the kept connection (a
+        // statement_timeout, an error): then it is not sent again on a pooled one, which would
+        // double the heaviest query of the run on a database that is struggling.
+        let mut refused_by_server = false;
         if let Some(kept) = &mut self.kept {
             let plan = Some(&mut kept.plan);
             let read = read(&kept.client, &kept.sql, plan, deadline, &self.target, self.timeout).await;
@@ -425,12 +429,19 @@ impl PostgresCheck {
             if read.as_ref().is_err_and(|f| f.kind == FailureKind::Timeout) {
                 self.kept = None;
             }
+            let connection_lost = self.kept.as_ref().is_none_or(|k| k.client.is_closed());
             match read {
                 Ok(read) => stats = Some(read),
-                Err(failure) => stats_error = Some(failure),
+                Err(failure) => {
+                    // A session ended by the server (terminated, shut down) reads as Refused and
+                    // may not be seen closed yet: the pool's connection is asked then.
+                    refused_by_server = !connection_lost && failure.kind != FailureKind::Refused;
+                    stats_error = Some(failure);
+                }
             }
         }
         if stats.is_none()
+            && !refused_by_server
             && let Some(client) = &pooled
         {
             let sql = self.statements.for_version(self.version_num);
