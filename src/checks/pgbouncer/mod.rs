@@ -264,13 +264,7 @@ impl PgbouncerCheck {
     fn assess(&self, read: Read, report: &mut Report) {
         self.metrics.up.set(1);
         let judged: Vec<(String, Pools)> = match self.databases.is_empty() {
-            true => read
-                .by_database
-                .iter()
-                .filter(|(name, _)| name.as_str() != CONSOLE)
-                .take(MAX_DATABASES)
-                .map(|(name, pools)| (name.clone(), pools.clone()))
-                .collect(),
+            true => worst_pools(&read.by_database),
             // A listed database no client has used yet has no pool: nobody waits there.
             false => self
                 .databases
@@ -338,6 +332,27 @@ impl PgbouncerCheck {
     }
 }
 
+/// Every pool but the console's, or past [`MAX_DATABASES`] of them the ones that wait the
+/// longest (then have the most clients waiting): the quiet ones are left out, never one that
+/// queues. In name order.
+fn worst_pools(by_database: &BTreeMap<String, Pools>) -> Vec<(String, Pools)> {
+    let mut pools: Vec<(&String, &Pools)> = by_database
+        .iter()
+        .filter(|(name, _)| name.as_str() != CONSOLE)
+        .collect();
+    if pools.len() > MAX_DATABASES {
+        pools.sort_by(|(a_name, a), (b_name, b)| {
+            b.max_wait
+                .total_cmp(&a.max_wait)
+                .then(b.clients[1].total_cmp(&a.clients[1]))
+                .then(a_name.cmp(b_name))
+        });
+        pools.truncate(MAX_DATABASES);
+        pools.sort_by_key(|(name, _)| *name);
+    }
+    pools.into_iter().map(|(name, p)| (name.clone(), p.clone())).collect()
+}
+
 /// A wait over the thresholds, naming the pool.
 fn judge(name: &str, pools: &Pools, wait_warn: Duration, wait_fail: Duration) -> Option<Finding> {
     let waited = Duration::try_from_secs_f64(pools.max_wait.max(0.0)).unwrap_or(Duration::MAX);
@@ -395,6 +410,29 @@ impl Check for PgbouncerCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn past_the_series_cap_the_pools_that_queue_are_the_ones_judged() {
+        let mut by_database: BTreeMap<String, Pools> =
+            (0..150).map(|i| (format!("db{i:03}"), Pools::default())).collect();
+        by_database.insert(CONSOLE.to_owned(), Pools::default());
+        by_database.insert(
+            "zzz".to_owned(),
+            Pools {
+                clients: [1.0, 3.0],
+                max_wait: 4.0,
+                ..Pools::default()
+            },
+        );
+        let judged = worst_pools(&by_database);
+        assert_eq!(judged.len(), MAX_DATABASES);
+        assert!(
+            judged.iter().any(|(name, _)| name == "zzz"),
+            "the queueing pool sorts last by name"
+        );
+        assert!(judged.iter().all(|(name, _)| name != CONSOLE));
+        assert!(judged.windows(2).all(|w| w[0].0 < w[1].0), "in name order");
+    }
 
     #[test]
     fn a_wait_warns_then_fails_naming_the_pool() {
