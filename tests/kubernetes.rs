@@ -946,6 +946,37 @@ fn a_cut_a_429_a_503_and_a_504_are_retried_without_a_warn_or_an_event() {
     assert_no_fake_errors(&fake);
 }
 
+/// A lagging API server answers every watch from the version vigil knows with 504 "Too large
+/// resource version" (an ERROR event in the stream, the watch cache's way): vigil lists again, as
+/// client-go's reflector does, and the view follows the pod. Before, it watched from the same
+/// version forever and the pod's changes never showed.
+#[test]
+fn watches_behind_a_lagging_server_list_again_and_the_view_follows() {
+    let fake = healthy_fake();
+    let vigil = Vigil::start(&fake.section("interval = \"1s\"\ntimeout = \"900ms\"\n"));
+    wait_pod_line(&vigil, "the first run", |l| l == "[+]pod ok");
+    wait_until(WAIT, "the watch open", || count(&fake, is_pod_watch) >= 1);
+    fake.fault(json!({"resource": "pods", "code": 504, "count": 10_000, "verb": "watch"}));
+    let watches = count(&fake, is_pod_watch);
+    fake.cut(Cut::Clean);
+    wait_until(Duration::from_secs(20), "a watch answered 504", || {
+        count(&fake, is_pod_watch) > watches
+    });
+    let lists = count(&fake, is_pod_list);
+    // Only a list can show this change now: every watch ends at once.
+    fake.set_pod(pod(
+        terminated(running(1), "Error", 1, Duration::from_secs(300)),
+        limits(),
+    ));
+    wait_metric_within(
+        &vigil,
+        Duration::from_secs(45),
+        "vigil_pod_container_restarts_total{container=\"api-gateway\"} 1",
+    );
+    assert!(count(&fake, is_pod_list) > lists, "listed again");
+    assert_no_fake_errors(&fake);
+}
+
 /// Issue 20, 5. A pod name longer than 128 characters: `reportingInstance` is cut to 128 bytes
 /// (pkg/apis/core/validation/events.go, ReportingInstanceLengthLimit), so the Events are
 /// accepted instead of answered 422.

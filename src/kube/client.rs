@@ -106,6 +106,19 @@ impl ApiError {
         }
     }
 
+    /// Whether the server is behind the version asked for (504 "Too large resource version",
+    /// apiserver storage/errors.go, from a lagging watch cache): watching from the same version
+    /// again may never work, listing again does (client-go reflector.go relists on it).
+    pub(crate) fn is_too_large_resource_version(&self) -> bool {
+        match self {
+            ApiError::Status { code: 504, status, .. } => status
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("Too large resource version")),
+            _ => false,
+        }
+    }
+
     /// Whether waiting and asking again may be all it takes: the API server rolling (a cut, a
     /// refused or slow connection), overloaded (429, its `Retry-After`), failing for a moment
     /// (5xx, among them 504 "too large resource version" while its cache catches up), or an

@@ -145,7 +145,12 @@ pub(crate) async fn run<T: Object>(client: Arc<ApiClient>, resource: Resource, s
                         state = State::Empty;
                         (None, None)
                     }
-                    Ended::Failed(error) => (error.retry_after(), fail(&store, &wake, &resource, "watch", &error)),
+                    Ended::Failed(error) => {
+                        if error.is_too_large_resource_version() {
+                            state = State::Empty;
+                        }
+                        (error.retry_after(), fail(&store, &wake, &resource, "watch", &error))
+                    }
                 }
             }
         };
