@@ -204,7 +204,11 @@ impl Progress {
     /// alert says so.
     fn failure(self, error: ProbeError, started: Instant) -> ProbeFailure {
         let error = match (self.client_cert, &error) {
-            (ClientCertAsked::Asked { presented: false }, ProbeError::Tls(_) | ProbeError::Http(_)) => {
+            // Our own check of the server's certificate failing (rustls asks for ours before it
+            // checks theirs) is that, not the server wanting a certificate.
+            (ClientCertAsked::Asked { presented: false }, ProbeError::Tls(_) | ProbeError::Http(_))
+                if !verification_failed(&error) =>
+            {
                 ProbeError::ClientCertificateRequired(Box::new(error))
             }
             (ClientCertAsked::Asked { presented: true }, ProbeError::Tls(_) | ProbeError::Http(_))
@@ -224,6 +228,17 @@ impl Progress {
             cert_not_after: self.cert_not_after,
         }
     }
+}
+
+/// Whether `error` is this side refusing the server's certificate (an unknown issuer, a wrong
+/// name, expired).
+fn verification_failed(error: &ProbeError) -> bool {
+    let inner: &(dyn std::error::Error + 'static) = match error {
+        ProbeError::Tls(io) => io,
+        ProbeError::Http(http) => http,
+        _ => return false,
+    };
+    matches!(rustls_error(inner), Some(rustls::Error::InvalidCertificate(_)))
 }
 
 /// Whether `error` carries a TLS alert by which a server refuses a client certificate.
@@ -329,6 +344,13 @@ mod tests {
             "an alert that does not name the certificate is not blamed on it"
         );
         assert!(after(ClientCertAsked::No, tls(A::CertificateRequired)).starts_with("TLS handshake failed"));
+        let unknown_issuer = ProbeError::Tls(std::io::Error::other(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        )));
+        assert!(
+            after(none, unknown_issuer).starts_with("TLS handshake failed"),
+            "our check of the server's certificate failing is not the server wanting ours"
+        );
         assert_eq!(
             after(none, ProbeError::Refused),
             "connection refused",
