@@ -168,6 +168,32 @@ fn memory(pid: u32) -> (u64, u64) {
 
 const MIB: u64 = 1024 * 1024;
 
+/// How many runs `check` has made, from `/diag`.
+fn check_runs(vigil: &Vigil, check: &str) -> u64 {
+    let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).unwrap_or(json!({}));
+    doc["vigil"]["checks"][check]["runs"].as_u64().unwrap_or(0)
+}
+
+/// vigil's peak memory under `what`: not grown with the message, and under the Deployment's
+/// 64 MiB limit (what vigil reads of one message is 1 MiB at most). `before`: the peak before.
+#[track_caller]
+fn assert_memory_bounded(vigil: &Vigil, before: u64, what: &str) {
+    let (peak, now) = memory(vigil.pid());
+    eprintln!(
+        "{what}: vigil's RSS {} MiB now, peak {} MiB (peak {} MiB before)",
+        now / MIB,
+        peak / MIB,
+        before / MIB
+    );
+    assert!(
+        peak < before + 24 * MIB,
+        "peak RSS {} MiB, {} MiB before: memory grows with the message",
+        peak / MIB,
+        before / MIB
+    );
+    assert!(peak < 64 * MIB, "peak RSS {} MiB", peak / MIB);
+}
+
 /// vigil's memory under a `megabytes` MB error message, raised on every statistics read (once
 /// a run), over several runs of `timing` (interval and
 /// timeout: PostgreSQL takes seconds to build a 100 MB message).
@@ -185,10 +211,7 @@ fn memory_under_an_error_of(megabytes: usize, timing: &str) {
     raise_in_current_setting(&pg, "gateway", "gateway", &message);
     // The role's settings apply to new sessions: vigil's are ended, and it opens new ones.
     pg.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'gateway'");
-    let runs = |vigil: &Vigil| -> u64 {
-        let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).unwrap_or(json!({}));
-        doc["vigil"]["checks"]["postgres"]["runs"].as_u64().unwrap_or(0)
-    };
+    let runs = |vigil: &Vigil| check_runs(vigil, "postgres");
     // The error reaches the reason, cut: one line, at most 512 bytes.
     let mut body = String::new();
     let seen = poll_until(Duration::from_secs(60), || {
@@ -210,21 +233,7 @@ fn memory_under_an_error_of(megabytes: usize, timing: &str) {
     );
     let start = runs(&vigil);
     wait_until(Duration::from_secs(60), "two more runs", || runs(&vigil) >= start + 2);
-    let (peak, now) = memory(vigil.pid());
-    eprintln!(
-        "{megabytes} MB error message: vigil's RSS {} MiB now, peak {} MiB (peak {} MiB before)",
-        now / MIB,
-        peak / MIB,
-        before / MIB
-    );
-    // The Deployment's limit is 64 MiB; what vigil reads per message is 1 MiB at most.
-    assert!(
-        peak < before + 24 * MIB,
-        "peak RSS {} MiB, {} MiB before: memory grows with the message",
-        peak / MIB,
-        before / MIB
-    );
-    assert!(peak < 64 * MIB, "peak RSS {} MiB", peak / MIB);
+    assert_memory_bounded(&vigil, before, &format!("{megabytes} MB error message"));
     let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).expect("JSON");
     assert_json_reasons(&doc);
     assert!(vigil.get("/diag?format=json").body.len() < 256 * 1024);
@@ -253,10 +262,7 @@ fn a_statement_the_server_refuses_is_sent_once_per_run() {
          ALTER ROLE gateway SET search_path = evil, pg_catalog;",
     );
     pg.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'gateway'");
-    let runs = |vigil: &Vigil| -> u64 {
-        let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).unwrap_or(json!({}));
-        doc["vigil"]["checks"]["postgres"]["runs"].as_u64().unwrap_or(0)
-    };
+    let runs = |vigil: &Vigil| check_runs(vigil, "postgres");
     let calls = || -> u64 {
         pg.psql_db("gateway", "SELECT last_value FROM evil.calls")
             .trim()
@@ -350,25 +356,10 @@ fn a_50_mb_error_from_the_pgbouncer_console_leaves_memory_bounded() {
     );
     let vigil = Vigil::start(&config);
     let (before, _) = memory(vigil.pid());
-    let runs = |vigil: &Vigil| -> u64 {
-        let doc: Value = serde_json::from_str(&vigil.get("/diag?format=json").body).unwrap_or(json!({}));
-        doc["vigil"]["checks"]["pgbouncer"]["runs"].as_u64().unwrap_or(0)
-    };
-    wait_until(Duration::from_secs(60), "three pgbouncer runs", || runs(&vigil) >= 3);
-    let (peak, now) = memory(vigil.pid());
-    eprintln!(
-        "50 MB error from the console: vigil's RSS {} MiB now, peak {} MiB (peak {} MiB before)",
-        now / MIB,
-        peak / MIB,
-        before / MIB
-    );
-    assert!(
-        peak < before + 24 * MIB,
-        "peak RSS {} MiB, {} MiB before: memory grows with the message",
-        peak / MIB,
-        before / MIB
-    );
-    assert!(peak < 64 * MIB, "peak RSS {} MiB", peak / MIB);
+    wait_until(Duration::from_secs(60), "three pgbouncer runs", || {
+        check_runs(&vigil, "pgbouncer") >= 3
+    });
+    assert_memory_bounded(&vigil, before, "50 MB error from the console");
     let line = vigil.wait_for_readyz_line("pgbouncer", "the cut error", WAIT, |l| l.starts_with("[-]pgbouncer"));
     assert!(
         line.len() <= 512 + 32,
