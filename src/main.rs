@@ -167,9 +167,11 @@ enum Ended {
     Config(String),
 }
 
+/// The server's runtime is the main thread (the checks get a thread of their own): the endpoints
+/// only read state, so one thread answers them; a multi-threaded runtime would wake a second
+/// worker on every request and keep `libm` loaded for its scheduler (bench/README.md).
 fn with_runtime<F: Future<Output = anyhow::Result<Ended>>>(command: impl FnOnce() -> F) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(4)
         .thread_name("vigil")
         .enable_all()

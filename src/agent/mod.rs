@@ -5,6 +5,7 @@
 //! bug no timeout can cut) stalls other checks, which `/livez` then reports, but never the
 //! endpoints that report it.
 
+mod checks_thread;
 pub mod oncall;
 
 use std::net::SocketAddr;
@@ -13,10 +14,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::value::RawValue;
 use tokio::net::TcpListener;
-use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use self::checks_thread::ChecksThread;
 use crate::checks::{self, BuildError, Facts, Scheduled};
 use crate::config::{self, Config};
 use crate::core::secret::Secret;
@@ -87,8 +88,8 @@ pub struct Agent {
     /// `[fleet]` (it needs a restart to change).
     fleet: Option<Arc<Fleet>>,
     facts: Arc<Facts>,
-    /// Where the check loops run; `None` once stopped.
-    checks_runtime: Option<Runtime>,
+    /// Where the check loops run; dropped last, after the loops and tasks are aborted.
+    _checks_thread: ChecksThread,
 }
 
 impl Agent {
@@ -101,16 +102,8 @@ impl Agent {
         options: Options,
     ) -> Result<Agent, StartError> {
         let local_addr = listener.local_addr()?;
-        let checks_runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            // Name lookups (tokio's and tokio-postgres') and file reads run here; a lookup cut
-            // at its check's timeout keeps its thread until the resolver gives up, so a slow
-            // DNS must not leave the other checks' lookups queued behind two threads. Idle
-            // threads exit after 10 s.
-            .max_blocking_threads(64)
-            .thread_name("vigil-checks")
-            .enable_all()
-            .build()?;
+        let checks_thread = ChecksThread::start()?;
+        let checks_runtime = checks_thread.handle();
         let state = Arc::new(State::new(scheduler::specs(&checks)));
         let fleet = match &options.fleet {
             Some(config) => Some(Arc::new(
@@ -130,7 +123,7 @@ impl Agent {
             observers.push(Arc::new(Events(sink.clone())));
         }
         let drain = Arc::new(Drain::new(Arc::clone(&state), event_sink));
-        let loops = Loops::start(checks_runtime.handle(), &state, &metrics, observers, checks);
+        let loops = Loops::start(checks_runtime, &state, &metrics, observers, checks);
         let diag_token = Arc::new(DiagToken::new(options.diag_token, options.diag_token_file));
         let mut background = Vec::new();
         if let Some(fleet) = &fleet {
@@ -151,7 +144,7 @@ impl Agent {
             diag_token: Arc::clone(&diag_token),
             config: RwLock::new(Arc::from(options.config)),
             service_id: options.service_id,
-            checks_runtime: Some(checks_runtime.handle().clone()),
+            checks_runtime: Some(checks_runtime.clone()),
             fleet: fleet.clone(),
             drain,
         });
@@ -171,7 +164,7 @@ impl Agent {
             kubernetes: options.kubernetes,
             fleet,
             facts: options.facts,
-            checks_runtime: Some(checks_runtime),
+            _checks_thread: checks_thread,
         })
     }
 
@@ -216,10 +209,6 @@ impl Drop for Agent {
         self.loops.abort_all();
         for task in &self.background {
             task.abort();
-        }
-        // Not `drop`: dropping a runtime from async code panics; this returns at once.
-        if let Some(runtime) = self.checks_runtime.take() {
-            runtime.shutdown_background();
         }
     }
 }
