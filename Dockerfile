@@ -12,7 +12,7 @@
 # uncompressed, about 13 MB compressed in a registry.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY bench ./bench
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

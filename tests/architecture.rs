@@ -188,3 +188,32 @@ fn the_rule_reads_past_a_test_only_item_and_into_groups() {
         ["core", "engine", "http"]
     );
 }
+
+/// ARCHITECTURE.md, "Two threads, two single-threaded runtimes": the shipped binary has no
+/// work-stealing scheduler (it woke a second worker per request and alone kept `libm` loaded).
+/// Only the dev-dependencies may bring tokio's `rt-multi-thread`, for tests that stall a thread.
+#[test]
+fn the_shipped_build_has_no_work_stealing_runtime() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .expect("Cargo.toml reads")
+        .parse()
+        .expect("Cargo.toml parses");
+    let features = manifest["dependencies"]["tokio"]["features"]
+        .as_array()
+        .expect("tokio lists its features");
+    assert!(
+        !features.iter().any(|f| f.as_str() == Some("rt-multi-thread")),
+        "[dependencies] tokio must not enable rt-multi-thread: {features:?}"
+    );
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a source file reads");
+        assert!(
+            !production_part(&text).contains("new_multi_thread"),
+            "{} builds a multi-threaded runtime",
+            file.display()
+        );
+    }
+}
