@@ -571,3 +571,39 @@ fn post_drain_from_another_network_namespace_is_refused_even_with_the_token() {
     assert_eq!(vigil.get("/readyz").status, 200, "still in the Service");
     assert_eq!(metric(&vigil, "vigil_drained", &[]), Some(0.0));
 }
+
+/// `listen` set to one address of the pod (not a wildcard, not loopback): `vigil drain` still
+/// reaches `/drain`, which answers loopback peers only, by speaking from loopback. The address is
+/// the host side of a veth this test makes (root only).
+#[test]
+fn vigil_drain_reaches_an_agent_listening_on_one_non_loopback_address() {
+    let netns = match Netns::create("drainat").and_then(|netns| netns.with_veth(203)) {
+        Ok(netns) => netns,
+        Err(why) => {
+            eprintln!("SKIPPED: a network namespace is needed for a non-loopback address of our own: {why}");
+            return;
+        }
+    };
+    let upstream = FakeServer::fixed(Response::text(200, "ok"));
+    let vigil = Vigil::builder().listen_ip(IpAddr::V4(netns.host_ip())).start(&format!(
+        "[system]\nenabled = false\n[diag]\ntoken = \"{TOKEN}\"\n\
+             [[upstream]]\nname = \"orders\"\nurl = \"{}\"\n",
+        upstream.url("/healthz")
+    ));
+    assert_eq!(vigil.addr().ip(), IpAddr::V4(netns.host_ip()));
+    vigil.wait_for_status("/readyz", 200, WAIT);
+    let config = config_of(&vigil);
+    let out = cli(&["drain", "--for", "1m", "--reason", "forensics"], &config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "vigil drain against {}: {}{}",
+        vigil.addr(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(vigil.get("/readyz").status, 503, "out of the Service");
+    assert_eq!(metric(&vigil, "vigil_drained", &[]), Some(1.0));
+    assert_eq!(cli(&["drain", "--cancel"], &config).status.code(), Some(0));
+    vigil.wait_for_status("/readyz", 200, WAIT);
+}

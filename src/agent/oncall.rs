@@ -2,6 +2,7 @@
 //! table, `fleet::table`) and `vigil drain` (this replica out of the Service by hand, asked of the
 //! agent on `listen` through `POST` / `DELETE /drain`, `engine::drain`).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
@@ -91,13 +92,17 @@ pub async fn drain(config: &Config, request: DrainRequest) -> Result<Printed, On
             .map(|value| (http::header::AUTHORIZATION, value))
     });
     let client = HttpClient::new().map_err(|e| OncallError::Failed(format!("cannot set up the HTTP client: {e}")))?;
+    let mut request = ProbeRequest::new(method, &url, authorization);
+    if !target.ip().is_loopback() {
+        // `listen` is one address of the pod's: `/drain` answers loopback peers only, so the
+        // request leaves from loopback (still inside the pod) to reach it.
+        request = request.from_address(match target {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
     let response = client
-        .probe(
-            &ProbeRequest::new(method, &url, authorization),
-            AGENT_ANSWERS_WITHIN,
-            AGENT_ANSWERS_WITHIN,
-            4096,
-        )
+        .probe(&request, AGENT_ANSWERS_WITHIN, AGENT_ANSWERS_WITHIN, 4096)
         .await
         .map_err(|failure| {
             OncallError::Failed(format!(

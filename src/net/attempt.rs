@@ -2,7 +2,7 @@
 //! addresses, the certificate seen), how it failed ([`ProbeError`], [`ProbeFailure`]), and its
 //! deadline ([`cut_at`]). Every request vigil makes, HTTP or not, is timed and reported this way.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -182,6 +182,8 @@ pub(crate) struct Progress {
     pub(crate) cert_not_after: Option<SystemTime>,
     /// The one address to connect to, the name already resolved (`addresses = "all"`).
     pub(crate) at: Option<SocketAddr>,
+    /// The local address to connect from; `None`: the system's choice.
+    pub(crate) source: Option<IpAddr>,
     /// Whether the server asked for a client certificate during the handshake.
     pub(crate) client_cert: ClientCertAsked,
 }

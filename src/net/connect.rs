@@ -1,11 +1,11 @@
 //! Resolving a name through the one resolver and connecting to it, Happy Eyeballs style.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::attempt::{ProbeError, Progress};
 
@@ -40,7 +40,7 @@ pub(crate) async fn connect(host: &str, port: u16, progress: &mut Progress) -> R
         return Err(ProbeError::NoAddresses { host: host.to_owned() });
     }
     let connect = Instant::now();
-    let (tcp, addr) = connect_any(&addresses).await?;
+    let (tcp, addr) = connect_any(&addresses, progress.source).await?;
     progress.answered = Some(addr);
     progress.phases.connect = Some(connect.elapsed());
     // Small requests: do not wait for Nagle.
@@ -58,10 +58,20 @@ pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// others are dropped. A dual-stack name whose AAAA record leads nowhere then still connects
 /// over IPv4 well within the timeout, where trying the first address alone would read "down".
 /// With every attempt failed, the error is a refusal when any was refused, else the last one.
-async fn connect_any(addresses: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), ProbeError> {
-    async fn attempt(addr: SocketAddr) -> (SocketAddr, std::io::Result<TcpStream>) {
-        (addr, TcpStream::connect(addr).await)
+/// Each attempt is made from `source` when given (an address of the other family cannot be).
+async fn connect_any(addresses: &[SocketAddr], source: Option<IpAddr>) -> Result<(TcpStream, SocketAddr), ProbeError> {
+    async fn from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(addr).await
     }
+    let attempt = async |addr: SocketAddr| match source {
+        Some(source) => (addr, from(source, addr).await),
+        None => (addr, TcpStream::connect(addr).await),
+    };
     let mut pending = FuturesUnordered::new();
     let mut waiting = addresses.iter().copied();
     let mut refused = false;
@@ -128,16 +138,16 @@ mod tests {
         let refused = refused_addr();
         let (_hang_listener, _held, hanging) = hanging_addr().await;
 
-        let (_, answered) = connect_any(&[refused, good]).await.unwrap();
+        let (_, answered) = connect_any(&[refused, good], None).await.unwrap();
         assert_eq!(answered, good, "a refusal moves on at once");
 
         let started = Instant::now();
-        let (_, answered) = connect_any(&[hanging, good]).await.unwrap();
+        let (_, answered) = connect_any(&[hanging, good], None).await.unwrap();
         assert_eq!(answered, good, "a hanging first address does not hold the second back");
         let took = started.elapsed();
         assert!(took >= ATTEMPT_DELAY && took < Duration::from_secs(2), "{took:?}");
 
-        let error = connect_any(&[refused, refused]).await.unwrap_err();
+        let error = connect_any(&[refused, refused], None).await.unwrap_err();
         assert!(matches!(error, ProbeError::Refused), "{error}");
     }
 

@@ -19,7 +19,7 @@
 //! [`BODY_LIMIT`] and then dropped with the connection, so a huge body costs at most 64 KiB of
 //! reading and nothing of memory.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -79,6 +79,8 @@ pub struct ProbeRequest {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Which HTTP to speak: `1.1` unless the caller chose (upstreams: `http_version`).
     pub version: HttpVersion,
+    /// The local address to connect from; `None`: the system's choice.
+    pub source: Option<IpAddr>,
 }
 
 /// No longer produced: method, URL and headers are parsed when the configuration loads. Kept
@@ -106,12 +108,22 @@ impl ProbeRequest {
             uri: url.uri().clone(),
             headers,
             version: HttpVersion::Http1,
+            source: None,
         }
     }
 
     /// The same request in `version` (an upstream's `http_version`).
     pub fn with_version(self, version: HttpVersion) -> ProbeRequest {
         ProbeRequest { version, ..self }
+    }
+
+    /// The same request, sent from the local address `source` (`vigil drain` speaks from loopback,
+    /// the only peer `/drain` answers, even to an agent listening on one non-loopback address).
+    pub fn from_address(self, source: IpAddr) -> ProbeRequest {
+        ProbeRequest {
+            source: Some(source),
+            ..self
+        }
     }
 
     /// `GET url` (the gateway's and the jwt check's requests).
@@ -177,6 +189,7 @@ impl HttpClient {
         progress: &mut Progress,
     ) -> Result<ProbeResponse, ProbeError> {
         let host = request.host();
+        progress.source = request.source;
         let (tcp, addresses) = connect(host, request.port(), progress).await?;
         if request.is_https() {
             let tls = self.handshake(host, tcp, request.version.alpn(), progress).await?;

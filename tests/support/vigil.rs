@@ -110,16 +110,18 @@ impl VigilBuilder {
             .prefix("vigil-test-")
             .tempdir()
             .expect("Vigil: create temp dir");
-        // Clients reach an agent on a wildcard address over 127.0.0.1.
+        // Clients reach an agent on a wildcard address over 127.0.0.1, on any other at that address.
         let (listen, addr) = match self.listen {
             Some(listen) => (listen, listen),
             None => {
                 let port = free_port();
                 let ip = self.listen_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-                (
-                    SocketAddr::new(ip, port),
-                    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-                )
+                let reach = if ip.is_unspecified() {
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                } else {
+                    ip
+                };
+                (SocketAddr::new(ip, port), SocketAddr::new(reach, port))
             }
         };
         let config_path = dir.path().join("vigil.toml");
