@@ -96,7 +96,7 @@ pub async fn drain(config: &Config, request: DrainRequest) -> Result<Printed, On
     if !target.ip().is_loopback() {
         // `listen` is one address of the pod's: `/drain` answers loopback peers only, so the
         // request leaves from loopback (still inside the pod) to reach it.
-        request = request.from_address(match target {
+        request = request.sent_from(match target {
             SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
             SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
         });

@@ -119,7 +119,7 @@ impl ProbeRequest {
 
     /// The same request, sent from the local address `source` (`vigil drain` speaks from loopback,
     /// the only peer `/drain` answers, even to an agent listening on one non-loopback address).
-    pub fn from_address(self, source: IpAddr) -> ProbeRequest {
+    pub fn sent_from(self, source: IpAddr) -> ProbeRequest {
         ProbeRequest {
             source: Some(source),
             ..self
