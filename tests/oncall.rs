@@ -535,6 +535,18 @@ fn curl(netns: &Netns, method: &str, url: &str, headers: &[&str]) -> u16 {
     String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0)
 }
 
+/// An agent listening on `ip` with the diag token and one passing upstream (kept alive by the
+/// returned server).
+fn agent_with_token_on(ip: IpAddr) -> (FakeServer, Vigil) {
+    let upstream = FakeServer::fixed(Response::text(200, "ok"));
+    let vigil = Vigil::builder().listen_ip(ip).start(&format!(
+        "[system]\nenabled = false\n[diag]\ntoken = \"{TOKEN}\"\n\
+         [[upstream]]\nname = \"orders\"\nurl = \"{}\"\n",
+        upstream.url("/healthz")
+    ));
+    (upstream, vigil)
+}
+
 #[test]
 fn post_drain_from_another_network_namespace_is_refused_even_with_the_token() {
     let netns = match Netns::create("oncall").and_then(|netns| netns.with_veth(202)) {
@@ -544,14 +556,7 @@ fn post_drain_from_another_network_namespace_is_refused_even_with_the_token() {
             return;
         }
     };
-    let upstream = FakeServer::fixed(Response::text(200, "ok"));
-    let vigil = Vigil::builder()
-        .listen_ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-        .start(&format!(
-            "[system]\nenabled = false\n[diag]\ntoken = \"{TOKEN}\"\n\
-         [[upstream]]\nname = \"orders\"\nurl = \"{}\"\n",
-            upstream.url("/healthz")
-        ));
+    let (_upstream, vigil) = agent_with_token_on(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     vigil.wait_for_status("/readyz", 200, WAIT);
     let base = format!("http://{}:{}", netns.host_ip(), vigil.port());
     assert_eq!(
@@ -584,12 +589,7 @@ fn vigil_drain_reaches_an_agent_listening_on_one_non_loopback_address() {
             return;
         }
     };
-    let upstream = FakeServer::fixed(Response::text(200, "ok"));
-    let vigil = Vigil::builder().listen_ip(IpAddr::V4(netns.host_ip())).start(&format!(
-        "[system]\nenabled = false\n[diag]\ntoken = \"{TOKEN}\"\n\
-             [[upstream]]\nname = \"orders\"\nurl = \"{}\"\n",
-        upstream.url("/healthz")
-    ));
+    let (_upstream, vigil) = agent_with_token_on(IpAddr::V4(netns.host_ip()));
     assert_eq!(vigil.addr().ip(), IpAddr::V4(netns.host_ip()));
     vigil.wait_for_status("/readyz", 200, WAIT);
     let config = config_of(&vigil);
