@@ -192,7 +192,14 @@ fn real_gateways_serve_the_counts_sent() {
     let backend = Backend::start();
     let haproxy = Haproxy::start(backend.addr());
     assert_eq!(send(haproxy.addr, &plan(false)), 400);
-    let m = haproxy.metrics();
+    // HAProxy counts a response when its stream ends, which can be just after the client has
+    // read it: scrape until the frontend has counted all 400.
+    let mut m = String::new();
+    let counted = |m: &str| sum_samples(m, "haproxy_frontend_http_responses_total", &[("proxy", "public")]);
+    poll_until(Duration::from_secs(5), || {
+        m = haproxy.metrics();
+        counted(&m) >= 400.0
+    });
     let fe = |code| {
         sum_samples(
             &m,
@@ -224,7 +231,11 @@ fn real_gateways_serve_the_counts_sent() {
 
     let caddy = Caddy::start(backend.addr());
     assert_eq!(send(caddy.addr, &plan(true)), 400);
-    let m = caddy.metrics();
+    let mut m = String::new();
+    poll_until(Duration::from_secs(5), || {
+        m = caddy.metrics();
+        sum_samples(&m, "caddy_http_requests_total", &[]) >= 400.0
+    });
     let code = |c| sum_samples(&m, "caddy_http_request_duration_seconds_count", &[("code", c)]);
     assert_eq!(
         (code("200"), code("401"), code("403"), code("429"), code("500")),
