@@ -164,6 +164,11 @@ impl ApiError {
                 message.clone(),
                 "mount the service account token in the vigil container (a projected volume, deploy/base/deployment.yaml) or set kubernetes.token_file".to_owned(),
             ),
+            ApiError::Unreachable { error, .. } if error.kind() == FailureKind::Tls => (
+                FailureKind::Tls,
+                self.to_string(),
+                "the API server's certificate must be signed by the CA in kubernetes.ca_file (the service account's ca.crt unless set): compare it with `kubectl config view --raw` or `openssl s_client -showcerts` against api_url; vigil keeps its last view of the pod meanwhile".to_owned(),
+            ),
             ApiError::Unreachable { error, .. } => (
                 error.kind(),
                 self.to_string(),
@@ -491,6 +496,24 @@ mod tests {
             "{reason}"
         );
         assert!(reason.chars().count() < 300, "an API server's message is cut: {reason}");
+        let untrusted = ApiError::Unreachable {
+            url: "https://10.96.0.1:443".to_owned(),
+            error: ProbeError::Tls(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "invalid peer certificate: UnknownIssuer",
+            )),
+        };
+        let problem = untrusted.problem("list", "pods", "gw");
+        assert_eq!(problem.kind, FailureKind::Tls);
+        assert!(problem.reason.contains("UnknownIssuer"), "{}", problem.reason);
+        assert!(
+            problem
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("kubernetes.ca_file")),
+            "a certificate the CA does not sign points at kubernetes.ca_file: {:?}",
+            problem.hint
+        );
     }
 
     #[test]
