@@ -1,12 +1,12 @@
 //! The thread the check loops run on: one single-threaded runtime, driven by a thread of its
 //! own, beside the server's.
 //!
-//! Why one thread and not a multi-threaded runtime with one worker: the checks never needed more
-//! than one thread (they wait on the network), and tokio's work-stealing scheduler costs an idle
-//! agent in two ways a sidecar notices. Every wake-up may also wake a second thread to look for
-//! work to steal, which is CPU on every run; and its scheduler is the only code in the agent that
-//! calls `pow`, which alone keeps `libm` loaded, about 0.5 MiB of resident memory
-//! (bench/README.md, "Where the memory and the gRPC CPU went").
+//! Why not a multi-threaded runtime with one worker, as before: the checks never needed more
+//! than one thread (they wait on the network), and once neither runtime is multi-threaded,
+//! tokio's work-stealing scheduler is not in the binary at all. It cost an idle agent in two ways
+//! a sidecar notices: with the server's two workers, a wake-up could wake the second one to look
+//! for work to steal; and it is the only code in the agent that calls `pow`, which alone kept
+//! `libm` loaded, about 0.5 MiB of resident memory (bench/README.md, "Two more cuts").
 
 use std::io;
 use std::thread;
